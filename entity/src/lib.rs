@@ -1,0 +1,12 @@
+//! sea-orm entities of Amtsplatz. Data only: behaviour lives in the server's domain modules.
+//!
+//! Every tenant-owned table carries `tenant_id`; unique keys on tenant data include it.
+
+pub mod audit_log;
+pub mod departments;
+pub mod platform_admins;
+pub mod refresh_tokens;
+pub mod staff_memberships;
+pub mod staff_roles;
+pub mod staff_users;
+pub mod tenants;

@@ -1,0 +1,23 @@
+//! Database migrations: append-only history, one file per change. Never edit an applied one.
+//!
+//! On PostgreSQL the migrations also own the security model: the non-owner role [`APP_ROLE`] that
+//! serves requests, its grants, and row-level security on every tenant table (see [`postgres`]).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_tenancy;
+pub mod postgres;
+
+/// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
+pub const APP_ROLE: &str = "amtsplatz_app";
+
+/// All migrations, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_tenancy::Migration)]
+    }
+}

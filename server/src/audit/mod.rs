@@ -1,0 +1,51 @@
+//! Append-only audit log. [`record`] takes the caller's transaction, so an entry exists exactly
+//! when the change it describes was committed. On PostgreSQL the request role has no UPDATE or
+//! DELETE grant on the table at all.
+
+pub mod graphql;
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+
+use entity::audit_log;
+
+use crate::context::TenantCtx;
+use crate::error::AppResult;
+use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::ids::TenantId;
+
+/// Appends one entry. `details` must not contain secrets or personal data beyond IDs.
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    actor: &str,
+    action: &str,
+    target: String,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    audit_log::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        tenant_id: Set(tenant.0),
+        actor: Set(actor.to_owned()),
+        action: Set(action.to_owned()),
+        target: Set(target),
+        details: Set(details),
+        at: Set(chrono::Utc::now()),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+/// The tenant's audit log, oldest first. Tenant administrators only.
+pub async fn list(
+    db: &sea_orm::DatabaseConnection,
+    ctx: &TenantCtx,
+    args: PageArgs,
+) -> AppResult<Page<audit_log::Model>> {
+    ctx.require_tenant_admin()?;
+    let txn = crate::db::begin_tenant(db, ctx.tenant_id).await?;
+    let select = crate::db::scoped::<audit_log::Entity>(ctx.tenant_id);
+    let page = fetch_page(&txn, select, audit_log::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
+}

@@ -1,0 +1,9 @@
+//! Authentication: staff passwords (Argon2id), our ES256 access tokens with rotating refresh
+//! tokens, citizens' OIDC ID tokens, login rate limits.
+
+pub mod graphql;
+pub mod oidc;
+pub mod password;
+pub mod rate_limit;
+pub mod service;
+pub mod tokens;

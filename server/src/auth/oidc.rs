@@ -1,0 +1,138 @@
+//! Citizen sign-in: ID tokens from the tenant's OIDC provider (e.g. BundID / Servicekonto via
+//! Keycloak), verified against the provider's JWKS. Keys are cached; an unknown `kid` triggers
+//! one refetch (key rotation), at most every [`REFETCH_COOLDOWN`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::error::{AppError, AppResult};
+use crate::tenancy::types::OidcSettings;
+
+const CACHE_TTL: Duration = Duration::from_secs(600);
+const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Asymmetric algorithms only: an HMAC "signature" with the public key as secret is the classic attack.
+const ALLOWED: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The claims we read from an ID token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+struct Cached {
+    set: JwkSet,
+    fetched_at: Instant,
+}
+
+pub struct OidcVerifier {
+    http: reqwest::Client,
+    allow_http: bool,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for OidcVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcVerifier").field("allow_http", &self.allow_http).finish_non_exhaustive()
+    }
+}
+
+fn reject(why: impl std::fmt::Display) -> AppError {
+    tracing::debug!(auth.reject = %why, "ID token rejected");
+    AppError::Unauthenticated
+}
+
+impl OidcVerifier {
+    pub fn new(allow_http: bool) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, allow_http, cache: Mutex::new(HashMap::new()) })
+    }
+
+    /// Verifies an ID token for the tenant's provider: signature by a JWKS key, `iss`, `aud`
+    /// (the client ID), `exp`, `nbf` when present, `sub`.
+    pub async fn verify(&self, token: &str, cfg: &OidcSettings) -> AppResult<IdClaims> {
+        let header = jsonwebtoken::decode_header(token).map_err(reject)?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(reject(format!("algorithm {:?} not allowed", header.alg)));
+        }
+        let kid = header.kid.clone().ok_or_else(|| reject("no kid"))?;
+        let jwk = match self.cached_key(&cfg.jwks_url, &kid, false).await? {
+            Some(jwk) => jwk,
+            None => self.cached_key(&cfg.jwks_url, &kid, true).await?.ok_or_else(|| reject("unknown kid"))?,
+        };
+        if let Some(key_alg) = jwk.common.key_algorithm {
+            if format!("{key_alg:?}") != format!("{:?}", header.alg) {
+                return Err(reject("algorithm does not match the key"));
+            }
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(reject)?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.client_id]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<IdClaims>(token, &key, &validation).map_err(reject)?;
+        Ok(data.claims)
+    }
+
+    /// The key with `kid` from the cached set; with `refresh`, refetches first (rate-limited).
+    async fn cached_key(&self, url: &str, kid: &str, refresh: bool) -> AppResult<Option<jsonwebtoken::jwk::Jwk>> {
+        let fresh_enough = {
+            let cache = self.cache.lock().map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
+            match cache.get(url) {
+                Some(c) if !refresh && c.fetched_at.elapsed() < CACHE_TTL => return Ok(c.set.find(kid).cloned()),
+                Some(c) if refresh && c.fetched_at.elapsed() < REFETCH_COOLDOWN => return Ok(c.set.find(kid).cloned()),
+                Some(_) | None => false,
+            }
+        };
+        debug_assert!(!fresh_enough);
+        let set = self.fetch(url).await?;
+        let key = set.find(kid).cloned();
+        let mut cache = self.cache.lock().map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
+        cache.insert(url.to_owned(), Cached { set, fetched_at: Instant::now() });
+        Ok(key)
+    }
+
+    async fn fetch(&self, url: &str) -> AppResult<JwkSet> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| reject("JWKS URL invalid"))?;
+        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if parsed.scheme() != "https" && !(self.allow_http && loopback) {
+            return Err(reject("JWKS URL must use https"));
+        }
+        let resp = self.http.get(parsed).send().await.map_err(|e| {
+            tracing::warn!(oidc.jwks_url = url, error = %e, "fetching JWKS failed");
+            AppError::Unauthenticated
+        })?;
+        if !resp.status().is_success() {
+            tracing::warn!(oidc.jwks_url = url, status = %resp.status(), "JWKS endpoint answered an error");
+            return Err(AppError::Unauthenticated);
+        }
+        resp.json::<JwkSet>().await.map_err(|e| {
+            tracing::warn!(oidc.jwks_url = url, error = %e, "JWKS is not a valid key set");
+            AppError::Unauthenticated
+        })
+    }
+}

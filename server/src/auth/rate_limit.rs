@@ -1,0 +1,54 @@
+//! Login rate limits per client IP and per account (GCRA, via `governor`).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::{AppError, AppResult};
+use crate::settings::AuthSettings;
+
+pub struct LoginLimiter {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_account: DefaultKeyedRateLimiter<String>,
+}
+
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginLimiter")
+    }
+}
+
+fn quota(per_minute: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
+}
+
+/// Keys beyond which stale entries are dropped, so the maps stay bounded.
+const SHRINK_ABOVE: usize = 10_000;
+
+impl LoginLimiter {
+    pub fn new(auth: &AuthSettings) -> Self {
+        Self {
+            per_ip: RateLimiter::keyed(quota(auth.login_per_ip_per_minute)),
+            per_account: RateLimiter::keyed(quota(auth.login_per_account_per_minute)),
+        }
+    }
+
+    /// Counts one attempt; `RATE_LIMITED` with the wait time when either limit is used up.
+    pub fn check(&self, ip: Option<IpAddr>, account: &str) -> AppResult<()> {
+        if self.per_ip.len() > SHRINK_ABOVE {
+            self.per_ip.retain_recent();
+        }
+        if self.per_account.len() > SHRINK_ABOVE {
+            self.per_account.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        let limited = |wait: std::time::Duration| AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) };
+        if let Some(ip) = ip {
+            self.per_ip.check_key(&ip).map_err(|n| limited(n.wait_time_from(now)))?;
+        }
+        self.per_account.check_key(&account.to_owned()).map_err(|n| limited(n.wait_time_from(now)))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! Command line: `serve` (default), `migrate`, `export-schema`, `tenants apply <dir>`.
+//! Output for people goes to stdout/stderr here; logs go through tracing.
+
+#![expect(clippy::print_stdout, reason = "the CLI talks to its user on stdout")]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::Settings;
+use crate::startup::Application;
+use crate::tenancy::onboarding::{self, Mode, Outcome};
+
+#[derive(Parser, Debug)]
+#[command(name = "server", about = "Amtsplatz: multi-tenant GraphQL server for municipal online services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write the GraphQL SDL (default: frontend-schema/schema.graphql).
+    ExportSchema {
+        #[arg(long, default_value = "frontend-schema/schema.graphql")]
+        out: PathBuf,
+    },
+    /// Manage tenants from onboarding files.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantsCommand {
+    /// Create or update every tenant described by `<dir>/*.toml` (idempotent).
+    Apply { dir: PathBuf },
+}
+
+/// Entry point of the `server` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::ExportSchema { out }) = &cli.command {
+        return export_schema(out);
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(&settings).await,
+        Command::Tenants { command: TenantsCommand::Apply { dir } } => apply_tenants(&settings, &dir).await,
+        Command::ExportSchema { .. } => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn export_schema(out: &PathBuf) -> ExitCode {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: creating {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    match std::fs::write(out, crate::graphql::sdl()) {
+        Ok(()) => {
+            println!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}:{}", app.state().settings.bind_addr()?.ip(), app.port());
+    println!("Amtsplatz listening on {url}  (GraphiQL: {url}/graphql)");
+    if !app.demo_logins().is_empty() {
+        println!("Demo logins (send the tenant as header X-Tenant):");
+        for l in app.demo_logins() {
+            println!("  {:<14} {:<36} {}", l.tenant.as_deref().unwrap_or("(platform)"), l.email, l.password);
+        }
+    }
+    tracing::info!(http.port = app.port(), "server started");
+    app.run_until_stopped().await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let owner = crate::db::connect_owner(settings).await?;
+    crate::db::migrate(&owner).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn apply_tenants(settings: &Settings, dir: &PathBuf) -> anyhow::Result<()> {
+    let specs = onboarding::load_dir(dir)?;
+    let owner = crate::db::connect_owner(settings).await?;
+    crate::db::migrate(&owner).await?;
+    let db = crate::db::connect_app(settings, &owner).await?;
+    for spec in &specs {
+        let applied = onboarding::apply(&db, spec, "system:cli", Mode::Upsert).await.map_err(|e| anyhow::anyhow!("{}: {e}", spec.slug))?;
+        match applied.outcome {
+            Outcome::Created => println!("{}: created", spec.slug),
+            Outcome::Unchanged => println!("{}: unchanged", spec.slug),
+            Outcome::Updated(changes) => println!("{}: updated ({})", spec.slug, changes.join(", ")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Who is asking, for which tenant. Resolved once per request by the HTTP layer
+//! ([`crate::http::resolve`]) and handed to GraphQL as request data.
+//!
+//! [`TenantCtx`] is the only way to reach tenant data: domain functions take it first and begin
+//! with a permission check from here.
+
+use std::sync::Arc;
+
+use entity::tenants;
+
+use crate::error::{AppError, AppResult};
+use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
+
+/// A role. Department roles are memberships; these are the tenant- and platform-wide ones.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    /// Operates the platform: onboards tenants.
+    PlatformAdmin,
+    /// Administers one tenant: departments, staff, roles, services.
+    TenantAdmin,
+    /// Works on applications in the departments they are a member of.
+    Staff,
+    /// Publishes service templates to the marketplace.
+    Author,
+    /// A citizen signed in through the tenant's identity provider.
+    Citizen,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlatformAdmin => "platform_admin",
+            Self::TenantAdmin => "tenant_admin",
+            Self::Staff => "staff",
+            Self::Author => "author",
+            Self::Citizen => "citizen",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::PlatformAdmin, Self::TenantAdmin, Self::Staff, Self::Author, Self::Citizen]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// The authenticated caller.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Anonymous,
+    Staff { user_id: StaffUserId, tenant_id: TenantId, roles: Vec<Role> },
+    PlatformAdmin { admin_id: PlatformAdminId },
+    Citizen(Citizen),
+}
+
+/// A citizen identified by their tenant's OIDC provider.
+#[derive(Clone, Debug)]
+pub struct Citizen {
+    pub tenant_id: TenantId,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: Role) -> bool {
+        match self {
+            Self::Anonymous => false,
+            Self::Staff { roles, .. } => roles.contains(&role),
+            Self::PlatformAdmin { .. } => role == Role::PlatformAdmin,
+            Self::Citizen(_) => role == Role::Citizen,
+        }
+    }
+
+    /// `staff:<id>` etc., as written to the audit log. Never personal data.
+    pub fn audit_actor(&self) -> String {
+        match self {
+            Self::Anonymous => "anonymous".into(),
+            Self::Staff { user_id, .. } => format!("staff:{user_id}"),
+            Self::PlatformAdmin { admin_id } => format!("platform:{admin_id}"),
+            Self::Citizen(c) => format!("citizen:{}", c.subject),
+        }
+    }
+
+    /// The ID recorded on the request span.
+    pub fn log_id(&self) -> Option<String> {
+        match self {
+            Self::Anonymous => None,
+            Self::Staff { user_id, .. } => Some(format!("staff:{user_id}")),
+            Self::PlatformAdmin { admin_id } => Some(format!("platform:{admin_id}")),
+            Self::Citizen(c) => Some(format!("citizen:{}", c.subject)),
+        }
+    }
+}
+
+/// Everything resolved about one request before GraphQL runs.
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub tenant: Option<Arc<tenants::Model>>,
+    pub principal: Principal,
+}
+
+impl RequestCtx {
+    /// The tenant context, or `NOT_FOUND` when the request named no tenant.
+    pub fn tenant(&self) -> AppResult<TenantCtx> {
+        let tenant = self.tenant.clone().ok_or(AppError::NotFound("tenant (send the X-Tenant header)"))?;
+        Ok(TenantCtx { tenant_id: TenantId(tenant.id), tenant, principal: self.principal.clone() })
+    }
+
+    pub fn require_platform_admin(&self) -> AppResult<PlatformAdminId> {
+        match &self.principal {
+            Principal::PlatformAdmin { admin_id } => Ok(*admin_id),
+            Principal::Anonymous => Err(AppError::Unauthenticated),
+            _ => Err(AppError::Forbidden("platform administrators only")),
+        }
+    }
+}
+
+/// A request bound to one tenant. The principal is already checked to belong to it (or to be a
+/// platform administrator).
+#[derive(Clone, Debug)]
+pub struct TenantCtx {
+    pub tenant_id: TenantId,
+    pub tenant: Arc<tenants::Model>,
+    pub principal: Principal,
+}
+
+impl TenantCtx {
+    /// Tenant administrators of this tenant, and platform administrators.
+    pub fn require_tenant_admin(&self) -> AppResult<()> {
+        match &self.principal {
+            Principal::Anonymous => Err(AppError::Unauthenticated),
+            Principal::PlatformAdmin { .. } => Ok(()),
+            p if p.has_role(Role::TenantAdmin) => Ok(()),
+            _ => Err(AppError::Forbidden("tenant administrators only")),
+        }
+    }
+
+    /// Any staff member of this tenant (or a platform administrator).
+    pub fn require_staff(&self) -> AppResult<()> {
+        match &self.principal {
+            Principal::Anonymous => Err(AppError::Unauthenticated),
+            Principal::PlatformAdmin { .. } | Principal::Staff { .. } => Ok(()),
+            Principal::Citizen(_) => Err(AppError::Forbidden("staff only")),
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        self.principal.audit_actor()
+    }
+}

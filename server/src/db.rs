@@ -1,0 +1,130 @@
+//! Database connections and the tenant transaction.
+//!
+//! Two pools on PostgreSQL: the *owner* runs migrations; requests use the *app* pool, which acts as
+//! the non-owner role `amtsplatz_app` so row-level security binds it. Every tenant query runs in a
+//! transaction opened by [`begin_tenant`], which sets `app.tenant_id` transaction-locally (a plain
+//! `SET` would leak into the next request that borrows the pooled connection).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use migration::{APP_ROLE, Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
+};
+use secrecy::ExposeSecret;
+
+use crate::error::AppResult;
+use crate::ids::TenantId;
+use crate::settings::Settings;
+
+fn options(url: &str, settings: &Settings) -> ConnectOptions {
+    let mut opt = ConnectOptions::new(url.to_owned());
+    opt.max_connections(settings.database.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging_level(tracing::log::LevelFilter::Debug);
+    if url.starts_with("sqlite:") {
+        // WAL lets readers run beside the one writer; busy_timeout makes writers queue instead of failing.
+        opt.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(15))
+                .foreign_keys(true)
+        });
+    }
+    opt
+}
+
+/// Connects as the database owner (migrations, CLI maintenance).
+pub async fn connect_owner(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
+    }
+    Database::connect(options(&url, settings)).await.context("connecting to the database (owner)")
+}
+
+/// Connects the pool that serves requests. On SQLite this is the owner pool itself.
+pub async fn connect_app(settings: &Settings, owner: &DatabaseConnection) -> anyhow::Result<DatabaseConnection> {
+    if owner.get_database_backend() != DbBackend::Postgres {
+        return Ok(owner.clone());
+    }
+    let opt = match &settings.database.app_url {
+        Some(app_url) => options(app_url.expose_secret(), settings),
+        None => {
+            let mut opt = options(&settings.database_url(), settings);
+            opt.map_sqlx_postgres_opts(|o| o.options([("role", APP_ROLE)]));
+            opt
+        }
+    };
+    Database::connect(opt).await.context("connecting to the database (app role)")
+}
+
+/// Applies pending migrations as the owner.
+pub async fn migrate(owner: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(owner, None).await.context("applying migrations")
+}
+
+/// Whether every known migration is applied (readiness).
+pub async fn migrations_applied(db: &DatabaseConnection) -> bool {
+    matches!(Migrator::get_pending_migrations_read_only(db).await, Ok(pending) if pending.is_empty())
+}
+
+/// Opens a transaction scoped to one tenant: on PostgreSQL, RLS then shows only its rows.
+pub async fn begin_tenant(db: &DatabaseConnection, tenant: TenantId) -> AppResult<DatabaseTransaction> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('app.tenant_id', $1, true)",
+            [tenant.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(txn)
+}
+
+/// Opens a transaction with no tenant set: only platform-level rows are visible.
+pub async fn begin_platform(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
+    Ok(db.begin().await?)
+}
+
+/// Sets the tenant inside an already open transaction (used when the tenant is created in it).
+pub async fn set_tenant(txn: &DatabaseTransaction, tenant: TenantId) -> AppResult<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('app.tenant_id', $1, true)",
+            [tenant.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// A tenant-owned entity: every query on it starts from [`scoped`].
+pub trait TenantScoped: sea_orm::EntityTrait {
+    fn tenant_column() -> Self::Column;
+}
+
+/// `SELECT … WHERE tenant_id = $tenant`: the only way services query tenant tables.
+/// (On PostgreSQL, RLS enforces the same again.)
+pub fn scoped<E: TenantScoped>(tenant: TenantId) -> sea_orm::Select<E> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    E::find().filter(E::tenant_column().eq(tenant.0))
+}
+
+macro_rules! tenant_scoped {
+    ($($m:ident),*) => {$(
+        impl TenantScoped for entity::$m::Entity {
+            fn tenant_column() -> Self::Column {
+                entity::$m::Column::TenantId
+            }
+        }
+    )*};
+}
+tenant_scoped!(departments, staff_users, staff_roles, staff_memberships, audit_log);

@@ -1,0 +1,68 @@
+//! Schema extensions: the alias limit (depth and complexity limits alone let
+//! `a1: me a2: me … a10000: me` through) and error codes on every response.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Response, ServerError, ServerResult, Variables};
+
+pub struct AliasLimit(pub usize);
+
+impl ExtensionFactory for AliasLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AliasLimitExt(self.0))
+    }
+}
+
+struct AliasLimitExt(usize);
+
+fn count(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => usize::from(f.node.alias.is_some()) + count(&f.node.selection_set.node),
+            Selection::InlineFragment(f) => count(&f.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for AliasLimitExt {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        // Fragments are counted once each even if spread many times: spreads multiply depth and
+        // complexity, which their own limits bound.
+        let aliases: usize = doc.operations.iter().map(|(_, op)| count(&op.node.selection_set.node)).sum::<usize>()
+            + doc.fragments.values().map(|f| count(&f.node.selection_set.node)).sum::<usize>();
+        if aliases > self.0 {
+            return Err(ServerError::new(format!("Query has too many aliases: {aliases} (limit {})", self.0), None));
+        }
+        Ok(doc)
+    }
+}
+
+/// Sets `extensions.code` on every error of every response (HTTP and WebSocket).
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+        let mut resp = next.run(ctx, operation_name).await;
+        super::fill_error_codes(&mut resp.errors);
+        resp
+    }
+}

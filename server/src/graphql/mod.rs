@@ -1,0 +1,74 @@
+//! The GraphQL schema: one `Query`/`Mutation` object per domain, merged here, plus the limits
+//! every request is held to (depth, complexity, aliases; body size and batching in [`crate::http`]).
+
+pub mod connection;
+mod limits;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::audit::graphql::AuditQuery;
+use crate::context::{RequestCtx, TenantCtx};
+use crate::error::{AppError, AppResult};
+use crate::settings::GraphqlSettings;
+use crate::tenancy::graphql::{TenancyMutation, TenancyQuery};
+
+#[derive(MergedObject, Default)]
+pub struct Query(AuthQuery, TenancyQuery, AuditQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AuthMutation, TenancyMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema with the configured limits. Per-request data (the [`RequestCtx`], the
+/// DataLoaders) is attached by the HTTP layer; application state by [`crate::startup`].
+pub fn build_schema(limits_cfg: &GraphqlSettings) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits_cfg.max_depth)
+        .limit_complexity(limits_cfg.max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(10)
+        .extension(limits::AliasLimit(limits_cfg.max_aliases))
+        .extension(limits::ErrorCodes)
+}
+
+/// The SDL as committed in `frontend-schema/schema.graphql`.
+pub fn sdl() -> String {
+    let schema = build_schema(&GraphqlSettings::default()).finish();
+    let mut sdl = schema.sdl();
+    if !sdl.ends_with('\n') {
+        sdl.push('\n');
+    }
+    sdl
+}
+
+/// The request's resolved context. Always present on requests served by [`crate::http`].
+pub fn request_ctx<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestCtx> {
+    ctx.data::<RequestCtx>().map_err(|_| AppError::internal("GraphQL context", anyhow::anyhow!("no RequestCtx")))
+}
+
+/// The request's tenant context, or `NOT_FOUND` when no tenant was selected.
+pub fn tenant_ctx(ctx: &Context<'_>) -> AppResult<TenantCtx> {
+    request_ctx(ctx)?.tenant()
+}
+
+/// A piece of application state attached to the schema.
+pub fn state<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a T> {
+    ctx.data::<T>()
+        .map_err(|_| AppError::internal("GraphQL context", anyhow::anyhow!("missing {}", std::any::type_name::<T>())))
+}
+
+/// Gives every error its `extensions.code`: from the [`AppError`] a resolver returned, else
+/// `VALIDATION_FAILED` — errors async-graphql raises itself (parse, validation, limits,
+/// coercion) are all the client's fault.
+pub fn fill_error_codes(errors: &mut [async_graphql::ServerError]) {
+    for err in errors {
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if let Some(app) = err.source.as_ref().and_then(|s| s.downcast_ref::<AppError>()) {
+            app.fill_extensions(ext);
+        } else if ext.get("code").is_none() {
+            ext.set("code", "VALIDATION_FAILED");
+        }
+    }
+}

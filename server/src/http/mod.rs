@@ -1,0 +1,210 @@
+//! HTTP routes: GraphQL (POST, GraphiQL on GET, WebSocket), health, readiness, metrics, JWKS.
+//!
+//! Before GraphQL runs, [`resolve`] turns the request into a [`RequestCtx`]: the tenant from
+//! `X-Tenant` or the host's subdomain (else the token's tenant claim) and the principal from the
+//! bearer token. The same function serves the WebSocket's `connection_init` payload.
+
+mod span;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use async_graphql::dataloader::DataLoader;
+use async_graphql_actix_web::GraphQLSubscription;
+use futures_util::StreamExt as _;
+use tracing_actix_web::{RequestId, RootSpan};
+
+pub use span::AmtsplatzRootSpan;
+
+use crate::context::{Principal, RequestCtx};
+use crate::error::{AppError, AppResult};
+use crate::graphql::{AppSchema, fill_error_codes};
+use crate::state::{AppState, ClientIp};
+use crate::tenancy::loader::TenancyLoader;
+use crate::tenancy::service as tenancy;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/graphql", web::post().to(graphql_post))
+        .route("/graphql", web::get().to(graphiql))
+        .route("/graphql/ws", web::get().to(graphql_ws))
+        .route("/", web::get().to(graphiql))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/.well-known/jwks.json", web::get().to(jwks));
+}
+
+/// Where the tenant comes from, before it is looked up.
+fn tenant_hint(req: &HttpRequest, base_domain: Option<&str>) -> Option<String> {
+    if let Some(v) = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned());
+    }
+    let base = base_domain?;
+    let host = req.connection_info().host().to_owned();
+    let host = host.split(':').next().unwrap_or_default();
+    host.strip_suffix(base).and_then(|sub| sub.strip_suffix('.')).filter(|s| !s.is_empty() && !s.contains('.')).map(str::to_owned)
+}
+
+/// Resolves tenant and principal. An unknown tenant is `NOT_FOUND`; a malformed or invalid
+/// token is `UNAUTHENTICATED` (never silently anonymous); a token of another tenant `FORBIDDEN`.
+pub async fn resolve(state: &AppState, tenant_slug: Option<&str>, authorization: Option<&str>, request_id: String) -> AppResult<RequestCtx> {
+    let mut tenant = match tenant_slug {
+        Some(slug) => Some(Arc::new(tenancy::tenant_by_slug(&state.db, slug).await?.ok_or(AppError::NotFound("tenant"))?)),
+        None => None,
+    };
+    let principal = match authorization {
+        None => Principal::Anonymous,
+        Some(value) => {
+            let token = value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or(AppError::Unauthenticated)?;
+            let (principal, token_tenant) = crate::auth::service::authenticate(state, tenant.as_ref(), token).await?;
+            if tenant.is_none() {
+                if let Some(tid) = token_tenant {
+                    tenant = Some(Arc::new(tenancy::tenant_by_id(&state.db, tid).await?.ok_or(AppError::Unauthenticated)?));
+                }
+            }
+            principal
+        }
+    };
+    Ok(RequestCtx { request_id, tenant, principal })
+}
+
+fn client_ip(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    if state.settings.auth.trust_forwarded_for {
+        if let Some(ip) = req.connection_info().realip_remote_addr().and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+fn error_response(err: &AppError) -> HttpResponse {
+    let mut builder = HttpResponse::build(err.status());
+    if let AppError::RateLimited { retry_after_secs } = err {
+        builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+    }
+    builder.json(err.graphql_body())
+}
+
+/// Reads the body up to `limit` bytes; beyond it, stops reading and answers `PAYLOAD_TOO_LARGE`.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> AppResult<web::BytesMut> {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(AppError::PayloadTooLarge { limit_bytes: limit });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| AppError::invalid("body", "could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::PayloadTooLarge { limit_bytes: limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_request(body: &[u8]) -> AppResult<async_graphql::Request> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(AppError::invalid("body", "batched requests are not supported: send one operation per request"));
+    }
+    serde_json::from_slice(body).map_err(|e| AppError::invalid("body", format!("is not a GraphQL request: {e}")))
+}
+
+async fn graphql_post(
+    state: web::Data<AppState>,
+    schema: web::Data<AppSchema>,
+    req: HttpRequest,
+    payload: web::Payload,
+    root_span: RootSpan,
+) -> HttpResponse {
+    let started = Instant::now();
+    let prepared = async {
+        let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
+        let gql = parse_request(&body)?;
+        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+        let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("invalid"));
+        let hint = tenant_hint(&req, state.settings.base_domain.as_deref());
+        let ctx = resolve(&state, hint.as_deref(), authorization, request_id).await?;
+        Ok::<_, AppError>((gql, ctx))
+    }
+    .await;
+    let (gql, ctx) = match prepared {
+        Ok(ok) => ok,
+        Err(err) => {
+            state.metrics.observe_graphql("rejected", false, started.elapsed().as_secs_f64());
+            return error_response(&err);
+        }
+    };
+    if let Some(t) = &ctx.tenant {
+        root_span.record("tenant.id", tracing::field::display(t.id));
+    }
+    if let Some(user) = ctx.principal.log_id() {
+        root_span.record("user.id", tracing::field::display(user));
+    }
+    let operation = state.metrics.operation_label(gql.operation_name.as_deref());
+    let mut gql = gql.data(ClientIp(client_ip(&state, &req)));
+    if let Some(t) = &ctx.tenant {
+        gql = gql.data(DataLoader::new(TenancyLoader { db: state.db.clone(), tenant: crate::ids::TenantId(t.id) }, tokio::spawn));
+    }
+    let mut resp = schema.execute(gql.data(ctx)).await;
+    fill_error_codes(&mut resp.errors);
+    let ok = resp.errors.is_empty();
+    state.metrics.observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
+    tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
+    HttpResponse::Ok().json(resp)
+}
+
+/// GraphQL over WebSocket (graphql-transport-ws). The `connection_init` payload carries what
+/// HTTP headers would: `{"X-Tenant": "...", "Authorization": "Bearer ..."}`.
+async fn graphql_ws(
+    state: web::Data<AppState>,
+    schema: web::Data<AppSchema>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let state = state.get_ref().clone();
+    let header_tenant = tenant_hint(&req, state.settings.base_domain.as_deref());
+    GraphQLSubscription::new(AppSchema::clone(&schema))
+        .on_connection_init(move |value: serde_json::Value| async move {
+            let field = |name: &str| {
+                value.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).and_then(|(_, v)| v.as_str()).map(str::to_owned)
+            };
+            let tenant = field("x-tenant").or(header_tenant);
+            let auth = field("authorization");
+            let ctx = resolve(&state, tenant.as_deref(), auth.as_deref(), uuid::Uuid::new_v4().to_string()).await?;
+            let mut data = async_graphql::Data::default();
+            if let Some(t) = &ctx.tenant {
+                data.insert(DataLoader::new(TenancyLoader { db: state.db.clone(), tenant: crate::ids::TenantId(t.id) }, tokio::spawn));
+            }
+            data.insert(ctx);
+            Ok(data)
+        })
+        .start(&req, payload)
+}
+
+async fn graphiql() -> HttpResponse {
+    let html = async_graphql::http::GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and every migration is applied.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db_ok = state.db.ping().await.is_ok();
+    let migrated = db_ok && crate::db::migrations_applied(&state.db).await;
+    let body = serde_json::json!({ "database": db_ok, "migrations": migrated });
+    if db_ok && migrated { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}
+
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "keys": [state.keys.public_jwk] }))
+}

@@ -1,0 +1,56 @@
+//! Typed IDs, so a department ID can never be passed where a tenant ID is expected.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+macro_rules! typed_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered ID (UUIDv7), so keyset pagination by ID follows creation order.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
+            }
+        }
+
+        impl From<$name> for sea_orm::Value {
+            fn from(id: $name) -> sea_orm::Value {
+                id.0.into()
+            }
+        }
+    )*};
+}
+
+typed_id!(
+    /// A municipality.
+    TenantId,
+    /// A department of a tenant.
+    DepartmentId,
+    /// A staff account of a tenant.
+    StaffUserId,
+    /// A platform administrator.
+    PlatformAdminId,
+);

@@ -1,0 +1,19 @@
+//! Amtsplatz server library. Read in this order: [`settings`] and [`startup`] (how the server is
+//! put together), [`http`] (how a request becomes a [`context::RequestCtx`]), [`graphql`] (the
+//! schema), then one folder per domain: [`tenancy`], [`auth`], [`audit`].
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod ids;
+pub mod metrics;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tenancy;

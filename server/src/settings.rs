@@ -1,0 +1,318 @@
+//! Typed, layered settings: defaults < config file < environment.
+//!
+//! The config file is `$AMTSPLATZ_CONFIG`, else `./amtsplatz.toml` if it exists. Every field can be
+//! set from the environment as `AMTSPLATZ_<SECTION>__<FIELD>` (e.g. `AMTSPLATZ_AUTH__ISSUER`);
+//! top-level fields as `AMTSPLATZ_<FIELD>` (`AMTSPLATZ_BIND`); the database URL also as `DATABASE_URL`.
+//! With nothing configured the server runs the embedded default: SQLite under `./data/`, demo on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// A setting that failed to load or validate, naming the setting and how to set it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(key: &str, env: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("`{key}` (environment variable {env}): {why}"))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `AMTSPLATZ_BIND`: address to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// `AMTSPLATZ_DATA_DIR`: folder for the SQLite file, local objects and the generated signing key.
+    pub data_dir: PathBuf,
+    /// `AMTSPLATZ_TENANTS_DIR`: tenant onboarding files applied at start (skipped if the folder is missing).
+    pub tenants_dir: Option<PathBuf>,
+    /// `AMTSPLATZ_BASE_DOMAIN`: with `example.org`, requests to `musterstadt.example.org` go to tenant `musterstadt`.
+    pub base_domain: Option<String>,
+    /// `AMTSPLATZ_DEMO`: create the demo platform admin and print demo logins. Default: on for SQLite only.
+    pub demo: Option<bool>,
+    /// `AMTSPLATZ_LOG_FORMAT`: `json` (default) or `text`.
+    pub log_format: LogFormat,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub graphql: GraphqlSettings,
+    /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
+    /// (created once; an existing account is left as it is).
+    pub platform_admin: Option<PlatformAdminSettings>,
+    /// `AMTSPLATZ_SHUTDOWN_TIMEOUT_SECS`: how long a SIGTERM waits for requests in flight.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL` / `AMTSPLATZ_DATABASE__URL`: `sqlite://…` or `postgres://…` (the owner; runs migrations).
+    /// Default: `sqlite://<data_dir>/amtsplatz.db`.
+    pub url: Option<SecretString>,
+    /// `AMTSPLATZ_DATABASE__APP_URL`: PostgreSQL login for requests. Default: the owner URL acting as
+    /// role `amtsplatz_app` (connection option `role=`), so requests never run as the owner.
+    pub app_url: Option<SecretString>,
+    /// `AMTSPLATZ_DATABASE__MAX_CONNECTIONS`.
+    pub max_connections: u32,
+    /// `AMTSPLATZ_DATABASE__MIGRATE_ON_START`: apply pending migrations before serving.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `AMTSPLATZ_AUTH__ISSUER`: `iss` of the access tokens we sign.
+    pub issuer: String,
+    /// `AMTSPLATZ_AUTH__AUDIENCE`: `aud` of the access tokens we sign and accept.
+    pub audience: String,
+    /// `AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS`.
+    pub access_token_ttl_secs: u64,
+    /// `AMTSPLATZ_AUTH__REFRESH_TOKEN_TTL_SECS`.
+    pub refresh_token_ttl_secs: u64,
+    /// `AMTSPLATZ_AUTH__SIGNING_KEY_FILE`: ES256 private key (PKCS#8 PEM). Default:
+    /// `<data_dir>/jwt-es256.pem`, generated on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// `AMTSPLATZ_AUTH__LOGIN_PER_IP_PER_MINUTE`.
+    pub login_per_ip_per_minute: u32,
+    /// `AMTSPLATZ_AUTH__LOGIN_PER_ACCOUNT_PER_MINUTE`.
+    pub login_per_account_per_minute: u32,
+    /// `AMTSPLATZ_AUTH__TRUST_FORWARDED_FOR`: take the client IP from `X-Forwarded-For` (behind a proxy).
+    pub trust_forwarded_for: bool,
+    /// `AMTSPLATZ_AUTH__OIDC_ALLOW_HTTP`: allow `http://` JWKS URLs on loopback (development, tests).
+    pub oidc_allow_http: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// `AMTSPLATZ_GRAPHQL__MAX_DEPTH`.
+    pub max_depth: usize,
+    /// `AMTSPLATZ_GRAPHQL__MAX_COMPLEXITY`.
+    pub max_complexity: usize,
+    /// `AMTSPLATZ_GRAPHQL__MAX_ALIASES`.
+    pub max_aliases: usize,
+    /// `AMTSPLATZ_GRAPHQL__MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformAdminSettings {
+    pub email: String,
+    pub password: SecretString,
+    #[serde(default = "default_admin_name")]
+    pub display_name: String,
+}
+
+fn default_admin_name() -> String {
+    "Platform administrator".into()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            tenants_dir: Some(PathBuf::from("tenants")),
+            base_domain: None,
+            demo: None,
+            log_format: LogFormat::Json,
+            database: DatabaseSettings::default(),
+            auth: AuthSettings::default(),
+            graphql: GraphqlSettings::default(),
+            platform_admin: None,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, app_url: None, max_connections: 16, migrate_on_start: true }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "amtsplatz".into(),
+            audience: "amtsplatz-api".into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            signing_key_file: None,
+            login_per_ip_per_minute: 30,
+            login_per_account_per_minute: 5,
+            trust_forwarded_for: false,
+            oidc_allow_http: false,
+        }
+    }
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self { max_depth: 12, max_complexity: 1000, max_aliases: 30, max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// The demo platform administrator of the embedded default.
+pub const DEMO_PLATFORM_ADMIN: (&str, &str) = ("platform@amtsplatz.example", "amtsplatz-demo");
+
+impl Settings {
+    /// Loads defaults < config file < environment and validates the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match std::env::var_os("AMTSPLATZ_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(bad("config file", "AMTSPLATZ_CONFIG", format!("{} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("amtsplatz.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("amtsplatz.toml"));
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::prefixed("AMTSPLATZ_").ignore(&["CONFIG"]).split("__"));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(explain_figment(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: addresses, URLs, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(bad("database.url", "DATABASE_URL", "must start with sqlite: or postgres://"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(bad("database.max_connections", "AMTSPLATZ_DATABASE__MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if !(30..=86_400).contains(&self.auth.access_token_ttl_secs) {
+            return Err(bad(
+                "auth.access_token_ttl_secs",
+                "AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS",
+                "must be between 30 and 86400 seconds",
+            ));
+        }
+        if self.auth.refresh_token_ttl_secs < self.auth.access_token_ttl_secs {
+            return Err(bad(
+                "auth.refresh_token_ttl_secs",
+                "AMTSPLATZ_AUTH__REFRESH_TOKEN_TTL_SECS",
+                "must not be shorter than the access token lifetime",
+            ));
+        }
+        if self.auth.issuer.trim().is_empty() || self.auth.audience.trim().is_empty() {
+            return Err(bad("auth.issuer / auth.audience", "AMTSPLATZ_AUTH__ISSUER", "must not be empty"));
+        }
+        if self.auth.login_per_ip_per_minute == 0 || self.auth.login_per_account_per_minute == 0 {
+            return Err(bad(
+                "auth.login_per_*_per_minute",
+                "AMTSPLATZ_AUTH__LOGIN_PER_ACCOUNT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        let g = &self.graphql;
+        if g.max_depth == 0 || g.max_complexity == 0 || g.max_aliases == 0 || g.max_body_bytes < 1024 {
+            return Err(bad("graphql.*", "AMTSPLATZ_GRAPHQL__MAX_DEPTH", "limits must be positive (body at least 1024 bytes)"));
+        }
+        if let Some(admin) = &self.platform_admin {
+            if !admin.email.contains('@') {
+                return Err(bad("platform_admin.email", "AMTSPLATZ_PLATFORM_ADMIN__EMAIL", "is not an email address"));
+            }
+            if admin.password.expose_secret().len() < 12 {
+                return Err(bad(
+                    "platform_admin.password",
+                    "AMTSPLATZ_PLATFORM_ADMIN__PASSWORD",
+                    "must have at least 12 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind
+            .parse()
+            .map_err(|e| bad("bind", "AMTSPLATZ_BIND", format!("{:?} is not an address like 127.0.0.1:8080 ({e})", self.bind)))
+    }
+
+    /// The owner database URL, defaulting to the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("amtsplatz.db").display()),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url().starts_with("postgres")
+    }
+
+    /// Demo mode: on by default for the embedded SQLite setup only.
+    pub fn demo_enabled(&self) -> bool {
+        self.demo.unwrap_or(!self.is_postgres())
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.auth.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("jwt-es256.pem"))
+    }
+}
+
+/// Figment names the key and the source; we add the environment variable that sets it.
+fn explain_figment(err: figment::Error) -> String {
+    let mut out = Vec::new();
+    for e in err {
+        let path = e.path.join(".");
+        if path.is_empty() {
+            out.push(e.to_string());
+        } else {
+            let env = format!("AMTSPLATZ_{}", e.path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("__"));
+            out.push(format!("`{path}` (environment variable {env}): {}", e.kind));
+        }
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let s = Settings::default();
+        s.validate().expect("defaults validate");
+        assert!(s.database_url().starts_with("sqlite://"));
+        assert!(s.demo_enabled());
+        assert_eq!(s.bind_addr().expect("bind").port(), 8080);
+    }
+
+    #[test]
+    fn a_bad_bind_address_names_the_variable() {
+        let s = Settings { bind: "localhost".into(), ..Settings::default() };
+        let err = s.validate().expect_err("must fail").to_string();
+        assert!(err.contains("AMTSPLATZ_BIND"), "{err}");
+    }
+
+    #[test]
+    fn postgres_turns_demo_off_by_default() {
+        let mut s = Settings::default();
+        s.database.url = Some(SecretString::from("postgres://u@h/db"));
+        assert!(!s.demo_enabled());
+    }
+}

@@ -1,0 +1,149 @@
+//! `Application::build(settings)`: what `server serve` runs and what every test starts.
+//! Migrates, bootstraps the platform admin, applies tenant files, binds (port 0 works).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use futures_util::FutureExt as _;
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::tokens::JwtKeys;
+use crate::graphql::{AppSchema, build_schema};
+use crate::http::{AmtsplatzRootSpan, routes};
+use crate::metrics::Metrics;
+use crate::settings::{DEMO_PLATFORM_ADMIN, Settings};
+use crate::state::AppState;
+use crate::tenancy::onboarding::{self, Mode, Outcome, PasswordSpec};
+
+/// A demo login to print at start.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub tenant: Option<String>,
+    pub email: String,
+    pub password: String,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    demo_logins: Vec<DemoLogin>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let owner = crate::db::connect_owner(&settings).await?;
+        if settings.database.migrate_on_start {
+            crate::db::migrate(&owner).await?;
+        }
+        let db = crate::db::connect_app(&settings, &owner).await?;
+        if settings.is_postgres() {
+            // Requests never run as the owner; nothing else needs the owner pool.
+            owner.close().await.context("closing the owner pool")?;
+        }
+
+        let mut demo_logins = Vec::new();
+        if let Some(admin) = &settings.platform_admin {
+            crate::auth::service::bootstrap_platform_admin(&db, &admin.email, &admin.display_name, admin.password.expose_secret().to_owned())
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the platform administrator: {e}"))?;
+        }
+        if settings.demo_enabled() {
+            let (email, password) = DEMO_PLATFORM_ADMIN;
+            crate::auth::service::bootstrap_platform_admin(&db, email, "Demo platform administrator", password.to_owned())
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the demo platform administrator: {e}"))?;
+            demo_logins.push(DemoLogin { tenant: None, email: email.into(), password: password.into() });
+        }
+        if let Some(dir) = settings.tenants_dir.as_ref().filter(|d| d.is_dir()) {
+            let specs = onboarding::load_dir(dir)?;
+            for spec in &specs {
+                apply_with_retry(&db, spec).await.with_context(|| format!("applying tenant {}", spec.slug))?;
+                if settings.demo_enabled() {
+                    for s in &spec.staff {
+                        if let PasswordSpec::Plain(p) = &s.password {
+                            demo_logins.push(DemoLogin { tenant: Some(spec.slug.to_string()), email: s.email.to_string(), password: p.clone() });
+                        }
+                    }
+                }
+            }
+        }
+
+        let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;
+        let state = AppState {
+            oidc: Arc::new(OidcVerifier::new(settings.auth.oidc_allow_http)?),
+            login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
+            metrics: Arc::new(Metrics::new()?),
+            keys: Arc::new(keys),
+            db,
+            settings: Arc::new(settings),
+        };
+        let schema: AppSchema = build_schema(&state.settings.graphql).data(state.clone()).data(state.db.clone()).finish();
+
+        let listener = TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;
+        let port = listener.local_addr()?.port();
+        let shutdown_timeout = state.settings.shutdown_timeout_secs;
+        let server = {
+            let state = state.clone();
+            HttpServer::new(move || {
+                let metrics = state.metrics.clone();
+                App::new()
+                    .wrap_fn(move |req, srv| {
+                        let metrics = metrics.clone();
+                        let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                        srv.call(req).map(move |res| {
+                            if let Ok(res) = &res {
+                                metrics.observe_http(&route, res.status().as_u16());
+                            }
+                            res
+                        })
+                    })
+                    .wrap(TracingLogger::<AmtsplatzRootSpan>::new())
+                    .app_data(web::Data::new(state.clone()))
+                    .app_data(web::Data::new(schema.clone()))
+                    .configure(routes)
+            })
+            .shutdown_timeout(shutdown_timeout)
+            .listen(listener)?
+            .run()
+        };
+        Ok(Self { port, server, state, demo_logins })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn demo_logins(&self) -> &[DemoLogin] {
+        &self.demo_logins
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains requests in flight (graceful shutdown).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Two replicas starting at once may race to create the same tenant; the loser retries once
+/// and then finds it existing.
+async fn apply_with_retry(db: &sea_orm::DatabaseConnection, spec: &onboarding::TenantSpec) -> anyhow::Result<Outcome> {
+    match onboarding::apply(db, spec, "system:onboarding", Mode::Upsert).await {
+        Ok(applied) => Ok(applied.outcome),
+        Err(crate::error::AppError::Conflict { .. }) => onboarding::apply(db, spec, "system:onboarding", Mode::Upsert)
+            .await
+            .map(|a| a.outcome)
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}

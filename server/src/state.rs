@@ -1,0 +1,33 @@
+//! Application state shared by all requests. No process-global state: each [`AppState`] is
+//! independent, so tests run many servers in one process.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::tokens::JwtKeys;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// The request pool (PostgreSQL: acts as the non-owner role `amtsplatz_app`).
+    pub db: DatabaseConnection,
+    /// Our ES256 signing key and verifier.
+    pub keys: Arc<JwtKeys>,
+    /// Citizens' ID-token verifier with its JWKS cache.
+    pub oidc: Arc<OidcVerifier>,
+    /// Login attempt limits.
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Prometheus metrics of this server.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The client's IP address, attached to GraphQL requests for rate limiting.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub Option<IpAddr>);

@@ -1,0 +1,7 @@
+//! Tenancy: tenants, departments, staff users, roles, memberships, declarative onboarding.
+
+pub mod graphql;
+pub mod loader;
+pub mod onboarding;
+pub mod service;
+pub mod types;

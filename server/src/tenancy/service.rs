@@ -1,0 +1,518 @@
+//! Tenancy services: the tenant directory, departments, staff, roles and memberships.
+//!
+//! Read top-down: lookups, then departments, then staff. Every function that touches tenant data
+//! takes the [`TenantCtx`], checks permission first, and works in a [`begin_tenant`] transaction;
+//! every change writes its audit entry in that same transaction.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, Set,
+};
+use uuid::Uuid;
+
+use entity::{departments, staff_memberships, staff_roles, staff_users, tenants};
+
+use super::types::{Email, Name, Slug};
+use crate::audit;
+use crate::auth::password;
+use crate::context::{Principal, RequestCtx, Role, TenantCtx};
+use crate::db::{begin_platform, begin_tenant, scoped};
+use crate::error::{AppError, AppResult, on_unique};
+use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::ids::{DepartmentId, StaffUserId, TenantId};
+
+// ---------------------------------------------------------------------------------------------
+// The tenant directory (not tenant-scoped: it is how a request finds its tenant).
+
+pub async fn tenant_by_slug<C: ConnectionTrait>(conn: &C, slug: &str) -> AppResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find().filter(tenants::Column::Slug.eq(slug)).one(conn).await?)
+}
+
+pub async fn tenant_by_id<C: ConnectionTrait>(conn: &C, id: TenantId) -> AppResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find_by_id(id.0).one(conn).await?)
+}
+
+/// All tenants. Platform administrators only.
+pub async fn list_tenants(db: &DatabaseConnection, req: &RequestCtx, args: PageArgs) -> AppResult<Page<tenants::Model>> {
+    req.require_platform_admin()?;
+    let txn = begin_platform(db).await?;
+    let page = fetch_page(&txn, tenants::Entity::find(), tenants::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Departments. Public within the tenant (citizens see which office handles what).
+
+#[derive(Debug)]
+pub struct NewDepartment {
+    pub key: Slug,
+    pub name: Name,
+    pub email: Option<Email>,
+}
+
+#[derive(Debug, Default)]
+pub struct DepartmentPatch {
+    pub name: Option<Name>,
+    /// `Some(None)` clears the address.
+    pub email: Option<Option<Email>>,
+}
+
+pub async fn list_departments(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    args: PageArgs,
+) -> AppResult<Page<departments::Model>> {
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let select = scoped::<departments::Entity>(ctx.tenant_id);
+    let page = fetch_page(&txn, select, departments::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
+}
+
+async fn find_department<C: ConnectionTrait>(conn: &C, tenant: TenantId, id: DepartmentId) -> AppResult<departments::Model> {
+    scoped::<departments::Entity>(tenant)
+        .filter(departments::Column::Id.eq(id.0))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("department"))
+}
+
+pub async fn get_department(db: &DatabaseConnection, ctx: &TenantCtx, id: DepartmentId) -> AppResult<departments::Model> {
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let dept = find_department(&txn, ctx.tenant_id, id).await?;
+    txn.commit().await?;
+    Ok(dept)
+}
+
+/// Inserts a department inside an open tenant transaction (also used by onboarding).
+pub(crate) async fn insert_department<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    new: &NewDepartment,
+) -> AppResult<departments::Model> {
+    departments::ActiveModel {
+        id: Set(DepartmentId::new().0),
+        tenant_id: Set(tenant.0),
+        key: Set(new.key.to_string()),
+        name: Set(new.name.to_string()),
+        email: Set(new.email.as_ref().map(ToString::to_string)),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| on_unique(e, "departments_tenant_id_key_key", "key", "a department with this key exists"))
+}
+
+pub async fn create_department(db: &DatabaseConnection, ctx: &TenantCtx, new: NewDepartment) -> AppResult<departments::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let dept = insert_department(&txn, ctx.tenant_id, &new).await?;
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.create", format!("department:{}", dept.id), serde_json::json!({ "key": dept.key })).await?;
+    txn.commit().await?;
+    Ok(dept)
+}
+
+pub async fn update_department(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: DepartmentId,
+    patch: DepartmentPatch,
+) -> AppResult<departments::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let dept = find_department(&txn, ctx.tenant_id, id).await?;
+    let mut changed = Vec::new();
+    let mut active = dept.clone().into_active_model();
+    if let Some(name) = patch.name.filter(|n| n.as_str() != dept.name) {
+        active.name = Set(name.to_string());
+        changed.push("name");
+    }
+    if let Some(email) = patch.email {
+        let email = email.map(|e| e.to_string());
+        if email != dept.email {
+            active.email = Set(email);
+            changed.push("email");
+        }
+    }
+    let dept = if changed.is_empty() { dept } else { active.update(&txn).await? };
+    if !changed.is_empty() {
+        audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.update", format!("department:{}", dept.id), serde_json::json!({ "changed": changed })).await?;
+    }
+    txn.commit().await?;
+    Ok(dept)
+}
+
+/// Deletes a department that has no members (`CONFLICT` otherwise: reassign them first).
+pub async fn delete_department(db: &DatabaseConnection, ctx: &TenantCtx, id: DepartmentId) -> AppResult<()> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let dept = find_department(&txn, ctx.tenant_id, id).await?;
+    let members = scoped::<staff_memberships::Entity>(ctx.tenant_id)
+        .filter(staff_memberships::Column::DepartmentId.eq(dept.id))
+        .count(&txn)
+        .await?;
+    if members > 0 {
+        return Err(AppError::Conflict { message: format!("the department still has {members} member(s)"), field: Some("id".into()) });
+    }
+    departments::Entity::delete_by_id(dept.id).exec(&txn).await?;
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.delete", format!("department:{}", dept.id), serde_json::json!({ "key": dept.key })).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn departments_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, departments::Model>> {
+    let rows = scoped::<departments::Entity>(tenant).filter(departments::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
+    Ok(rows.into_iter().map(|d| (d.id, d)).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staff, roles and memberships.
+
+/// A department role of a staff member.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepartmentRole {
+    /// Works on the department's tasks.
+    Staff,
+    /// Also assigns and decides.
+    Lead,
+}
+
+impl DepartmentRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staff => "staff",
+            Self::Lead => "lead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s == "lead" { Self::Lead } else { Self::Staff }
+    }
+}
+
+/// Roles that are granted tenant-wide (department work is a membership instead).
+pub fn check_grantable(field: &str, role: Role) -> AppResult<()> {
+    match role {
+        Role::TenantAdmin | Role::Author => Ok(()),
+        _ => Err(AppError::invalid(field, "only TENANT_ADMIN and AUTHOR are granted; STAFF comes from department membership")),
+    }
+}
+
+#[derive(Debug)]
+pub struct NewStaff {
+    pub email: Email,
+    pub display_name: Name,
+    /// Already hashed (Argon2id PHC), or none: the account cannot log in yet.
+    pub password_hash: Option<String>,
+    pub roles: Vec<Role>,
+    pub departments: Vec<(DepartmentId, DepartmentRole)>,
+}
+
+pub async fn list_staff(db: &DatabaseConnection, ctx: &TenantCtx, args: PageArgs) -> AppResult<Page<staff_users::Model>> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let select = scoped::<staff_users::Entity>(ctx.tenant_id);
+    let page = fetch_page(&txn, select, staff_users::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
+}
+
+pub(crate) async fn find_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId, id: StaffUserId) -> AppResult<staff_users::Model> {
+    scoped::<staff_users::Entity>(tenant)
+        .filter(staff_users::Column::Id.eq(id.0))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("staff user"))
+}
+
+pub(crate) async fn find_staff_by_email<C: ConnectionTrait>(conn: &C, tenant: TenantId, email: &str) -> AppResult<Option<staff_users::Model>> {
+    Ok(scoped::<staff_users::Entity>(tenant).filter(staff_users::Column::Email.eq(email)).one(conn).await?)
+}
+
+/// A staff user: tenant administrators see everyone, staff see themselves.
+pub async fn get_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUserId) -> AppResult<staff_users::Model> {
+    let is_self = matches!(&ctx.principal, Principal::Staff { user_id, .. } if *user_id == id);
+    if !is_self {
+        ctx.require_tenant_admin()?;
+    }
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let user = find_staff(&txn, ctx.tenant_id, id).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Inserts a staff user with roles and memberships inside an open tenant transaction.
+pub(crate) async fn insert_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId, new: &NewStaff) -> AppResult<staff_users::Model> {
+    let now = chrono::Utc::now();
+    let user = staff_users::ActiveModel {
+        id: Set(StaffUserId::new().0),
+        tenant_id: Set(tenant.0),
+        email: Set(new.email.to_string()),
+        display_name: Set(new.display_name.to_string()),
+        password_hash: Set(new.password_hash.clone()),
+        status: Set("active".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| on_unique(e, "staff_users_tenant_id_email_key", "email", "a staff user with this email exists"))?;
+    for role in &new.roles {
+        insert_role(conn, tenant, StaffUserId(user.id), *role).await?;
+    }
+    for (dept, role) in &new.departments {
+        insert_membership(conn, tenant, StaffUserId(user.id), *dept, *role).await?;
+    }
+    Ok(user)
+}
+
+pub(crate) async fn insert_role<C: ConnectionTrait>(conn: &C, tenant: TenantId, user: StaffUserId, role: Role) -> AppResult<()> {
+    staff_roles::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.0),
+        user_id: Set(user.0),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| on_unique(e, "staff_roles_tenant_id_user_id_role_key", "role", "the user already has this role"))?;
+    Ok(())
+}
+
+pub(crate) async fn insert_membership<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    user: StaffUserId,
+    dept: DepartmentId,
+    role: DepartmentRole,
+) -> AppResult<()> {
+    // The composite foreign key rejects another tenant's department too; checking first gives
+    // the caller NOT_FOUND instead of a constraint error.
+    find_department(conn, tenant, dept).await?;
+    staff_memberships::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.0),
+        user_id: Set(user.0),
+        department_id: Set(dept.0),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| {
+        on_unique(e, "staff_memberships_tenant_id_user_id_department_id_key", "departmentId", "the user is already a member")
+    })?;
+    Ok(())
+}
+
+pub async fn create_staff(db: &DatabaseConnection, ctx: &TenantCtx, new: NewStaff) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let user = insert_staff(&txn, ctx.tenant_id, &new).await?;
+    let roles: Vec<_> = new.roles.iter().map(|r| r.as_str()).collect();
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.create", format!("staff:{}", user.id), serde_json::json!({ "roles": roles, "departments": new.departments.len() })).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+#[derive(Debug, Default)]
+pub struct StaffPatch {
+    pub display_name: Option<Name>,
+    pub active: Option<bool>,
+}
+
+pub async fn update_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUserId, patch: StaffPatch) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let user = find_staff(&txn, ctx.tenant_id, id).await?;
+    let mut active = user.clone().into_active_model();
+    let mut changed = Vec::new();
+    if let Some(name) = patch.display_name.filter(|n| n.as_str() != user.display_name) {
+        active.display_name = Set(name.to_string());
+        changed.push("displayName");
+    }
+    if let Some(want_active) = patch.active {
+        let status = if want_active { "active" } else { "disabled" };
+        if status != user.status {
+            if !want_active {
+                ensure_not_last_admin(&txn, ctx.tenant_id, id).await?;
+            }
+            active.status = Set(status.into());
+            changed.push("status");
+        }
+    }
+    if changed.is_empty() {
+        txn.commit().await?;
+        return Ok(user);
+    }
+    active.updated_at = Set(chrono::Utc::now());
+    let user = active.update(&txn).await?;
+    if user.status == "disabled" {
+        crate::auth::service::revoke_all_sessions(&txn, Some(ctx.tenant_id), "staff", user.id).await?;
+    }
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.update", format!("staff:{}", user.id), serde_json::json!({ "changed": changed })).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Refuses a change that would leave the tenant without an active administrator.
+async fn ensure_not_last_admin<C: ConnectionTrait>(conn: &C, tenant: TenantId, user: StaffUserId) -> AppResult<()> {
+    let admins: Vec<Uuid> = scoped::<staff_roles::Entity>(tenant)
+        .filter(staff_roles::Column::Role.eq(Role::TenantAdmin.as_str()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect();
+    if !admins.contains(&user.0) {
+        return Ok(());
+    }
+    let others_active = scoped::<staff_users::Entity>(tenant)
+        .filter(staff_users::Column::Id.is_in(admins.into_iter().filter(|id| *id != user.0)))
+        .filter(staff_users::Column::Status.eq("active"))
+        .count(conn)
+        .await?;
+    if others_active == 0 {
+        return Err(AppError::Conflict { message: "this is the tenant's last active administrator".into(), field: Some("userId".into()) });
+    }
+    Ok(())
+}
+
+pub async fn grant_role(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, role: Role) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    check_grantable("role", role)?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let target = find_staff(&txn, ctx.tenant_id, user).await?;
+    insert_role(&txn, ctx.tenant_id, user, role).await?;
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.grant_role", format!("staff:{}", target.id), serde_json::json!({ "role": role.as_str() })).await?;
+    txn.commit().await?;
+    Ok(target)
+}
+
+pub async fn revoke_role(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, role: Role) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    check_grantable("role", role)?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let target = find_staff(&txn, ctx.tenant_id, user).await?;
+    if role == Role::TenantAdmin {
+        ensure_not_last_admin(&txn, ctx.tenant_id, user).await?;
+    }
+    let res = staff_roles::Entity::delete_many()
+        .filter(staff_roles::Column::TenantId.eq(ctx.tenant_id.0))
+        .filter(staff_roles::Column::UserId.eq(user.0))
+        .filter(staff_roles::Column::Role.eq(role.as_str()))
+        .exec(&txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(AppError::NotFound("role grant"));
+    }
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.revoke_role", format!("staff:{}", target.id), serde_json::json!({ "role": role.as_str() })).await?;
+    txn.commit().await?;
+    Ok(target)
+}
+
+pub async fn add_membership(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    user: StaffUserId,
+    dept: DepartmentId,
+    role: DepartmentRole,
+) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let target = find_staff(&txn, ctx.tenant_id, user).await?;
+    insert_membership(&txn, ctx.tenant_id, user, dept, role).await?;
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.add_membership", format!("staff:{}", target.id), serde_json::json!({ "department": dept.to_string(), "role": role.as_str() })).await?;
+    txn.commit().await?;
+    Ok(target)
+}
+
+pub async fn remove_membership(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, dept: DepartmentId) -> AppResult<staff_users::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let target = find_staff(&txn, ctx.tenant_id, user).await?;
+    let res = staff_memberships::Entity::delete_many()
+        .filter(staff_memberships::Column::TenantId.eq(ctx.tenant_id.0))
+        .filter(staff_memberships::Column::UserId.eq(user.0))
+        .filter(staff_memberships::Column::DepartmentId.eq(dept.0))
+        .exec(&txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(AppError::NotFound("membership"));
+    }
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.remove_membership", format!("staff:{}", target.id), serde_json::json!({ "department": dept.to_string() })).await?;
+    txn.commit().await?;
+    Ok(target)
+}
+
+/// Changes the caller's own password after checking the current one.
+pub async fn change_own_password(db: &DatabaseConnection, ctx: &TenantCtx, current: String, new: String) -> AppResult<()> {
+    let Principal::Staff { user_id, .. } = &ctx.principal else {
+        return Err(AppError::Forbidden("only staff accounts have passwords here"));
+    };
+    password::check_policy("newPassword", &new)?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let user = find_staff(&txn, ctx.tenant_id, *user_id).await?;
+    if !password::verify(current, user.password_hash.clone()).await? {
+        return Err(AppError::invalid("currentPassword", "is not your current password"));
+    }
+    let hash = password::hash(new).await?;
+    staff_users::Entity::update_many()
+        .col_expr(staff_users::Column::PasswordHash, Expr::value(hash))
+        .col_expr(staff_users::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(staff_users::Column::TenantId.eq(ctx.tenant_id.0))
+        .filter(staff_users::Column::Id.eq(user.id))
+        .exec(&txn)
+        .await?;
+    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.change_password", format!("staff:{}", user.id), serde_json::json!({})).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Tenant-wide roles per user, plus `Staff` for members of any department.
+pub async fn roles_of<C: ConnectionTrait>(conn: &C, tenant: TenantId, users: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<Role>>> {
+    let mut out: HashMap<Uuid, Vec<Role>> = users.iter().map(|u| (*u, Vec::new())).collect();
+    let grants = scoped::<staff_roles::Entity>(tenant).filter(staff_roles::Column::UserId.is_in(users.iter().copied())).all(conn).await?;
+    for g in grants {
+        if let (Some(role), Some(list)) = (Role::parse(&g.role), out.get_mut(&g.user_id)) {
+            list.push(role);
+        }
+    }
+    for (user, memberships) in memberships_of(conn, tenant, users).await? {
+        if let Some(list) = out.get_mut(&user) {
+            if !memberships.is_empty() {
+                list.push(Role::Staff);
+            }
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|r| r.as_str());
+        list.dedup();
+    }
+    Ok(out)
+}
+
+pub async fn memberships_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    users: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<staff_memberships::Model>>> {
+    let rows = scoped::<staff_memberships::Entity>(tenant)
+        .filter(staff_memberships::Column::UserId.is_in(users.iter().copied()))
+        .all(conn)
+        .await?;
+    let mut out: HashMap<Uuid, Vec<staff_memberships::Model>> = users.iter().map(|u| (*u, Vec::new())).collect();
+    for m in rows {
+        out.entry(m.user_id).or_default().push(m);
+    }
+    Ok(out)
+}
