@@ -45,6 +45,8 @@ pub struct Settings {
     pub platform_admin: Option<PlatformAdminSettings>,
     /// `AMTSPLATZ_SHUTDOWN_TIMEOUT_SECS`: how long a SIGTERM waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// `AMTSPLATZ_WORKERS`: HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -133,6 +135,7 @@ impl Default for Settings {
             graphql: GraphqlSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
+            workers: None,
         }
     }
 }

@@ -90,6 +90,7 @@ impl Application {
         let listener = TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;
         let port = listener.local_addr()?.port();
         let shutdown_timeout = state.settings.shutdown_timeout_secs;
+        let workers = state.settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)).max(1);
         let server = {
             let state = state.clone();
             HttpServer::new(move || {
@@ -111,6 +112,7 @@ impl Application {
                     .configure(routes)
             })
             .shutdown_timeout(shutdown_timeout)
+            .workers(workers)
             .listen(listener)?
             .run()
         };

@@ -144,11 +144,11 @@ async fn graphql_post(
         root_span.record("user.id", tracing::field::display(user));
     }
     let operation = state.metrics.operation_label(gql.operation_name.as_deref());
-    let mut gql = gql.data(ClientIp(client_ip(&state, &req)));
-    if let Some(t) = &ctx.tenant {
-        gql = gql.data(DataLoader::new(TenancyLoader { db: state.db.clone(), tenant: crate::ids::TenantId(t.id) }, tokio::spawn));
-    }
-    let mut resp = schema.execute(gql.data(ctx)).await;
+    let gql = gql
+        .data(ClientIp(client_ip(&state, &req)))
+        .data(DataLoader::new(TenancyLoader { db: state.db.clone() }, tokio::spawn))
+        .data(ctx);
+    let mut resp = schema.execute(gql).await;
     fill_error_codes(&mut resp.errors);
     let ok = resp.errors.is_empty();
     state.metrics.observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
@@ -175,9 +175,7 @@ async fn graphql_ws(
             let auth = field("authorization");
             let ctx = resolve(&state, tenant.as_deref(), auth.as_deref(), uuid::Uuid::new_v4().to_string()).await?;
             let mut data = async_graphql::Data::default();
-            if let Some(t) = &ctx.tenant {
-                data.insert(DataLoader::new(TenancyLoader { db: state.db.clone(), tenant: crate::ids::TenantId(t.id) }, tokio::spawn));
-            }
+            data.insert(DataLoader::new(TenancyLoader { db: state.db.clone() }, tokio::spawn));
             data.insert(ctx);
             Ok(data)
         })

@@ -17,7 +17,8 @@ use crate::context::Role;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::{request_ctx, state, tenant_ctx};
-use crate::ids::{DepartmentId, StaffUserId};
+use crate::context::{Principal, TenantCtx};
+use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
 /// Parses an `ID` argument as a UUID; anything else is `VALIDATION_FAILED` on that field.
 pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
@@ -25,7 +26,7 @@ pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
 }
 
 fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<TenancyLoader>> {
-    ctx.data::<DataLoader<TenancyLoader>>().map_err(|_| AppError::NotFound("tenant (send the X-Tenant header)"))
+    state::<DataLoader<TenancyLoader>>(ctx)
 }
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
@@ -85,14 +86,19 @@ impl Tenant {
 }
 
 impl Tenant {
-    /// Nested fields are served only for the request's own tenant: a platform admin listing
-    /// `tenants` sees directory fields, not each tenant's staff through one request.
-    fn scope(&self, ctx: &Context<'_>) -> AppResult<crate::context::TenantCtx> {
-        let tctx = tenant_ctx(ctx)?;
-        if tctx.tenant_id.0 != self.0.id {
-            return Err(AppError::Forbidden("select this tenant with X-Tenant to read its data"));
+    /// The context for this tenant's nested fields: the request's own tenant, or any tenant for a
+    /// platform administrator (who operates them all). Anyone else is refused.
+    fn scope(&self, ctx: &Context<'_>) -> AppResult<TenantCtx> {
+        let req = request_ctx(ctx)?;
+        match &req.tenant {
+            Some(t) if t.id == self.0.id => req.tenant(),
+            _ if matches!(req.principal, Principal::PlatformAdmin { .. }) => Ok(TenantCtx {
+                tenant_id: TenantId(self.0.id),
+                tenant: std::sync::Arc::new(self.0.clone()),
+                principal: req.principal.clone(),
+            }),
+            _ => Err(AppError::Forbidden("select this tenant with X-Tenant to read its data")),
         }
-        Ok(tctx)
     }
 }
 
@@ -153,10 +159,10 @@ impl StaffUser {
     }
     /// Tenant-wide roles, plus `STAFF` for members of any department.
     async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
-        Ok(loader(ctx)?.load_one(RolesOf(self.0.id)).await?.unwrap_or_default())
+        Ok(loader(ctx)?.load_one(RolesOf(TenantId(self.0.tenant_id), self.0.id)).await?.unwrap_or_default())
     }
     async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
-        let rows = loader(ctx)?.load_one(MembershipsOf(self.0.id)).await?.unwrap_or_default();
+        let rows = loader(ctx)?.load_one(MembershipsOf(TenantId(self.0.tenant_id), self.0.id)).await?.unwrap_or_default();
         Ok(rows.into_iter().map(Membership).collect())
     }
 }
@@ -170,7 +176,7 @@ impl Membership {
         DepartmentRole::parse(&self.0.role)
     }
     async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Department> {
-        let dept = loader(ctx)?.load_one(DepartmentById(self.0.department_id)).await?;
+        let dept = loader(ctx)?.load_one(DepartmentById(TenantId(self.0.tenant_id), self.0.department_id)).await?;
         Ok(Department(dept.ok_or(AppError::NotFound("department"))?))
     }
 }

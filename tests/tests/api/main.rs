@@ -1,1 +1,12 @@
+//! Black-box tests: each test spawns the real server on 127.0.0.1:0 with a fresh database
+//! (SQLite file, or a fresh PostgreSQL database when `AMTSPLATZ_TEST_DATABASE_URL` is set),
+//! the demo tenants from `tenants/`, and talks to it over HTTP/GraphQL like a client.
 
+mod helpers;
+
+mod auth;
+mod limits;
+mod ops;
+mod process;
+mod rls;
+mod tenancy;

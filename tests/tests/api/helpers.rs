@@ -1,0 +1,291 @@
+//! The test harness: [`spawn_app`] and a [`TestApp`] with typed helpers.
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use server::settings::Settings;
+use server::startup::Application;
+
+/// Demo accounts from `tenants/`.
+pub const MUSTER: &str = "musterstadt";
+pub const BEISPIEL: &str = "beispielhausen";
+pub const MUSTER_ADMIN: (&str, &str) = ("admin@musterstadt.example", "musterstadt-admin");
+pub const MUSTER_STAFF: (&str, &str) = ("sachbearbeitung@musterstadt.example", "musterstadt-staff");
+pub const BEISPIEL_ADMIN: (&str, &str) = ("admin@beispielhausen.example", "beispielhausen-admin");
+pub const PLATFORM_ADMIN: (&str, &str) = ("platform@amtsplatz.example", "amtsplatz-demo");
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The PostgreSQL server to create test databases on, if the suite runs on PostgreSQL.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("AMTSPLATZ_TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+}
+
+/// A fresh, empty PostgreSQL database, dropped when this value is dropped.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+    base: String,
+}
+
+impl PgDatabase {
+    pub async fn create(base: &str) -> Self {
+        let name = format!("amtsplatz_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(base).await.expect("connect to the PostgreSQL test server");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin.close().await.ok();
+        let url = match base.rsplit_once('/') {
+            Some((server, _db)) => format!("{server}/{name}"),
+            None => panic!("AMTSPLATZ_TEST_DATABASE_URL must end in /<database>"),
+        };
+        Self { name, url, base: base.to_owned() }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop runs outside async context; a short-lived runtime on its own thread does the work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(&base).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    /// The owner URL of this test's database.
+    pub db_url: String,
+    pub data_dir: PathBuf,
+    pub is_postgres: bool,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// Settings every test starts from: port 0, a temporary data folder, the demo tenants.
+pub fn test_settings(data_dir: &std::path::Path, db_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.bind = "127.0.0.1:0".into();
+    s.data_dir = data_dir.to_owned();
+    s.tenants_dir = Some(repo_root().join("tenants"));
+    s.demo = Some(true);
+    s.workers = Some(1);
+    s.shutdown_timeout_secs = 1;
+    s.database.url = Some(db_url.to_owned().into());
+    s.database.max_connections = 8;
+    s.auth.oidc_allow_http = true;
+    s
+}
+
+/// A fresh database URL (and, on PostgreSQL, the database's guard) in `dir`.
+pub async fn fresh_database(dir: &std::path::Path) -> (String, Option<PgDatabase>) {
+    match postgres_base_url() {
+        Some(base) => {
+            let pg = PgDatabase::create(&base).await;
+            (pg.url.clone(), Some(pg))
+        }
+        None => (format!("sqlite://{}?mode=rwc", dir.join("test.db").display()), None),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        server::telemetry::init(server::settings::LogFormat::Text);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db_url, pg) = fresh_database(dir.path()).await;
+    let mut settings = test_settings(dir.path(), &db_url);
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("the application builds");
+    let base_url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base_url,
+        client: reqwest::Client::new(),
+        db_url,
+        data_dir: dir.path().to_owned(),
+        is_postgres: pg.is_some(),
+        _dir: dir,
+        _pg: pg,
+    }
+}
+
+/// Access and refresh token of a login.
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    /// Sends a GraphQL request with an optional `X-Tenant` and bearer token; returns status and body.
+    pub async fn gql_raw(&self, tenant: Option<&str>, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}/graphql", self.base_url)).json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = tenant {
+            req = req.header("X-Tenant", t);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    pub async fn gql(&self, tenant: Option<&str>, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.gql_raw(tenant, token, query, variables).await.1
+    }
+
+    pub async fn try_login(&self, tenant: Option<&str>, email: &str, password: &str) -> Value {
+        self.gql(
+            tenant,
+            None,
+            "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { accessToken refreshToken accessTokenExpiresAt viewer { kind roles } } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, tenant: Option<&str>, (email, password): (&str, &str)) -> Session {
+        let resp = self.try_login(tenant, email, password).await;
+        let login = &data(&resp)["login"];
+        Session { access: str_at(login, "accessToken"), refresh: str_at(login, "refreshToken") }
+    }
+
+    /// The ID of a department of `tenant` by key (public query).
+    pub async fn department_id(&self, tenant: &str, key: &str) -> String {
+        let resp = self.gql(Some(tenant), None, "{ tenant { departments(first: 100) { edges { node { id key } } } } }", json!({})).await;
+        data(&resp)["tenant"]["departments"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .find(|e| e["node"]["key"] == key)
+            .map(|e| str_at(&e["node"], "id"))
+            .unwrap_or_else(|| panic!("department {key} of {tenant}"))
+    }
+
+    /// The ID of a staff user of `tenant` by email, as seen by its admin.
+    pub async fn staff_id(&self, tenant: &str, admin: &Session, email: &str) -> String {
+        let resp = self.gql(Some(tenant), Some(&admin.access), "{ tenant { staff(first: 100) { edges { node { id email } } } } }", json!({})).await;
+        data(&resp)["tenant"]["staff"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .find(|e| e["node"]["email"] == email)
+            .map(|e| str_at(&e["node"], "id"))
+            .unwrap_or_else(|| panic!("staff {email} of {tenant}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base_url)).send().await.expect("request")
+    }
+
+    /// The server's signing key (PKCS#8 PEM), to forge tokens with chosen claims.
+    pub fn signing_key_pem(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("jwt-es256.pem")).expect("signing key file")
+    }
+}
+
+/// The `data` of a response that must have no errors.
+#[track_caller]
+pub fn data(resp: &Value) -> &Value {
+    assert!(resp.get("errors").is_none_or(Value::is_null), "unexpected errors: {resp:#}");
+    &resp["data"]
+}
+
+#[track_caller]
+pub fn str_at(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v:#}")).to_owned()
+}
+
+/// Asserts the response failed with exactly this `extensions.code` (first error).
+#[track_caller]
+pub fn assert_code(resp: &Value, code: &str) {
+    let got = resp["errors"][0]["extensions"]["code"].as_str();
+    assert_eq!(got, Some(code), "expected {code}, got {resp:#}");
+}
+
+/// A local OIDC provider: a P-256 key pair and a JWKS served on 127.0.0.1.
+pub struct FakeIdp {
+    pub jwks_url: String,
+    pub issuer: String,
+    encoding: jsonwebtoken::EncodingKey,
+    pub kid: String,
+    _server: actix_web::dev::ServerHandle,
+}
+
+impl FakeIdp {
+    pub async fn start() -> Self {
+        use base64::Engine as _;
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let secret = loop {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+                break k;
+            }
+        };
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("pem");
+        let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("key");
+        let point = p256::EncodedPoint::from(secret.public_key());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let kid = "test-key-1".to_owned();
+        let jwks = json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": b64.encode(point.x().expect("x")), "y": b64.encode(point.y().expect("y")),
+        }]});
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = actix_web::HttpServer::new(move || {
+            let jwks = jwks.clone();
+            actix_web::App::new().route("/certs", actix_web::web::get().to(move || {
+                let jwks = jwks.clone();
+                async move { actix_web::HttpResponse::Ok().json(jwks) }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            jwks_url: format!("http://127.0.0.1:{port}/certs"),
+            issuer: format!("http://127.0.0.1:{port}/realms/buerger"),
+            encoding,
+            kid,
+            _server: handle,
+        }
+    }
+
+    /// Signs an ID token with the given claims (merged over valid defaults).
+    pub fn id_token(&self, overrides: Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "iss": self.issuer, "aud": "amtsplatz", "sub": "citizen-4711", "exp": now + 300, "iat": now,
+            "email": "erika@example.org", "name": "Erika Mustermann",
+        });
+        if let (Some(c), Some(o)) = (claims.as_object_mut(), overrides.as_object()) {
+            for (k, v) in o {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
+    }
+}
