@@ -141,7 +141,12 @@ impl MigrationTrait for Migration {
                     .col(string(Tenants::Status))
                     .col(timestamp_with_time_zone(Tenants::CreatedAt))
                     .col(timestamp_with_time_zone(Tenants::UpdatedAt))
-                    .index(Index::create().name("tenants_slug_key").col(Tenants::Slug).unique())
+                    .index(
+                        Index::create()
+                            .name("tenants_slug_key")
+                            .col(Tenants::Slug)
+                            .unique(),
+                    )
                     .take(),
             )
             .await?;
@@ -299,7 +304,12 @@ impl MigrationTrait for Migration {
                     .col(string(PlatformAdmins::DisplayName))
                     .col(string(PlatformAdmins::PasswordHash))
                     .col(timestamp_with_time_zone(PlatformAdmins::CreatedAt))
-                    .index(Index::create().name("platform_admins_email_key").col(PlatformAdmins::Email).unique())
+                    .index(
+                        Index::create()
+                            .name("platform_admins_email_key")
+                            .col(PlatformAdmins::Email)
+                            .unique(),
+                    )
                     .take(),
             )
             .await?;
@@ -371,7 +381,12 @@ impl MigrationTrait for Migration {
         // The tenant directory and platform admins are read before any tenant is known.
         postgres::grant(manager, "tenants", "SELECT, INSERT, UPDATE").await?;
         postgres::grant(manager, "platform_admins", "SELECT, INSERT, UPDATE").await?;
-        for table in ["departments", "staff_users", "staff_roles", "staff_memberships"] {
+        for table in [
+            "departments",
+            "staff_users",
+            "staff_roles",
+            "staff_memberships",
+        ] {
             postgres::grant(manager, table, "SELECT, INSERT, UPDATE, DELETE").await?;
             postgres::enable_tenant_rls(manager, table).await?;
         }

@@ -38,7 +38,11 @@ pub async fn ensure_app_role(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 }
 
 /// Grants the app role `privileges` (e.g. `SELECT, INSERT`) on `table`.
-pub async fn grant(manager: &SchemaManager<'_>, table: &str, privileges: &str) -> Result<(), DbErr> {
+pub async fn grant(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    privileges: &str,
+) -> Result<(), DbErr> {
     if !is_postgres(manager) {
         return Ok(());
     }
@@ -51,12 +55,20 @@ pub async fn grant(manager: &SchemaManager<'_>, table: &str, privileges: &str) -
 /// when `tenant_id` equals the transaction's `app.tenant_id` setting. `NULLIF` matters: once a
 /// transaction-local setting ends, a pooled connection reports `''`, not NULL.
 pub async fn enable_tenant_rls(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
-    rls_with(manager, table, "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid").await
+    rls_with(
+        manager,
+        table,
+        "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid",
+    )
+    .await
 }
 
 /// Like [`enable_tenant_rls`] for a table whose `tenant_id` is NULL for platform-level rows:
 /// those are visible only while no tenant is set.
-pub async fn enable_nullable_tenant_rls(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+pub async fn enable_nullable_tenant_rls(
+    manager: &SchemaManager<'_>,
+    table: &str,
+) -> Result<(), DbErr> {
     rls_with(
         manager,
         table,
@@ -72,7 +84,9 @@ async fn rls_with(manager: &SchemaManager<'_>, table: &str, predicate: &str) -> 
     for sql in [
         format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
         format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
-        format!("CREATE POLICY {table}_tenant_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})"),
+        format!(
+            "CREATE POLICY {table}_tenant_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})"
+        ),
     ] {
         manager.get_connection().execute_unprepared(&sql).await?;
     }

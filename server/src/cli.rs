@@ -13,7 +13,10 @@ use crate::startup::Application;
 use crate::tenancy::onboarding::{self, Mode, Outcome};
 
 #[derive(Parser, Debug)]
-#[command(name = "server", about = "Amtsplatz: multi-tenant GraphQL server for municipal online services")]
+#[command(
+    name = "server",
+    about = "Amtsplatz: multi-tenant GraphQL server for municipal online services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,7 +49,10 @@ enum TenantsCommand {
 /// Entry point of the `server` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -71,7 +77,9 @@ async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(&settings).await,
-        Command::Tenants { command: TenantsCommand::Apply { dir } } => apply_tenants(&settings, &dir).await,
+        Command::Tenants {
+            command: TenantsCommand::Apply { dir },
+        } => apply_tenants(&settings, &dir).await,
         Command::ExportSchema { .. } => Ok(()),
     };
     match result {
@@ -84,11 +92,11 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 fn export_schema(out: &PathBuf) -> ExitCode {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("error: creating {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("error: creating {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     match std::fs::write(out, crate::graphql::sdl()) {
         Ok(()) => {
@@ -104,12 +112,21 @@ fn export_schema(out: &PathBuf) -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let url = format!("http://{}:{}", app.state().settings.bind_addr()?.ip(), app.port());
+    let url = format!(
+        "http://{}:{}",
+        app.state().settings.bind_addr()?.ip(),
+        app.port()
+    );
     println!("Amtsplatz listening on {url}  (GraphiQL: {url}/graphql)");
     if !app.demo_logins().is_empty() {
         println!("Demo logins (send the tenant as header X-Tenant):");
         for l in app.demo_logins() {
-            println!("  {:<14} {:<36} {}", l.tenant.as_deref().unwrap_or("(platform)"), l.email, l.password);
+            println!(
+                "  {:<14} {:<36} {}",
+                l.tenant.as_deref().unwrap_or("(platform)"),
+                l.email,
+                l.password
+            );
         }
     }
     tracing::info!(http.port = app.port(), "server started");
@@ -125,17 +142,21 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apply_tenants(settings: &Settings, dir: &PathBuf) -> anyhow::Result<()> {
+async fn apply_tenants(settings: &Settings, dir: &std::path::Path) -> anyhow::Result<()> {
     let specs = onboarding::load_dir(dir)?;
     let owner = crate::db::connect_owner(settings).await?;
     crate::db::migrate(&owner).await?;
     let db = crate::db::connect_app(settings, &owner).await?;
     for spec in &specs {
-        let applied = onboarding::apply(&db, spec, "system:cli", Mode::Upsert).await.map_err(|e| anyhow::anyhow!("{}: {e}", spec.slug))?;
+        let applied = onboarding::apply(&db, spec, "system:cli", Mode::Upsert)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.slug))?;
         match applied.outcome {
             Outcome::Created => println!("{}: created", spec.slug),
             Outcome::Unchanged => println!("{}: unchanged", spec.slug),
-            Outcome::Updated(changes) => println!("{}: updated ({})", spec.slug, changes.join(", ")),
+            Outcome::Updated(changes) => {
+                println!("{}: updated ({})", spec.slug, changes.join(", "))
+            }
         }
     }
     Ok(())

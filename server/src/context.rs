@@ -12,7 +12,17 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 
 /// A role. Department roles are memberships; these are the tenant- and platform-wide ones.
-#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    async_graphql::Enum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
 pub enum Role {
@@ -40,9 +50,15 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::PlatformAdmin, Self::TenantAdmin, Self::Staff, Self::Author, Self::Citizen]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [
+            Self::PlatformAdmin,
+            Self::TenantAdmin,
+            Self::Staff,
+            Self::Author,
+            Self::Citizen,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 
@@ -50,8 +66,14 @@ impl Role {
 #[derive(Clone, Debug)]
 pub enum Principal {
     Anonymous,
-    Staff { user_id: StaffUserId, tenant_id: TenantId, roles: Vec<Role> },
-    PlatformAdmin { admin_id: PlatformAdminId },
+    Staff {
+        user_id: StaffUserId,
+        tenant_id: TenantId,
+        roles: Vec<Role>,
+    },
+    PlatformAdmin {
+        admin_id: PlatformAdminId,
+    },
     Citizen(Citizen),
 }
 
@@ -107,8 +129,15 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The tenant context, or `NOT_FOUND` when the request named no tenant.
     pub fn tenant(&self) -> AppResult<TenantCtx> {
-        let tenant = self.tenant.clone().ok_or(AppError::NotFound("tenant (send the X-Tenant header)"))?;
-        Ok(TenantCtx { tenant_id: TenantId(tenant.id), tenant, principal: self.principal.clone() })
+        let tenant = self
+            .tenant
+            .clone()
+            .ok_or(AppError::NotFound("tenant (send the X-Tenant header)"))?;
+        Ok(TenantCtx {
+            tenant_id: TenantId(tenant.id),
+            tenant,
+            principal: self.principal.clone(),
+        })
     }
 
     pub fn require_platform_admin(&self) -> AppResult<PlatformAdminId> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use migration::{APP_ROLE, Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
@@ -45,11 +45,16 @@ pub async fn connect_owner(settings: &Settings) -> anyhow::Result<DatabaseConnec
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
     }
-    Database::connect(options(&url, settings)).await.context("connecting to the database (owner)")
+    Database::connect(options(&url, settings))
+        .await
+        .context("connecting to the database (owner)")
 }
 
 /// Connects the pool that serves requests. On SQLite this is the owner pool itself.
-pub async fn connect_app(settings: &Settings, owner: &DatabaseConnection) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect_app(
+    settings: &Settings,
+    owner: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
     if owner.get_database_backend() != DbBackend::Postgres {
         return Ok(owner.clone());
     }
@@ -61,12 +66,16 @@ pub async fn connect_app(settings: &Settings, owner: &DatabaseConnection) -> any
             opt
         }
     };
-    Database::connect(opt).await.context("connecting to the database (app role)")
+    Database::connect(opt)
+        .await
+        .context("connecting to the database (app role)")
 }
 
 /// Applies pending migrations as the owner.
 pub async fn migrate(owner: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(owner, None).await.context("applying migrations")
+    Migrator::up(owner, None)
+        .await
+        .context("applying migrations")
 }
 
 /// Whether every known migration is applied (readiness).
@@ -75,7 +84,10 @@ pub async fn migrations_applied(db: &DatabaseConnection) -> bool {
 }
 
 /// Opens a transaction scoped to one tenant: on PostgreSQL, RLS then shows only its rows.
-pub async fn begin_tenant(db: &DatabaseConnection, tenant: TenantId) -> AppResult<DatabaseTransaction> {
+pub async fn begin_tenant(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+) -> AppResult<DatabaseTransaction> {
     let txn = db.begin().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
@@ -127,4 +139,10 @@ macro_rules! tenant_scoped {
         }
     )*};
 }
-tenant_scoped!(departments, staff_users, staff_roles, staff_memberships, audit_log);
+tenant_scoped!(
+    departments,
+    staff_users,
+    staff_roles,
+    staff_memberships,
+    audit_log
+);

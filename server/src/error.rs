@@ -27,7 +27,10 @@ pub enum AppError {
     Validation(FieldErrors),
     /// The change conflicts with current state (duplicate key, object in use). HTTP 409.
     #[error("conflict: {message}")]
-    Conflict { message: String, field: Option<String> },
+    Conflict {
+        message: String,
+        field: Option<String>,
+    },
     /// A three-way merge left conflicts open; carries their paths. HTTP 409.
     #[error("merge conflict")]
     MergeConflict { paths: Vec<String> },
@@ -73,7 +76,10 @@ impl AppError {
 
     /// A conflict on one field (usually a unique key).
     pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Conflict { message: message.into(), field: Some(field.into()) }
+        Self::Conflict {
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     /// Wraps an unexpected failure with what we were doing.
@@ -103,7 +109,9 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Conflict { .. } | Self::MergeConflict { .. } | Self::SlotFull => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::MergeConflict { .. } | Self::SlotFull => {
+                StatusCode::CONFLICT
+            }
             Self::PaymentFailed(_) => StatusCode::PAYMENT_REQUIRED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -126,7 +134,9 @@ impl AppError {
             Self::Validation(fields) => {
                 ext.insert("fields".into(), serde_json::json!(fields));
             }
-            Self::Conflict { field: Some(field), .. } => {
+            Self::Conflict {
+                field: Some(field), ..
+            } => {
                 ext.insert("field".into(), field.clone().into());
             }
             Self::MergeConflict { paths } => {
@@ -158,7 +168,9 @@ impl AppError {
     /// [`crate::graphql`] reads it back here, for HTTP and WebSocket alike.
     pub fn fill_extensions(&self, ext: &mut async_graphql::ErrorExtensionValues) {
         self.log_if_internal();
-        if let Ok(async_graphql::Value::Object(map)) = async_graphql::Value::from_json(self.extensions_json()) {
+        if let Ok(async_graphql::Value::Object(map)) =
+            async_graphql::Value::from_json(self.extensions_json())
+        {
             for (k, v) in map {
                 ext.set(k.as_str(), v);
             }
@@ -196,7 +208,10 @@ pub type AppResult<T> = Result<T, AppError>;
 /// else stays an internal error. Constraint names are fixed in the migrations.
 pub fn on_unique(err: sea_orm::DbErr, constraint: &str, field: &str, message: &str) -> AppError {
     let text = err.to_string();
-    let is_unique = matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)));
+    let is_unique = matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    );
     // PostgreSQL names the constraint; SQLite names the columns, which our constraint names spell.
     if is_unique && (text.contains(constraint) || sqlite_columns_match(&text, constraint)) {
         AppError::conflict(field, message)
@@ -232,7 +247,10 @@ mod tests {
     fn sqlite_unique_message_matches_constraint_name() {
         let text = "error returned from database: (code: 2067) UNIQUE constraint failed: departments.tenant_id, departments.key";
         assert!(sqlite_columns_match(text, "departments_tenant_id_key_key"));
-        assert!(!sqlite_columns_match(text, "staff_users_tenant_id_email_key"));
+        assert!(!sqlite_columns_match(
+            text,
+            "staff_users_tenant_id_email_key"
+        ));
     }
 
     #[test]
@@ -247,7 +265,9 @@ mod tests {
             AppError::SlotFull,
             AppError::PaymentFailed("x".into()),
             AppError::PayloadTooLarge { limit_bytes: 1 },
-            AppError::RateLimited { retry_after_secs: 1 },
+            AppError::RateLimited {
+                retry_after_secs: 1,
+            },
             AppError::Internal(anyhow::anyhow!("x")),
         ];
         let codes: Vec<_> = samples.iter().map(AppError::code).collect();

@@ -142,7 +142,12 @@ impl Default for Settings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, app_url: None, max_connections: 16, migrate_on_start: true }
+        Self {
+            url: None,
+            app_url: None,
+            max_connections: 16,
+            migrate_on_start: true,
+        }
     }
 }
 
@@ -164,7 +169,12 @@ impl Default for AuthSettings {
 
 impl Default for GraphqlSettings {
     fn default() -> Self {
-        Self { max_depth: 12, max_complexity: 1000, max_aliases: 30, max_body_bytes: 1024 * 1024 }
+        Self {
+            max_depth: 12,
+            max_complexity: 1000,
+            max_aliases: 30,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -179,7 +189,11 @@ impl Settings {
             Some(path) => {
                 let path = PathBuf::from(path);
                 if !path.is_file() {
-                    return Err(bad("config file", "AMTSPLATZ_CONFIG", format!("{} does not exist", path.display())));
+                    return Err(bad(
+                        "config file",
+                        "AMTSPLATZ_CONFIG",
+                        format!("{} does not exist", path.display()),
+                    ));
                 }
                 figment = figment.merge(Toml::file_exact(path));
             }
@@ -189,9 +203,15 @@ impl Settings {
             None => {}
         }
         figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
             .merge(Env::prefixed("AMTSPLATZ_").ignore(&["CONFIG"]).split("__"));
-        let settings: Settings = figment.extract().map_err(|e| ConfigError(explain_figment(e)))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError(explain_figment(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -200,11 +220,22 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bind_addr()?;
         let url = self.database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(bad("database.url", "DATABASE_URL", "must start with sqlite: or postgres://"));
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database.url",
+                "DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
         }
         if self.database.max_connections == 0 {
-            return Err(bad("database.max_connections", "AMTSPLATZ_DATABASE__MAX_CONNECTIONS", "must be at least 1"));
+            return Err(bad(
+                "database.max_connections",
+                "AMTSPLATZ_DATABASE__MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
         }
         if !(30..=86_400).contains(&self.auth.access_token_ttl_secs) {
             return Err(bad(
@@ -221,7 +252,11 @@ impl Settings {
             ));
         }
         if self.auth.issuer.trim().is_empty() || self.auth.audience.trim().is_empty() {
-            return Err(bad("auth.issuer / auth.audience", "AMTSPLATZ_AUTH__ISSUER", "must not be empty"));
+            return Err(bad(
+                "auth.issuer / auth.audience",
+                "AMTSPLATZ_AUTH__ISSUER",
+                "must not be empty",
+            ));
         }
         if self.auth.login_per_ip_per_minute == 0 || self.auth.login_per_account_per_minute == 0 {
             return Err(bad(
@@ -231,12 +266,24 @@ impl Settings {
             ));
         }
         let g = &self.graphql;
-        if g.max_depth == 0 || g.max_complexity == 0 || g.max_aliases == 0 || g.max_body_bytes < 1024 {
-            return Err(bad("graphql.*", "AMTSPLATZ_GRAPHQL__MAX_DEPTH", "limits must be positive (body at least 1024 bytes)"));
+        if g.max_depth == 0
+            || g.max_complexity == 0
+            || g.max_aliases == 0
+            || g.max_body_bytes < 1024
+        {
+            return Err(bad(
+                "graphql.*",
+                "AMTSPLATZ_GRAPHQL__MAX_DEPTH",
+                "limits must be positive (body at least 1024 bytes)",
+            ));
         }
         if let Some(admin) = &self.platform_admin {
             if !admin.email.contains('@') {
-                return Err(bad("platform_admin.email", "AMTSPLATZ_PLATFORM_ADMIN__EMAIL", "is not an email address"));
+                return Err(bad(
+                    "platform_admin.email",
+                    "AMTSPLATZ_PLATFORM_ADMIN__EMAIL",
+                    "is not an email address",
+                ));
             }
             if admin.password.expose_secret().len() < 12 {
                 return Err(bad(
@@ -250,16 +297,26 @@ impl Settings {
     }
 
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.bind
-            .parse()
-            .map_err(|e| bad("bind", "AMTSPLATZ_BIND", format!("{:?} is not an address like 127.0.0.1:8080 ({e})", self.bind)))
+        self.bind.parse().map_err(|e| {
+            bad(
+                "bind",
+                "AMTSPLATZ_BIND",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8080 ({e})",
+                    self.bind
+                ),
+            )
+        })
     }
 
     /// The owner database URL, defaulting to the embedded SQLite file.
     pub fn database_url(&self) -> String {
         match &self.database.url {
             Some(url) => url.expose_secret().to_owned(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("amtsplatz.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("amtsplatz.db").display()
+            ),
         }
     }
 
@@ -273,7 +330,10 @@ impl Settings {
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
-        self.auth.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("jwt-es256.pem"))
+        self.auth
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jwt-es256.pem"))
     }
 }
 
@@ -285,7 +345,14 @@ fn explain_figment(err: figment::Error) -> String {
         if path.is_empty() {
             out.push(e.to_string());
         } else {
-            let env = format!("AMTSPLATZ_{}", e.path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("__"));
+            let env = format!(
+                "AMTSPLATZ_{}",
+                e.path
+                    .iter()
+                    .map(|p| p.to_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("__")
+            );
             out.push(format!("`{path}` (environment variable {env}): {}", e.kind));
         }
     }
@@ -307,7 +374,10 @@ mod tests {
 
     #[test]
     fn a_bad_bind_address_names_the_variable() {
-        let s = Settings { bind: "localhost".into(), ..Settings::default() };
+        let s = Settings {
+            bind: "localhost".into(),
+            ..Settings::default()
+        };
         let err = s.validate().expect_err("must fail").to_string();
         assert!(err.contains("AMTSPLATZ_BIND"), "{err}");
     }

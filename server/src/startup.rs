@@ -51,25 +51,45 @@ impl Application {
 
         let mut demo_logins = Vec::new();
         if let Some(admin) = &settings.platform_admin {
-            crate::auth::service::bootstrap_platform_admin(&db, &admin.email, &admin.display_name, admin.password.expose_secret().to_owned())
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the platform administrator: {e}"))?;
+            crate::auth::service::bootstrap_platform_admin(
+                &db,
+                &admin.email,
+                &admin.display_name,
+                admin.password.expose_secret().to_owned(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the platform administrator: {e}"))?;
         }
         if settings.demo_enabled() {
             let (email, password) = DEMO_PLATFORM_ADMIN;
-            crate::auth::service::bootstrap_platform_admin(&db, email, "Demo platform administrator", password.to_owned())
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the demo platform administrator: {e}"))?;
-            demo_logins.push(DemoLogin { tenant: None, email: email.into(), password: password.into() });
+            crate::auth::service::bootstrap_platform_admin(
+                &db,
+                email,
+                "Demo platform administrator",
+                password.to_owned(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the demo platform administrator: {e}"))?;
+            demo_logins.push(DemoLogin {
+                tenant: None,
+                email: email.into(),
+                password: password.into(),
+            });
         }
         if let Some(dir) = settings.tenants_dir.as_ref().filter(|d| d.is_dir()) {
             let specs = onboarding::load_dir(dir)?;
             for spec in &specs {
-                apply_with_retry(&db, spec).await.with_context(|| format!("applying tenant {}", spec.slug))?;
+                apply_with_retry(&db, spec)
+                    .await
+                    .with_context(|| format!("applying tenant {}", spec.slug))?;
                 if settings.demo_enabled() {
                     for s in &spec.staff {
                         if let PasswordSpec::Plain(p) = &s.password {
-                            demo_logins.push(DemoLogin { tenant: Some(spec.slug.to_string()), email: s.email.to_string(), password: p.clone() });
+                            demo_logins.push(DemoLogin {
+                                tenant: Some(spec.slug.to_string()),
+                                email: s.email.to_string(),
+                                password: p.clone(),
+                            });
                         }
                     }
                 }
@@ -85,12 +105,20 @@ impl Application {
             db,
             settings: Arc::new(settings),
         };
-        let schema: AppSchema = build_schema(&state.settings.graphql).data(state.clone()).data(state.db.clone()).finish();
+        let schema: AppSchema = build_schema(&state.settings.graphql)
+            .data(state.clone())
+            .data(state.db.clone())
+            .finish();
 
-        let listener = TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;
+        let listener =
+            TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;
         let port = listener.local_addr()?.port();
         let shutdown_timeout = state.settings.shutdown_timeout_secs;
-        let workers = state.settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)).max(1);
+        let workers = state
+            .settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+            .max(1);
         let server = {
             let state = state.clone();
             HttpServer::new(move || {
@@ -116,7 +144,12 @@ impl Application {
             .listen(listener)?
             .run()
         };
-        Ok(Self { port, server, state, demo_logins })
+        Ok(Self {
+            port,
+            server,
+            state,
+            demo_logins,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -139,13 +172,18 @@ impl Application {
 
 /// Two replicas starting at once may race to create the same tenant; the loser retries once
 /// and then finds it existing.
-async fn apply_with_retry(db: &sea_orm::DatabaseConnection, spec: &onboarding::TenantSpec) -> anyhow::Result<Outcome> {
+async fn apply_with_retry(
+    db: &sea_orm::DatabaseConnection,
+    spec: &onboarding::TenantSpec,
+) -> anyhow::Result<Outcome> {
     match onboarding::apply(db, spec, "system:onboarding", Mode::Upsert).await {
         Ok(applied) => Ok(applied.outcome),
-        Err(crate::error::AppError::Conflict { .. }) => onboarding::apply(db, spec, "system:onboarding", Mode::Upsert)
-            .await
-            .map(|a| a.outcome)
-            .map_err(|e| anyhow::anyhow!("{e}")),
+        Err(crate::error::AppError::Conflict { .. }) => {
+            onboarding::apply(db, spec, "system:onboarding", Mode::Upsert)
+                .await
+                .map(|a| a.outcome)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }

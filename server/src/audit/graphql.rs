@@ -23,7 +23,14 @@ pub struct AuditEntry {
 
 impl From<audit_log::Model> for AuditEntry {
     fn from(m: audit_log::Model) -> Self {
-        Self { id: ID(m.id.to_string()), actor: m.actor, action: m.action, target: m.target, details: Json(m.details), at: m.at }
+        Self {
+            id: ID(m.id.to_string()),
+            actor: m.actor,
+            action: m.action,
+            target: m.target,
+            details: Json(m.details),
+            at: m.at,
+        }
     }
 }
 

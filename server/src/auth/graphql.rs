@@ -44,7 +44,10 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
         Principal::Anonymous => None,
         Principal::PlatformAdmin { admin_id } => {
             let txn = begin_platform(&st.db).await?;
-            let admin = platform_admins::Entity::find_by_id(admin_id.0).one(&txn).await?.ok_or(AppError::Unauthenticated)?;
+            let admin = platform_admins::Entity::find_by_id(admin_id.0)
+                .one(&txn)
+                .await?
+                .ok_or(AppError::Unauthenticated)?;
             txn.commit().await?;
             Some(Viewer {
                 kind: ViewerKind::PlatformAdmin,
@@ -56,11 +59,21 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
                 departments: vec![],
             })
         }
-        Principal::Staff { user_id, tenant_id, .. } => {
+        Principal::Staff {
+            user_id, tenant_id, ..
+        } => {
             let txn = begin_tenant(&st.db, *tenant_id).await?;
-            let user = tenancy::find_staff(&txn, *tenant_id, *user_id).await.map_err(|_| AppError::Unauthenticated)?;
-            let roles = tenancy::roles_of(&txn, *tenant_id, &[user.id]).await?.remove(&user.id).unwrap_or_default();
-            let memberships = tenancy::memberships_of(&txn, *tenant_id, &[user.id]).await?.remove(&user.id).unwrap_or_default();
+            let user = tenancy::find_staff(&txn, *tenant_id, *user_id)
+                .await
+                .map_err(|_| AppError::Unauthenticated)?;
+            let roles = tenancy::roles_of(&txn, *tenant_id, &[user.id])
+                .await?
+                .remove(&user.id)
+                .unwrap_or_default();
+            let memberships = tenancy::memberships_of(&txn, *tenant_id, &[user.id])
+                .await?
+                .remove(&user.id)
+                .unwrap_or_default();
             let dept_ids: Vec<_> = memberships.iter().map(|m| m.department_id).collect();
             let depts = tenancy::departments_by_ids(&txn, *tenant_id, &dept_ids).await?;
             let tenant = match &req.tenant {
@@ -75,7 +88,11 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
                 display_name: Some(user.display_name),
                 roles,
                 tenant: tenant.map(Tenant),
-                departments: dept_ids.iter().filter_map(|id| depts.get(id).cloned()).map(Department).collect(),
+                departments: dept_ids
+                    .iter()
+                    .filter_map(|id| depts.get(id).cloned())
+                    .map(Department)
+                    .collect(),
             })
         }
         Principal::Citizen(c) => Some(Viewer {
@@ -150,23 +167,36 @@ pub struct AuthMutation;
 impl AuthMutation {
     /// Staff login to the selected tenant; without a tenant, platform administrator login.
     /// Rate-limited per client IP and per account.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> async_graphql::Result<AuthPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        input: LoginInput,
+    ) -> async_graphql::Result<AuthPayload> {
         let st = state::<AppState>(ctx)?;
         let ip = ctx.data_opt::<ClientIp>().and_then(|c| c.0);
-        let session = service::login(st, request_ctx(ctx)?, ip, &input.email, input.password).await?;
+        let session =
+            service::login(st, request_ctx(ctx)?, ip, &input.email, input.password).await?;
         payload(ctx, session).await
     }
 
     /// Exchanges a refresh token for a new session. Each refresh token works once; reusing one
     /// ends the whole session family.
-    async fn refresh_session(&self, ctx: &Context<'_>, input: RefreshSessionInput) -> async_graphql::Result<AuthPayload> {
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        input: RefreshSessionInput,
+    ) -> async_graphql::Result<AuthPayload> {
         let st = state::<AppState>(ctx)?;
         let session = service::refresh(st, request_ctx(ctx)?, &input.refresh_token).await?;
         payload(ctx, session).await
     }
 
     /// Ends the session the refresh token belongs to.
-    async fn logout(&self, ctx: &Context<'_>, input: LogoutInput) -> async_graphql::Result<LogoutPayload> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        input: LogoutInput,
+    ) -> async_graphql::Result<LogoutPayload> {
         let st = state::<AppState>(ctx)?;
         service::logout(st, request_ctx(ctx)?, &input.refresh_token).await?;
         Ok(LogoutPayload { ok: true })

@@ -52,7 +52,9 @@ pub struct OidcVerifier {
 
 impl std::fmt::Debug for OidcVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OidcVerifier").field("allow_http", &self.allow_http).finish_non_exhaustive()
+        f.debug_struct("OidcVerifier")
+            .field("allow_http", &self.allow_http)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,7 +69,11 @@ impl OidcVerifier {
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, allow_http, cache: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            http,
+            allow_http,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Verifies an ID token for the tenant's provider: signature by a JWKS key, `iss`, `aud`
@@ -80,12 +86,15 @@ impl OidcVerifier {
         let kid = header.kid.clone().ok_or_else(|| reject("no kid"))?;
         let jwk = match self.cached_key(&cfg.jwks_url, &kid, false).await? {
             Some(jwk) => jwk,
-            None => self.cached_key(&cfg.jwks_url, &kid, true).await?.ok_or_else(|| reject("unknown kid"))?,
+            None => self
+                .cached_key(&cfg.jwks_url, &kid, true)
+                .await?
+                .ok_or_else(|| reject("unknown kid"))?,
         };
-        if let Some(key_alg) = jwk.common.key_algorithm {
-            if format!("{key_alg:?}") != format!("{:?}", header.alg) {
-                return Err(reject("algorithm does not match the key"));
-            }
+        if let Some(key_alg) = jwk.common.key_algorithm
+            && format!("{key_alg:?}") != format!("{:?}", header.alg)
+        {
+            return Err(reject("algorithm does not match the key"));
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(reject)?;
         let mut validation = Validation::new(header.alg);
@@ -99,20 +108,41 @@ impl OidcVerifier {
     }
 
     /// The key with `kid` from the cached set; with `refresh`, refetches first (rate-limited).
-    async fn cached_key(&self, url: &str, kid: &str, refresh: bool) -> AppResult<Option<jsonwebtoken::jwk::Jwk>> {
+    async fn cached_key(
+        &self,
+        url: &str,
+        kid: &str,
+        refresh: bool,
+    ) -> AppResult<Option<jsonwebtoken::jwk::Jwk>> {
         let fresh_enough = {
-            let cache = self.cache.lock().map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
+            let cache = self
+                .cache
+                .lock()
+                .map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
             match cache.get(url) {
-                Some(c) if !refresh && c.fetched_at.elapsed() < CACHE_TTL => return Ok(c.set.find(kid).cloned()),
-                Some(c) if refresh && c.fetched_at.elapsed() < REFETCH_COOLDOWN => return Ok(c.set.find(kid).cloned()),
+                Some(c) if !refresh && c.fetched_at.elapsed() < CACHE_TTL => {
+                    return Ok(c.set.find(kid).cloned());
+                }
+                Some(c) if refresh && c.fetched_at.elapsed() < REFETCH_COOLDOWN => {
+                    return Ok(c.set.find(kid).cloned());
+                }
                 Some(_) | None => false,
             }
         };
         debug_assert!(!fresh_enough);
         let set = self.fetch(url).await?;
         let key = set.find(kid).cloned();
-        let mut cache = self.cache.lock().map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
-        cache.insert(url.to_owned(), Cached { set, fetched_at: Instant::now() });
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
+        cache.insert(
+            url.to_owned(),
+            Cached {
+                set,
+                fetched_at: Instant::now(),
+            },
+        );
         Ok(key)
     }
 

@@ -12,10 +12,16 @@ pub const MAX_LEN: usize = 256;
 pub fn check_policy(field: &str, password: &str) -> AppResult<()> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Err(AppError::invalid(field, format!("must have at least {MIN_LEN} characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("must have at least {MIN_LEN} characters"),
+        ));
     }
     if len > MAX_LEN {
-        return Err(AppError::invalid(field, format!("must have at most {MAX_LEN} characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("must have at most {MAX_LEN} characters"),
+        ));
     }
     Ok(())
 }
@@ -37,7 +43,9 @@ pub async fn hash(password: String) -> AppResult<String> {
 pub async fn verify(password: String, phc: Option<String>) -> AppResult<bool> {
     tokio::task::spawn_blocking(move || {
         let target = phc.as_deref().unwrap_or(DUMMY_HASH);
-        let ok = Argon2::default().verify_password(password.as_bytes(), target).is_ok();
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), target)
+            .is_ok();
         ok && phc.is_some()
     })
     .await
@@ -45,8 +53,7 @@ pub async fn verify(password: String, phc: Option<String>) -> AppResult<bool> {
 }
 
 /// The Argon2id hash of a random string nobody knows, with the default parameters.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$R6o3KNSM4Ty5K9hsK6tq1bxW0pnvSxSIJBzmu4cS6vE";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$R6o3KNSM4Ty5K9hsK6tq1bxW0pnvSxSIJBzmu4cS6vE";
 
 #[cfg(test)]
 mod tests {
@@ -56,8 +63,16 @@ mod tests {
     async fn a_hash_verifies_only_its_password() {
         let h = hash("correct horse battery".into()).await.expect("hash");
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify("correct horse battery".into(), Some(h.clone())).await.expect("verify"));
-        assert!(!verify("wrong horse battery".into(), Some(h)).await.expect("verify"));
+        assert!(
+            verify("correct horse battery".into(), Some(h.clone()))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !verify("wrong horse battery".into(), Some(h))
+                .await
+                .expect("verify")
+        );
         assert!(!verify("anything".into(), None).await.expect("verify"));
     }
 

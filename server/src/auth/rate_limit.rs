@@ -44,11 +44,17 @@ impl LoginLimiter {
             self.per_account.retain_recent();
         }
         let now = DefaultClock::default().now();
-        let limited = |wait: std::time::Duration| AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) };
+        let limited = |wait: std::time::Duration| AppError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        };
         if let Some(ip) = ip {
-            self.per_ip.check_key(&ip).map_err(|n| limited(n.wait_time_from(now)))?;
+            self.per_ip
+                .check_key(&ip)
+                .map_err(|n| limited(n.wait_time_from(now)))?;
         }
-        self.per_account.check_key(&account.to_owned()).map_err(|n| limited(n.wait_time_from(now)))?;
+        self.per_account
+            .check_key(&account.to_owned())
+            .map_err(|n| limited(n.wait_time_from(now)))?;
         Ok(())
     }
 }

@@ -9,7 +9,10 @@
 use std::sync::Arc;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
+};
 use uuid::Uuid;
 
 use entity::{platform_admins, refresh_tokens, staff_users, tenants};
@@ -38,10 +41,21 @@ const PLATFORM_SCOPE: &str = "platform";
 
 /// Logs a staff user into the request's tenant, or a platform administrator when no tenant is
 /// selected. Wrong email and wrong password answer the same `UNAUTHENTICATED`.
-pub async fn login(state: &AppState, req: &RequestCtx, client_ip: Option<std::net::IpAddr>, email: &str, pw: String) -> AppResult<Session> {
+pub async fn login(
+    state: &AppState,
+    req: &RequestCtx,
+    client_ip: Option<std::net::IpAddr>,
+    email: &str,
+    pw: String,
+) -> AppResult<Session> {
     let email = Email::parse("input.email", email).map_err(|_| AppError::Unauthenticated)?;
-    let scope = req.tenant.as_ref().map_or_else(|| PLATFORM_SCOPE.to_owned(), |t| t.id.to_string());
-    state.login_limiter.check(client_ip, &format!("{scope}:{email}"))?;
+    let scope = req
+        .tenant
+        .as_ref()
+        .map_or_else(|| PLATFORM_SCOPE.to_owned(), |t| t.id.to_string());
+    state
+        .login_limiter
+        .check(client_ip, &format!("{scope}:{email}"))?;
     if pw.len() > password::MAX_LEN * 4 {
         return Err(AppError::Unauthenticated);
     }
@@ -51,31 +65,54 @@ pub async fn login(state: &AppState, req: &RequestCtx, client_ip: Option<std::ne
     }
 }
 
-async fn login_staff(state: &AppState, tenant: &tenants::Model, email: &Email, pw: String) -> AppResult<Session> {
+async fn login_staff(
+    state: &AppState,
+    tenant: &tenants::Model,
+    email: &Email,
+    pw: String,
+) -> AppResult<Session> {
     let tenant_id = TenantId(tenant.id);
     if tenant.status != "active" {
         return Err(AppError::Forbidden("this tenant is suspended"));
     }
     let txn = begin_tenant(&state.db, tenant_id).await?;
     let user = tenancy::find_staff_by_email(&txn, tenant_id, email.as_str()).await?;
-    let hash = user.as_ref().filter(|u| u.status == "active").and_then(|u| u.password_hash.clone());
+    let hash = user
+        .as_ref()
+        .filter(|u| u.status == "active")
+        .and_then(|u| u.password_hash.clone());
     if !password::verify(pw, hash).await? {
         return Err(AppError::Unauthenticated);
     }
-    let Some(user) = user else { return Err(AppError::Unauthenticated) };
+    let Some(user) = user else {
+        return Err(AppError::Unauthenticated);
+    };
     let session = issue_staff(&txn, &state.keys, state, tenant_id, &user, Uuid::now_v7()).await?;
-    audit::record(&txn, tenant_id, &format!("staff:{}", user.id), "session.login", format!("staff:{}", user.id), serde_json::json!({})).await?;
+    audit::record(
+        &txn,
+        tenant_id,
+        &format!("staff:{}", user.id),
+        "session.login",
+        format!("staff:{}", user.id),
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
     Ok(session)
 }
 
 async fn login_platform(state: &AppState, email: &Email, pw: String) -> AppResult<Session> {
     let txn = begin_platform(&state.db).await?;
-    let admin = platform_admins::Entity::find().filter(platform_admins::Column::Email.eq(email.as_str())).one(&txn).await?;
+    let admin = platform_admins::Entity::find()
+        .filter(platform_admins::Column::Email.eq(email.as_str()))
+        .one(&txn)
+        .await?;
     if !password::verify(pw, admin.as_ref().map(|a| a.password_hash.clone())).await? {
         return Err(AppError::Unauthenticated);
     }
-    let Some(admin) = admin else { return Err(AppError::Unauthenticated) };
+    let Some(admin) = admin else {
+        return Err(AppError::Unauthenticated);
+    };
     let session = issue_platform(&txn, state, admin.id, Uuid::now_v7()).await?;
     txn.commit().await?;
     Ok(session)
@@ -89,21 +126,50 @@ async fn issue_staff<C: ConnectionTrait>(
     user: &staff_users::Model,
     family: Uuid,
 ) -> AppResult<Session> {
-    let roles = tenancy::roles_of(conn, tenant, &[user.id]).await?.remove(&user.id).unwrap_or_default();
-    let (access_token, access_expires_at) = keys.issue("staff", user.id.to_string(), Some(tenant.to_string()), roles.clone())?;
+    let roles = tenancy::roles_of(conn, tenant, &[user.id])
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    let (access_token, access_expires_at) = keys.issue(
+        "staff",
+        user.id.to_string(),
+        Some(tenant.to_string()),
+        roles.clone(),
+    )?;
     let refresh_token = insert_refresh(conn, state, Some(tenant), "staff", user.id, family).await?;
     Ok(Session {
         access_token,
         access_expires_at,
         refresh_token,
-        principal: Principal::Staff { user_id: StaffUserId(user.id), tenant_id: tenant, roles },
+        principal: Principal::Staff {
+            user_id: StaffUserId(user.id),
+            tenant_id: tenant,
+            roles,
+        },
     })
 }
 
-async fn issue_platform<C: ConnectionTrait>(conn: &C, state: &AppState, admin: Uuid, family: Uuid) -> AppResult<Session> {
-    let (access_token, access_expires_at) = state.keys.issue("platform", admin.to_string(), None, vec![Role::PlatformAdmin])?;
+async fn issue_platform<C: ConnectionTrait>(
+    conn: &C,
+    state: &AppState,
+    admin: Uuid,
+    family: Uuid,
+) -> AppResult<Session> {
+    let (access_token, access_expires_at) = state.keys.issue(
+        "platform",
+        admin.to_string(),
+        None,
+        vec![Role::PlatformAdmin],
+    )?;
     let refresh_token = insert_refresh(conn, state, None, "platform", admin, family).await?;
-    Ok(Session { access_token, access_expires_at, refresh_token, principal: Principal::PlatformAdmin { admin_id: PlatformAdminId(admin) } })
+    Ok(Session {
+        access_token,
+        access_expires_at,
+        refresh_token,
+        principal: Principal::PlatformAdmin {
+            admin_id: PlatformAdminId(admin),
+        },
+    })
 }
 
 async fn insert_refresh<C: ConnectionTrait>(
@@ -117,7 +183,9 @@ async fn insert_refresh<C: ConnectionTrait>(
     let id = Uuid::now_v7();
     let secret = tokens::random_secret();
     let now = chrono::Utc::now();
-    let ttl = chrono::Duration::seconds(i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(86_400));
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(86_400),
+    );
     refresh_tokens::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.map(|t| t.0)),
@@ -151,7 +219,9 @@ fn parse_refresh(token: &str) -> AppResult<RefreshParts<'_>> {
     let tenant = if scope == PLATFORM_SCOPE {
         None
     } else {
-        Some(TenantId(Uuid::parse_str(scope).map_err(|_| AppError::Unauthenticated)?))
+        Some(TenantId(
+            Uuid::parse_str(scope).map_err(|_| AppError::Unauthenticated)?,
+        ))
     };
     let id = Uuid::parse_str(id).map_err(|_| AppError::Unauthenticated)?;
     Ok(RefreshParts { tenant, id, secret })
@@ -160,13 +230,20 @@ fn parse_refresh(token: &str) -> AppResult<RefreshParts<'_>> {
 /// Checks that a refresh token's tenant matches the request's, when the request names one.
 fn check_scope(req: &RequestCtx, parts: &RefreshParts<'_>) -> AppResult<()> {
     match (&req.tenant, parts.tenant) {
-        (Some(t), Some(scope)) if t.id != scope.0 => Err(AppError::Forbidden("the token belongs to another tenant")),
-        (Some(_), None) => Err(AppError::Forbidden("a platform token cannot be used on a tenant")),
+        (Some(t), Some(scope)) if t.id != scope.0 => {
+            Err(AppError::Forbidden("the token belongs to another tenant"))
+        }
+        (Some(_), None) => Err(AppError::Forbidden(
+            "a platform token cannot be used on a tenant",
+        )),
         _ => Ok(()),
     }
 }
 
-async fn open_scope(state: &AppState, tenant: Option<TenantId>) -> AppResult<sea_orm::DatabaseTransaction> {
+async fn open_scope(
+    state: &AppState,
+    tenant: Option<TenantId>,
+) -> AppResult<sea_orm::DatabaseTransaction> {
     match tenant {
         Some(t) => begin_tenant(&state.db, t).await,
         None => begin_platform(&state.db).await,
@@ -178,8 +255,13 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
     let txn = open_scope(state, parts.tenant).await?;
-    let row = refresh_tokens::Entity::find_by_id(parts.id).one(&txn).await?.ok_or(AppError::Unauthenticated)?;
-    if row.tenant_id != parts.tenant.map(|t| t.0) || !tokens::constant_time_eq(&row.token_hash, &tokens::hash_secret(parts.secret)) {
+    let row = refresh_tokens::Entity::find_by_id(parts.id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    if row.tenant_id != parts.tenant.map(|t| t.0)
+        || !tokens::constant_time_eq(&row.token_hash, &tokens::hash_secret(parts.secret))
+    {
         return Err(AppError::Unauthenticated);
     }
     if row.revoked_at.is_some() || row.expires_at <= chrono::Utc::now() {
@@ -197,7 +279,15 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
     if claimed.rows_affected == 0 {
         revoke_family(&txn, row.family_id).await?;
         if let Some(tenant) = parts.tenant {
-            audit::record(&txn, tenant, "system:auth", "session.reuse_detected", format!("{}:{}", row.subject_kind, row.subject_id), serde_json::json!({ "family": row.family_id })).await?;
+            audit::record(
+                &txn,
+                tenant,
+                "system:auth",
+                "session.reuse_detected",
+                format!("{}:{}", row.subject_kind, row.subject_id),
+                serde_json::json!({ "family": row.family_id }),
+            )
+            .await?;
         }
         txn.commit().await?;
         tracing::warn!(auth.family = %row.family_id, "refresh token reuse detected; family revoked");
@@ -205,14 +295,19 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
     }
     let session = match (parts.tenant, row.subject_kind.as_str()) {
         (Some(tenant), "staff") => {
-            let user = tenancy::find_staff(&txn, tenant, StaffUserId(row.subject_id)).await.map_err(|_| AppError::Unauthenticated)?;
+            let user = tenancy::find_staff(&txn, tenant, StaffUserId(row.subject_id))
+                .await
+                .map_err(|_| AppError::Unauthenticated)?;
             if user.status != "active" {
                 return Err(AppError::Unauthenticated);
             }
             issue_staff(&txn, &state.keys, state, tenant, &user, row.family_id).await?
         }
         (None, "platform") => {
-            platform_admins::Entity::find_by_id(row.subject_id).one(&txn).await?.ok_or(AppError::Unauthenticated)?;
+            platform_admins::Entity::find_by_id(row.subject_id)
+                .one(&txn)
+                .await?
+                .ok_or(AppError::Unauthenticated)?;
             issue_platform(&txn, state, row.subject_id, row.family_id).await?
         }
         _ => return Err(AppError::Unauthenticated),
@@ -226,7 +321,10 @@ pub async fn logout(state: &AppState, req: &RequestCtx, token: &str) -> AppResul
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
     let txn = open_scope(state, parts.tenant).await?;
-    let row = refresh_tokens::Entity::find_by_id(parts.id).one(&txn).await?.ok_or(AppError::Unauthenticated)?;
+    let row = refresh_tokens::Entity::find_by_id(parts.id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
     if !tokens::constant_time_eq(&row.token_hash, &tokens::hash_secret(parts.secret)) {
         return Err(AppError::Unauthenticated);
     }
@@ -237,7 +335,10 @@ pub async fn logout(state: &AppState, req: &RequestCtx, token: &str) -> AppResul
 
 async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> AppResult<()> {
     refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(chrono::Utc::now()))
+        .col_expr(
+            refresh_tokens::Column::RevokedAt,
+            Expr::value(chrono::Utc::now()),
+        )
         .filter(refresh_tokens::Column::FamilyId.eq(family))
         .filter(refresh_tokens::Column::RevokedAt.is_null())
         .exec(conn)
@@ -246,9 +347,17 @@ async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> AppResult<
 }
 
 /// Revokes every session of a subject (e.g. when an account is disabled).
-pub async fn revoke_all_sessions<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>, kind: &str, subject: Uuid) -> AppResult<()> {
+pub async fn revoke_all_sessions<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Option<TenantId>,
+    kind: &str,
+    subject: Uuid,
+) -> AppResult<()> {
     let mut q = refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(chrono::Utc::now()))
+        .col_expr(
+            refresh_tokens::Column::RevokedAt,
+            Expr::value(chrono::Utc::now()),
+        )
         .filter(refresh_tokens::Column::SubjectKind.eq(kind))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))
         .filter(refresh_tokens::Column::RevokedAt.is_null());
@@ -263,43 +372,82 @@ pub async fn revoke_all_sessions<C: ConnectionTrait>(conn: &C, tenant: Option<Te
 /// Turns a bearer token into a principal for a request to `tenant` (if any).
 /// Our tokens: a staff token of another tenant is `FORBIDDEN`. Otherwise the token must be an
 /// ID token of the tenant's configured OIDC provider.
-pub async fn authenticate(state: &AppState, tenant: Option<&Arc<tenants::Model>>, token: &str) -> AppResult<(Principal, Option<TenantId>)> {
+pub async fn authenticate(
+    state: &AppState,
+    tenant: Option<&Arc<tenants::Model>>,
+    token: &str,
+) -> AppResult<(Principal, Option<TenantId>)> {
     let issuer = tokens::peek_issuer(token).ok_or(AppError::Unauthenticated)?;
     if issuer == state.keys.issuer() {
         let claims = state.keys.verify(token)?;
         let sub = Uuid::parse_str(&claims.sub).map_err(|_| AppError::Unauthenticated)?;
         return match claims.kind.as_str() {
-            "platform" => Ok((Principal::PlatformAdmin { admin_id: PlatformAdminId(sub) }, None)),
+            "platform" => Ok((
+                Principal::PlatformAdmin {
+                    admin_id: PlatformAdminId(sub),
+                },
+                None,
+            )),
             "staff" => {
-                let token_tenant = claims.tenant.as_deref().and_then(|t| Uuid::parse_str(t).ok()).ok_or(AppError::Unauthenticated)?;
-                if let Some(t) = tenant {
-                    if t.id != token_tenant {
-                        return Err(AppError::Forbidden("the token belongs to another tenant"));
-                    }
+                let token_tenant = claims
+                    .tenant
+                    .as_deref()
+                    .and_then(|t| Uuid::parse_str(t).ok())
+                    .ok_or(AppError::Unauthenticated)?;
+                if let Some(t) = tenant
+                    && t.id != token_tenant
+                {
+                    return Err(AppError::Forbidden("the token belongs to another tenant"));
                 }
                 let tenant_id = TenantId(token_tenant);
-                Ok((Principal::Staff { user_id: StaffUserId(sub), tenant_id, roles: claims.roles }, Some(tenant_id)))
+                Ok((
+                    Principal::Staff {
+                        user_id: StaffUserId(sub),
+                        tenant_id,
+                        roles: claims.roles,
+                    },
+                    Some(tenant_id),
+                ))
             }
             _ => Err(AppError::Unauthenticated),
         };
     }
     // A citizen's ID token: only meaningful for a tenant whose provider issued it.
-    let Some(tenant) = tenant else { return Err(AppError::Unauthenticated) };
-    let settings: TenantSettings = serde_json::from_value(tenant.settings.clone()).unwrap_or_default();
+    let Some(tenant) = tenant else {
+        return Err(AppError::Unauthenticated);
+    };
+    let settings: TenantSettings =
+        serde_json::from_value(tenant.settings.clone()).unwrap_or_default();
     let Some(oidc) = settings.oidc.filter(|o| o.issuer == issuer) else {
         return Err(AppError::Unauthenticated);
     };
     let claims = state.oidc.verify(token, &oidc).await?;
     let tenant_id = TenantId(tenant.id);
-    let citizen = Citizen { tenant_id, issuer: claims.iss, subject: claims.sub, email: claims.email, name: claims.name };
+    let citizen = Citizen {
+        tenant_id,
+        issuer: claims.iss,
+        subject: claims.sub,
+        email: claims.email,
+        name: claims.name,
+    };
     Ok((Principal::Citizen(citizen), Some(tenant_id)))
 }
 
 /// Creates the configured platform administrator if no account with that email exists.
-pub async fn bootstrap_platform_admin(db: &DatabaseConnection, email: &str, display_name: &str, pw: String) -> AppResult<bool> {
+pub async fn bootstrap_platform_admin(
+    db: &DatabaseConnection,
+    email: &str,
+    display_name: &str,
+    pw: String,
+) -> AppResult<bool> {
     let email = Email::parse("platform_admin.email", email)?;
     let txn = begin_platform(db).await?;
-    if platform_admins::Entity::find().filter(platform_admins::Column::Email.eq(email.as_str())).one(&txn).await?.is_some() {
+    if platform_admins::Entity::find()
+        .filter(platform_admins::Column::Email.eq(email.as_str()))
+        .one(&txn)
+        .await?
+        .is_some()
+    {
         return Ok(false);
     }
     let hash = password::hash(pw).await?;

@@ -52,7 +52,9 @@ pub struct JwtKeys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("JwtKeys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,14 +62,22 @@ impl JwtKeys {
     /// Loads the PKCS#8 PEM key at `path`, generating (and saving, mode 0600) one if it is missing.
     pub fn load_or_generate(path: &Path, auth: &AuthSettings) -> anyhow::Result<Self> {
         let secret = if path.exists() {
-            let pem = std::fs::read_to_string(path).with_context(|| format!("reading signing key {}", path.display()))?;
-            p256::SecretKey::from_pkcs8_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("signing key {} is not a P-256 PKCS#8 PEM key: {e}", path.display()))?
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading signing key {}", path.display()))?;
+            p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "signing key {} is not a P-256 PKCS#8 PEM key: {e}",
+                    path.display()
+                )
+            })?
         } else {
             let key = generate_p256()?;
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             write_private(path, pem.as_bytes())?;
             key
@@ -76,14 +86,18 @@ impl JwtKeys {
     }
 
     fn from_secret(secret: &p256::SecretKey, auth: &AuthSettings) -> anyhow::Result<Self> {
-        let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
-        let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).context("loading the ES256 signing key")?;
+        let pem = secret
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
+        let encoding =
+            EncodingKey::from_ec_pem(pem.as_bytes()).context("loading the ES256 signing key")?;
         let point = p256::EncodedPoint::from(secret.public_key());
         let (Some(x), Some(y)) = (point.x(), point.y()) else {
             anyhow::bail!("public key has no affine coordinates");
         };
         let (x, y) = (B64.encode(x), B64.encode(y));
-        let decoding = DecodingKey::from_ec_components(&x, &y).context("loading the ES256 public key")?;
+        let decoding =
+            DecodingKey::from_ec_components(&x, &y).context("loading the ES256 public key")?;
         let kid = B64.encode(Sha256::digest(format!("{x}.{y}")))[..16].to_owned();
         let public_jwk = serde_json::json!({
             "kty": "EC", "crv": "P-256", "x": x, "y": y, "use": "sig", "alg": "ES256", "kid": kid,
@@ -171,8 +185,11 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut file = opts.open(path).with_context(|| format!("creating signing key {}", path.display()))?;
-    file.write_all(data).with_context(|| format!("writing signing key {}", path.display()))?;
+    let mut file = opts
+        .open(path)
+        .with_context(|| format!("creating signing key {}", path.display()))?;
+    file.write_all(data)
+        .with_context(|| format!("writing signing key {}", path.display()))?;
     Ok(())
 }
 
@@ -211,18 +228,29 @@ mod tests {
     use super::*;
 
     fn keys() -> JwtKeys {
-        JwtKeys::from_secret(&generate_p256().expect("key"), &AuthSettings::default()).expect("keys")
+        JwtKeys::from_secret(&generate_p256().expect("key"), &AuthSettings::default())
+            .expect("keys")
     }
 
     #[test]
     fn a_token_round_trips_and_others_keys_fail() {
         let k = keys();
-        let (token, _) = k.issue("staff", "u1".into(), Some("t1".into()), vec![Role::TenantAdmin]).expect("issue");
+        let (token, _) = k
+            .issue(
+                "staff",
+                "u1".into(),
+                Some("t1".into()),
+                vec![Role::TenantAdmin],
+            )
+            .expect("issue");
         let claims = k.verify(&token).expect("verify");
         assert_eq!(claims.sub, "u1");
         assert_eq!(claims.roles, vec![Role::TenantAdmin]);
         assert_eq!(peek_issuer(&token).as_deref(), Some("amtsplatz"));
-        assert!(keys().verify(&token).is_err(), "a token signed by another key must fail");
+        assert!(
+            keys().verify(&token).is_err(),
+            "a token signed by another key must fail"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Object, OutputType};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -28,13 +31,20 @@ impl PageArgs {
             None => DEFAULT_PAGE,
             Some(n) if n < 0 => return Err(AppError::invalid("first", "must not be negative")),
             Some(n) if n as usize > MAX_PAGE => {
-                return Err(AppError::invalid("first", format!("must be at most {MAX_PAGE}")));
+                return Err(AppError::invalid(
+                    "first",
+                    format!("must be at most {MAX_PAGE}"),
+                ));
             }
             Some(n) => n as usize,
         };
         let after = after.map(|c| decode_cursor(&c)).transpose()?;
         let want_total = ctx.look_ahead().field("totalCount").exists();
-        Ok(Self { first, after, want_total })
+        Ok(Self {
+            first,
+            after,
+            want_total,
+        })
     }
 }
 
@@ -71,7 +81,11 @@ where
     E::Model: Sync,
     C: ConnectionTrait,
 {
-    let total = if args.want_total { Some(select.clone().count(conn).await?) } else { None };
+    let total = if args.want_total {
+        Some(select.clone().count(conn).await?)
+    } else {
+        None
+    };
     let mut query = select.order_by_asc(id_col);
     if let Some(after) = args.after {
         query = query.filter(id_col.gt(after));
@@ -80,7 +94,12 @@ where
     let has_next = items.len() > args.first;
     items.truncate(args.first);
     debug_assert!(items.windows(2).all(|w| id_of(&w[0]) < id_of(&w[1])));
-    Ok(Page { items, has_next, has_previous: args.after.is_some(), total })
+    Ok(Page {
+        items,
+        has_next,
+        has_previous: args.after.is_some(),
+        total,
+    })
 }
 
 /// `totalCount` on every connection.
@@ -98,8 +117,20 @@ impl ConnectionTotal {
 pub type Conn<N> = Connection<String, N, ConnectionTotal, EmptyFields>;
 
 /// Maps a page of rows into a connection of GraphQL nodes.
-pub fn into_connection<M, N: OutputType>(page: Page<M>, id_of: fn(&M) -> Uuid, node: impl Fn(M) -> N) -> Conn<N> {
-    let mut conn = Connection::with_additional_fields(page.has_previous, page.has_next, ConnectionTotal(page.total));
-    conn.edges.extend(page.items.into_iter().map(|m| Edge::new(encode_cursor(id_of(&m)), node(m))));
+pub fn into_connection<M, N: OutputType>(
+    page: Page<M>,
+    id_of: fn(&M) -> Uuid,
+    node: impl Fn(M) -> N,
+) -> Conn<N> {
+    let mut conn = Connection::with_additional_fields(
+        page.has_previous,
+        page.has_next,
+        ConnectionTotal(page.total),
+    );
+    conn.edges.extend(
+        page.items
+            .into_iter()
+            .map(|m| Edge::new(encode_cursor(id_of(&m)), node(m))),
+    );
     conn
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Response, ServerError, ServerResult, Variables};
 
@@ -21,7 +23,9 @@ fn count(set: &SelectionSet) -> usize {
     set.items
         .iter()
         .map(|item| match &item.node {
-            Selection::Field(f) => usize::from(f.node.alias.is_some()) + count(&f.node.selection_set.node),
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + count(&f.node.selection_set.node)
+            }
             Selection::InlineFragment(f) => count(&f.node.selection_set.node),
             Selection::FragmentSpread(_) => 0,
         })
@@ -40,10 +44,21 @@ impl Extension for AliasLimitExt {
         let doc = next.run(ctx, query, variables).await?;
         // Fragments are counted once each even if spread many times: spreads multiply depth and
         // complexity, which their own limits bound.
-        let aliases: usize = doc.operations.iter().map(|(_, op)| count(&op.node.selection_set.node)).sum::<usize>()
-            + doc.fragments.values().map(|f| count(&f.node.selection_set.node)).sum::<usize>();
+        let aliases: usize = doc
+            .operations
+            .iter()
+            .map(|(_, op)| count(&op.node.selection_set.node))
+            .sum::<usize>()
+            + doc
+                .fragments
+                .values()
+                .map(|f| count(&f.node.selection_set.node))
+                .sum::<usize>();
         if aliases > self.0 {
-            return Err(ServerError::new(format!("Query has too many aliases: {aliases} (limit {})", self.0), None));
+            return Err(ServerError::new(
+                format!("Query has too many aliases: {aliases} (limit {})", self.0),
+                None,
+            ));
         }
         Ok(doc)
     }
@@ -60,7 +75,12 @@ impl ExtensionFactory for ErrorCodes {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for ErrorCodes {
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
         let mut resp = next.run(ctx, operation_name).await;
         super::fill_error_codes(&mut resp.errors);
         resp

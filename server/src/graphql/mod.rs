@@ -6,8 +6,8 @@ mod limits;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
-use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::audit::graphql::AuditQuery;
+use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::context::{RequestCtx, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::settings::GraphqlSettings;
@@ -23,7 +23,9 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with the configured limits. Per-request data (the [`RequestCtx`], the
 /// DataLoaders) is attached by the HTTP layer; application state by [`crate::startup`].
-pub fn build_schema(limits_cfg: &GraphqlSettings) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+pub fn build_schema(
+    limits_cfg: &GraphqlSettings,
+) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(limits_cfg.max_depth)
         .limit_complexity(limits_cfg.max_complexity)
@@ -45,7 +47,8 @@ pub fn sdl() -> String {
 
 /// The request's resolved context. Always present on requests served by [`crate::http`].
 pub fn request_ctx<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestCtx> {
-    ctx.data::<RequestCtx>().map_err(|_| AppError::internal("GraphQL context", anyhow::anyhow!("no RequestCtx")))
+    ctx.data::<RequestCtx>()
+        .map_err(|_| AppError::internal("GraphQL context", anyhow::anyhow!("no RequestCtx")))
 }
 
 /// The request's tenant context, or `NOT_FOUND` when no tenant was selected.
@@ -55,8 +58,12 @@ pub fn tenant_ctx(ctx: &Context<'_>) -> AppResult<TenantCtx> {
 
 /// A piece of application state attached to the schema.
 pub fn state<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'a T> {
-    ctx.data::<T>()
-        .map_err(|_| AppError::internal("GraphQL context", anyhow::anyhow!("missing {}", std::any::type_name::<T>())))
+    ctx.data::<T>().map_err(|_| {
+        AppError::internal(
+            "GraphQL context",
+            anyhow::anyhow!("missing {}", std::any::type_name::<T>()),
+        )
+    })
 }
 
 /// Gives every error its `extensions.code`: from the [`AppError`] a resolver returned, else
@@ -65,7 +72,11 @@ pub fn state<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> AppResult<&'
 pub fn fill_error_codes(errors: &mut [async_graphql::ServerError]) {
     for err in errors {
         let ext = err.extensions.get_or_insert_with(Default::default);
-        if let Some(app) = err.source.as_ref().and_then(|s| s.downcast_ref::<AppError>()) {
+        if let Some(app) = err
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<AppError>())
+        {
             app.fill_extensions(ext);
         } else if ext.get("code").is_none() {
             ext.set("code", "VALIDATION_FAILED");

@@ -44,37 +44,66 @@ fn tenant_hint(req: &HttpRequest, base_domain: Option<&str>) -> Option<String> {
     let base = base_domain?;
     let host = req.connection_info().host().to_owned();
     let host = host.split(':').next().unwrap_or_default();
-    host.strip_suffix(base).and_then(|sub| sub.strip_suffix('.')).filter(|s| !s.is_empty() && !s.contains('.')).map(str::to_owned)
+    host.strip_suffix(base)
+        .and_then(|sub| sub.strip_suffix('.'))
+        .filter(|s| !s.is_empty() && !s.contains('.'))
+        .map(str::to_owned)
 }
 
 /// Resolves tenant and principal. An unknown tenant is `NOT_FOUND`; a malformed or invalid
 /// token is `UNAUTHENTICATED` (never silently anonymous); a token of another tenant `FORBIDDEN`.
-pub async fn resolve(state: &AppState, tenant_slug: Option<&str>, authorization: Option<&str>, request_id: String) -> AppResult<RequestCtx> {
+pub async fn resolve(
+    state: &AppState,
+    tenant_slug: Option<&str>,
+    authorization: Option<&str>,
+    request_id: String,
+) -> AppResult<RequestCtx> {
     let mut tenant = match tenant_slug {
-        Some(slug) => Some(Arc::new(tenancy::tenant_by_slug(&state.db, slug).await?.ok_or(AppError::NotFound("tenant"))?)),
+        Some(slug) => Some(Arc::new(
+            tenancy::tenant_by_slug(&state.db, slug)
+                .await?
+                .ok_or(AppError::NotFound("tenant"))?,
+        )),
         None => None,
     };
     let principal = match authorization {
         None => Principal::Anonymous,
         Some(value) => {
-            let token = value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or(AppError::Unauthenticated)?;
-            let (principal, token_tenant) = crate::auth::service::authenticate(state, tenant.as_ref(), token).await?;
-            if tenant.is_none() {
-                if let Some(tid) = token_tenant {
-                    tenant = Some(Arc::new(tenancy::tenant_by_id(&state.db, tid).await?.ok_or(AppError::Unauthenticated)?));
-                }
+            let token = value
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or(AppError::Unauthenticated)?;
+            let (principal, token_tenant) =
+                crate::auth::service::authenticate(state, tenant.as_ref(), token).await?;
+            if tenant.is_none()
+                && let Some(tid) = token_tenant
+            {
+                tenant = Some(Arc::new(
+                    tenancy::tenant_by_id(&state.db, tid)
+                        .await?
+                        .ok_or(AppError::Unauthenticated)?,
+                ));
             }
             principal
         }
     };
-    Ok(RequestCtx { request_id, tenant, principal })
+    Ok(RequestCtx {
+        request_id,
+        tenant,
+        principal,
+    })
 }
 
 fn client_ip(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
-    if state.settings.auth.trust_forwarded_for {
-        if let Some(ip) = req.connection_info().realip_remote_addr().and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()) {
-            return Some(ip);
-        }
+    if state.settings.auth.trust_forwarded_for
+        && let Some(ip) = req
+            .connection_info()
+            .realip_remote_addr()
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.trim().parse().ok())
+    {
+        return Some(ip);
     }
     req.peer_addr().map(|a| a.ip())
 }
@@ -88,8 +117,16 @@ fn error_response(err: &AppError) -> HttpResponse {
 }
 
 /// Reads the body up to `limit` bytes; beyond it, stops reading and answers `PAYLOAD_TOO_LARGE`.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> AppResult<web::BytesMut> {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> AppResult<web::BytesMut> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(AppError::PayloadTooLarge { limit_bytes: limit });
     }
@@ -107,9 +144,13 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 fn parse_request(body: &[u8]) -> AppResult<async_graphql::Request> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        return Err(AppError::invalid("body", "batched requests are not supported: send one operation per request"));
+        return Err(AppError::invalid(
+            "body",
+            "batched requests are not supported: send one operation per request",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| AppError::invalid("body", format!("is not a GraphQL request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::invalid("body", format!("is not a GraphQL request: {e}")))
 }
 
 async fn graphql_post(
@@ -123,8 +164,15 @@ async fn graphql_post(
     let prepared = async {
         let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
         let gql = parse_request(&body)?;
-        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
-        let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("invalid"));
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("invalid"));
         let hint = tenant_hint(&req, state.settings.base_domain.as_deref());
         let ctx = resolve(&state, hint.as_deref(), authorization, request_id).await?;
         Ok::<_, AppError>((gql, ctx))
@@ -133,7 +181,9 @@ async fn graphql_post(
     let (gql, ctx) = match prepared {
         Ok(ok) => ok,
         Err(err) => {
-            state.metrics.observe_graphql("rejected", false, started.elapsed().as_secs_f64());
+            state
+                .metrics
+                .observe_graphql("rejected", false, started.elapsed().as_secs_f64());
             return error_response(&err);
         }
     };
@@ -146,12 +196,19 @@ async fn graphql_post(
     let operation = state.metrics.operation_label(gql.operation_name.as_deref());
     let gql = gql
         .data(ClientIp(client_ip(&state, &req)))
-        .data(DataLoader::new(TenancyLoader { db: state.db.clone() }, tokio::spawn))
+        .data(DataLoader::new(
+            TenancyLoader {
+                db: state.db.clone(),
+            },
+            tokio::spawn,
+        ))
         .data(ctx);
     let mut resp = schema.execute(gql).await;
     fill_error_codes(&mut resp.errors);
     let ok = resp.errors.is_empty();
-    state.metrics.observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
     tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
     HttpResponse::Ok().json(resp)
 }
@@ -169,13 +226,28 @@ async fn graphql_ws(
     GraphQLSubscription::new(AppSchema::clone(&schema))
         .on_connection_init(move |value: serde_json::Value| async move {
             let field = |name: &str| {
-                value.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).and_then(|(_, v)| v.as_str()).map(str::to_owned)
+                value
+                    .as_object()
+                    .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                    .and_then(|(_, v)| v.as_str())
+                    .map(str::to_owned)
             };
             let tenant = field("x-tenant").or(header_tenant);
             let auth = field("authorization");
-            let ctx = resolve(&state, tenant.as_deref(), auth.as_deref(), uuid::Uuid::new_v4().to_string()).await?;
+            let ctx = resolve(
+                &state,
+                tenant.as_deref(),
+                auth.as_deref(),
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .await?;
             let mut data = async_graphql::Data::default();
-            data.insert(DataLoader::new(TenancyLoader { db: state.db.clone() }, tokio::spawn));
+            data.insert(DataLoader::new(
+                TenancyLoader {
+                    db: state.db.clone(),
+                },
+                tokio::spawn,
+            ));
             data.insert(ctx);
             Ok(data)
         })
@@ -183,8 +255,13 @@ async fn graphql_ws(
 }
 
 async fn graphiql() -> HttpResponse {
-    let html = async_graphql::http::GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+    let html = async_graphql::http::GraphiQLSource::build()
+        .endpoint("/graphql")
+        .subscription_endpoint("/graphql/ws")
+        .finish();
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html)
 }
 
 async fn healthz() -> HttpResponse {
@@ -196,11 +273,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db_ok = state.db.ping().await.is_ok();
     let migrated = db_ok && crate::db::migrations_applied(&state.db).await;
     let body = serde_json::json!({ "database": db_ok, "migrations": migrated });
-    if db_ok && migrated { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if db_ok && migrated {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {

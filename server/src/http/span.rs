@@ -1,8 +1,8 @@
 //! The request span. Unlike the default, it records the path without the query string (query
 //! strings will carry download tokens), plus empty `tenant.id` / `user.id` filled in once known.
 
-use actix_web::body::MessageBody;
 use actix_web::HttpMessage as _;
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
@@ -11,7 +11,11 @@ pub struct AmtsplatzRootSpan;
 
 impl RootSpanBuilder for AmtsplatzRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),
@@ -27,7 +31,10 @@ impl RootSpanBuilder for AmtsplatzRootSpan {
         )
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+    fn on_request_end<B: MessageBody>(
+        span: Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }

@@ -14,10 +14,10 @@ use super::service::{self, DepartmentPatch, DepartmentRole, NewDepartment, NewSt
 use super::types::{Ags, Branding, Email, Name, OidcSettings, Slug, TenantSettings, TimeZone};
 use crate::auth::password;
 use crate::context::Role;
+use crate::context::{Principal, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::{request_ctx, state, tenant_ctx};
-use crate::context::{Principal, TenantCtx};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
 /// Parses an `ID` argument as a UUID; anything else is `VALIDATION_FAILED` on that field.
@@ -64,7 +64,10 @@ impl Tenant {
     }
     async fn branding(&self) -> BrandingOut {
         let b: Branding = serde_json::from_value(self.0.branding.clone()).unwrap_or_default();
-        BrandingOut { primary_color: b.primary_color, logo_url: b.logo_url }
+        BrandingOut {
+            primary_color: b.primary_color,
+            logo_url: b.logo_url,
+        }
     }
     /// Issuer of the citizens' identity provider, if one is configured.
     async fn citizen_login_issuer(&self) -> Option<String> {
@@ -72,15 +75,27 @@ impl Tenant {
         s.oidc.map(|o| o.issuer)
     }
     /// The tenant's departments, oldest first. Public.
-    async fn departments(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Conn<Department>> {
+    async fn departments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Department>> {
         let tctx = self.scope(ctx)?;
-        let page = service::list_departments(db(ctx)?, &tctx, PageArgs::parse(ctx, first, after)?).await?;
+        let page =
+            service::list_departments(db(ctx)?, &tctx, PageArgs::parse(ctx, first, after)?).await?;
         Ok(into_connection(page, |m| m.id, Department))
     }
     /// The tenant's staff. Tenant administrators only.
-    async fn staff(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Conn<StaffUser>> {
+    async fn staff(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<StaffUser>> {
         let tctx = self.scope(ctx)?;
-        let page = service::list_staff(db(ctx)?, &tctx, PageArgs::parse(ctx, first, after)?).await?;
+        let page =
+            service::list_staff(db(ctx)?, &tctx, PageArgs::parse(ctx, first, after)?).await?;
         Ok(into_connection(page, |m| m.id, StaffUser))
     }
 }
@@ -97,7 +112,9 @@ impl Tenant {
                 tenant: std::sync::Arc::new(self.0.clone()),
                 principal: req.principal.clone(),
             }),
-            _ => Err(AppError::Forbidden("select this tenant with X-Tenant to read its data")),
+            _ => Err(AppError::Forbidden(
+                "select this tenant with X-Tenant to read its data",
+            )),
         }
     }
 }
@@ -159,10 +176,16 @@ impl StaffUser {
     }
     /// Tenant-wide roles, plus `STAFF` for members of any department.
     async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
-        Ok(loader(ctx)?.load_one(RolesOf(TenantId(self.0.tenant_id), self.0.id)).await?.unwrap_or_default())
+        Ok(loader(ctx)?
+            .load_one(RolesOf(TenantId(self.0.tenant_id), self.0.id))
+            .await?
+            .unwrap_or_default())
     }
     async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
-        let rows = loader(ctx)?.load_one(MembershipsOf(TenantId(self.0.tenant_id), self.0.id)).await?.unwrap_or_default();
+        let rows = loader(ctx)?
+            .load_one(MembershipsOf(TenantId(self.0.tenant_id), self.0.id))
+            .await?
+            .unwrap_or_default();
         Ok(rows.into_iter().map(Membership).collect())
     }
 }
@@ -176,7 +199,12 @@ impl Membership {
         DepartmentRole::parse(&self.0.role)
     }
     async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Department> {
-        let dept = loader(ctx)?.load_one(DepartmentById(TenantId(self.0.tenant_id), self.0.department_id)).await?;
+        let dept = loader(ctx)?
+            .load_one(DepartmentById(
+                TenantId(self.0.tenant_id),
+                self.0.department_id,
+            ))
+            .await?;
         Ok(Department(dept.ok_or(AppError::NotFound("department"))?))
     }
 }
@@ -193,20 +221,30 @@ impl TenancyQuery {
         Ok(Tenant((*tenant_ctx(ctx)?.tenant).clone()))
     }
     /// All tenants. Platform administrators only.
-    async fn tenants(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> async_graphql::Result<Conn<Tenant>> {
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Tenant>> {
         let req = request_ctx(ctx)?;
-        let page = service::list_tenants(db(ctx)?, req, PageArgs::parse(ctx, first, after)?).await?;
+        let page =
+            service::list_tenants(db(ctx)?, req, PageArgs::parse(ctx, first, after)?).await?;
         Ok(into_connection(page, |m| m.id, Tenant))
     }
     /// A department of the current tenant.
     async fn department(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Department> {
         let id = DepartmentId(parse_id("id", &id)?);
-        Ok(Department(service::get_department(db(ctx)?, &tenant_ctx(ctx)?, id).await?))
+        Ok(Department(
+            service::get_department(db(ctx)?, &tenant_ctx(ctx)?, id).await?,
+        ))
     }
     /// A staff user of the current tenant: administrators see all, staff themselves.
     async fn staff_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StaffUser> {
         let id = StaffUserId(parse_id("id", &id)?);
-        Ok(StaffUser(service::get_staff(db(ctx)?, &tenant_ctx(ctx)?, id).await?))
+        Ok(StaffUser(
+            service::get_staff(db(ctx)?, &tenant_ctx(ctx)?, id).await?,
+        ))
     }
 }
 
@@ -268,7 +306,10 @@ impl OnboardTenantInput {
                 Ok(DepartmentSpec {
                     key: Slug::parse(&format!("input.departments[{i}].key"), &d.key)?,
                     name: Name::parse(&format!("input.departments[{i}].name"), &d.name)?,
-                    email: d.email.map(|e| Email::parse(&format!("input.departments[{i}].email"), &e)).transpose()?,
+                    email: d
+                        .email
+                        .map(|e| Email::parse(&format!("input.departments[{i}].email"), &e))
+                        .transpose()?,
                 })
             })
             .collect::<AppResult<Vec<_>>>()?;
@@ -277,21 +318,38 @@ impl OnboardTenantInput {
             name: Name::parse("input.name", &self.name)?,
             ags: Ags::parse("input.ags", &self.ags)?,
             time_zone: TimeZone::parse("input.timeZone", &self.time_zone)?,
-            branding: self.branding.map(|b| Branding { primary_color: b.primary_color, logo_url: b.logo_url }).unwrap_or_default(),
+            branding: self
+                .branding
+                .map(|b| Branding {
+                    primary_color: b.primary_color,
+                    logo_url: b.logo_url,
+                })
+                .unwrap_or_default(),
             settings: TenantSettings {
-                oidc: self.citizen_login.map(|c| OidcSettings { issuer: c.issuer, client_id: c.client_id, jwks_url: c.jwks_url }),
+                oidc: self.citizen_login.map(|c| OidcSettings {
+                    issuer: c.issuer,
+                    client_id: c.client_id,
+                    jwks_url: c.jwks_url,
+                }),
             },
             departments,
             staff: vec![StaffSpec {
                 email: Email::parse("input.firstAdmin.email", &self.first_admin.email)?,
-                display_name: Name::parse("input.firstAdmin.displayName", &self.first_admin.display_name)?,
+                display_name: Name::parse(
+                    "input.firstAdmin.displayName",
+                    &self.first_admin.display_name,
+                )?,
                 password: PasswordSpec::Plain(self.first_admin.password),
                 roles: vec![Role::TenantAdmin],
                 departments: vec![],
             }],
         };
         spec.check().map_err(|e| match e {
-            AppError::Validation(f) => AppError::Validation(f.into_iter().map(|(k, v)| (format!("input.{k}"), v)).collect()),
+            AppError::Validation(f) => AppError::Validation(
+                f.into_iter()
+                    .map(|(k, v)| (format!("input.{k}"), v))
+                    .collect(),
+            ),
             other => other,
         })?;
         Ok(spec)
@@ -408,47 +466,87 @@ pub struct TenancyMutation;
 #[Object]
 impl TenancyMutation {
     /// Creates a tenant with its departments and first administrator. Platform administrators only.
-    async fn onboard_tenant(&self, ctx: &Context<'_>, input: OnboardTenantInput) -> async_graphql::Result<OnboardTenantPayload> {
+    async fn onboard_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: OnboardTenantInput,
+    ) -> async_graphql::Result<OnboardTenantPayload> {
         let req = request_ctx(ctx)?;
         req.require_platform_admin()?;
         let spec = input.into_spec()?;
-        let applied = onboarding::apply(db(ctx)?, &spec, &req.principal.audit_actor(), Mode::CreateOnly).await?;
-        Ok(OnboardTenantPayload { tenant: Tenant(applied.tenant) })
+        let applied = onboarding::apply(
+            db(ctx)?,
+            &spec,
+            &req.principal.audit_actor(),
+            Mode::CreateOnly,
+        )
+        .await?;
+        Ok(OnboardTenantPayload {
+            tenant: Tenant(applied.tenant),
+        })
     }
 
-    async fn create_department(&self, ctx: &Context<'_>, input: CreateDepartmentInput) -> async_graphql::Result<DepartmentPayload> {
+    async fn create_department(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateDepartmentInput,
+    ) -> async_graphql::Result<DepartmentPayload> {
         let tctx = tenant_ctx(ctx)?;
         let new = NewDepartment {
             key: Slug::parse("input.key", &input.key)?,
             name: Name::parse("input.name", &input.name)?,
-            email: input.email.map(|e| Email::parse("input.email", &e)).transpose()?,
+            email: input
+                .email
+                .map(|e| Email::parse("input.email", &e))
+                .transpose()?,
         };
-        Ok(DepartmentPayload { department: Department(service::create_department(db(ctx)?, &tctx, new).await?) })
+        Ok(DepartmentPayload {
+            department: Department(service::create_department(db(ctx)?, &tctx, new).await?),
+        })
     }
 
-    async fn update_department(&self, ctx: &Context<'_>, input: UpdateDepartmentInput) -> async_graphql::Result<DepartmentPayload> {
+    async fn update_department(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateDepartmentInput,
+    ) -> async_graphql::Result<DepartmentPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = DepartmentId(parse_id("input.id", &input.id)?);
         let patch = DepartmentPatch {
-            name: input.name.map(|n| Name::parse("input.name", &n)).transpose()?,
+            name: input
+                .name
+                .map(|n| Name::parse("input.name", &n))
+                .transpose()?,
             email: match input.email {
                 None => None,
                 Some(e) if e.trim().is_empty() => Some(None),
                 Some(e) => Some(Some(Email::parse("input.email", &e)?)),
             },
         };
-        Ok(DepartmentPayload { department: Department(service::update_department(db(ctx)?, &tctx, id, patch).await?) })
+        Ok(DepartmentPayload {
+            department: Department(service::update_department(db(ctx)?, &tctx, id, patch).await?),
+        })
     }
 
     /// Deletes a department without members.
-    async fn delete_department(&self, ctx: &Context<'_>, input: DeleteDepartmentInput) -> async_graphql::Result<DeleteDepartmentPayload> {
+    async fn delete_department(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteDepartmentInput,
+    ) -> async_graphql::Result<DeleteDepartmentPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = DepartmentId(parse_id("input.id", &input.id)?);
         service::delete_department(db(ctx)?, &tctx, id).await?;
-        Ok(DeleteDepartmentPayload { deleted_id: input.id })
+        Ok(DeleteDepartmentPayload {
+            deleted_id: input.id,
+        })
     }
 
-    async fn create_staff_user(&self, ctx: &Context<'_>, input: CreateStaffUserInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn create_staff_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateStaffUserInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         tctx.require_tenant_admin()?;
         for (i, role) in input.roles.iter().enumerate() {
@@ -458,7 +556,15 @@ impl TenancyMutation {
             .memberships
             .iter()
             .enumerate()
-            .map(|(i, m)| Ok((DepartmentId(parse_id(&format!("input.memberships[{i}].departmentId"), &m.department_id)?), m.role)))
+            .map(|(i, m)| {
+                Ok((
+                    DepartmentId(parse_id(
+                        &format!("input.memberships[{i}].departmentId"),
+                        &m.department_id,
+                    )?),
+                    m.role,
+                ))
+            })
             .collect::<AppResult<Vec<_>>>()?;
         let email = Email::parse("input.email", &input.email)?;
         let display_name = Name::parse("input.displayName", &input.display_name)?;
@@ -469,52 +575,100 @@ impl TenancyMutation {
             }
             None => None,
         };
-        let new = NewStaff { email, display_name, password_hash, roles: input.roles, departments: memberships };
-        Ok(StaffUserPayload { staff_user: StaffUser(service::create_staff(db(ctx)?, &tctx, new).await?) })
+        let new = NewStaff {
+            email,
+            display_name,
+            password_hash,
+            roles: input.roles,
+            departments: memberships,
+        };
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(service::create_staff(db(ctx)?, &tctx, new).await?),
+        })
     }
 
-    async fn update_staff_user(&self, ctx: &Context<'_>, input: UpdateStaffUserInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn update_staff_user(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateStaffUserInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = StaffUserId(parse_id("input.id", &input.id)?);
         let patch = StaffPatch {
-            display_name: input.display_name.map(|n| Name::parse("input.displayName", &n)).transpose()?,
+            display_name: input
+                .display_name
+                .map(|n| Name::parse("input.displayName", &n))
+                .transpose()?,
             active: input.active,
         };
-        Ok(StaffUserPayload { staff_user: StaffUser(service::update_staff(db(ctx)?, &tctx, id, patch).await?) })
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(service::update_staff(db(ctx)?, &tctx, id, patch).await?),
+        })
     }
 
     /// Grants `TENANT_ADMIN` or `AUTHOR`.
-    async fn grant_role(&self, ctx: &Context<'_>, input: RoleInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn grant_role(
+        &self,
+        ctx: &Context<'_>,
+        input: RoleInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = StaffUserId(parse_id("input.userId", &input.user_id)?);
-        Ok(StaffUserPayload { staff_user: StaffUser(service::grant_role(db(ctx)?, &tctx, id, input.role).await?) })
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(service::grant_role(db(ctx)?, &tctx, id, input.role).await?),
+        })
     }
 
     /// Revokes `TENANT_ADMIN` or `AUTHOR`; the last administrator cannot be removed.
-    async fn revoke_role(&self, ctx: &Context<'_>, input: RoleInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn revoke_role(
+        &self,
+        ctx: &Context<'_>,
+        input: RoleInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = StaffUserId(parse_id("input.userId", &input.user_id)?);
-        Ok(StaffUserPayload { staff_user: StaffUser(service::revoke_role(db(ctx)?, &tctx, id, input.role).await?) })
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(service::revoke_role(db(ctx)?, &tctx, id, input.role).await?),
+        })
     }
 
-    async fn add_department_membership(&self, ctx: &Context<'_>, input: AddMembershipInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn add_department_membership(
+        &self,
+        ctx: &Context<'_>,
+        input: AddMembershipInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let user = StaffUserId(parse_id("input.userId", &input.user_id)?);
         let dept = DepartmentId(parse_id("input.departmentId", &input.department_id)?);
-        Ok(StaffUserPayload { staff_user: StaffUser(service::add_membership(db(ctx)?, &tctx, user, dept, input.role).await?) })
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(
+                service::add_membership(db(ctx)?, &tctx, user, dept, input.role).await?,
+            ),
+        })
     }
 
-    async fn remove_department_membership(&self, ctx: &Context<'_>, input: RemoveMembershipInput) -> async_graphql::Result<StaffUserPayload> {
+    async fn remove_department_membership(
+        &self,
+        ctx: &Context<'_>,
+        input: RemoveMembershipInput,
+    ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let user = StaffUserId(parse_id("input.userId", &input.user_id)?);
         let dept = DepartmentId(parse_id("input.departmentId", &input.department_id)?);
-        Ok(StaffUserPayload { staff_user: StaffUser(service::remove_membership(db(ctx)?, &tctx, user, dept).await?) })
+        Ok(StaffUserPayload {
+            staff_user: StaffUser(service::remove_membership(db(ctx)?, &tctx, user, dept).await?),
+        })
     }
 
     /// Changes the signed-in staff user's password.
-    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> async_graphql::Result<ChangePasswordPayload> {
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangePasswordInput,
+    ) -> async_graphql::Result<ChangePasswordPayload> {
         let tctx = tenant_ctx(ctx)?;
-        service::change_own_password(db(ctx)?, &tctx, input.current_password, input.new_password).await?;
+        service::change_own_password(db(ctx)?, &tctx, input.current_password, input.new_password)
+            .await?;
         Ok(ChangePasswordPayload { ok: true })
     }
 }

@@ -37,7 +37,10 @@ fn gql(e: AppError) -> async_graphql::Error {
 }
 
 /// Groups keys by tenant: `(tenant, ids)`.
-fn by_tenant<K>(keys: &[K], split: impl Fn(&K) -> (TenantId, Uuid)) -> HashMap<TenantId, Vec<Uuid>> {
+fn by_tenant<K>(
+    keys: &[K],
+    split: impl Fn(&K) -> (TenantId, Uuid),
+) -> HashMap<TenantId, Vec<Uuid>> {
     let mut out: HashMap<TenantId, Vec<Uuid>> = HashMap::new();
     for k in keys {
         let (t, id) = split(k);
@@ -51,7 +54,9 @@ macro_rules! per_tenant {
     ($self:ident, $keys:ident, $key:ident, |$txn:ident, $tenant:ident, $ids:ident| $query:expr) => {{
         let mut out = HashMap::new();
         for ($tenant, $ids) in by_tenant($keys, |k| (k.0, k.1)) {
-            let $txn = crate::db::begin_tenant(&$self.db, $tenant).await.map_err(gql)?;
+            let $txn = crate::db::begin_tenant(&$self.db, $tenant)
+                .await
+                .map_err(gql)?;
             let found = $query.await.map_err(gql)?;
             $txn.commit().await.map_err(|e| gql(e.into()))?;
             out.extend(found.into_iter().map(|(id, v)| ($key($tenant, id), v)));
@@ -65,7 +70,9 @@ impl Loader<RolesOf> for TenancyLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[RolesOf]) -> Result<HashMap<RolesOf, Self::Value>, Self::Error> {
-        per_tenant!(self, keys, RolesOf, |txn, tenant, ids| service::roles_of(&txn, tenant, &ids))
+        per_tenant!(self, keys, RolesOf, |txn, tenant, ids| service::roles_of(
+            &txn, tenant, &ids
+        ))
     }
 }
 
@@ -73,8 +80,13 @@ impl Loader<MembershipsOf> for TenancyLoader {
     type Value = Vec<staff_memberships::Model>;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[MembershipsOf]) -> Result<HashMap<MembershipsOf, Self::Value>, Self::Error> {
-        per_tenant!(self, keys, MembershipsOf, |txn, tenant, ids| service::memberships_of(&txn, tenant, &ids))
+    async fn load(
+        &self,
+        keys: &[MembershipsOf],
+    ) -> Result<HashMap<MembershipsOf, Self::Value>, Self::Error> {
+        per_tenant!(self, keys, MembershipsOf, |txn, tenant, ids| {
+            service::memberships_of(&txn, tenant, &ids)
+        })
     }
 }
 
@@ -82,7 +94,12 @@ impl Loader<DepartmentById> for TenancyLoader {
     type Value = departments::Model;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[DepartmentById]) -> Result<HashMap<DepartmentById, Self::Value>, Self::Error> {
-        per_tenant!(self, keys, DepartmentById, |txn, tenant, ids| service::departments_by_ids(&txn, tenant, &ids))
+    async fn load(
+        &self,
+        keys: &[DepartmentById],
+    ) -> Result<HashMap<DepartmentById, Self::Value>, Self::Error> {
+        per_tenant!(self, keys, DepartmentById, |txn, tenant, ids| {
+            service::departments_by_ids(&txn, tenant, &ids)
+        })
     }
 }

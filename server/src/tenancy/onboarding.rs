@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, Set,
+};
 use serde::Deserialize;
 
 use entity::{departments, staff_memberships, tenants};
@@ -129,7 +131,10 @@ impl TenantFile {
                 Ok(DepartmentSpec {
                     key: Slug::parse(&format!("departments[{i}].key"), &d.key)?,
                     name: Name::parse(&format!("departments[{i}].name"), &d.name)?,
-                    email: d.email.map(|e| Email::parse(&format!("departments[{i}].email"), &e)).transpose()?,
+                    email: d
+                        .email
+                        .map(|e| Email::parse(&format!("departments[{i}].email"), &e))
+                        .transpose()?,
                 })
             })
             .collect::<AppResult<Vec<_>>>()?;
@@ -151,14 +156,22 @@ impl TenantFile {
 fn parse_staff(field: &str, s: StaffFile, first_admin: bool) -> AppResult<StaffSpec> {
     let password = match (s.initial_password, s.password_hash) {
         (Some(_), Some(_)) => {
-            return Err(AppError::invalid(field, "give initial_password or password_hash, not both"));
+            return Err(AppError::invalid(
+                field,
+                "give initial_password or password_hash, not both",
+            ));
         }
         (Some(p), None) => {
             password::check_policy(&format!("{field}.initial_password"), &p)?;
             PasswordSpec::Plain(p)
         }
         (None, Some(h)) if h.starts_with("$argon2id$") => PasswordSpec::Hash(h),
-        (None, Some(_)) => return Err(AppError::invalid(format!("{field}.password_hash"), "must be an Argon2id PHC string")),
+        (None, Some(_)) => {
+            return Err(AppError::invalid(
+                format!("{field}.password_hash"),
+                "must be an Argon2id PHC string",
+            ));
+        }
         (None, None) => PasswordSpec::None,
     };
     let mut roles = s
@@ -197,17 +210,26 @@ impl TenantSpec {
         let mut keys = std::collections::HashSet::new();
         for (i, d) in self.departments.iter().enumerate() {
             if !keys.insert(d.key.as_str()) {
-                return Err(AppError::invalid(format!("departments[{i}].key"), "is used twice"));
+                return Err(AppError::invalid(
+                    format!("departments[{i}].key"),
+                    "is used twice",
+                ));
             }
         }
         let mut emails = std::collections::HashSet::new();
         for (i, s) in self.staff.iter().enumerate() {
             if !emails.insert(s.email.as_str()) {
-                return Err(AppError::invalid(format!("staff[{i}].email"), "is used twice"));
+                return Err(AppError::invalid(
+                    format!("staff[{i}].email"),
+                    "is used twice",
+                ));
             }
             for (j, k) in s.departments.iter().enumerate() {
                 if !keys.contains(k.as_str()) {
-                    return Err(AppError::invalid(format!("staff[{i}].departments[{j}]"), "names no department of this file"));
+                    return Err(AppError::invalid(
+                        format!("staff[{i}].departments[{j}]"),
+                        "names no department of this file",
+                    ));
                 }
             }
         }
@@ -225,7 +247,10 @@ pub struct FileError {
 
 /// Reads every `*.toml` in `dir`, sorted by name; the file name must be `<slug>.toml`.
 pub fn load_dir(dir: &Path) -> Result<Vec<TenantSpec>, FileError> {
-    let err = |file: &Path, message: String| FileError { file: file.to_owned(), message };
+    let err = |file: &Path, message: String| FileError {
+        file: file.to_owned(),
+        message,
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(dir, e.to_string()))?
         .filter_map(Result::ok)
@@ -237,18 +262,29 @@ pub fn load_dir(dir: &Path) -> Result<Vec<TenantSpec>, FileError> {
 }
 
 pub fn load_file(file: &Path) -> Result<TenantSpec, FileError> {
-    let err = |message: String| FileError { file: file.to_owned(), message };
+    let err = |message: String| FileError {
+        file: file.to_owned(),
+        message,
+    };
     let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
     let parsed: TenantFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
     let spec = parsed.into_spec().map_err(|e| match e {
-        AppError::Validation(fields) => {
-            err(fields.iter().map(|(k, v)| format!("`{k}` {v}")).collect::<Vec<_>>().join("; "))
-        }
+        AppError::Validation(fields) => err(fields
+            .iter()
+            .map(|(k, v)| format!("`{k}` {v}"))
+            .collect::<Vec<_>>()
+            .join("; ")),
         other => err(other.to_string()),
     })?;
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     if stem != spec.slug.as_str() {
-        return Err(err(format!("the file must be named {}.toml after its slug", spec.slug)));
+        return Err(err(format!(
+            "the file must be named {}.toml after its slug",
+            spec.slug
+        )));
     }
     Ok(spec)
 }
@@ -277,7 +313,12 @@ pub struct Applied {
 }
 
 /// Applies a spec in one transaction, with one audit entry when anything changed.
-pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode: Mode) -> AppResult<Applied> {
+pub async fn apply(
+    db: &DatabaseConnection,
+    spec: &TenantSpec,
+    actor: &str,
+    mode: Mode,
+) -> AppResult<Applied> {
     // Hash new passwords before the transaction: hashing is slow and needs no lock.
     let mut hashes = Vec::with_capacity(spec.staff.len());
     for s in &spec.staff {
@@ -290,12 +331,16 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
 
     let txn = begin_platform(db).await?;
     let now = chrono::Utc::now();
-    let branding = serde_json::to_value(&spec.branding).map_err(|e| AppError::internal("branding", e))?;
-    let settings = serde_json::to_value(&spec.settings).map_err(|e| AppError::internal("settings", e))?;
+    let branding =
+        serde_json::to_value(&spec.branding).map_err(|e| AppError::internal("branding", e))?;
+    let settings =
+        serde_json::to_value(&spec.settings).map_err(|e| AppError::internal("settings", e))?;
     let mut changes: Vec<String> = Vec::new();
 
     let (tenant, created) = match service::tenant_by_slug(&txn, spec.slug.as_str()).await? {
-        Some(_) if mode == Mode::CreateOnly => return Err(AppError::conflict("slug", "a tenant with this slug exists")),
+        Some(_) if mode == Mode::CreateOnly => {
+            return Err(AppError::conflict("slug", "a tenant with this slug exists"));
+        }
         Some(existing) => {
             let mut active = existing.clone().into_active_model();
             let mut diff = |name: &str, differs: bool| {
@@ -342,7 +387,14 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
             }
             .insert(&txn)
             .await
-            .map_err(|e| on_unique(e, "tenants_slug_key", "slug", "a tenant with this slug exists"))?;
+            .map_err(|e| {
+                on_unique(
+                    e,
+                    "tenants_slug_key",
+                    "slug",
+                    "a tenant with this slug exists",
+                )
+            })?;
             (tenant, true)
         }
     };
@@ -358,7 +410,11 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
             .await?;
         let id = match existing {
             None => {
-                let new = NewDepartment { key: d.key.clone(), name: d.name.clone(), email: d.email.clone() };
+                let new = NewDepartment {
+                    key: d.key.clone(),
+                    name: d.name.clone(),
+                    email: d.email.clone(),
+                };
                 changes.push(format!("department.{}.create", d.key));
                 service::insert_department(&txn, tenant_id, &new).await?.id
             }
@@ -379,7 +435,11 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
 
     // Staff by email.
     for (s, hash) in spec.staff.iter().zip(hashes) {
-        let depts: Vec<DepartmentId> = s.departments.iter().filter_map(|k| dept_ids.get(k.as_str()).copied()).collect();
+        let depts: Vec<DepartmentId> = s
+            .departments
+            .iter()
+            .filter_map(|k| dept_ids.get(k.as_str()).copied())
+            .collect();
         match service::find_staff_by_email(&txn, tenant_id, s.email.as_str()).await? {
             None => {
                 let new = NewStaff {
@@ -401,7 +461,10 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
                     active.update(&txn).await?;
                     changes.push(format!("staff.{}.update", s.email));
                 }
-                let have = service::roles_of(&txn, tenant_id, &[user.id]).await?.remove(&user.id).unwrap_or_default();
+                let have = service::roles_of(&txn, tenant_id, &[user.id])
+                    .await?
+                    .remove(&user.id)
+                    .unwrap_or_default();
                 for role in s.roles.iter().filter(|r| !have.contains(r)) {
                     service::insert_role(&txn, tenant_id, uid, *role).await?;
                     changes.push(format!("staff.{}.role.{}", s.email, role.as_str()));
@@ -414,7 +477,8 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
                     .map(|m| m.department_id)
                     .collect();
                 for dept in depts.iter().filter(|d| !memberships.contains(&d.0)) {
-                    service::insert_membership(&txn, tenant_id, uid, *dept, DepartmentRole::Staff).await?;
+                    service::insert_membership(&txn, tenant_id, uid, *dept, DepartmentRole::Staff)
+                        .await?;
                     changes.push(format!("staff.{}.membership", s.email));
                 }
             }
@@ -429,9 +493,21 @@ pub async fn apply(db: &DatabaseConnection, spec: &TenantSpec, actor: &str, mode
         Outcome::Updated(changes.clone())
     };
     if outcome != Outcome::Unchanged {
-        let action = if created { "tenant.onboard" } else { "tenant.update" };
+        let action = if created {
+            "tenant.onboard"
+        } else {
+            "tenant.update"
+        };
         // Emails in `changes` are staff identifiers the tenant admin sees anyway; no passwords.
-        audit::record(&txn, tenant_id, actor, action, format!("tenant:{}", tenant.id), serde_json::json!({ "changes": changes })).await?;
+        audit::record(
+            &txn,
+            tenant_id,
+            actor,
+            action,
+            format!("tenant:{}", tenant.id),
+            serde_json::json!({ "changes": changes }),
+        )
+        .await?;
     }
     txn.commit().await?;
     Ok(Applied { tenant, outcome })
@@ -471,7 +547,9 @@ initial_password = "correct horse battery"
         assert!(err.to_string().contains("colour"), "{err}");
         let spec: TenantFile = toml::from_str(&file("departments = [\"nowhere\"]")).expect("toml");
         match spec.into_spec() {
-            Err(AppError::Validation(f)) => assert!(f.contains_key("staff[0].departments[0]"), "{f:?}"),
+            Err(AppError::Validation(f)) => {
+                assert!(f.contains_key("staff[0].departments[0]"), "{f:?}")
+            }
             other => panic!("expected a validation error, got {other:?}"),
         }
     }

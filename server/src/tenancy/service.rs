@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -27,19 +27,39 @@ use crate::ids::{DepartmentId, StaffUserId, TenantId};
 // ---------------------------------------------------------------------------------------------
 // The tenant directory (not tenant-scoped: it is how a request finds its tenant).
 
-pub async fn tenant_by_slug<C: ConnectionTrait>(conn: &C, slug: &str) -> AppResult<Option<tenants::Model>> {
-    Ok(tenants::Entity::find().filter(tenants::Column::Slug.eq(slug)).one(conn).await?)
+pub async fn tenant_by_slug<C: ConnectionTrait>(
+    conn: &C,
+    slug: &str,
+) -> AppResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find()
+        .filter(tenants::Column::Slug.eq(slug))
+        .one(conn)
+        .await?)
 }
 
-pub async fn tenant_by_id<C: ConnectionTrait>(conn: &C, id: TenantId) -> AppResult<Option<tenants::Model>> {
+pub async fn tenant_by_id<C: ConnectionTrait>(
+    conn: &C,
+    id: TenantId,
+) -> AppResult<Option<tenants::Model>> {
     Ok(tenants::Entity::find_by_id(id.0).one(conn).await?)
 }
 
 /// All tenants. Platform administrators only.
-pub async fn list_tenants(db: &DatabaseConnection, req: &RequestCtx, args: PageArgs) -> AppResult<Page<tenants::Model>> {
+pub async fn list_tenants(
+    db: &DatabaseConnection,
+    req: &RequestCtx,
+    args: PageArgs,
+) -> AppResult<Page<tenants::Model>> {
     req.require_platform_admin()?;
     let txn = begin_platform(db).await?;
-    let page = fetch_page(&txn, tenants::Entity::find(), tenants::Column::Id, |m| m.id, args).await?;
+    let page = fetch_page(
+        &txn,
+        tenants::Entity::find(),
+        tenants::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await?;
     txn.commit().await?;
     Ok(page)
 }
@@ -73,7 +93,11 @@ pub async fn list_departments(
     Ok(page)
 }
 
-async fn find_department<C: ConnectionTrait>(conn: &C, tenant: TenantId, id: DepartmentId) -> AppResult<departments::Model> {
+async fn find_department<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    id: DepartmentId,
+) -> AppResult<departments::Model> {
     scoped::<departments::Entity>(tenant)
         .filter(departments::Column::Id.eq(id.0))
         .one(conn)
@@ -81,7 +105,11 @@ async fn find_department<C: ConnectionTrait>(conn: &C, tenant: TenantId, id: Dep
         .ok_or(AppError::NotFound("department"))
 }
 
-pub async fn get_department(db: &DatabaseConnection, ctx: &TenantCtx, id: DepartmentId) -> AppResult<departments::Model> {
+pub async fn get_department(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: DepartmentId,
+) -> AppResult<departments::Model> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let dept = find_department(&txn, ctx.tenant_id, id).await?;
     txn.commit().await?;
@@ -104,14 +132,33 @@ pub(crate) async fn insert_department<C: ConnectionTrait>(
     }
     .insert(conn)
     .await
-    .map_err(|e| on_unique(e, "departments_tenant_id_key_key", "key", "a department with this key exists"))
+    .map_err(|e| {
+        on_unique(
+            e,
+            "departments_tenant_id_key_key",
+            "key",
+            "a department with this key exists",
+        )
+    })
 }
 
-pub async fn create_department(db: &DatabaseConnection, ctx: &TenantCtx, new: NewDepartment) -> AppResult<departments::Model> {
+pub async fn create_department(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    new: NewDepartment,
+) -> AppResult<departments::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let dept = insert_department(&txn, ctx.tenant_id, &new).await?;
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.create", format!("department:{}", dept.id), serde_json::json!({ "key": dept.key })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "department.create",
+        format!("department:{}", dept.id),
+        serde_json::json!({ "key": dept.key }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(dept)
 }
@@ -138,16 +185,32 @@ pub async fn update_department(
             changed.push("email");
         }
     }
-    let dept = if changed.is_empty() { dept } else { active.update(&txn).await? };
+    let dept = if changed.is_empty() {
+        dept
+    } else {
+        active.update(&txn).await?
+    };
     if !changed.is_empty() {
-        audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.update", format!("department:{}", dept.id), serde_json::json!({ "changed": changed })).await?;
+        audit::record(
+            &txn,
+            ctx.tenant_id,
+            &ctx.actor(),
+            "department.update",
+            format!("department:{}", dept.id),
+            serde_json::json!({ "changed": changed }),
+        )
+        .await?;
     }
     txn.commit().await?;
     Ok(dept)
 }
 
 /// Deletes a department that has no members (`CONFLICT` otherwise: reassign them first).
-pub async fn delete_department(db: &DatabaseConnection, ctx: &TenantCtx, id: DepartmentId) -> AppResult<()> {
+pub async fn delete_department(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: DepartmentId,
+) -> AppResult<()> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let dept = find_department(&txn, ctx.tenant_id, id).await?;
@@ -156,10 +219,23 @@ pub async fn delete_department(db: &DatabaseConnection, ctx: &TenantCtx, id: Dep
         .count(&txn)
         .await?;
     if members > 0 {
-        return Err(AppError::Conflict { message: format!("the department still has {members} member(s)"), field: Some("id".into()) });
+        return Err(AppError::Conflict {
+            message: format!("the department still has {members} member(s)"),
+            field: Some("id".into()),
+        });
     }
-    departments::Entity::delete_by_id(dept.id).exec(&txn).await?;
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "department.delete", format!("department:{}", dept.id), serde_json::json!({ "key": dept.key })).await?;
+    departments::Entity::delete_by_id(dept.id)
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "department.delete",
+        format!("department:{}", dept.id),
+        serde_json::json!({ "key": dept.key }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
@@ -169,7 +245,10 @@ pub async fn departments_by_ids<C: ConnectionTrait>(
     tenant: TenantId,
     ids: &[Uuid],
 ) -> AppResult<HashMap<Uuid, departments::Model>> {
-    let rows = scoped::<departments::Entity>(tenant).filter(departments::Column::Id.is_in(ids.iter().copied())).all(conn).await?;
+    let rows = scoped::<departments::Entity>(tenant)
+        .filter(departments::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?;
     Ok(rows.into_iter().map(|d| (d.id, d)).collect())
 }
 
@@ -202,7 +281,10 @@ impl DepartmentRole {
 pub fn check_grantable(field: &str, role: Role) -> AppResult<()> {
     match role {
         Role::TenantAdmin | Role::Author => Ok(()),
-        _ => Err(AppError::invalid(field, "only TENANT_ADMIN and AUTHOR are granted; STAFF comes from department membership")),
+        _ => Err(AppError::invalid(
+            field,
+            "only TENANT_ADMIN and AUTHOR are granted; STAFF comes from department membership",
+        )),
     }
 }
 
@@ -216,7 +298,11 @@ pub struct NewStaff {
     pub departments: Vec<(DepartmentId, DepartmentRole)>,
 }
 
-pub async fn list_staff(db: &DatabaseConnection, ctx: &TenantCtx, args: PageArgs) -> AppResult<Page<staff_users::Model>> {
+pub async fn list_staff(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    args: PageArgs,
+) -> AppResult<Page<staff_users::Model>> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let select = scoped::<staff_users::Entity>(ctx.tenant_id);
@@ -225,7 +311,11 @@ pub async fn list_staff(db: &DatabaseConnection, ctx: &TenantCtx, args: PageArgs
     Ok(page)
 }
 
-pub(crate) async fn find_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId, id: StaffUserId) -> AppResult<staff_users::Model> {
+pub(crate) async fn find_staff<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    id: StaffUserId,
+) -> AppResult<staff_users::Model> {
     scoped::<staff_users::Entity>(tenant)
         .filter(staff_users::Column::Id.eq(id.0))
         .one(conn)
@@ -233,12 +323,23 @@ pub(crate) async fn find_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId, i
         .ok_or(AppError::NotFound("staff user"))
 }
 
-pub(crate) async fn find_staff_by_email<C: ConnectionTrait>(conn: &C, tenant: TenantId, email: &str) -> AppResult<Option<staff_users::Model>> {
-    Ok(scoped::<staff_users::Entity>(tenant).filter(staff_users::Column::Email.eq(email)).one(conn).await?)
+pub(crate) async fn find_staff_by_email<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    email: &str,
+) -> AppResult<Option<staff_users::Model>> {
+    Ok(scoped::<staff_users::Entity>(tenant)
+        .filter(staff_users::Column::Email.eq(email))
+        .one(conn)
+        .await?)
 }
 
 /// A staff user: tenant administrators see everyone, staff see themselves.
-pub async fn get_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUserId) -> AppResult<staff_users::Model> {
+pub async fn get_staff(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: StaffUserId,
+) -> AppResult<staff_users::Model> {
     let is_self = matches!(&ctx.principal, Principal::Staff { user_id, .. } if *user_id == id);
     if !is_self {
         ctx.require_tenant_admin()?;
@@ -250,7 +351,11 @@ pub async fn get_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUserId
 }
 
 /// Inserts a staff user with roles and memberships inside an open tenant transaction.
-pub(crate) async fn insert_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId, new: &NewStaff) -> AppResult<staff_users::Model> {
+pub(crate) async fn insert_staff<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    new: &NewStaff,
+) -> AppResult<staff_users::Model> {
     let now = chrono::Utc::now();
     let user = staff_users::ActiveModel {
         id: Set(StaffUserId::new().0),
@@ -264,7 +369,14 @@ pub(crate) async fn insert_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId,
     }
     .insert(conn)
     .await
-    .map_err(|e| on_unique(e, "staff_users_tenant_id_email_key", "email", "a staff user with this email exists"))?;
+    .map_err(|e| {
+        on_unique(
+            e,
+            "staff_users_tenant_id_email_key",
+            "email",
+            "a staff user with this email exists",
+        )
+    })?;
     for role in &new.roles {
         insert_role(conn, tenant, StaffUserId(user.id), *role).await?;
     }
@@ -274,7 +386,12 @@ pub(crate) async fn insert_staff<C: ConnectionTrait>(conn: &C, tenant: TenantId,
     Ok(user)
 }
 
-pub(crate) async fn insert_role<C: ConnectionTrait>(conn: &C, tenant: TenantId, user: StaffUserId, role: Role) -> AppResult<()> {
+pub(crate) async fn insert_role<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    user: StaffUserId,
+    role: Role,
+) -> AppResult<()> {
     staff_roles::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant.0),
@@ -284,7 +401,14 @@ pub(crate) async fn insert_role<C: ConnectionTrait>(conn: &C, tenant: TenantId, 
     }
     .insert(conn)
     .await
-    .map_err(|e| on_unique(e, "staff_roles_tenant_id_user_id_role_key", "role", "the user already has this role"))?;
+    .map_err(|e| {
+        on_unique(
+            e,
+            "staff_roles_tenant_id_user_id_role_key",
+            "role",
+            "the user already has this role",
+        )
+    })?;
     Ok(())
 }
 
@@ -309,17 +433,34 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
     .insert(conn)
     .await
     .map_err(|e| {
-        on_unique(e, "staff_memberships_tenant_id_user_id_department_id_key", "departmentId", "the user is already a member")
+        on_unique(
+            e,
+            "staff_memberships_tenant_id_user_id_department_id_key",
+            "departmentId",
+            "the user is already a member",
+        )
     })?;
     Ok(())
 }
 
-pub async fn create_staff(db: &DatabaseConnection, ctx: &TenantCtx, new: NewStaff) -> AppResult<staff_users::Model> {
+pub async fn create_staff(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    new: NewStaff,
+) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let user = insert_staff(&txn, ctx.tenant_id, &new).await?;
     let roles: Vec<_> = new.roles.iter().map(|r| r.as_str()).collect();
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.create", format!("staff:{}", user.id), serde_json::json!({ "roles": roles, "departments": new.departments.len() })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.create",
+        format!("staff:{}", user.id),
+        serde_json::json!({ "roles": roles, "departments": new.departments.len() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(user)
 }
@@ -330,13 +471,21 @@ pub struct StaffPatch {
     pub active: Option<bool>,
 }
 
-pub async fn update_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUserId, patch: StaffPatch) -> AppResult<staff_users::Model> {
+pub async fn update_staff(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: StaffUserId,
+    patch: StaffPatch,
+) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let user = find_staff(&txn, ctx.tenant_id, id).await?;
     let mut active = user.clone().into_active_model();
     let mut changed = Vec::new();
-    if let Some(name) = patch.display_name.filter(|n| n.as_str() != user.display_name) {
+    if let Some(name) = patch
+        .display_name
+        .filter(|n| n.as_str() != user.display_name)
+    {
         active.display_name = Set(name.to_string());
         changed.push("displayName");
     }
@@ -357,15 +506,28 @@ pub async fn update_staff(db: &DatabaseConnection, ctx: &TenantCtx, id: StaffUse
     active.updated_at = Set(chrono::Utc::now());
     let user = active.update(&txn).await?;
     if user.status == "disabled" {
-        crate::auth::service::revoke_all_sessions(&txn, Some(ctx.tenant_id), "staff", user.id).await?;
+        crate::auth::service::revoke_all_sessions(&txn, Some(ctx.tenant_id), "staff", user.id)
+            .await?;
     }
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.update", format!("staff:{}", user.id), serde_json::json!({ "changed": changed })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.update",
+        format!("staff:{}", user.id),
+        serde_json::json!({ "changed": changed }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(user)
 }
 
 /// Refuses a change that would leave the tenant without an active administrator.
-async fn ensure_not_last_admin<C: ConnectionTrait>(conn: &C, tenant: TenantId, user: StaffUserId) -> AppResult<()> {
+async fn ensure_not_last_admin<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    user: StaffUserId,
+) -> AppResult<()> {
     let admins: Vec<Uuid> = scoped::<staff_roles::Entity>(tenant)
         .filter(staff_roles::Column::Role.eq(Role::TenantAdmin.as_str()))
         .all(conn)
@@ -382,23 +544,44 @@ async fn ensure_not_last_admin<C: ConnectionTrait>(conn: &C, tenant: TenantId, u
         .count(conn)
         .await?;
     if others_active == 0 {
-        return Err(AppError::Conflict { message: "this is the tenant's last active administrator".into(), field: Some("userId".into()) });
+        return Err(AppError::Conflict {
+            message: "this is the tenant's last active administrator".into(),
+            field: Some("userId".into()),
+        });
     }
     Ok(())
 }
 
-pub async fn grant_role(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, role: Role) -> AppResult<staff_users::Model> {
+pub async fn grant_role(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    user: StaffUserId,
+    role: Role,
+) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     insert_role(&txn, ctx.tenant_id, user, role).await?;
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.grant_role", format!("staff:{}", target.id), serde_json::json!({ "role": role.as_str() })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.grant_role",
+        format!("staff:{}", target.id),
+        serde_json::json!({ "role": role.as_str() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(target)
 }
 
-pub async fn revoke_role(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, role: Role) -> AppResult<staff_users::Model> {
+pub async fn revoke_role(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    user: StaffUserId,
+    role: Role,
+) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
@@ -415,7 +598,15 @@ pub async fn revoke_role(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUs
     if res.rows_affected == 0 {
         return Err(AppError::NotFound("role grant"));
     }
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.revoke_role", format!("staff:{}", target.id), serde_json::json!({ "role": role.as_str() })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.revoke_role",
+        format!("staff:{}", target.id),
+        serde_json::json!({ "role": role.as_str() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(target)
 }
@@ -431,12 +622,25 @@ pub async fn add_membership(
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     insert_membership(&txn, ctx.tenant_id, user, dept, role).await?;
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.add_membership", format!("staff:{}", target.id), serde_json::json!({ "department": dept.to_string(), "role": role.as_str() })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.add_membership",
+        format!("staff:{}", target.id),
+        serde_json::json!({ "department": dept.to_string(), "role": role.as_str() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(target)
 }
 
-pub async fn remove_membership(db: &DatabaseConnection, ctx: &TenantCtx, user: StaffUserId, dept: DepartmentId) -> AppResult<staff_users::Model> {
+pub async fn remove_membership(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    user: StaffUserId,
+    dept: DepartmentId,
+) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
@@ -449,49 +653,85 @@ pub async fn remove_membership(db: &DatabaseConnection, ctx: &TenantCtx, user: S
     if res.rows_affected == 0 {
         return Err(AppError::NotFound("membership"));
     }
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.remove_membership", format!("staff:{}", target.id), serde_json::json!({ "department": dept.to_string() })).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.remove_membership",
+        format!("staff:{}", target.id),
+        serde_json::json!({ "department": dept.to_string() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(target)
 }
 
 /// Changes the caller's own password after checking the current one.
-pub async fn change_own_password(db: &DatabaseConnection, ctx: &TenantCtx, current: String, new: String) -> AppResult<()> {
+pub async fn change_own_password(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    current: String,
+    new: String,
+) -> AppResult<()> {
     let Principal::Staff { user_id, .. } = &ctx.principal else {
-        return Err(AppError::Forbidden("only staff accounts have passwords here"));
+        return Err(AppError::Forbidden(
+            "only staff accounts have passwords here",
+        ));
     };
     password::check_policy("newPassword", &new)?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let user = find_staff(&txn, ctx.tenant_id, *user_id).await?;
     if !password::verify(current, user.password_hash.clone()).await? {
-        return Err(AppError::invalid("currentPassword", "is not your current password"));
+        return Err(AppError::invalid(
+            "currentPassword",
+            "is not your current password",
+        ));
     }
     let hash = password::hash(new).await?;
     staff_users::Entity::update_many()
         .col_expr(staff_users::Column::PasswordHash, Expr::value(hash))
-        .col_expr(staff_users::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .col_expr(
+            staff_users::Column::UpdatedAt,
+            Expr::value(chrono::Utc::now()),
+        )
         .filter(staff_users::Column::TenantId.eq(ctx.tenant_id.0))
         .filter(staff_users::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;
-    audit::record(&txn, ctx.tenant_id, &ctx.actor(), "staff.change_password", format!("staff:{}", user.id), serde_json::json!({})).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "staff.change_password",
+        format!("staff:{}", user.id),
+        serde_json::json!({}),
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
 
 /// Tenant-wide roles per user, plus `Staff` for members of any department.
-pub async fn roles_of<C: ConnectionTrait>(conn: &C, tenant: TenantId, users: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<Role>>> {
+pub async fn roles_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    users: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<Role>>> {
     let mut out: HashMap<Uuid, Vec<Role>> = users.iter().map(|u| (*u, Vec::new())).collect();
-    let grants = scoped::<staff_roles::Entity>(tenant).filter(staff_roles::Column::UserId.is_in(users.iter().copied())).all(conn).await?;
+    let grants = scoped::<staff_roles::Entity>(tenant)
+        .filter(staff_roles::Column::UserId.is_in(users.iter().copied()))
+        .all(conn)
+        .await?;
     for g in grants {
         if let (Some(role), Some(list)) = (Role::parse(&g.role), out.get_mut(&g.user_id)) {
             list.push(role);
         }
     }
     for (user, memberships) in memberships_of(conn, tenant, users).await? {
-        if let Some(list) = out.get_mut(&user) {
-            if !memberships.is_empty() {
-                list.push(Role::Staff);
-            }
+        if let Some(list) = out.get_mut(&user)
+            && !memberships.is_empty()
+        {
+            list.push(Role::Staff);
         }
     }
     for list in out.values_mut() {
@@ -510,7 +750,8 @@ pub async fn memberships_of<C: ConnectionTrait>(
         .filter(staff_memberships::Column::UserId.is_in(users.iter().copied()))
         .all(conn)
         .await?;
-    let mut out: HashMap<Uuid, Vec<staff_memberships::Model>> = users.iter().map(|u| (*u, Vec::new())).collect();
+    let mut out: HashMap<Uuid, Vec<staff_memberships::Model>> =
+        users.iter().map(|u| (*u, Vec::new())).collect();
     for m in rows {
         out.entry(m.user_id).or_default().push(m);
     }

@@ -40,7 +40,8 @@ impl Slug {
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
             && !s.contains("--")
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -63,7 +64,10 @@ impl Ags {
         if s.len() == 8 && s.chars().all(|c| c.is_ascii_digit()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(AppError::invalid(field, "must be the 8-digit Amtlicher Gemeindeschlüssel"))
+            Err(AppError::invalid(
+                field,
+                "must be the 8-digit Amtlicher Gemeindeschlüssel",
+            ))
         }
     }
 }
@@ -89,7 +93,11 @@ impl Email {
                 }
                 None => false,
             };
-        if valid { Ok(Self(s)) } else { Err(AppError::invalid(field, "is not a valid email address")) }
+        if valid {
+            Ok(Self(s))
+        } else {
+            Err(AppError::invalid(field, "is not a valid email address"))
+        }
     }
 }
 
@@ -119,7 +127,10 @@ impl Name {
         if (1..=200).contains(&len) && !s.chars().any(char::is_control) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(AppError::invalid(field, "must be 1–200 characters without control characters"))
+            Err(AppError::invalid(
+                field,
+                "must be 1–200 characters without control characters",
+            ))
         }
     }
 }
@@ -139,15 +150,25 @@ pub struct Branding {
 impl Branding {
     pub fn check(&self, field: &str) -> AppResult<()> {
         if let Some(color) = &self.primary_color {
-            let ok = color.len() == 7 && color.starts_with('#') && color[1..].chars().all(|c| c.is_ascii_hexdigit());
+            let ok = color.len() == 7
+                && color.starts_with('#')
+                && color[1..].chars().all(|c| c.is_ascii_hexdigit());
             if !ok {
-                return Err(AppError::invalid(format!("{field}.primaryColor"), "must be a colour like #0a5c8a"));
+                return Err(AppError::invalid(
+                    format!("{field}.primaryColor"),
+                    "must be a colour like #0a5c8a",
+                ));
             }
         }
-        if let Some(url) = &self.logo_url {
-            if !url.starts_with("https://") || url.len() > 500 || url.chars().any(char::is_whitespace) {
-                return Err(AppError::invalid(format!("{field}.logoUrl"), "must be an https:// URL"));
-            }
+        if let Some(url) = &self.logo_url
+            && (!url.starts_with("https://")
+                || url.len() > 500
+                || url.chars().any(char::is_whitespace))
+        {
+            return Err(AppError::invalid(
+                format!("{field}.logoUrl"),
+                "must be an https:// URL",
+            ));
         }
         Ok(())
     }
@@ -178,10 +199,16 @@ impl TenantSettings {
     pub fn check(&self, field: &str) -> AppResult<()> {
         if let Some(oidc) = &self.oidc {
             if oidc.issuer.trim().is_empty() || oidc.client_id.trim().is_empty() {
-                return Err(AppError::invalid(format!("{field}.oidc"), "issuer and clientId are required"));
+                return Err(AppError::invalid(
+                    format!("{field}.oidc"),
+                    "issuer and clientId are required",
+                ));
             }
             if !(oidc.jwks_url.starts_with("https://") || oidc.jwks_url.starts_with("http://")) {
-                return Err(AppError::invalid(format!("{field}.oidc.jwksUrl"), "must be a URL"));
+                return Err(AppError::invalid(
+                    format!("{field}.oidc.jwksUrl"),
+                    "must be a URL",
+                ));
             }
         }
         Ok(())
@@ -196,7 +223,17 @@ mod tests {
     fn slugs() {
         assert!(Slug::parse("s", "musterstadt").is_ok());
         assert!(Slug::parse("s", "bad-hausen-2").is_ok());
-        for bad in ["", "a", "Muster", "1abc", "ab-", "a--b", "ab_c", "a b", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "a",
+            "Muster",
+            "1abc",
+            "ab-",
+            "a--b",
+            "ab_c",
+            "a b",
+            &"a".repeat(41),
+        ] {
             assert!(Slug::parse("s", bad).is_err(), "{bad:?} must be rejected");
         }
     }
@@ -205,7 +242,12 @@ mod tests {
     fn ags_and_email_and_zone() {
         assert!(Ags::parse("a", "09162000").is_ok());
         assert!(Ags::parse("a", "0916200").is_err());
-        assert_eq!(Email::parse("e", " Anna@Example.ORG ").expect("valid").as_str(), "anna@example.org");
+        assert_eq!(
+            Email::parse("e", " Anna@Example.ORG ")
+                .expect("valid")
+                .as_str(),
+            "anna@example.org"
+        );
         for bad in ["anna", "anna@", "@x.de", "a b@x.de", "a@x", "a@@x.de"] {
             assert!(Email::parse("e", bad).is_err(), "{bad:?} must be rejected");
         }
@@ -215,9 +257,26 @@ mod tests {
 
     #[test]
     fn branding_checks_colour_and_url() {
-        let ok = Branding { primary_color: Some("#0a5c8a".into()), logo_url: Some("https://x.de/l.svg".into()) };
+        let ok = Branding {
+            primary_color: Some("#0a5c8a".into()),
+            logo_url: Some("https://x.de/l.svg".into()),
+        };
         assert!(ok.check("b").is_ok());
-        assert!(Branding { primary_color: Some("blue".into()), logo_url: None }.check("b").is_err());
-        assert!(Branding { primary_color: None, logo_url: Some("javascript:alert(1)".into()) }.check("b").is_err());
+        assert!(
+            Branding {
+                primary_color: Some("blue".into()),
+                logo_url: None
+            }
+            .check("b")
+            .is_err()
+        );
+        assert!(
+            Branding {
+                primary_color: None,
+                logo_url: Some("javascript:alert(1)".into())
+            }
+            .check("b")
+            .is_err()
+        );
     }
 }

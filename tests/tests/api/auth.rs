@@ -18,7 +18,12 @@ async fn staff_login_returns_tokens_and_me_shows_roles_and_departments() {
     assert_eq!(me["email"], MUSTER_STAFF.0);
     assert_eq!(me["roles"], json!(["STAFF"]));
     assert_eq!(me["tenant"]["slug"], MUSTER);
-    let keys: Vec<_> = me["departments"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
+    let keys: Vec<_> = me["departments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, vec!["buergerbuero", "ordnungsamt"]);
     // Without X-Tenant, the token's tenant is used.
     let me2 = app.gql(None, Some(&s.access), ME, json!({})).await;
@@ -35,13 +40,28 @@ async fn anonymous_me_is_null() {
 #[tokio::test]
 async fn wrong_password_and_unknown_email_fail_alike() {
     let app = spawn_app().await;
-    let wrong = app.try_login(Some(MUSTER), MUSTER_ADMIN.0, "not-the-password").await;
+    let wrong = app
+        .try_login(Some(MUSTER), MUSTER_ADMIN.0, "not-the-password")
+        .await;
     assert_code(&wrong, "UNAUTHENTICATED");
-    let unknown = app.try_login(Some(MUSTER), "nobody@musterstadt.example", "not-the-password").await;
+    let unknown = app
+        .try_login(
+            Some(MUSTER),
+            "nobody@musterstadt.example",
+            "not-the-password",
+        )
+        .await;
     assert_code(&unknown, "UNAUTHENTICATED");
-    assert_eq!(wrong["errors"][0]["message"], unknown["errors"][0]["message"]);
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
     // Right password, wrong tenant: the account does not exist there.
-    assert_code(&app.try_login(Some(BEISPIEL), MUSTER_ADMIN.0, MUSTER_ADMIN.1).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.try_login(Some(BEISPIEL), MUSTER_ADMIN.0, MUSTER_ADMIN.1)
+            .await,
+        "UNAUTHENTICATED",
+    );
 }
 
 const REFRESH: &str = "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { accessToken refreshToken } }";
@@ -51,19 +71,35 @@ async fn refresh_rotates_and_reusing_an_old_token_revokes_the_family() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
 
-    let r1 = app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh })).await;
+    let r1 = app
+        .gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh }))
+        .await;
     let second = str_at(&data(&r1)["refreshSession"], "refreshToken");
     let access2 = str_at(&data(&r1)["refreshSession"], "accessToken");
     assert_ne!(second, s.refresh);
-    assert_eq!(data(&app.gql(Some(MUSTER), Some(&access2), ME, json!({})).await)["me"]["email"], MUSTER_ADMIN.0);
+    assert_eq!(
+        data(&app.gql(Some(MUSTER), Some(&access2), ME, json!({})).await)["me"]["email"],
+        MUSTER_ADMIN.0
+    );
 
     // The first token again: reuse. It fails, and so does the legitimately rotated one.
-    assert_code(&app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh })).await, "UNAUTHENTICATED");
-    assert_code(&app.gql(Some(MUSTER), None, REFRESH, json!({ "t": second })).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh }))
+            .await,
+        "UNAUTHENTICATED",
+    );
+    assert_code(
+        &app.gql(Some(MUSTER), None, REFRESH, json!({ "t": second }))
+            .await,
+        "UNAUTHENTICATED",
+    );
 
     // A fresh login starts a new, working family.
     let s2 = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    data(&app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s2.refresh })).await);
+    data(
+        &app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s2.refresh }))
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -74,7 +110,10 @@ async fn refresh_tokens_are_stored_hashed() {
     let db = sea_orm::Database::connect(&app.db_url).await.unwrap();
     use sea_orm::ConnectionTrait;
     let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), "SELECT token_hash FROM refresh_tokens"))
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT token_hash FROM refresh_tokens",
+        ))
         .await
         .unwrap();
     assert!(!rows.is_empty());
@@ -89,20 +128,40 @@ async fn refresh_tokens_are_stored_hashed() {
 async fn logout_ends_the_session_family() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    let out = app.gql(Some(MUSTER), None, "mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }", json!({ "t": s.refresh })).await;
+    let out = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }",
+            json!({ "t": s.refresh }),
+        )
+        .await;
     assert_eq!(data(&out)["logout"]["ok"], true);
-    assert_code(&app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh })).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh }))
+            .await,
+        "UNAUTHENTICATED",
+    );
 }
 
 #[tokio::test]
 async fn a_refresh_token_of_another_tenant_is_forbidden() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    assert_code(&app.gql(Some(BEISPIEL), None, REFRESH, json!({ "t": s.refresh })).await, "FORBIDDEN");
+    assert_code(
+        &app.gql(Some(BEISPIEL), None, REFRESH, json!({ "t": s.refresh }))
+            .await,
+        "FORBIDDEN",
+    );
 }
 
 fn sign(pem: &str, header: Header, claims: &Value) -> String {
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn valid_claims(sub: &str, tenant: &str) -> Value {
@@ -117,16 +176,24 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     // Take sub and tenant from a real token so only the field under test is wrong.
     let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.access.split('.').nth(1).unwrap()).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.access.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
-    let (sub, tenant) = (payload["sub"].as_str().unwrap(), payload["tenant"].as_str().unwrap());
+    let (sub, tenant) = (
+        payload["sub"].as_str().unwrap(),
+        payload["tenant"].as_str().unwrap(),
+    );
     let pem = app.signing_key_pem();
     let es256 = Header::new(Algorithm::ES256);
 
     // Control: a token we sign with the server's key and valid claims works.
     let ok = sign(&pem, es256.clone(), &valid_claims(sub, tenant));
-    assert_eq!(data(&app.gql(Some(MUSTER), Some(&ok), ME, json!({})).await)["me"]["kind"], "STAFF");
+    assert_eq!(
+        data(&app.gql(Some(MUSTER), Some(&ok), ME, json!({})).await)["me"]["kind"],
+        "STAFF"
+    );
 
     let now = chrono::Utc::now().timestamp();
     let mut cases: Vec<(&str, String)> = Vec::new();
@@ -154,22 +221,43 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
     );
     cases.push(("alg none", none));
     // HS256 keyed with the public key (the classic algorithm-confusion attack).
-    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
     let public = serde_json::to_vec(&jwks["keys"][0]).unwrap();
     cases.push((
         "HS256",
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &valid_claims(sub, tenant), &EncodingKey::from_secret(&public)).unwrap(),
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &valid_claims(sub, tenant),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap(),
     ));
     // Tampered payload: roles changed after signing.
     let parts: Vec<&str> = s.access.split('.').collect();
     let mut tampered_claims = payload.clone();
     tampered_claims["roles"] = json!(["tenant_admin", "author"]);
-    cases.push(("tampered", format!("{}.{}.{}", parts[0], b64.encode(serde_json::to_vec(&tampered_claims).unwrap()), parts[2])));
+    cases.push((
+        "tampered",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(serde_json::to_vec(&tampered_claims).unwrap()),
+            parts[2]
+        ),
+    ));
     cases.push(("garbage", "not.a.token".into()));
 
     for (name, token) in cases {
         let (status, resp) = app.gql_raw(Some(MUSTER), Some(&token), ME, json!({})).await;
-        assert_eq!(resp["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{name}: {resp}");
+        assert_eq!(
+            resp["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{name}: {resp}"
+        );
         assert_eq!(status, 401, "{name}");
     }
     // A non-Bearer Authorization header is not silently anonymous either.
@@ -189,7 +277,14 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
 async fn a_token_of_tenant_a_is_forbidden_on_tenant_b() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    let (status, resp) = app.gql_raw(Some(BEISPIEL), Some(&s.access), "{ tenant { name } }", json!({})).await;
+    let (status, resp) = app
+        .gql_raw(
+            Some(BEISPIEL),
+            Some(&s.access),
+            "{ tenant { name } }",
+            json!({}),
+        )
+        .await;
     assert_code(&resp, "FORBIDDEN");
     assert_eq!(status, 403);
 }
@@ -198,7 +293,11 @@ async fn a_token_of_tenant_a_is_forbidden_on_tenant_b() {
 async fn login_is_rate_limited_per_account() {
     let app = spawn_app_with(|s| s.auth.login_per_account_per_minute = 3).await;
     for _ in 0..3 {
-        assert_code(&app.try_login(Some(MUSTER), MUSTER_ADMIN.0, "wrong-password-123").await, "UNAUTHENTICATED");
+        assert_code(
+            &app.try_login(Some(MUSTER), MUSTER_ADMIN.0, "wrong-password-123")
+                .await,
+            "UNAUTHENTICATED",
+        );
     }
     // The fourth attempt is refused even with the right password, and says when to retry.
     let (status, resp) = app
@@ -210,35 +309,73 @@ async fn login_is_rate_limited_per_account() {
         )
         .await;
     assert_code(&resp, "RATE_LIMITED");
-    assert!(resp["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    assert!(
+        resp["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(status, 200, "errors during execution keep the GraphQL 200");
     // Another account is not affected.
-    data(&app.try_login(Some(MUSTER), MUSTER_STAFF.0, MUSTER_STAFF.1).await);
+    data(
+        &app.try_login(Some(MUSTER), MUSTER_STAFF.0, MUSTER_STAFF.1)
+            .await,
+    );
 }
 
 #[tokio::test]
 async fn login_is_rate_limited_per_ip() {
     let app = spawn_app_with(|s| s.auth.login_per_ip_per_minute = 4).await;
     for i in 0..4 {
-        let resp = app.try_login(Some(MUSTER), &format!("user{i}@musterstadt.example"), "whatever-password").await;
+        let resp = app
+            .try_login(
+                Some(MUSTER),
+                &format!("user{i}@musterstadt.example"),
+                "whatever-password",
+            )
+            .await;
         assert_code(&resp, "UNAUTHENTICATED");
     }
-    assert_code(&app.try_login(Some(MUSTER), MUSTER_ADMIN.0, MUSTER_ADMIN.1).await, "RATE_LIMITED");
+    assert_code(
+        &app.try_login(Some(MUSTER), MUSTER_ADMIN.0, MUSTER_ADMIN.1)
+            .await,
+        "RATE_LIMITED",
+    );
 }
 
 #[tokio::test]
 async fn platform_admin_logs_in_without_tenant_and_lists_tenants() {
     let app = spawn_app().await;
     let p = app.login(None, PLATFORM_ADMIN).await;
-    let resp = app.gql(None, Some(&p.access), "{ me { kind roles tenant { slug } } tenants { totalCount edges { node { slug } } } }", json!({})).await;
+    let resp = app
+        .gql(
+            None,
+            Some(&p.access),
+            "{ me { kind roles tenant { slug } } tenants { totalCount edges { node { slug } } } }",
+            json!({}),
+        )
+        .await;
     let d = data(&resp);
     assert_eq!(d["me"]["kind"], "PLATFORM_ADMIN");
     assert!(d["me"]["tenant"].is_null());
     assert_eq!(d["tenants"]["totalCount"], 3);
     // Tenant staff may not list tenants.
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    assert_code(&app.gql(Some(MUSTER), Some(&s.access), "{ tenants { totalCount } }", json!({})).await, "FORBIDDEN");
-    assert_code(&app.gql(None, None, "{ tenants { totalCount } }", json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql(
+            Some(MUSTER),
+            Some(&s.access),
+            "{ tenants { totalCount } }",
+            json!({}),
+        )
+        .await,
+        "FORBIDDEN",
+    );
+    assert_code(
+        &app.gql(None, None, "{ tenants { totalCount } }", json!({}))
+            .await,
+        "UNAUTHENTICATED",
+    );
 }
 
 /// Onboards a tenant whose citizens sign in at `idp`.
@@ -256,7 +393,10 @@ async fn tenant_with_idp(app: &TestApp, idp: &FakeIdp) {
             }}),
         )
         .await;
-    assert_eq!(data(&resp)["onboardTenant"]["tenant"]["citizenLoginIssuer"], idp.issuer.as_str());
+    assert_eq!(
+        data(&resp)["onboardTenant"]["tenant"]["citizenLoginIssuer"],
+        idp.issuer.as_str()
+    );
 }
 
 #[tokio::test]
@@ -266,7 +406,14 @@ async fn citizen_id_tokens_are_verified_against_the_tenants_jwks() {
     tenant_with_idp(&app, &idp).await;
 
     let token = idp.id_token(json!({}));
-    let resp = app.gql(Some("idp-town"), Some(&token), "{ me { kind id email roles tenant { slug } } }", json!({})).await;
+    let resp = app
+        .gql(
+            Some("idp-town"),
+            Some(&token),
+            "{ me { kind id email roles tenant { slug } } }",
+            json!({}),
+        )
+        .await;
     let me = &data(&resp)["me"];
     assert_eq!(me["kind"], "CITIZEN");
     assert_eq!(me["id"], "citizen-4711");
@@ -275,19 +422,46 @@ async fn citizen_id_tokens_are_verified_against_the_tenants_jwks() {
     let now = chrono::Utc::now().timestamp();
     for (name, token) in [
         ("expired", idp.id_token(json!({ "exp": now - 120 }))),
-        ("wrong audience", idp.id_token(json!({ "aud": "another-client" }))),
+        (
+            "wrong audience",
+            idp.id_token(json!({ "aud": "another-client" })),
+        ),
         ("no subject", idp.id_token(json!({ "sub": null }))),
     ] {
-        let resp = app.gql(Some("idp-town"), Some(&token), "{ me { kind } }", json!({})).await;
+        let resp = app
+            .gql(Some("idp-town"), Some(&token), "{ me { kind } }", json!({}))
+            .await;
         assert_code(&resp, "UNAUTHENTICATED");
         let _ = name;
     }
     // A token signed by a key the JWKS does not publish.
     let rogue = FakeIdp::start().await;
     let forged = rogue.id_token(json!({ "iss": idp.issuer }));
-    assert_code(&app.gql(Some("idp-town"), Some(&forged), "{ me { kind } }", json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql(
+            Some("idp-town"),
+            Some(&forged),
+            "{ me { kind } }",
+            json!({}),
+        )
+        .await,
+        "UNAUTHENTICATED",
+    );
     // The same valid ID token on another tenant: that tenant trusts no such issuer.
-    assert_code(&app.gql(Some(MUSTER), Some(&token), "{ me { kind } }", json!({})).await, "UNAUTHENTICATED");
+    assert_code(
+        &app.gql(Some(MUSTER), Some(&token), "{ me { kind } }", json!({}))
+            .await,
+        "UNAUTHENTICATED",
+    );
     // Citizens are not staff.
-    assert_code(&app.gql(Some("idp-town"), Some(&token), "{ tenant { staff { totalCount } } }", json!({})).await, "FORBIDDEN");
+    assert_code(
+        &app.gql(
+            Some("idp-town"),
+            Some(&token),
+            "{ tenant { staff { totalCount } } }",
+            json!({}),
+        )
+        .await,
+        "FORBIDDEN",
+    );
 }

@@ -21,7 +21,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The PostgreSQL server to create test databases on, if the suite runs on PostgreSQL.
 pub fn postgres_base_url() -> Option<String> {
-    std::env::var("AMTSPLATZ_TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+    std::env::var("AMTSPLATZ_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
 }
 
 /// A fresh, empty PostgreSQL database, dropped when this value is dropped.
@@ -34,14 +36,23 @@ pub struct PgDatabase {
 impl PgDatabase {
     pub async fn create(base: &str) -> Self {
         let name = format!("amtsplatz_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(base).await.expect("connect to the PostgreSQL test server");
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        let admin = Database::connect(base)
+            .await
+            .expect("connect to the PostgreSQL test server");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
         admin.close().await.ok();
         let url = match base.rsplit_once('/') {
             Some((server, _db)) => format!("{server}/{name}"),
             None => panic!("AMTSPLATZ_TEST_DATABASE_URL must end in /<database>"),
         };
-        Self { name, url, base: base.to_owned() }
+        Self {
+            name,
+            url,
+            base: base.to_owned(),
+        }
     }
 }
 
@@ -50,10 +61,15 @@ impl Drop for PgDatabase {
         let (base, name) = (self.base.clone(), self.name.clone());
         // Drop runs outside async context; a short-lived runtime on its own thread does the work.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 if let Ok(admin) = Database::connect(&base).await {
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                     let _ = admin.close().await;
                 }
             });
@@ -75,13 +91,15 @@ pub struct TestApp {
 
 /// Settings every test starts from: port 0, a temporary data folder, the demo tenants.
 pub fn test_settings(data_dir: &std::path::Path, db_url: &str) -> Settings {
-    let mut s = Settings::default();
-    s.bind = "127.0.0.1:0".into();
-    s.data_dir = data_dir.to_owned();
-    s.tenants_dir = Some(repo_root().join("tenants"));
-    s.demo = Some(true);
-    s.workers = Some(1);
-    s.shutdown_timeout_secs = 1;
+    let mut s = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_owned(),
+        tenants_dir: Some(repo_root().join("tenants")),
+        demo: Some(true),
+        workers: Some(1),
+        shutdown_timeout_secs: 1,
+        ..Settings::default()
+    };
     s.database.url = Some(db_url.to_owned().into());
     s.database.max_connections = 8;
     s.auth.oidc_allow_http = true;
@@ -95,7 +113,10 @@ pub async fn fresh_database(dir: &std::path::Path) -> (String, Option<PgDatabase
             let pg = PgDatabase::create(&base).await;
             (pg.url.clone(), Some(pg))
         }
-        None => (format!("sqlite://{}?mode=rwc", dir.join("test.db").display()), None),
+        None => (
+            format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+            None,
+        ),
     }
 }
 
@@ -111,7 +132,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (db_url, pg) = fresh_database(dir.path()).await;
     let mut settings = test_settings(dir.path(), &db_url);
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("the application builds");
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
     let base_url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -133,8 +156,17 @@ pub struct Session {
 
 impl TestApp {
     /// Sends a GraphQL request with an optional `X-Tenant` and bearer token; returns status and body.
-    pub async fn gql_raw(&self, tenant: Option<&str>, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}/graphql", self.base_url)).json(&json!({ "query": query, "variables": variables }));
+    pub async fn gql_raw(
+        &self,
+        tenant: Option<&str>,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base_url))
+            .json(&json!({ "query": query, "variables": variables }));
         if let Some(t) = tenant {
             req = req.header("X-Tenant", t);
         }
@@ -146,7 +178,13 @@ impl TestApp {
         (status, resp.json().await.expect("JSON body"))
     }
 
-    pub async fn gql(&self, tenant: Option<&str>, token: Option<&str>, query: &str, variables: Value) -> Value {
+    pub async fn gql(
+        &self,
+        tenant: Option<&str>,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
         self.gql_raw(tenant, token, query, variables).await.1
     }
 
@@ -163,12 +201,22 @@ impl TestApp {
     pub async fn login(&self, tenant: Option<&str>, (email, password): (&str, &str)) -> Session {
         let resp = self.try_login(tenant, email, password).await;
         let login = &data(&resp)["login"];
-        Session { access: str_at(login, "accessToken"), refresh: str_at(login, "refreshToken") }
+        Session {
+            access: str_at(login, "accessToken"),
+            refresh: str_at(login, "refreshToken"),
+        }
     }
 
     /// The ID of a department of `tenant` by key (public query).
     pub async fn department_id(&self, tenant: &str, key: &str) -> String {
-        let resp = self.gql(Some(tenant), None, "{ tenant { departments(first: 100) { edges { node { id key } } } } }", json!({})).await;
+        let resp = self
+            .gql(
+                Some(tenant),
+                None,
+                "{ tenant { departments(first: 100) { edges { node { id key } } } } }",
+                json!({}),
+            )
+            .await;
         data(&resp)["tenant"]["departments"]["edges"]
             .as_array()
             .expect("edges")
@@ -180,7 +228,14 @@ impl TestApp {
 
     /// The ID of a staff user of `tenant` by email, as seen by its admin.
     pub async fn staff_id(&self, tenant: &str, admin: &Session, email: &str) -> String {
-        let resp = self.gql(Some(tenant), Some(&admin.access), "{ tenant { staff(first: 100) { edges { node { id email } } } } }", json!({})).await;
+        let resp = self
+            .gql(
+                Some(tenant),
+                Some(&admin.access),
+                "{ tenant { staff(first: 100) { edges { node { id email } } } } }",
+                json!({}),
+            )
+            .await;
         data(&resp)["tenant"]["staff"]["edges"]
             .as_array()
             .expect("edges")
@@ -191,7 +246,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base_url)).send().await.expect("request")
+        self.client
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// The server's signing key (PKCS#8 PEM), to forge tokens with chosen claims.
@@ -203,13 +262,19 @@ impl TestApp {
 /// The `data` of a response that must have no errors.
 #[track_caller]
 pub fn data(resp: &Value) -> &Value {
-    assert!(resp.get("errors").is_none_or(Value::is_null), "unexpected errors: {resp:#}");
+    assert!(
+        resp.get("errors").is_none_or(Value::is_null),
+        "unexpected errors: {resp:#}"
+    );
     &resp["data"]
 }
 
 #[track_caller]
 pub fn str_at(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v:#}")).to_owned()
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v:#}"))
+        .to_owned()
 }
 
 /// Asserts the response failed with exactly this `extensions.code` (first error).
@@ -252,10 +317,13 @@ impl FakeIdp {
         let port = listener.local_addr().expect("addr").port();
         let server = actix_web::HttpServer::new(move || {
             let jwks = jwks.clone();
-            actix_web::App::new().route("/certs", actix_web::web::get().to(move || {
-                let jwks = jwks.clone();
-                async move { actix_web::HttpResponse::Ok().json(jwks) }
-            }))
+            actix_web::App::new().route(
+                "/certs",
+                actix_web::web::get().to(move || {
+                    let jwks = jwks.clone();
+                    async move { actix_web::HttpResponse::Ok().json(jwks) }
+                }),
+            )
         })
         .workers(1)
         .listen(listener)

@@ -9,10 +9,27 @@ async fn queries_deeper_than_the_limit_are_rejected() {
     let app = spawn_app_with(|s| s.graphql.max_depth = 5).await;
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let deep = "{ tenant { staff { edges { node { memberships { department { name } } } } } } }";
-    let resp = app.gql(Some(MUSTER), Some(&admin.access), deep, json!({})).await;
+    let resp = app
+        .gql(Some(MUSTER), Some(&admin.access), deep, json!({}))
+        .await;
     assert_code(&resp, "VALIDATION_FAILED");
-    assert!(resp["errors"][0]["message"].as_str().unwrap().to_lowercase().contains("nested"), "{resp}");
-    data(&app.gql(Some(MUSTER), None, "{ tenant { departments { totalCount } } }", json!({})).await);
+    assert!(
+        resp["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("nested"),
+        "{resp}"
+    );
+    data(
+        &app.gql(
+            Some(MUSTER),
+            None,
+            "{ tenant { departments { totalCount } } }",
+            json!({}),
+        )
+        .await,
+    );
 }
 
 #[tokio::test]
@@ -21,18 +38,36 @@ async fn queries_more_complex_than_the_limit_are_rejected() {
     let q = "{ tenant { id slug name ags timeZone status departments { totalCount edges { cursor node { id key name email } } } } }";
     let resp = app.gql(Some(MUSTER), None, q, json!({})).await;
     assert_code(&resp, "VALIDATION_FAILED");
-    assert!(resp["errors"][0]["message"].as_str().unwrap().to_lowercase().contains("complex"), "{resp}");
+    assert!(
+        resp["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("complex"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]
 async fn too_many_aliases_are_rejected() {
     let app = spawn_app().await;
     let ok: String = (0..30).map(|i| format!("a{i}: __typename ")).collect();
-    data(&app.gql(Some(MUSTER), None, &format!("{{ {ok} }}"), json!({})).await);
+    data(
+        &app.gql(Some(MUSTER), None, &format!("{{ {ok} }}"), json!({}))
+            .await,
+    );
     let many: String = (0..31).map(|i| format!("a{i}: __typename ")).collect();
-    let resp = app.gql(Some(MUSTER), None, &format!("{{ {many} }}"), json!({})).await;
+    let resp = app
+        .gql(Some(MUSTER), None, &format!("{{ {many} }}"), json!({}))
+        .await;
     assert_code(&resp, "VALIDATION_FAILED");
-    assert!(resp["errors"][0]["message"].as_str().unwrap().contains("aliases"), "{resp}");
+    assert!(
+        resp["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]
@@ -48,8 +83,18 @@ async fn batched_requests_are_rejected_with_a_clear_error() {
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_code(&body, "VALIDATION_FAILED");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("validation failed"));
-    assert!(body["errors"][0]["extensions"]["fields"]["body"].as_str().unwrap().contains("batched"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("validation failed")
+    );
+    assert!(
+        body["errors"][0]["extensions"]["fields"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("batched")
+    );
 }
 
 #[tokio::test]
@@ -73,11 +118,23 @@ async fn bodies_over_one_mebibyte_are_refused() {
 async fn malformed_requests_are_validation_errors_never_server_errors() {
     let app = spawn_app().await;
     for body in ["", "{", "null", "{\"query\": 5}", "\"just a string\""] {
-        let resp = app.client.post(format!("{}/graphql", app.base_url)).header("content-type", "application/json").body(body).send().await.unwrap();
+        let resp = app
+            .client
+            .post(format!("{}/graphql", app.base_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 422, "body {body:?}");
         assert_code(&resp.json().await.unwrap(), "VALIDATION_FAILED");
     }
-    for query in ["{ nosuchfield }", "{ tenant { ", "query($x: Int!) { __typename }", "{ department(id: \"not-a-uuid\") { name } }"] {
+    for query in [
+        "{ nosuchfield }",
+        "{ tenant { ",
+        "query($x: Int!) { __typename }",
+        "{ department(id: \"not-a-uuid\") { name } }",
+    ] {
         let resp = app.gql(Some(MUSTER), None, query, json!({})).await;
         assert_code(&resp, "VALIDATION_FAILED");
     }

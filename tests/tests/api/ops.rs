@@ -14,7 +14,10 @@ async fn health_and_readiness_report_ok() {
     assert_eq!(health.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<Value>().await.unwrap(), json!({ "database": true, "migrations": true }));
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({ "database": true, "migrations": true })
+    );
 }
 
 #[tokio::test]
@@ -31,27 +34,53 @@ async fn metrics_count_graphql_requests_by_operation_name() {
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    app.gql(Some(MUSTER), None, "{ nosuchfield }", json!({})).await;
+    app.gql(Some(MUSTER), None, "{ nosuchfield }", json!({}))
+        .await;
     let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(text.contains(r#"amtsplatz_graphql_requests_total{operation="TenantName",outcome="ok"} 3"#), "{text}");
-    assert!(text.contains(r#"amtsplatz_graphql_requests_total{operation="anonymous",outcome="error"} 1"#), "{text}");
-    assert!(text.contains(r#"amtsplatz_graphql_request_duration_seconds_count{operation="TenantName"} 3"#), "{text}");
-    assert!(text.contains(r#"amtsplatz_http_responses_total{route="/graphql",status="200"}"#), "{text}");
+    assert!(
+        text.contains(r#"amtsplatz_graphql_requests_total{operation="TenantName",outcome="ok"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"amtsplatz_graphql_requests_total{operation="anonymous",outcome="error"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"amtsplatz_graphql_request_duration_seconds_count{operation="TenantName"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"amtsplatz_http_responses_total{route="/graphql",status="200"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn the_public_signing_key_is_published_as_jwks() {
     let app = spawn_app().await;
-    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["alg"], "ES256");
-    assert!(key.get("d").is_none(), "the private part must never be published");
+    assert!(
+        key.get("d").is_none(),
+        "the private part must never be published"
+    );
 }
 
 #[test]
 fn committed_schema_matches_the_code() {
-    let committed = std::fs::read_to_string(repo_root().join("frontend-schema/schema.graphql")).unwrap_or_default();
+    let committed = std::fs::read_to_string(repo_root().join("frontend-schema/schema.graphql"))
+        .unwrap_or_default();
     let current = server::graphql::sdl();
     assert!(
         committed == current,
@@ -63,13 +92,33 @@ fn committed_schema_matches_the_code() {
 fn every_error_code_of_the_design_is_defined() {
     assert_eq!(
         server::error::ALL_CODES,
-        ["UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "MERGE_CONFLICT", "SLOT_FULL", "PAYMENT_FAILED", "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "INTERNAL"]
+        [
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "VALIDATION_FAILED",
+            "CONFLICT",
+            "MERGE_CONFLICT",
+            "SLOT_FULL",
+            "PAYMENT_FAILED",
+            "PAYLOAD_TOO_LARGE",
+            "RATE_LIMITED",
+            "INTERNAL"
+        ]
     );
 }
 
-async fn ws_next(ws: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+async fn ws_next(
+    ws: &mut (
+             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+) -> Value {
     loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message in time") {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+        {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
             Some(Ok(_)) => continue,
             other => panic!("websocket ended: {other:?}"),
@@ -83,7 +132,10 @@ async fn graphql_over_websocket_resolves_tenant_and_token_from_connection_init()
     let s = app.login(Some(MUSTER), MUSTER_STAFF).await;
     let url = app.base_url.replace("http://", "ws://") + "/graphql/ws";
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", s.access) } });
     ws.send(Message::text(init.to_string())).await.unwrap();
@@ -92,14 +144,20 @@ async fn graphql_over_websocket_resolves_tenant_and_token_from_connection_init()
     ws.send(Message::text(sub.to_string())).await.unwrap();
     let next = ws_next(&mut ws).await;
     assert_eq!(next["type"], "next", "{next}");
-    assert_eq!(next["payload"]["data"]["tenant"]["name"], "Stadt Musterstadt");
+    assert_eq!(
+        next["payload"]["data"]["tenant"]["name"],
+        "Stadt Musterstadt"
+    );
     assert_eq!(next["payload"]["data"]["me"]["email"], MUSTER_STAFF.0);
     let bad = json!({ "id": "2", "type": "subscribe", "payload": { "query": "{ tenant { staff { totalCount } } }" } });
     ws.send(Message::text(bad.to_string())).await.unwrap();
     loop {
         let msg = ws_next(&mut ws).await;
         if msg["id"] == "2" {
-            assert_eq!(msg["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{msg}");
+            assert_eq!(
+                msg["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+                "{msg}"
+            );
             break;
         }
     }
@@ -110,13 +168,22 @@ async fn a_websocket_with_a_forged_token_is_refused() {
     let app = spawn_app().await;
     let url = app.base_url.replace("http://", "ws://") + "/graphql/ws";
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER, "Authorization": "Bearer forged.token.here" } });
     ws.send(Message::text(init.to_string())).await.unwrap();
-    match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.unwrap() {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+    {
         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
-        Some(Ok(Message::Text(t))) => assert_ne!(serde_json::from_str::<Value>(&t).unwrap()["type"], "connection_ack"),
+        Some(Ok(Message::Text(t))) => assert_ne!(
+            serde_json::from_str::<Value>(&t).unwrap()["type"],
+            "connection_ack"
+        ),
         other => panic!("unexpected {other:?}"),
     }
 }

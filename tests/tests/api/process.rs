@@ -25,21 +25,33 @@ fn command(dir: &std::path::Path, db_url: &str) -> Command {
 #[tokio::test]
 async fn a_bad_setting_stops_the_server_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = command(dir.path(), "sqlite://x.db?mode=rwc").env("AMTSPLATZ_BIND", "not-an-address").output().unwrap();
+    let out = command(dir.path(), "sqlite://x.db?mode=rwc")
+        .env("AMTSPLATZ_BIND", "not-an-address")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("AMTSPLATZ_BIND"), "{err}");
 
-    let out = command(dir.path(), "sqlite://x.db?mode=rwc").env("AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS", "soon").output().unwrap();
+    let out = command(dir.path(), "sqlite://x.db?mode=rwc")
+        .env("AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS", "soon")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS"), "{err}");
+    assert!(
+        err.contains("AMTSPLATZ_AUTH__ACCESS_TOKEN_TTL_SECS"),
+        "{err}"
+    );
 
     let out = command(dir.path(), "mysql://localhost/x").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
 
-    let out = command(dir.path(), "sqlite://x.db?mode=rwc").env("AMTSPLATZ_CONFIG", dir.path().join("missing.toml")).output().unwrap();
+    let out = command(dir.path(), "sqlite://x.db?mode=rwc")
+        .env("AMTSPLATZ_CONFIG", dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AMTSPLATZ_CONFIG"));
 }
@@ -73,18 +85,42 @@ async fn tenants_apply_is_idempotent_and_applies_edits() {
     std::fs::create_dir_all(&tenants).unwrap();
     write_tenant(&tenants, "Dorf am Bach", false);
 
-    let apply = || command(dir.path(), &db_url).args(["tenants", "apply"]).arg(&tenants).output().unwrap();
+    let apply = || {
+        command(dir.path(), &db_url)
+            .args(["tenants", "apply"])
+            .arg(&tenants)
+            .output()
+            .unwrap()
+    };
     let first = apply();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert_eq!(String::from_utf8_lossy(&first.stdout).trim(), "dorf: created");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout).trim(),
+        "dorf: created"
+    );
     let second = apply();
-    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "dorf: unchanged");
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "dorf: unchanged"
+    );
 
     write_tenant(&tenants, "Dorf am Fluss", true);
     let third = apply();
     let out = String::from_utf8_lossy(&third.stdout);
-    assert!(out.starts_with("dorf: updated (") && out.contains("tenant.name") && out.contains("department.bauhof.create"), "{out}");
-    assert_eq!(String::from_utf8_lossy(&apply().stdout).trim(), "dorf: unchanged");
+    assert!(
+        out.starts_with("dorf: updated (")
+            && out.contains("tenant.name")
+            && out.contains("department.bauhof.create"),
+        "{out}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&apply().stdout).trim(),
+        "dorf: unchanged"
+    );
 
     // The result, through the API of a server on the same database.
     let mut settings = test_settings(&dir.path().join("data"), &db_url);
@@ -102,7 +138,10 @@ async fn tenants_apply_is_idempotent_and_applies_edits() {
         .json()
         .await
         .unwrap();
-    assert_eq!(data(&resp)["tenant"], json!({ "name": "Dorf am Fluss", "departments": { "totalCount": 2 } }));
+    assert_eq!(
+        data(&resp)["tenant"],
+        json!({ "name": "Dorf am Fluss", "departments": { "totalCount": 2 } })
+    );
 
     // A broken file names the file and the key, and changes nothing.
     std::fs::write(tenants.join("dorf.toml"), "slug = \"dorf\"\nname = \"X\"\nags = \"12\"\n[first_admin]\nemail = \"a@b.de\"\ndisplay_name = \"A\"\n").unwrap();
@@ -113,16 +152,23 @@ async fn tenants_apply_is_idempotent_and_applies_edits() {
 }
 
 /// Starts the binary on SQLite with JSON logs; returns it and its port once it listens.
-fn start_server(dir: &std::path::Path) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = command(dir, &format!("sqlite://{}?mode=rwc", dir.join("s.db").display()))
-        .env("AMTSPLATZ_BIND", "127.0.0.1:0")
-        .env("AMTSPLATZ_TENANTS_DIR", repo_root().join("tenants"))
-        .env("AMTSPLATZ_WORKERS", "1")
-        .env("AMTSPLATZ_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+/// The caller waits for the child (the test stops it with SIGTERM and checks its exit).
+#[expect(clippy::zombie_processes, reason = "the caller waits for the child")]
+fn start_server(
+    dir: &std::path::Path,
+) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
+    let mut child = command(
+        dir,
+        &format!("sqlite://{}?mode=rwc", dir.join("s.db").display()),
+    )
+    .env("AMTSPLATZ_BIND", "127.0.0.1:0")
+    .env("AMTSPLATZ_TENANTS_DIR", repo_root().join("tenants"))
+    .env("AMTSPLATZ_WORKERS", "1")
+    .env("AMTSPLATZ_LOG_FORMAT", "json")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -134,7 +180,9 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, u16, std::sync::
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the server starts");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the server starts");
         if let Some(rest) = line.strip_prefix("Amtsplatz listening on http://127.0.0.1:") {
             let port = rest.split_whitespace().next().unwrap().parse().unwrap();
             return (child, port, rx);
@@ -143,7 +191,8 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, u16, std::sync::
 }
 
 #[tokio::test]
-async fn logs_are_json_with_request_id_and_tenant_and_never_contain_secrets_and_sigterm_stops_cleanly() {
+async fn logs_are_json_with_request_id_and_tenant_and_never_contain_secrets_and_sigterm_stops_cleanly()
+ {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, port, rx) = start_server(dir.path());
     let client = reqwest::Client::new();
@@ -161,34 +210,74 @@ async fn logs_are_json_with_request_id_and_tenant_and_never_contain_secrets_and_
     let access = str_at(&data(&resp)["login"], "accessToken");
     let refresh = str_at(&data(&resp)["login"], "refreshToken");
     // A failing request too, whose error is logged.
-    client.post(format!("http://127.0.0.1:{port}/graphql")).header("X-Tenant", MUSTER).bearer_auth(&access).json(&json!({ "query": "{ me { email } }" })).send().await.unwrap();
+    client
+        .post(format!("http://127.0.0.1:{port}/graphql"))
+        .header("X-Tenant", MUSTER)
+        .bearer_auth(&access)
+        .json(&json!({ "query": "{ me { email } }" }))
+        .send()
+        .await
+        .unwrap();
 
     // SIGTERM: graceful shutdown, exit code 0.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "exit status {exit:?}");
 
     let lines: Vec<String> = rx.try_iter().collect();
-    let json_lines: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let request_logs: Vec<&Value> = json_lines.iter().filter(|l| l["message"] == "graphql request").collect();
+    let json_lines: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let request_logs: Vec<&Value> = json_lines
+        .iter()
+        .filter(|l| l["message"] == "graphql request")
+        .collect();
     assert!(request_logs.len() >= 2, "{lines:#?}");
     for l in &request_logs {
-        assert!(l["span"]["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{l}");
+        assert!(
+            l["span"]["request_id"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{l}"
+        );
         assert!(l["span"]["tenant.id"].is_string(), "{l}");
     }
-    assert!(request_logs.iter().any(|l| l["span"]["user.id"].as_str().is_some_and(|u| u.starts_with("staff:"))));
+    assert!(request_logs.iter().any(|l| {
+        l["span"]["user.id"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("staff:"))
+    }));
     // Every log line (the JSON ones; the start-up banner with the demo logins is CLI output).
-    assert!(json_lines.len() > request_logs.len(), "start-up and shutdown are logged too");
-    let logs = json_lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
-    for secret in [secret_password, &access, &refresh, refresh.rsplit('.').next().unwrap()] {
+    assert!(
+        json_lines.len() > request_logs.len(),
+        "start-up and shutdown are logged too"
+    );
+    let logs = json_lines
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in [
+        secret_password,
+        &access,
+        &refresh,
+        refresh.rsplit('.').next().unwrap(),
+    ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
 }
