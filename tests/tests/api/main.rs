@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod fuzz;
 mod limits;
 mod ops;
 mod process;

@@ -187,3 +187,23 @@ async fn a_websocket_with_a_forged_token_is_refused() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn every_example_operation_validates_against_the_live_schema() {
+    let app = spawn_app().await;
+    let doc =
+        std::fs::read_to_string(repo_root().join("frontend-schema/examples.graphql")).unwrap();
+    // GraphQL validates the whole document, whichever operation runs.
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.base_url))
+        .header("X-Tenant", MUSTER)
+        .json(&json!({ "query": doc, "operationName": "TenantOverview" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(data(&resp)["tenant"]["slug"], MUSTER);
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Benchmark: Amtsplatz GraphQL vs. a hand-written actix-web + tokio-postgres baseline answering the
+# same data, side by side in one run on PostgreSQL. Prints requests/s, p50 and the ratio.
+#
+#   deploy/bench/bench.sh            # 16 connections, 15 s per run
+#   CONNS=32 DURATION=30s deploy/bench/bench.sh
+#
+# Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), wrk (installed from Debian if missing).
+# Figures are ratios: absolute numbers depend on the machine; both sides share it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+CONNS=${CONNS:-16}
+DURATION=${DURATION:-15s}
+THREADS=${THREADS:-2}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+DB=amtsplatz_bench
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/amtsplatz-target}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+echo "== building (release)"
+cargo build --release -q -p server
+cargo build --release -q --manifest-path deploy/bench/baseline/Cargo.toml
+BIN="$CARGO_TARGET_DIR/release"
+
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+WORK=$(mktemp -d)
+cleanup() { kill "${SERVER_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+DATABASE_URL="$PG/$DB" AMTSPLATZ_DEMO=true AMTSPLATZ_BIND=127.0.0.1:18080 AMTSPLATZ_DATA_DIR="$WORK" \
+  AMTSPLATZ_TENANTS_DIR="$ROOT/tenants" RUST_LOG=warn "$BIN/server" > "$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+DATABASE_URL="$PG/$DB" BIND=127.0.0.1:18081 "$BIN/amtsplatz-bench-baseline" > "$WORK/baseline.log" 2>&1 &
+BASE_PID=$!
+for _ in $(seq 1 60); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.5; done
+for _ in $(seq 1 60); do curl -s -o /dev/null http://127.0.0.1:18081/me && break; sleep 0.5; done
+
+gql() { curl -fs http://127.0.0.1:18080/graphql -H 'content-type: application/json' "$@"; }
+LOGIN=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"mutation { login(input: {email: \"sachbearbeitung@musterstadt.example\", password: \"musterstadt-staff\"}) { accessToken viewer { id } } }"}')
+TOKEN=$(echo "$LOGIN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
+USER_ID=$(echo "$LOGIN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["viewer"]["id"])')
+
+cat > "$WORK/departments.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant"] = "musterstadt"
+wrk.body = '{"query":"query TenantDepartments { tenant { departments { edges { node { id key name email } } } } }","operationName":"TenantDepartments"}'
+LUA
+cat > "$WORK/me.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+wrk.body = '{"query":"query Me { me { id email displayName } }","operationName":"Me"}'
+LUA
+
+# Sanity: both sides answer the same departments.
+A=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"{ tenant { departments { edges { node { id key name email } } } } }"}' | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
+B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
+[ "$A" = "$B" ] || { echo "baseline and server disagree: $A vs $B"; exit 1; }
+
+run() { # name, wrk args... → prints "rps p50_ms"
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
+  echo "$out" > "$WORK/$(date +%s%N).txt"
+  local rps p50
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  local errors; errors=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+  [ -z "$errors" ] || { echo "non-2xx responses: $errors" >&2; exit 1; }
+  echo "$rps $p50"
+}
+
+echo "== warm-up"
+wrk -t1 -c4 -d3s -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql >/dev/null
+wrk -t1 -c4 -d3s -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments >/dev/null
+
+report() { # label, amtsplatz "rps p50", baseline "rps p50"
+  python3 - "$@" <<'PY'
+import sys
+label, ours, base = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+r = float(ours[0]) / float(base[0])
+print(f"{label:<28} amtsplatz {float(ours[0]):>9.0f} req/s p50 {float(ours[1]):6.2f} ms | baseline {float(base[0]):>9.0f} req/s p50 {float(base[1]):6.2f} ms | ratio {r:.2f}")
+PY
+}
+
+echo "== $CONNS connections, $DURATION each, PostgreSQL"
+D_OURS=$(run -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql)
+D_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments)
+M_OURS=$(run -s "$WORK/me.lua" http://127.0.0.1:18080/graphql)
+M_BASE=$(run -H "X-User: $USER_ID" http://127.0.0.1:18081/me)
+report "tenant { departments }" "$D_OURS" "$D_BASE"
+report "me" "$M_OURS" "$M_BASE"
