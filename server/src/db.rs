@@ -89,14 +89,7 @@ pub async fn begin_tenant(
     tenant: TenantId,
 ) -> AppResult<DatabaseTransaction> {
     let txn = db.begin().await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config('app.tenant_id', $1, true)",
-            [tenant.to_string().into()],
-        ))
-        .await?;
-    }
+    set_tenant(&txn, tenant).await?;
     Ok(txn)
 }
 

@@ -303,14 +303,12 @@ impl OnboardTenantInput {
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
-                Ok(DepartmentSpec {
-                    key: Slug::parse(&format!("input.departments[{i}].key"), &d.key)?,
-                    name: Name::parse(&format!("input.departments[{i}].name"), &d.name)?,
-                    email: d
-                        .email
-                        .map(|e| Email::parse(&format!("input.departments[{i}].email"), &e))
-                        .transpose()?,
-                })
+                DepartmentSpec::parse(
+                    &format!("input.departments[{i}]"),
+                    &d.key,
+                    &d.name,
+                    d.email.as_deref(),
+                )
             })
             .collect::<AppResult<Vec<_>>>()?;
         let spec = TenantSpec {

@@ -100,6 +100,19 @@ pub struct DepartmentSpec {
     pub email: Option<Email>,
 }
 
+impl DepartmentSpec {
+    /// Parses one department; `field` is its path (`departments[0]`, `input.departments[0]`).
+    pub fn parse(field: &str, key: &str, name: &str, email: Option<&str>) -> AppResult<Self> {
+        Ok(Self {
+            key: Slug::parse(&format!("{field}.key"), key)?,
+            name: Name::parse(&format!("{field}.name"), name)?,
+            email: email
+                .map(|e| Email::parse(&format!("{field}.email"), e))
+                .transpose()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum PasswordSpec {
     None,
@@ -128,14 +141,12 @@ impl TenantFile {
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
-                Ok(DepartmentSpec {
-                    key: Slug::parse(&format!("departments[{i}].key"), &d.key)?,
-                    name: Name::parse(&format!("departments[{i}].name"), &d.name)?,
-                    email: d
-                        .email
-                        .map(|e| Email::parse(&format!("departments[{i}].email"), &e))
-                        .transpose()?,
-                })
+                DepartmentSpec::parse(
+                    &format!("departments[{i}]"),
+                    &d.key,
+                    &d.name,
+                    d.email.as_deref(),
+                )
             })
             .collect::<AppResult<Vec<_>>>()?;
         let spec = TenantSpec {
