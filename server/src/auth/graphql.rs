@@ -66,14 +66,12 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
             let user = tenancy::find_staff(&txn, *tenant_id, *user_id)
                 .await
                 .map_err(|_| AppError::Unauthenticated)?;
-            let roles = tenancy::roles_of(&txn, *tenant_id, &[user.id])
+            let mut memberships = tenancy::memberships_of(&txn, *tenant_id, &[user.id]).await?;
+            let roles = tenancy::roles_given(&txn, *tenant_id, &[user.id], &memberships)
                 .await?
                 .remove(&user.id)
                 .unwrap_or_default();
-            let memberships = tenancy::memberships_of(&txn, *tenant_id, &[user.id])
-                .await?
-                .remove(&user.id)
-                .unwrap_or_default();
+            let memberships = memberships.remove(&user.id).unwrap_or_default();
             let dept_ids: Vec<_> = memberships.iter().map(|m| m.department_id).collect();
             let depts = tenancy::departments_by_ids(&txn, *tenant_id, &dept_ids).await?;
             let tenant = match &req.tenant {

@@ -717,6 +717,17 @@ pub async fn roles_of<C: ConnectionTrait>(
     tenant: TenantId,
     users: &[Uuid],
 ) -> AppResult<HashMap<Uuid, Vec<Role>>> {
+    let memberships = memberships_of(conn, tenant, users).await?;
+    roles_given(conn, tenant, users, &memberships).await
+}
+
+/// [`roles_of`] for a caller that has loaded the users' memberships already.
+pub async fn roles_given<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    users: &[Uuid],
+    memberships: &HashMap<Uuid, Vec<staff_memberships::Model>>,
+) -> AppResult<HashMap<Uuid, Vec<Role>>> {
     let mut out: HashMap<Uuid, Vec<Role>> = users.iter().map(|u| (*u, Vec::new())).collect();
     let grants = scoped::<staff_roles::Entity>(tenant)
         .filter(staff_roles::Column::UserId.is_in(users.iter().copied()))
@@ -727,14 +738,10 @@ pub async fn roles_of<C: ConnectionTrait>(
             list.push(role);
         }
     }
-    for (user, memberships) in memberships_of(conn, tenant, users).await? {
-        if let Some(list) = out.get_mut(&user)
-            && !memberships.is_empty()
-        {
+    for (user, list) in &mut out {
+        if memberships.get(user).is_some_and(|m| !m.is_empty()) {
             list.push(Role::Staff);
         }
-    }
-    for list in out.values_mut() {
         list.sort_by_key(|r| r.as_str());
         list.dedup();
     }
