@@ -101,6 +101,7 @@ impl Application {
             oidc: Arc::new(OidcVerifier::new(settings.auth.oidc_allow_http)?),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             metrics: Arc::new(Metrics::new()?),
+            tenants: Arc::new(Default::default()),
             keys: Arc::new(keys),
             db,
             settings: Arc::new(settings),

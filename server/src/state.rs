@@ -11,6 +11,7 @@ use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::JwtKeys;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::tenancy::cache::TenantCache;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Prometheus metrics of this server.
     pub metrics: Arc<Metrics>,
+    /// The tenant directory, cached for a few seconds.
+    pub tenants: Arc<TenantCache>,
 }
 
 /// The client's IP address, attached to GraphQL requests for rate limiting.

@@ -6,7 +6,6 @@
 
 mod span;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header;
@@ -23,7 +22,6 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::{AppSchema, fill_error_codes};
 use crate::state::{AppState, ClientIp};
 use crate::tenancy::loader::TenancyLoader;
-use crate::tenancy::service as tenancy;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
@@ -59,11 +57,13 @@ pub async fn resolve(
     request_id: String,
 ) -> AppResult<RequestCtx> {
     let mut tenant = match tenant_slug {
-        Some(slug) => Some(Arc::new(
-            tenancy::tenant_by_slug(&state.db, slug)
+        Some(slug) => Some(
+            state
+                .tenants
+                .by_slug(&state.db, slug)
                 .await?
                 .ok_or(AppError::NotFound("tenant"))?,
-        )),
+        ),
         None => None,
     };
     let principal = match authorization {
@@ -79,11 +79,13 @@ pub async fn resolve(
             if tenant.is_none()
                 && let Some(tid) = token_tenant
             {
-                tenant = Some(Arc::new(
-                    tenancy::tenant_by_id(&state.db, tid)
+                tenant = Some(
+                    state
+                        .tenants
+                        .by_id(&state.db, tid)
                         .await?
                         .ok_or(AppError::Unauthenticated)?,
-                ));
+                );
             }
             principal
         }

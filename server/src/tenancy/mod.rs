@@ -1,5 +1,6 @@
 //! Tenancy: tenants, departments, staff users, roles, memberships, declarative onboarding.
 
+pub mod cache;
 pub mod graphql;
 pub mod loader;
 pub mod onboarding;
