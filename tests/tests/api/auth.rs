@@ -12,7 +12,7 @@ const ME: &str = "{ me { kind id email roles tenant { slug } departments { key }
 async fn staff_login_returns_tokens_and_me_shows_roles_and_departments() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_STAFF).await;
-    let me = app.gql(Some(MUSTER), Some(&s.access), ME, json!({})).await;
+    let me = app.caller(MUSTER, &s).gql(ME, json!({})).await;
     let me = &data(&me)["me"];
     assert_eq!(me["kind"], "STAFF");
     assert_eq!(me["email"], MUSTER_STAFF.0);
@@ -362,13 +362,9 @@ async fn platform_admin_logs_in_without_tenant_and_lists_tenants() {
     // Tenant staff may not list tenants.
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&s.access),
-            "{ tenants { totalCount } }",
-            json!({}),
-        )
-        .await,
+        &app.caller(MUSTER, &s)
+            .gql("{ tenants { totalCount } }", json!({}))
+            .await,
         "FORBIDDEN",
     );
     assert_code(

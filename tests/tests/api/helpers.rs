@@ -188,6 +188,15 @@ impl TestApp {
         self.gql_raw(tenant, token, query, variables).await.1
     }
 
+    /// A caller signed in to `tenant` with `session`.
+    pub fn caller<'a>(&'a self, tenant: &'a str, session: &'a Session) -> Caller<'a> {
+        Caller {
+            app: self,
+            tenant,
+            token: &session.access,
+        }
+    }
+
     pub async fn try_login(&self, tenant: Option<&str>, email: &str, password: &str) -> Value {
         self.gql(
             tenant,
@@ -256,6 +265,21 @@ impl TestApp {
     /// The server's signing key (PKCS#8 PEM), to forge tokens with chosen claims.
     pub fn signing_key_pem(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("jwt-es256.pem")).expect("signing key file")
+    }
+}
+
+/// A signed-in client of one tenant.
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    tenant: &'a str,
+    token: &'a str,
+}
+
+impl Caller<'_> {
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.app
+            .gql(Some(self.tenant), Some(self.token), query, variables)
+            .await
     }
 }
 

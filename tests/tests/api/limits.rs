@@ -9,9 +9,7 @@ async fn queries_deeper_than_the_limit_are_rejected() {
     let app = spawn_app_with(|s| s.graphql.max_depth = 5).await;
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let deep = "{ tenant { staff { edges { node { memberships { department { name } } } } } } }";
-    let resp = app
-        .gql(Some(MUSTER), Some(&admin.access), deep, json!({}))
-        .await;
+    let resp = app.caller(MUSTER, &admin).gql(deep, json!({})).await;
     assert_code(&resp, "VALIDATION_FAILED");
     assert!(
         resp["errors"][0]["message"]

@@ -31,14 +31,13 @@ const CREATE_DEPT: &str = "mutation($i: CreateDepartmentInput!) { createDepartme
 async fn admins_manage_departments_and_every_change_is_audited() {
     let app = spawn_app().await;
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
-    let resp = app.gql(Some(MUSTER), Some(&admin.access), CREATE_DEPT, json!({ "i": { "key": "standesamt", "name": "Standesamt", "email": "Standesamt@Musterstadt.example" } })).await;
+    let resp = app.caller(MUSTER, &admin).gql(CREATE_DEPT, json!({ "i": { "key": "standesamt", "name": "Standesamt", "email": "Standesamt@Musterstadt.example" } })).await;
     let dept = data(&resp)["createDepartment"]["department"].clone();
     assert_eq!(dept["email"], "standesamt@musterstadt.example");
 
     let dup = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             CREATE_DEPT,
             json!({ "i": { "key": "standesamt", "name": "Zweites" } }),
         )
@@ -47,9 +46,8 @@ async fn admins_manage_departments_and_every_change_is_audited() {
     assert_eq!(dup["errors"][0]["extensions"]["field"], "key");
 
     let bad = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             CREATE_DEPT,
             json!({ "i": { "key": "Bad Key", "name": "", "email": "nope" } }),
         )
@@ -60,8 +58,7 @@ async fn admins_manage_departments_and_every_change_is_audited() {
         "{bad}"
     );
 
-    let upd = app
-        .gql(Some(MUSTER), Some(&admin.access), "mutation($i: UpdateDepartmentInput!) { updateDepartment(input: $i) { department { name email } } }",
+    let upd = app.caller(MUSTER, &admin).gql("mutation($i: UpdateDepartmentInput!) { updateDepartment(input: $i) { department { name email } } }",
             json!({ "i": { "id": dept["id"], "name": "Standesamt Musterstadt", "email": "" } }))
         .await;
     assert_eq!(
@@ -70,9 +67,8 @@ async fn admins_manage_departments_and_every_change_is_audited() {
     );
 
     let del = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             "mutation($i: DeleteDepartmentInput!) { deleteDepartment(input: $i) { deletedId } }",
             json!({ "i": { "id": dept["id"] } }),
         )
@@ -82,9 +78,8 @@ async fn admins_manage_departments_and_every_change_is_audited() {
     // A department with members cannot be deleted.
     let bb = app.department_id(MUSTER, "buergerbuero").await;
     let busy = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             "mutation($i: DeleteDepartmentInput!) { deleteDepartment(input: $i) { deletedId } }",
             json!({ "i": { "id": bb } }),
         )
@@ -92,9 +87,8 @@ async fn admins_manage_departments_and_every_change_is_audited() {
     assert_code(&busy, "CONFLICT");
 
     let log = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             "{ auditLog(first: 100) { edges { node { action actor target } } } }",
             json!({}),
         )
@@ -130,13 +124,9 @@ async fn staff_and_anonymous_callers_cannot_administer() {
     let staff = app.login(Some(MUSTER), MUSTER_STAFF).await;
     let input = json!({ "i": { "key": "x-amt", "name": "X" } });
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&staff.access),
-            CREATE_DEPT,
-            input.clone(),
-        )
-        .await,
+        &app.caller(MUSTER, &staff)
+            .gql(CREATE_DEPT, input.clone())
+            .await,
         "FORBIDDEN",
     );
     assert_code(
@@ -144,23 +134,15 @@ async fn staff_and_anonymous_callers_cannot_administer() {
         "UNAUTHENTICATED",
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&staff.access),
-            "{ tenant { staff { totalCount } } }",
-            json!({}),
-        )
-        .await,
+        &app.caller(MUSTER, &staff)
+            .gql("{ tenant { staff { totalCount } } }", json!({}))
+            .await,
         "FORBIDDEN",
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&staff.access),
-            "{ auditLog { totalCount } }",
-            json!({}),
-        )
-        .await,
+        &app.caller(MUSTER, &staff)
+            .gql("{ auditLog { totalCount } }", json!({}))
+            .await,
         "FORBIDDEN",
     );
     // Nothing was created.
@@ -186,8 +168,7 @@ async fn admins_manage_staff_roles_and_memberships() {
     let q = format!(
         "mutation($i: CreateStaffUserInput!) {{ createStaffUser(input: $i) {{ staffUser {{ {STAFF_FIELDS} }} }} }}"
     );
-    let resp = app
-        .gql(Some(MUSTER), Some(&admin.access), &q, json!({ "i": {
+    let resp = app.caller(MUSTER, &admin).gql(&q, json!({ "i": {
             "email": "kassiererin@musterstadt.example", "displayName": "Karla Kasse", "password": "kasse-password-1",
             "roles": ["AUTHOR"], "memberships": [{ "departmentId": kasse, "role": "LEAD" }] } }))
         .await;
@@ -206,12 +187,8 @@ async fn admins_manage_staff_roles_and_memberships() {
         )
         .await;
     let me = app
-        .gql(
-            Some(MUSTER),
-            Some(&karla.access),
-            "{ me { roles } }",
-            json!({}),
-        )
+        .caller(MUSTER, &karla)
+        .gql("{ me { roles } }", json!({}))
         .await;
     assert_eq!(data(&me)["me"]["roles"], json!(["AUTHOR", "STAFF"]));
 
@@ -219,9 +196,8 @@ async fn admins_manage_staff_roles_and_memberships() {
     let grant = "mutation($i: RoleInput!) { grantRole(input: $i) { staffUser { roles } } }";
     let revoke = "mutation($i: RoleInput!) { revokeRole(input: $i) { staffUser { roles } } }";
     let r = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             grant,
             json!({ "i": { "userId": user["id"], "role": "TENANT_ADMIN" } }),
         )
@@ -231,39 +207,35 @@ async fn admins_manage_staff_roles_and_memberships() {
         json!(["AUTHOR", "STAFF", "TENANT_ADMIN"])
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            grant,
-            json!({ "i": { "userId": user["id"], "role": "TENANT_ADMIN" } }),
-        )
-        .await,
+        &app.caller(MUSTER, &admin)
+            .gql(
+                grant,
+                json!({ "i": { "userId": user["id"], "role": "TENANT_ADMIN" } }),
+            )
+            .await,
         "CONFLICT",
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            grant,
-            json!({ "i": { "userId": user["id"], "role": "STAFF" } }),
-        )
-        .await,
+        &app.caller(MUSTER, &admin)
+            .gql(
+                grant,
+                json!({ "i": { "userId": user["id"], "role": "STAFF" } }),
+            )
+            .await,
         "VALIDATION_FAILED",
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            grant,
-            json!({ "i": { "userId": user["id"], "role": "PLATFORM_ADMIN" } }),
-        )
-        .await,
+        &app.caller(MUSTER, &admin)
+            .gql(
+                grant,
+                json!({ "i": { "userId": user["id"], "role": "PLATFORM_ADMIN" } }),
+            )
+            .await,
         "VALIDATION_FAILED",
     );
     let r = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             revoke,
             json!({ "i": { "userId": user["id"], "role": "TENANT_ADMIN" } }),
         )
@@ -277,9 +249,8 @@ async fn admins_manage_staff_roles_and_memberships() {
     let bb = app.department_id(MUSTER, "buergerbuero").await;
     let add = "mutation($i: AddMembershipInput!) { addDepartmentMembership(input: $i) { staffUser { memberships { department { key } } } } }";
     let r = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             add,
             json!({ "i": { "userId": user["id"], "departmentId": bb } }),
         )
@@ -292,20 +263,18 @@ async fn admins_manage_staff_roles_and_memberships() {
         2
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            add,
-            json!({ "i": { "userId": user["id"], "departmentId": bb } }),
-        )
-        .await,
+        &app.caller(MUSTER, &admin)
+            .gql(
+                add,
+                json!({ "i": { "userId": user["id"], "departmentId": bb } }),
+            )
+            .await,
         "CONFLICT",
     );
     let rm = "mutation($i: RemoveMembershipInput!) { removeDepartmentMembership(input: $i) { staffUser { memberships { department { key } } } } }";
     let r = app
+        .caller(MUSTER, &admin)
         .gql(
-            Some(MUSTER),
-            Some(&admin.access),
             rm,
             json!({ "i": { "userId": user["id"], "departmentId": bb } }),
         )
@@ -318,12 +287,8 @@ async fn admins_manage_staff_roles_and_memberships() {
     // Disabling ends sessions: login and refresh fail.
     let upd = "mutation($i: UpdateStaffUserInput!) { updateStaffUser(input: $i) { staffUser { active } } }";
     let r = app
-        .gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            upd,
-            json!({ "i": { "id": user["id"], "active": false } }),
-        )
+        .caller(MUSTER, &admin)
+        .gql(upd, json!({ "i": { "id": user["id"], "active": false } }))
         .await;
     assert_eq!(data(&r)["updateStaffUser"]["staffUser"]["active"], false);
     assert_code(
@@ -351,24 +316,19 @@ async fn the_last_administrator_cannot_be_removed() {
     let app = spawn_app().await;
     let admin = app.login(Some(BEISPIEL), BEISPIEL_ADMIN).await;
     let me = app
-        .gql(
-            Some(BEISPIEL),
-            Some(&admin.access),
-            "{ me { id } }",
-            json!({}),
-        )
+        .caller(BEISPIEL, &admin)
+        .gql("{ me { id } }", json!({}))
         .await;
     let id = data(&me)["me"]["id"].clone();
     let r = app
+        .caller(BEISPIEL, &admin)
         .gql(
-            Some(BEISPIEL),
-            Some(&admin.access),
             "mutation($i: RoleInput!) { revokeRole(input: $i) { staffUser { roles } } }",
             json!({ "i": { "userId": id, "role": "TENANT_ADMIN" } }),
         )
         .await;
     assert_code(&r, "CONFLICT");
-    let r = app.gql(Some(BEISPIEL), Some(&admin.access), "mutation($i: UpdateStaffUserInput!) { updateStaffUser(input: $i) { staffUser { active } } }", json!({ "i": { "id": id, "active": false } })).await;
+    let r = app.caller(BEISPIEL, &admin).gql("mutation($i: UpdateStaffUserInput!) { updateStaffUser(input: $i) { staffUser { active } } }", json!({ "i": { "id": id, "active": false } })).await;
     assert_code(&r, "CONFLICT");
 }
 
@@ -377,18 +337,17 @@ async fn staff_change_their_own_password() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_STAFF).await;
     let q = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { ok } }";
-    assert_code(&app.gql(Some(MUSTER), Some(&s.access), q, json!({ "i": { "currentPassword": "wrong-one-xyz", "newPassword": "a-new-long-password" } })).await, "VALIDATION_FAILED");
+    assert_code(&app.caller(MUSTER, &s).gql(q, json!({ "i": { "currentPassword": "wrong-one-xyz", "newPassword": "a-new-long-password" } })).await, "VALIDATION_FAILED");
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&s.access),
-            q,
-            json!({ "i": { "currentPassword": MUSTER_STAFF.1, "newPassword": "short" } }),
-        )
-        .await,
+        &app.caller(MUSTER, &s)
+            .gql(
+                q,
+                json!({ "i": { "currentPassword": MUSTER_STAFF.1, "newPassword": "short" } }),
+            )
+            .await,
         "VALIDATION_FAILED",
     );
-    data(&app.gql(Some(MUSTER), Some(&s.access), q, json!({ "i": { "currentPassword": MUSTER_STAFF.1, "newPassword": "a-new-long-password" } })).await);
+    data(&app.caller(MUSTER, &s).gql(q, json!({ "i": { "currentPassword": MUSTER_STAFF.1, "newPassword": "a-new-long-password" } })).await);
     assert_code(
         &app.try_login(Some(MUSTER), MUSTER_STAFF.0, MUSTER_STAFF.1)
             .await,
@@ -481,7 +440,7 @@ async fn an_admin_of_tenant_a_sees_and_changes_nothing_of_tenant_b_even_with_gue
     assert!(!data(&log).to_string().contains(&b_user));
 
     // B is unchanged.
-    let resp = app.gql(Some(BEISPIEL), Some(&b.access), "query($id: ID!, $u: ID!) { department(id: $id) { name } staffUser(id: $u) { active roles } }", json!({ "id": b_dept, "u": b_user })).await;
+    let resp = app.caller(BEISPIEL, &b).gql("query($id: ID!, $u: ID!) { department(id: $id) { name } staffUser(id: $u) { active roles } }", json!({ "id": b_dept, "u": b_user })).await;
     assert_eq!(data(&resp)["department"]["name"], "Rathaus Beispielhausen");
     assert_eq!(
         data(&resp)["staffUser"],
@@ -494,20 +453,14 @@ async fn connections_page_with_cursors_and_bounded_size() {
     let app = spawn_app().await;
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let q = "query($f: Int, $a: String) { tenant { staff(first: $f, after: $a) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { cursor node { email } } } } }";
-    let p1 = app
-        .gql(Some(MUSTER), Some(&admin.access), q, json!({ "f": 2 }))
-        .await;
+    let p1 = app.caller(MUSTER, &admin).gql(q, json!({ "f": 2 })).await;
     let c1 = &data(&p1)["tenant"]["staff"];
     assert_eq!(c1["totalCount"], 3);
     assert_eq!(c1["pageInfo"]["hasNextPage"], true);
     assert_eq!(c1["pageInfo"]["hasPreviousPage"], false);
     let p2 = app
-        .gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            q,
-            json!({ "f": 2, "a": c1["pageInfo"]["endCursor"] }),
-        )
+        .caller(MUSTER, &admin)
+        .gql(q, json!({ "f": 2, "a": c1["pageInfo"]["endCursor"] }))
         .await;
     let c2 = &data(&p2)["tenant"]["staff"];
     assert_eq!(c2["edges"].as_array().unwrap().len(), 1);
@@ -523,24 +476,17 @@ async fn connections_page_with_cursors_and_bounded_size() {
     all.dedup();
     assert_eq!(all.len(), 3);
 
-    let too_many = app
-        .gql(Some(MUSTER), Some(&admin.access), q, json!({ "f": 101 }))
-        .await;
+    let too_many = app.caller(MUSTER, &admin).gql(q, json!({ "f": 101 })).await;
     assert_code(&too_many, "VALIDATION_FAILED");
     assert!(too_many["errors"][0]["extensions"]["fields"]["first"].is_string());
     assert_code(
-        &app.gql(Some(MUSTER), Some(&admin.access), q, json!({ "f": -1 }))
-            .await,
+        &app.caller(MUSTER, &admin).gql(q, json!({ "f": -1 })).await,
         "VALIDATION_FAILED",
     );
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&admin.access),
-            q,
-            json!({ "a": "not-a-cursor" }),
-        )
-        .await,
+        &app.caller(MUSTER, &admin)
+            .gql(q, json!({ "a": "not-a-cursor" }))
+            .await,
         "VALIDATION_FAILED",
     );
 }
@@ -599,13 +545,9 @@ async fn platform_admins_onboard_tenants_whose_admin_can_log_in() {
     );
     let tenant_admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     assert_code(
-        &app.gql(
-            Some(MUSTER),
-            Some(&tenant_admin.access),
-            ONBOARD,
-            onboard_input("andere"),
-        )
-        .await,
+        &app.caller(MUSTER, &tenant_admin)
+            .gql(ONBOARD, onboard_input("andere"))
+            .await,
         "FORBIDDEN",
     );
     assert_code(
