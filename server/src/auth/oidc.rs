@@ -58,6 +58,10 @@ impl std::fmt::Debug for OidcVerifier {
     }
 }
 
+fn cache_poisoned() -> AppError {
+    AppError::internal("JWKS cache", anyhow::anyhow!("lock poisoned"))
+}
+
 fn reject(why: impl std::fmt::Display) -> AppError {
     tracing::debug!(auth.reject = %why, "ID token rejected");
     AppError::Unauthenticated
@@ -114,28 +118,20 @@ impl OidcVerifier {
         kid: &str,
         refresh: bool,
     ) -> AppResult<Option<jsonwebtoken::jwk::Jwk>> {
-        let fresh_enough = {
-            let cache = self
-                .cache
-                .lock()
-                .map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
-            match cache.get(url) {
-                Some(c) if !refresh && c.fetched_at.elapsed() < CACHE_TTL => {
+        {
+            // A cached set answers while it is fresh; a refetch for an unknown kid waits out the
+            // cooldown, so a flood of tokens with made-up kids cannot hammer the provider.
+            let cache = self.cache.lock().map_err(|_| cache_poisoned())?;
+            if let Some(c) = cache.get(url) {
+                let max_age = if refresh { REFETCH_COOLDOWN } else { CACHE_TTL };
+                if c.fetched_at.elapsed() < max_age {
                     return Ok(c.set.find(kid).cloned());
                 }
-                Some(c) if refresh && c.fetched_at.elapsed() < REFETCH_COOLDOWN => {
-                    return Ok(c.set.find(kid).cloned());
-                }
-                Some(_) | None => false,
             }
-        };
-        debug_assert!(!fresh_enough);
+        }
         let set = self.fetch(url).await?;
         let key = set.find(kid).cloned();
-        let mut cache = self
-            .cache
-            .lock()
-            .map_err(|_| AppError::internal("JWKS cache", anyhow::anyhow!("poisoned")))?;
+        let mut cache = self.cache.lock().map_err(|_| cache_poisoned())?;
         cache.insert(
             url.to_owned(),
             Cached {
