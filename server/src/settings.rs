@@ -178,6 +178,10 @@ impl Default for GraphqlSettings {
     }
 }
 
+/// `AMTSPLATZ_*` variables that are not settings: the config file path and the test/CI variables,
+/// which a developer may well have exported while starting the server.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "TEST_DATABASE_URL", "CI_POSTGRES_URL"];
+
 /// The demo platform administrator of the embedded default.
 pub const DEMO_PLATFORM_ADMIN: (&str, &str) = ("platform@amtsplatz.example", "amtsplatz-demo");
 
@@ -208,7 +212,7 @@ impl Settings {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database.url".into()),
             )
-            .merge(Env::prefixed("AMTSPLATZ_").ignore(&["CONFIG"]).split("__"));
+            .merge(Env::prefixed("AMTSPLATZ_").ignore(NOT_SETTINGS).split("__"));
         let settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(explain_figment(e)))?;

@@ -281,3 +281,36 @@ async fn logs_are_json_with_request_id_and_tenant_and_never_contain_secrets_and_
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
 }
+
+#[tokio::test]
+async fn test_variables_in_the_environment_do_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // `migrate` loads the settings like `serve` does, then exits.
+    let out = command(
+        dir.path(),
+        &format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()),
+    )
+    .env(
+        "AMTSPLATZ_TEST_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    )
+    .arg("migrate")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A misspelt setting still stops it, naming the variable.
+    let out = command(dir.path(), "sqlite://x.db?mode=rwc")
+        .env("AMTSPLATZ_BIDN", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("bidn")
+    );
+}
