@@ -93,6 +93,9 @@ pub struct AuthSettings {
     pub trust_forwarded_for: bool,
     /// `AMTSPLATZ_AUTH__OIDC_ALLOW_HTTP`: allow `http://` JWKS URLs on loopback (development, tests).
     pub oidc_allow_http: bool,
+    /// `AMTSPLATZ_AUTH__JWKS_REFETCH_COOLDOWN_SECS`: an unknown `kid` refetches the provider's keys
+    /// at most this often (key rotation works; made-up kids cannot flood the provider).
+    pub jwks_refetch_cooldown_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +166,7 @@ impl Default for AuthSettings {
             login_per_account_per_minute: 5,
             trust_forwarded_for: false,
             oidc_allow_http: false,
+            jwks_refetch_cooldown_secs: 30,
         }
     }
 }

@@ -98,7 +98,10 @@ impl Application {
 
         let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;
         let state = AppState {
-            oidc: Arc::new(OidcVerifier::new(settings.auth.oidc_allow_http)?),
+            oidc: Arc::new(OidcVerifier::new(
+                settings.auth.oidc_allow_http,
+                std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
+            )?),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             metrics: Arc::new(Metrics::new()?),
             tenants: Arc::new(Default::default()),

@@ -1,6 +1,6 @@
 //! Citizen sign-in: ID tokens from the tenant's OIDC provider (e.g. BundID / Servicekonto via
 //! Keycloak), verified against the provider's JWKS. Keys are cached; an unknown `kid` triggers
-//! one refetch (key rotation), at most every [`REFETCH_COOLDOWN`].
+//! one refetch (key rotation), at most once per cooldown (`auth.jwks_refetch_cooldown_secs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +14,6 @@ use crate::error::{AppError, AppResult};
 use crate::tenancy::types::OidcSettings;
 
 const CACHE_TTL: Duration = Duration::from_secs(600);
-const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
 /// Asymmetric algorithms only: an HMAC "signature" with the public key as secret is the classic attack.
 const ALLOWED: &[Algorithm] = &[
     Algorithm::RS256,
@@ -47,6 +46,7 @@ struct Cached {
 pub struct OidcVerifier {
     http: reqwest::Client,
     allow_http: bool,
+    refetch_cooldown: Duration,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -68,7 +68,7 @@ fn reject(why: impl std::fmt::Display) -> AppError {
 }
 
 impl OidcVerifier {
-    pub fn new(allow_http: bool) -> anyhow::Result<Self> {
+    pub fn new(allow_http: bool, refetch_cooldown: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -76,6 +76,7 @@ impl OidcVerifier {
         Ok(Self {
             http,
             allow_http,
+            refetch_cooldown,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -123,7 +124,11 @@ impl OidcVerifier {
             // cooldown, so a flood of tokens with made-up kids cannot hammer the provider.
             let cache = self.cache.lock().map_err(|_| cache_poisoned())?;
             if let Some(c) = cache.get(url) {
-                let max_age = if refresh { REFETCH_COOLDOWN } else { CACHE_TTL };
+                let max_age = if refresh {
+                    self.refetch_cooldown
+                } else {
+                    CACHE_TTL
+                };
                 if c.fetched_at.elapsed() < max_age {
                     return Ok(c.set.find(kid).cloned());
                 }

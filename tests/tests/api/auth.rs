@@ -461,3 +461,55 @@ async fn citizen_id_tokens_are_verified_against_the_tenants_jwks() {
         "FORBIDDEN",
     );
 }
+
+#[tokio::test]
+async fn a_rotated_provider_key_is_fetched_when_its_kid_first_appears() {
+    let app = spawn_app_with(|s| s.auth.jwks_refetch_cooldown_secs = 0).await;
+    let idp = FakeIdp::start().await;
+    tenant_with_idp(&app, &idp).await;
+    let me = "{ me { kind id } }";
+    // The first token loads and caches the key set.
+    let resp = app
+        .gql(
+            Some("idp-town"),
+            Some(&idp.id_token(json!({}))),
+            me,
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&resp)["me"]["kind"], "CITIZEN");
+    // The provider rotates: the new kid is not in the cached set, so the server refetches.
+    idp.rotate();
+    let rotated = idp.id_token(json!({ "sub": "citizen-after-rotation" }));
+    let resp = app
+        .gql(Some("idp-town"), Some(&rotated), me, json!({}))
+        .await;
+    assert_eq!(data(&resp)["me"]["id"], "citizen-after-rotation");
+}
+
+#[tokio::test]
+async fn unknown_kids_do_not_refetch_the_key_set_within_the_cooldown() {
+    let app = spawn_app().await; // default cooldown: 30 s
+    let idp = FakeIdp::start().await;
+    tenant_with_idp(&app, &idp).await;
+    data(
+        &app.gql(
+            Some("idp-town"),
+            Some(&idp.id_token(json!({}))),
+            "{ me { kind } }",
+            json!({}),
+        )
+        .await,
+    );
+    idp.rotate();
+    // Within the cooldown the new key is not fetched yet: the token is refused, not trusted blindly.
+    let resp = app
+        .gql(
+            Some("idp-town"),
+            Some(&idp.id_token(json!({}))),
+            "{ me { kind } }",
+            json!({}),
+        )
+        .await;
+    assert_code(&resp, "UNAUTHENTICATED");
+}

@@ -308,44 +308,52 @@ pub fn assert_code(resp: &Value, code: &str) {
     assert_eq!(got, Some(code), "expected {code}, got {resp:#}");
 }
 
-/// A local OIDC provider: a P-256 key pair and a JWKS served on 127.0.0.1.
+/// A local OIDC provider: P-256 signing keys and their JWKS served on 127.0.0.1.
+/// [`FakeIdp::rotate`] publishes a new key and signs with it from then on.
 pub struct FakeIdp {
     pub jwks_url: String,
     pub issuer: String,
-    encoding: jsonwebtoken::EncodingKey,
-    pub kid: String,
+    jwks: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    signing: std::sync::Mutex<(jsonwebtoken::EncodingKey, String)>,
     _server: actix_web::dev::ServerHandle,
+}
+
+/// A new P-256 key: its encoding key and public JWK with `kid`.
+fn new_idp_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    use base64::Engine as _;
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let secret = loop {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+            break k;
+        }
+    };
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("pem");
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("key");
+    let point = p256::EncodedPoint::from(secret.public_key());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64.encode(point.x().expect("x")), "y": b64.encode(point.y().expect("y")),
+    });
+    (encoding, jwk)
 }
 
 impl FakeIdp {
     pub async fn start() -> Self {
-        use base64::Engine as _;
-        use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        let secret = loop {
-            let mut bytes = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-            if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-                break k;
-            }
-        };
-        let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("pem");
-        let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("key");
-        let point = p256::EncodedPoint::from(secret.public_key());
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let kid = "test-key-1".to_owned();
-        let jwks = json!({ "keys": [{
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-            "x": b64.encode(point.x().expect("x")), "y": b64.encode(point.y().expect("y")),
-        }]});
+        let (encoding, jwk) = new_idp_key("key-1");
+        let jwks = std::sync::Arc::new(std::sync::Mutex::new(vec![jwk]));
+        let served = jwks.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = actix_web::HttpServer::new(move || {
-            let jwks = jwks.clone();
+            let served = served.clone();
             actix_web::App::new().route(
                 "/certs",
                 actix_web::web::get().to(move || {
-                    let jwks = jwks.clone();
-                    async move { actix_web::HttpResponse::Ok().json(jwks) }
+                    let keys = served.lock().expect("jwks").clone();
+                    async move { actix_web::HttpResponse::Ok().json(json!({ "keys": keys })) }
                 }),
             )
         })
@@ -358,10 +366,19 @@ impl FakeIdp {
         Self {
             jwks_url: format!("http://127.0.0.1:{port}/certs"),
             issuer: format!("http://127.0.0.1:{port}/realms/buerger"),
-            encoding,
-            kid,
+            jwks,
+            signing: std::sync::Mutex::new((encoding, "key-1".into())),
             _server: handle,
         }
+    }
+
+    /// Publishes a new key (keeping the old one) and signs with it from now on.
+    pub fn rotate(&self) {
+        let mut signing = self.signing.lock().expect("signing");
+        let kid = format!("key-{}", self.jwks.lock().expect("jwks").len() + 1);
+        let (encoding, jwk) = new_idp_key(&kid);
+        self.jwks.lock().expect("jwks").push(jwk);
+        *signing = (encoding, kid);
     }
 
     /// Signs an ID token with the given claims (merged over valid defaults).
@@ -376,8 +393,9 @@ impl FakeIdp {
                 c.insert(k.clone(), v.clone());
             }
         }
+        let signing = self.signing.lock().expect("signing");
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
+        header.kid = Some(signing.1.clone());
+        jsonwebtoken::encode(&header, &claims, &signing.0).expect("sign")
     }
 }
