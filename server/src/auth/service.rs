@@ -240,21 +240,24 @@ fn check_scope(req: &RequestCtx, parts: &RefreshParts<'_>) -> AppResult<()> {
     }
 }
 
-async fn open_scope(
+/// Finds the row of a presented refresh token: parses it, checks its scope against the request,
+/// opens the transaction of its tenant (or the platform) and compares the secret's hash.
+/// Any mismatch is `UNAUTHENTICATED`. Revocation and expiry are the caller's to judge.
+async fn presented(
     state: &AppState,
-    tenant: Option<TenantId>,
-) -> AppResult<sea_orm::DatabaseTransaction> {
-    match tenant {
-        Some(t) => begin_tenant(&state.db, t).await,
-        None => begin_platform(&state.db).await,
-    }
-}
-
-/// Rotates a refresh token. A reused (already rotated) token revokes its whole family.
-pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResult<Session> {
+    req: &RequestCtx,
+    token: &str,
+) -> AppResult<(
+    sea_orm::DatabaseTransaction,
+    Option<TenantId>,
+    refresh_tokens::Model,
+)> {
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
-    let txn = open_scope(state, parts.tenant).await?;
+    let txn = match parts.tenant {
+        Some(t) => begin_tenant(&state.db, t).await?,
+        None => begin_platform(&state.db).await?,
+    };
     let row = refresh_tokens::Entity::find_by_id(parts.id)
         .one(&txn)
         .await?
@@ -264,6 +267,12 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
     {
         return Err(AppError::Unauthenticated);
     }
+    Ok((txn, parts.tenant, row))
+}
+
+/// Rotates a refresh token. A reused (already rotated) token revokes its whole family.
+pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResult<Session> {
+    let (txn, tenant, row) = presented(state, req, token).await?;
     if row.revoked_at.is_some() || row.expires_at <= chrono::Utc::now() {
         return Err(AppError::Unauthenticated);
     }
@@ -278,7 +287,7 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
         .await?;
     if claimed.rows_affected == 0 {
         revoke_family(&txn, row.family_id).await?;
-        if let Some(tenant) = parts.tenant {
+        if let Some(tenant) = tenant {
             audit::record(
                 &txn,
                 tenant,
@@ -293,7 +302,7 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
         tracing::warn!(auth.family = %row.family_id, "refresh token reuse detected; family revoked");
         return Err(AppError::Unauthenticated);
     }
-    let session = match (parts.tenant, row.subject_kind.as_str()) {
+    let session = match (tenant, row.subject_kind.as_str()) {
         (Some(tenant), "staff") => {
             let user = tenancy::find_staff(&txn, tenant, StaffUserId(row.subject_id))
                 .await
@@ -318,16 +327,7 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
 
 /// Ends the session the refresh token belongs to (its whole family).
 pub async fn logout(state: &AppState, req: &RequestCtx, token: &str) -> AppResult<()> {
-    let parts = parse_refresh(token)?;
-    check_scope(req, &parts)?;
-    let txn = open_scope(state, parts.tenant).await?;
-    let row = refresh_tokens::Entity::find_by_id(parts.id)
-        .one(&txn)
-        .await?
-        .ok_or(AppError::Unauthenticated)?;
-    if !tokens::constant_time_eq(&row.token_hash, &tokens::hash_secret(parts.secret)) {
-        return Err(AppError::Unauthenticated);
-    }
+    let (txn, _, row) = presented(state, req, token).await?;
     revoke_family(&txn, row.family_id).await?;
     txn.commit().await?;
     Ok(())
