@@ -272,5 +272,22 @@ mod tests {
         ];
         let codes: Vec<_> = samples.iter().map(AppError::code).collect();
         assert_eq!(codes, ALL_CODES);
+        // The list of DESIGN.md section 8, spelled out: a renamed code fails here.
+        assert_eq!(
+            ALL_CODES,
+            [
+                "UNAUTHENTICATED",
+                "FORBIDDEN",
+                "NOT_FOUND",
+                "VALIDATION_FAILED",
+                "CONFLICT",
+                "MERGE_CONFLICT",
+                "SLOT_FULL",
+                "PAYMENT_FAILED",
+                "PAYLOAD_TOO_LARGE",
+                "RATE_LIMITED",
+                "INTERNAL",
+            ]
+        );
     }
 }

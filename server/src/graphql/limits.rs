@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Response, ServerError, ServerResult, Variables};
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
 
 pub struct AliasLimit(pub usize);
 
@@ -64,7 +64,9 @@ impl Extension for AliasLimitExt {
     }
 }
 
-/// Sets `extensions.code` on every error of every response (HTTP and WebSocket).
+/// Sets `extensions.code` on every error, HTTP and WebSocket alike, in the hook of the phase that
+/// raised it: parsing, validation, execution. (The `request` hook would be one place, but the
+/// WebSocket stream path never calls it.)
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -75,6 +77,30 @@ impl ExtensionFactory for ErrorCodes {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for ErrorCodes {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut e| {
+            super::fill_error_codes(std::slice::from_mut(&mut e));
+            e
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            super::fill_error_codes(&mut errors);
+            errors
+        })
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,

@@ -31,8 +31,9 @@ pub fn build_schema(
         .limit_complexity(limits_cfg.max_complexity)
         .limit_recursive_depth(32)
         .limit_directives(10)
-        .extension(limits::AliasLimit(limits_cfg.max_aliases))
+        // First registered is outermost: ErrorCodes must wrap the other extensions' errors.
         .extension(limits::ErrorCodes)
+        .extension(limits::AliasLimit(limits_cfg.max_aliases))
 }
 
 /// The SDL as committed in `frontend-schema/schema.graphql`.

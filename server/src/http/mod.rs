@@ -19,7 +19,7 @@ pub use span::AmtsplatzRootSpan;
 
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
-use crate::graphql::{AppSchema, fill_error_codes};
+use crate::graphql::AppSchema;
 use crate::state::{AppState, ClientIp};
 use crate::tenancy::loader::TenancyLoader;
 
@@ -205,8 +205,7 @@ async fn graphql_post(
             tokio::spawn,
         ))
         .data(ctx);
-    let mut resp = schema.execute(gql).await;
-    fill_error_codes(&mut resp.errors);
+    let resp = schema.execute(gql).await;
     let ok = resp.errors.is_empty();
     state
         .metrics
