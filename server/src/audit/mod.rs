@@ -10,7 +10,7 @@ use entity::audit_log;
 
 use crate::context::TenantCtx;
 use crate::error::AppResult;
-use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::TenantId;
 
 /// Appends one entry. `details` must not contain secrets or personal data beyond IDs.
@@ -43,9 +43,6 @@ pub async fn list(
     args: PageArgs,
 ) -> AppResult<Page<audit_log::Model>> {
     ctx.require_tenant_admin()?;
-    let txn = crate::db::begin_tenant(db, ctx.tenant_id).await?;
     let select = crate::db::scoped::<audit_log::Entity>(ctx.tenant_id);
-    let page = fetch_page(&txn, select, audit_log::Column::Id, |m| m.id, args).await?;
-    txn.commit().await?;
-    Ok(page)
+    fetch_tenant_page(db, ctx.tenant_id, select, audit_log::Column::Id, |m| m.id, args).await
 }

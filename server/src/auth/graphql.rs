@@ -2,16 +2,17 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 
-use entity::platform_admins;
-use sea_orm::EntityTrait;
+use entity::{platform_admins, staff_users, tenants};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::service::{self, Session};
 use crate::context::{Principal, Role};
-use crate::db::{begin_platform, begin_tenant};
+use crate::db::{begin_platform, begin_tenant, read_tenant, scoped};
 use crate::error::AppError;
 use crate::graphql::{request_ctx, state};
 use crate::state::{AppState, ClientIp};
-use crate::tenancy::graphql::{Department, Tenant};
+use crate::ids::TenantId;
+use crate::tenancy::graphql::{Department, StaffUser, Tenant};
 use crate::tenancy::service as tenancy;
 
 /// What kind of account is signed in.
@@ -22,19 +23,89 @@ pub enum ViewerKind {
     Citizen,
 }
 
-/// The signed-in account.
-#[derive(SimpleObject)]
-pub struct Viewer {
-    pub kind: ViewerKind,
+/// The signed-in account. Fields beyond the account row load on demand (DataLoaders), so
+/// `me { id }` costs one read.
+pub enum Viewer {
+    Staff(staff_users::Model),
+    PlatformAdmin(platform_admins::Model),
+    Citizen {
+        subject: String,
+        email: Option<String>,
+        name: Option<String>,
+        tenant: Option<tenants::Model>,
+    },
+}
+
+#[Object]
+impl Viewer {
+    async fn kind(&self) -> ViewerKind {
+        match self {
+            Self::Staff(_) => ViewerKind::Staff,
+            Self::PlatformAdmin(_) => ViewerKind::PlatformAdmin,
+            Self::Citizen { .. } => ViewerKind::Citizen,
+        }
+    }
     /// Staff user ID, platform admin ID, or the citizen's subject at their identity provider.
-    pub id: ID,
-    pub email: Option<String>,
-    pub display_name: Option<String>,
-    pub roles: Vec<Role>,
+    async fn id(&self) -> ID {
+        match self {
+            Self::Staff(u) => ID(u.id.to_string()),
+            Self::PlatformAdmin(a) => ID(a.id.to_string()),
+            Self::Citizen { subject, .. } => ID(subject.clone()),
+        }
+    }
+    async fn email(&self) -> Option<&str> {
+        match self {
+            Self::Staff(u) => Some(&u.email),
+            Self::PlatformAdmin(a) => Some(&a.email),
+            Self::Citizen { email, .. } => email.as_deref(),
+        }
+    }
+    async fn display_name(&self) -> Option<&str> {
+        match self {
+            Self::Staff(u) => Some(&u.display_name),
+            Self::PlatformAdmin(a) => Some(&a.display_name),
+            Self::Citizen { name, .. } => name.as_deref(),
+        }
+    }
+    async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
+        Ok(match self {
+            Self::Staff(u) => StaffUser(u.clone()).roles(ctx).await?,
+            Self::PlatformAdmin(_) => vec![Role::PlatformAdmin],
+            Self::Citizen { .. } => vec![Role::Citizen],
+        })
+    }
     /// The tenant the account belongs to (none for platform administrators).
-    pub tenant: Option<Tenant>,
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        Ok(match self {
+            Self::Staff(u) => {
+                let req = request_ctx(ctx)?;
+                match &req.tenant {
+                    Some(t) if t.id == u.tenant_id => Some(Tenant((**t).clone())),
+                    _ => {
+                        let st = state::<AppState>(ctx)?;
+                        let tenant_id = TenantId(u.tenant_id);
+                        let txn = begin_tenant(&st.db, tenant_id).await?;
+                        let tenant = tenancy::tenant_by_id(&txn, tenant_id).await?;
+                        txn.commit().await?;
+                        tenant.map(Tenant)
+                    }
+                }
+            }
+            Self::PlatformAdmin(_) => None,
+            Self::Citizen { tenant, .. } => tenant.clone().map(Tenant),
+        })
+    }
     /// Departments the staff user is a member of.
-    pub departments: Vec<Department>,
+    async fn departments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Department>> {
+        let Self::Staff(u) = self else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::new();
+        for membership in StaffUser(u.clone()).memberships(ctx).await? {
+            out.push(membership.department(ctx).await?);
+        }
+        Ok(out)
+    }
 }
 
 async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Result<Option<Viewer>> {
@@ -49,58 +120,24 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
                 .await?
                 .ok_or(AppError::Unauthenticated)?;
             txn.commit().await?;
-            Some(Viewer {
-                kind: ViewerKind::PlatformAdmin,
-                id: ID(admin.id.to_string()),
-                email: Some(admin.email),
-                display_name: Some(admin.display_name),
-                roles: vec![Role::PlatformAdmin],
-                tenant: None,
-                departments: vec![],
-            })
+            Some(Viewer::PlatformAdmin(admin))
         }
         Principal::Staff {
             user_id, tenant_id, ..
         } => {
-            let txn = begin_tenant(&st.db, *tenant_id).await?;
-            let user = tenancy::find_staff(&txn, *tenant_id, *user_id)
-                .await
-                .map_err(|_| AppError::Unauthenticated)?;
-            let mut memberships = tenancy::memberships_of(&txn, *tenant_id, &[user.id]).await?;
-            let roles = tenancy::roles_given(&txn, *tenant_id, &[user.id], &memberships)
+            let select = scoped::<staff_users::Entity>(*tenant_id)
+                .filter(staff_users::Column::Id.eq(user_id.0));
+            let user = read_tenant(&st.db, *tenant_id, select)
                 .await?
-                .remove(&user.id)
-                .unwrap_or_default();
-            let memberships = memberships.remove(&user.id).unwrap_or_default();
-            let dept_ids: Vec<_> = memberships.iter().map(|m| m.department_id).collect();
-            let depts = tenancy::departments_by_ids(&txn, *tenant_id, &dept_ids).await?;
-            let tenant = match &req.tenant {
-                Some(t) if t.id == tenant_id.0 => Some((**t).clone()),
-                _ => tenancy::tenant_by_id(&txn, *tenant_id).await?,
-            };
-            txn.commit().await?;
-            Some(Viewer {
-                kind: ViewerKind::Staff,
-                id: ID(user.id.to_string()),
-                email: Some(user.email),
-                display_name: Some(user.display_name),
-                roles,
-                tenant: tenant.map(Tenant),
-                departments: dept_ids
-                    .iter()
-                    .filter_map(|id| depts.get(id).cloned())
-                    .map(Department)
-                    .collect(),
-            })
+                .pop()
+                .ok_or(AppError::Unauthenticated)?;
+            Some(Viewer::Staff(user))
         }
-        Principal::Citizen(c) => Some(Viewer {
-            kind: ViewerKind::Citizen,
-            id: ID(c.subject.clone()),
+        Principal::Citizen(c) => Some(Viewer::Citizen {
+            subject: c.subject.clone(),
             email: c.email.clone(),
-            display_name: c.name.clone(),
-            roles: vec![Role::Citizen],
-            tenant: req.tenant.as_ref().map(|t| Tenant((**t).clone())),
-            departments: vec![],
+            name: c.name.clone(),
+            tenant: req.tenant.as_ref().map(|t| (**t).clone()),
         }),
     })
 }

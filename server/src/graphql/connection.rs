@@ -7,12 +7,14 @@ use async_graphql::{Context, Object, OutputType};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 use uuid::Uuid;
 
+use crate::db::{begin_tenant, read_tenant};
 use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
 
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
@@ -68,7 +70,34 @@ pub struct Page<T> {
     pub total: Option<u64>,
 }
 
-/// Runs a keyset page over `select` ordered by `id_col`.
+/// The keyset query of one page: rows after the cursor, in ID order, one more than asked for (to
+/// tell whether a next page exists).
+fn page_query<E: EntityTrait>(select: Select<E>, id_col: E::Column, args: PageArgs) -> Select<E> {
+    let mut query = select.order_by_asc(id_col);
+    if let Some(after) = args.after {
+        query = query.filter(id_col.gt(after));
+    }
+    query.limit(args.first as u64 + 1)
+}
+
+fn into_page<M>(
+    mut items: Vec<M>,
+    id_of: fn(&M) -> Uuid,
+    args: PageArgs,
+    total: Option<u64>,
+) -> Page<M> {
+    let has_next = items.len() > args.first;
+    items.truncate(args.first);
+    debug_assert!(items.windows(2).all(|w| id_of(&w[0]) < id_of(&w[1])));
+    Page {
+        items,
+        has_next,
+        has_previous: args.after.is_some(),
+        total,
+    }
+}
+
+/// Runs a keyset page over `select` ordered by `id_col`, inside an open transaction.
 pub async fn fetch_page<E, C>(
     conn: &C,
     select: Select<E>,
@@ -86,20 +115,33 @@ where
     } else {
         None
     };
-    let mut query = select.order_by_asc(id_col);
-    if let Some(after) = args.after {
-        query = query.filter(id_col.gt(after));
+    let items = page_query(select, id_col, args).all(conn).await?;
+    Ok(into_page(items, id_of, args, total))
+}
+
+/// Runs a keyset page of one tenant's rows. Without `totalCount` this is a single
+/// [`read_tenant`] (one round trip on PostgreSQL); with it, count and page share a transaction so
+/// they agree.
+pub async fn fetch_tenant_page<E>(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    select: Select<E>,
+    id_col: E::Column,
+    id_of: fn(&E::Model) -> Uuid,
+    args: PageArgs,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    if args.want_total {
+        let txn = begin_tenant(db, tenant).await?;
+        let page = fetch_page(&txn, select, id_col, id_of, args).await?;
+        txn.commit().await?;
+        return Ok(page);
     }
-    let mut items = query.limit(args.first as u64 + 1).all(conn).await?;
-    let has_next = items.len() > args.first;
-    items.truncate(args.first);
-    debug_assert!(items.windows(2).all(|w| id_of(&w[0]) < id_of(&w[1])));
-    Ok(Page {
-        items,
-        has_next,
-        has_previous: args.after.is_some(),
-        total,
-    })
+    let items = read_tenant(db, tenant, page_query(select, id_col, args)).await?;
+    Ok(into_page(items, id_of, args, None))
 }
 
 /// `totalCount` on every connection.

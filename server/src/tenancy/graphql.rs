@@ -175,13 +175,13 @@ impl StaffUser {
         self.0.created_at
     }
     /// Tenant-wide roles, plus `STAFF` for members of any department.
-    async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
+    pub async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
         Ok(loader(ctx)?
             .load_one(RolesOf(TenantId(self.0.tenant_id), self.0.id))
             .await?
             .unwrap_or_default())
     }
-    async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
+    pub async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
         let rows = loader(ctx)?
             .load_one(MembershipsOf(TenantId(self.0.tenant_id), self.0.id))
             .await?
@@ -198,7 +198,7 @@ impl Membership {
     async fn role(&self) -> DepartmentRole {
         DepartmentRole::parse(&self.0.role)
     }
-    async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Department> {
+    pub async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Department> {
         let dept = loader(ctx)?
             .load_one(DepartmentById(
                 TenantId(self.0.tenant_id),

@@ -21,7 +21,7 @@ use crate::auth::password;
 use crate::context::{Principal, RequestCtx, Role, TenantCtx};
 use crate::db::{begin_platform, begin_tenant, scoped};
 use crate::error::{AppError, AppResult, on_unique};
-use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::graphql::connection::{Page, PageArgs, fetch_page, fetch_tenant_page};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
 // ---------------------------------------------------------------------------------------------
@@ -86,11 +86,8 @@ pub async fn list_departments(
     ctx: &TenantCtx,
     args: PageArgs,
 ) -> AppResult<Page<departments::Model>> {
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
     let select = scoped::<departments::Entity>(ctx.tenant_id);
-    let page = fetch_page(&txn, select, departments::Column::Id, |m| m.id, args).await?;
-    txn.commit().await?;
-    Ok(page)
+    fetch_tenant_page(db, ctx.tenant_id, select, departments::Column::Id, |m| m.id, args).await
 }
 
 async fn find_department<C: ConnectionTrait>(
@@ -304,11 +301,8 @@ pub async fn list_staff(
     args: PageArgs,
 ) -> AppResult<Page<staff_users::Model>> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
     let select = scoped::<staff_users::Entity>(ctx.tenant_id);
-    let page = fetch_page(&txn, select, staff_users::Column::Id, |m| m.id, args).await?;
-    txn.commit().await?;
-    Ok(page)
+    fetch_tenant_page(db, ctx.tenant_id, select, staff_users::Column::Id, |m| m.id, args).await
 }
 
 pub(crate) async fn find_staff<C: ConnectionTrait>(
