@@ -141,25 +141,29 @@ tenant_scoped!(
     staff_users,
     staff_roles,
     staff_memberships,
-    audit_log
+    audit_log,
+    tenant_services,
+    service_revisions
 );
 
 /// Reads rows of one tenant.
 ///
-/// On PostgreSQL a tenant read is otherwise four round trips (BEGIN, set_config, SELECT, COMMIT).
-/// When every bound value of `select` is a UUID, an integer or a bool — values whose literal form
-/// cannot carry SQL — the four statements travel as one simple-protocol message instead, in one
-/// round trip, still inside a READ ONLY transaction with `app.tenant_id` set locally. Anything else
-/// (strings, JSON, …) takes the ordinary [`begin_tenant`] path, so no user text is ever inlined.
+/// On PostgreSQL a tenant read is otherwise four statements in four round trips (BEGIN,
+/// set_config, SELECT, COMMIT). When every bound value of `select` is a UUID, an integer or a
+/// bool — values whose literal form cannot carry SQL — `set_config` and the SELECT travel as one
+/// simple-protocol message instead. PostgreSQL runs the statements of one such message as a
+/// single implicit transaction, so the transaction-local `app.tenant_id` holds for the SELECT and
+/// ends with it: one round trip, two statements. Anything else (strings, JSON, …) takes the
+/// ordinary [`begin_tenant`] path, so no user text is ever inlined.
 pub async fn read_tenant<E: EntityTrait>(
     db: &DatabaseConnection,
     tenant: TenantId,
     select: Select<E>,
 ) -> AppResult<Vec<E::Model>> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        if let Some(sql) = inlined_postgres_sql(&select) {
-            return read_in_one_round_trip::<E::Model>(db, tenant, &sql).await;
-        }
+    if db.get_database_backend() == DbBackend::Postgres
+        && let Some(sql) = inlined_postgres_sql(&select)
+    {
+        return read_in_one_round_trip::<E::Model>(db, tenant, &sql).await;
     }
     let txn = begin_tenant(db, tenant).await?;
     let rows = select.all(&txn).await?;
@@ -199,9 +203,7 @@ async fn read_in_one_round_trip<M: FromQueryResult>(
     use sea_orm::sqlx::{self, Either};
 
     // `tenant` is a UUID we parsed; its text form is hex digits and dashes.
-    let sql = format!(
-        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{tenant}', true); {select_sql}; COMMIT"
-    );
+    let sql = format!("SELECT set_config('app.tenant_id', '{tenant}', true); {select_sql}");
     let mut conn = db
         .get_postgres_connection_pool()
         .acquire()
@@ -214,20 +216,16 @@ async fn read_in_one_round_trip<M: FromQueryResult>(
         while let Some(step) = stream.try_next().await? {
             match step {
                 Either::Left(_) => finished_statements += 1,
-                // Rows of the third statement (after BEGIN and set_config) are the answer.
-                Either::Right(row) if finished_statements == 2 => rows.push(row),
+                // Rows of the second statement (after set_config) are the answer.
+                Either::Right(row) if finished_statements == 1 => rows.push(row),
                 Either::Right(_) => {}
             }
         }
         Ok(())
     }
     .await;
+    // A failure rolls the implicit transaction back by itself; the connection stays clean.
     if let Err(e) = outcome {
-        // A failed statement leaves the transaction aborted; end it before the pool lends the
-        // connection out again, or drop the connection if even that fails.
-        if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
-            conn.close_on_drop();
-        }
         return Err(DbErr::Query(RuntimeErr::SqlxError(e.into())).into());
     }
     rows.into_iter()
