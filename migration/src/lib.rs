@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tenancy;
+mod m20261123_000002_create_marketplace;
 pub mod postgres;
 
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
@@ -18,6 +19,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_create_tenancy::Migration)]
+        vec![
+            Box::new(m20261123_000001_create_tenancy::Migration),
+            Box::new(m20261123_000002_create_marketplace::Migration),
+        ]
     }
 }

@@ -92,3 +92,33 @@ async fn rls_with(manager: &SchemaManager<'_>, table: &str, predicate: &str) -> 
     }
     Ok(())
 }
+
+/// Turns on forced row-level security with one policy per command, for tables whose rules differ
+/// by command (shared marketplace data): `(name, command, predicate)`. Commands without a policy
+/// are denied.
+pub async fn policies(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    policies: &[(&str, &str, &str)],
+) -> Result<(), DbErr> {
+    if !is_postgres(manager) {
+        return Ok(());
+    }
+    let conn = manager.get_connection();
+    conn.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+        .await?;
+    conn.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"))
+        .await?;
+    for (name, command, predicate) in policies {
+        let clause = match *command {
+            "INSERT" => format!("WITH CHECK ({predicate})"),
+            "SELECT" | "DELETE" => format!("USING ({predicate})"),
+            _ => format!("USING ({predicate}) WITH CHECK ({predicate})"),
+        };
+        conn.execute_unprepared(&format!(
+            "CREATE POLICY {table}_{name} ON {table} FOR {command} {clause}"
+        ))
+        .await?;
+    }
+    Ok(())
+}

@@ -75,6 +75,9 @@ pub enum Principal {
         admin_id: PlatformAdminId,
     },
     Citizen(Citizen),
+    /// The server itself applying declarative files (tenant onboarding, marketplace seeds).
+    /// Never built from a request.
+    System(&'static str),
 }
 
 /// A citizen identified by their tenant's OIDC provider.
@@ -94,6 +97,7 @@ impl Principal {
             Self::Staff { roles, .. } => roles.contains(&role),
             Self::PlatformAdmin { .. } => role == Role::PlatformAdmin,
             Self::Citizen(_) => role == Role::Citizen,
+            Self::System(_) => matches!(role, Role::TenantAdmin | Role::Author),
         }
     }
 
@@ -104,6 +108,7 @@ impl Principal {
             Self::Staff { user_id, .. } => format!("staff:{user_id}"),
             Self::PlatformAdmin { admin_id } => format!("platform:{admin_id}"),
             Self::Citizen(c) => format!("citizen:{}", c.subject),
+            Self::System(job) => format!("system:{job}"),
         }
     }
 
@@ -114,6 +119,7 @@ impl Principal {
             Self::Staff { user_id, .. } => Some(format!("staff:{user_id}")),
             Self::PlatformAdmin { admin_id } => Some(format!("platform:{admin_id}")),
             Self::Citizen(c) => Some(format!("citizen:{}", c.subject)),
+            Self::System(job) => Some(format!("system:{job}")),
         }
     }
 }
@@ -173,8 +179,27 @@ impl TenantCtx {
     pub fn require_staff(&self) -> AppResult<()> {
         match &self.principal {
             Principal::Anonymous => Err(AppError::Unauthenticated),
-            Principal::PlatformAdmin { .. } | Principal::Staff { .. } => Ok(()),
+            Principal::PlatformAdmin { .. } | Principal::Staff { .. } | Principal::System(_) => {
+                Ok(())
+            }
             Principal::Citizen(_) => Err(AppError::Forbidden("staff only")),
+        }
+    }
+
+    /// Template authors of this tenant (role `author`).
+    pub fn require_author(&self) -> AppResult<()> {
+        match &self.principal {
+            Principal::Anonymous => Err(AppError::Unauthenticated),
+            p if p.has_role(Role::Author) => Ok(()),
+            _ => Err(AppError::Forbidden("template authors only")),
+        }
+    }
+
+    /// The signed-in staff user, if any (recorded as creator of revisions and versions).
+    pub fn staff_user(&self) -> Option<uuid::Uuid> {
+        match &self.principal {
+            Principal::Staff { user_id, .. } => Some(user_id.0),
+            _ => None,
         }
     }
 

@@ -53,4 +53,12 @@ typed_id!(
     StaffUserId,
     /// A platform administrator.
     PlatformAdminId,
+    /// A marketplace template.
+    TemplateId,
+    /// A published version of a template.
+    TemplateVersionId,
+    /// A tenant's service (usually a fork of a template version).
+    ServiceId,
+    /// A change a forking tenant proposes back to a template.
+    ProposalId,
 );

@@ -94,6 +94,9 @@ impl Application {
                     }
                 }
             }
+            for line in crate::services::seed::apply_all(&db, dir, &specs).await? {
+                tracing::info!(onboarding = %line, "marketplace onboarding");
+            }
         }
 
         let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;

@@ -44,5 +44,13 @@ pub async fn list(
 ) -> AppResult<Page<audit_log::Model>> {
     ctx.require_tenant_admin()?;
     let select = crate::db::scoped::<audit_log::Entity>(ctx.tenant_id);
-    fetch_tenant_page(db, ctx.tenant_id, select, audit_log::Column::Id, |m| m.id, args).await
+    fetch_tenant_page(
+        db,
+        ctx.tenant_id,
+        select,
+        audit_log::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await
 }

@@ -10,8 +10,8 @@ use crate::context::{Principal, Role};
 use crate::db::{begin_platform, begin_tenant, read_tenant, scoped};
 use crate::error::AppError;
 use crate::graphql::{request_ctx, state};
-use crate::state::{AppState, ClientIp};
 use crate::ids::TenantId;
+use crate::state::{AppState, ClientIp};
 use crate::tenancy::graphql::{Department, StaffUser, Tenant};
 use crate::tenancy::service as tenancy;
 
@@ -112,7 +112,7 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
     let st = state::<AppState>(ctx)?;
     let req = request_ctx(ctx)?;
     Ok(match principal {
-        Principal::Anonymous => None,
+        Principal::Anonymous | Principal::System(_) => None,
         Principal::PlatformAdmin { admin_id } => {
             let txn = begin_platform(&st.db).await?;
             let admin = platform_admins::Entity::find_by_id(admin_id.0)

@@ -10,14 +10,27 @@ use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::context::{RequestCtx, TenantCtx};
 use crate::error::{AppError, AppResult};
+use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
+use crate::services::graphql::{ServicesMutation, ServicesQuery};
 use crate::settings::GraphqlSettings;
 use crate::tenancy::graphql::{TenancyMutation, TenancyQuery};
 
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, TenancyQuery, AuditQuery);
+pub struct Query(
+    AuthQuery,
+    TenancyQuery,
+    AuditQuery,
+    MarketplaceQuery,
+    ServicesQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation, TenancyMutation);
+pub struct Mutation(
+    AuthMutation,
+    TenancyMutation,
+    MarketplaceMutation,
+    ServicesMutation,
+);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

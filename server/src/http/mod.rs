@@ -20,6 +20,8 @@ pub use span::AmtsplatzRootSpan;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::AppSchema;
+use crate::ids::TenantId;
+use crate::marketplace::graphql::MarketplaceLoader;
 use crate::state::{AppState, ClientIp};
 use crate::tenancy::loader::TenancyLoader;
 
@@ -204,6 +206,13 @@ async fn graphql_post(
             },
             tokio::spawn,
         ))
+        .data(DataLoader::new(
+            MarketplaceLoader {
+                db: state.db.clone(),
+                viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
+            },
+            tokio::spawn,
+        ))
         .data(ctx);
     let resp = schema.execute(gql).await;
     let ok = resp.errors.is_empty();
@@ -246,6 +255,13 @@ async fn graphql_ws(
             data.insert(DataLoader::new(
                 TenancyLoader {
                     db: state.db.clone(),
+                },
+                tokio::spawn,
+            ));
+            data.insert(DataLoader::new(
+                MarketplaceLoader {
+                    db: state.db.clone(),
+                    viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
                 },
                 tokio::spawn,
             ));

@@ -341,6 +341,7 @@ impl OnboardTenantInput {
                 roles: vec![Role::TenantAdmin],
                 departments: vec![],
             }],
+            services: vec![],
         };
         spec.check().map_err(|e| match e {
             AppError::Validation(f) => AppError::Validation(

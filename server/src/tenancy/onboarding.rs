@@ -44,6 +44,9 @@ pub struct TenantFile {
     pub first_admin: StaffFile,
     #[serde(default)]
     pub staff: Vec<StaffFile>,
+    /// Services forked from marketplace templates, with local changes.
+    #[serde(default)]
+    pub services: Vec<crate::services::seed::ServiceFile>,
 }
 
 fn default_zone() -> String {
@@ -91,6 +94,8 @@ pub struct TenantSpec {
     pub departments: Vec<DepartmentSpec>,
     /// The first entry is the first administrator.
     pub staff: Vec<StaffSpec>,
+    /// Applied after the marketplace seeds (see [`crate::services::seed`]).
+    pub services: Vec<crate::services::seed::ServiceSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +163,12 @@ impl TenantFile {
             settings: self.settings,
             departments,
             staff,
+            services: self
+                .services
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| s.parse(&format!("services[{i}]")))
+                .collect::<AppResult<Vec<_>>>()?,
         };
         spec.check()?;
         Ok(spec)

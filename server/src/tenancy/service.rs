@@ -87,7 +87,15 @@ pub async fn list_departments(
     args: PageArgs,
 ) -> AppResult<Page<departments::Model>> {
     let select = scoped::<departments::Entity>(ctx.tenant_id);
-    fetch_tenant_page(db, ctx.tenant_id, select, departments::Column::Id, |m| m.id, args).await
+    fetch_tenant_page(
+        db,
+        ctx.tenant_id,
+        select,
+        departments::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await
 }
 
 async fn find_department<C: ConnectionTrait>(
@@ -302,7 +310,15 @@ pub async fn list_staff(
 ) -> AppResult<Page<staff_users::Model>> {
     ctx.require_tenant_admin()?;
     let select = scoped::<staff_users::Entity>(ctx.tenant_id);
-    fetch_tenant_page(db, ctx.tenant_id, select, staff_users::Column::Id, |m| m.id, args).await
+    fetch_tenant_page(
+        db,
+        ctx.tenant_id,
+        select,
+        staff_users::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await
 }
 
 pub(crate) async fn find_staff<C: ConnectionTrait>(

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod fuzz;
 mod limits;
+mod marketplace;
 mod ops;
 mod process;
 mod rls;

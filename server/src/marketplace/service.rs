@@ -1,0 +1,568 @@
+//! Templates and their versions: create, publish (semver rules, immutability), deprecate, browse
+//! and search, adoption counts.
+//!
+//! Visibility: public templates are seen by everyone (also anonymous visitors of any tenant);
+//! private ones only by their author tenant. On PostgreSQL row-level security says the same, so
+//! reads run in a transaction of the caller's tenant (or of no tenant).
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use entity::{template_adoptions, template_versions, templates, tenants};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use semver::Version;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::content::{Impact, ServiceContent};
+use crate::audit;
+use crate::context::TenantCtx;
+use crate::db::{begin_platform, begin_tenant};
+use crate::error::{AppError, AppResult, on_unique};
+use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::ids::{TemplateId, TemplateVersionId, TenantId};
+use crate::tenancy::types::Slug;
+
+/// Who is looking: a tenant (sees its private templates too) or nobody in particular.
+pub type Viewer = Option<TenantId>;
+
+pub(crate) async fn begin_viewer(
+    db: &DatabaseConnection,
+    viewer: Viewer,
+) -> AppResult<DatabaseTransaction> {
+    match viewer {
+        Some(t) => begin_tenant(db, t).await,
+        None => begin_platform(db).await,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+/// A parsed `createTemplate` input.
+#[derive(Debug)]
+pub struct NewTemplate {
+    pub slug: Slug,
+    pub title: String,
+    pub summary: String,
+    pub category: String,
+    pub tags: Vec<String>,
+    pub license: String,
+    pub visibility: Visibility,
+}
+
+/// A parsed `publishTemplateVersion` input.
+#[derive(Debug)]
+pub struct NewVersion {
+    pub template_id: TemplateId,
+    pub version: Version,
+    pub content: ServiceContent,
+    pub changelog: String,
+}
+
+#[derive(Debug, Default)]
+pub struct TemplateFilter {
+    pub search: Option<String>,
+    pub category: Option<String>,
+    pub leika_code: Option<String>,
+    /// Slug of the author tenant.
+    pub author: Option<String>,
+}
+
+/// A template visible to `viewer`, by slug.
+pub async fn template_by_slug(
+    db: &DatabaseConnection,
+    viewer: Viewer,
+    slug: &str,
+) -> AppResult<templates::Model> {
+    let txn = begin_viewer(db, viewer).await?;
+    let t = visible(viewer)
+        .filter(templates::Column::Slug.eq(slug))
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    t.ok_or(AppError::NotFound("template"))
+}
+
+/// `templates` restricted to what `viewer` may see. (RLS repeats this on PostgreSQL.)
+pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
+    use sea_orm::Condition;
+    let mut cond = Condition::any().add(templates::Column::Visibility.eq("public"));
+    if let Some(t) = viewer {
+        cond = cond.add(templates::Column::AuthorTenantId.eq(t.0));
+    }
+    templates::Entity::find().filter(cond)
+}
+
+/// Browses the marketplace: visible templates with at least one version (authors also see their
+/// own empty ones), filtered, oldest first.
+pub async fn list_templates(
+    db: &DatabaseConnection,
+    viewer: Viewer,
+    filter: &TemplateFilter,
+    args: PageArgs,
+) -> AppResult<Page<templates::Model>> {
+    let txn = begin_viewer(db, viewer).await?;
+    let mut select = visible(viewer);
+    let has_version = Expr::col((templates::Entity, templates::Column::Id)).in_subquery(
+        Query::select()
+            .column(template_versions::Column::TemplateId)
+            .from(template_versions::Entity)
+            .to_owned(),
+    );
+    select = match viewer {
+        Some(t) => select.filter(
+            sea_orm::Condition::any()
+                .add(has_version)
+                .add(templates::Column::AuthorTenantId.eq(t.0)),
+        ),
+        None => select.filter(has_version),
+    };
+    if let Some(c) = &filter.category {
+        select = select.filter(templates::Column::Category.eq(c.as_str()));
+    }
+    if let Some(code) = &filter.leika_code {
+        select = select.filter(templates::Column::LeikaCode.eq(code.as_str()));
+    }
+    if let Some(author) = &filter.author {
+        let tenant = tenants::Entity::find()
+            .filter(tenants::Column::Slug.eq(author.as_str()))
+            .one(&txn)
+            .await?;
+        // An unknown author matches nothing (not an error: it is a filter).
+        let id = tenant.map_or(Uuid::nil(), |t| t.id);
+        select = select.filter(templates::Column::AuthorTenantId.eq(id));
+    }
+    if let Some(search) = &filter.search {
+        select = match search_condition(txn.get_database_backend(), search) {
+            Some(cond) => select.filter(cond),
+            None => select,
+        };
+    }
+    let page = fetch_page(&txn, select, templates::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
+}
+
+/// Words of a search (letters and digits only, so they are safe inside FTS query syntax), at most 8.
+fn search_words(search: &str) -> Vec<String> {
+    search
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Full-text condition: every word must match (as a prefix). PostgreSQL uses German stemming,
+/// SQLite FTS5 prefix queries.
+fn search_condition(backend: DbBackend, search: &str) -> Option<sea_orm::sea_query::SimpleExpr> {
+    let words = search_words(search);
+    if words.is_empty() {
+        return None;
+    }
+    Some(match backend {
+        DbBackend::Postgres => {
+            let query = words
+                .iter()
+                .map(|w| format!("{w}:*"))
+                .collect::<Vec<_>>()
+                .join(" & ");
+            Expr::cust_with_values("search @@ to_tsquery('german', $1)", [query])
+        }
+        _ => {
+            let query = words
+                .iter()
+                .map(|w| format!("\"{w}\"*"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Expr::cust_with_values(
+                "templates.id IN (SELECT template_id FROM templates_fts WHERE templates_fts MATCH ?)",
+                [query],
+            )
+        }
+    })
+}
+
+/// Creates a template (no versions yet) authored by the caller's tenant.
+pub async fn create_template(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    new: NewTemplate,
+) -> AppResult<templates::Model> {
+    ctx.require_author()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let now = Utc::now();
+    let model = templates::ActiveModel {
+        id: Set(TemplateId::new().0),
+        author_tenant_id: Set(ctx.tenant_id.0),
+        slug: Set(new.slug.to_string()),
+        title: Set(new.title),
+        summary: Set(new.summary),
+        category: Set(new.category),
+        leika_code: Set(None),
+        tags: Set(Value::from(new.tags)),
+        license: Set(new.license),
+        visibility: Set(new.visibility.as_str().to_owned()),
+        created_by: Set(ctx.staff_user()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        on_unique(
+            e,
+            "templates_slug_key",
+            "input.slug",
+            "a template with this slug exists",
+        )
+    })?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "template.create",
+        format!("template:{}", model.id),
+        serde_json::json!({ "slug": model.slug, "visibility": model.visibility }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Changes a template's visibility. Authors of the template's tenant only.
+pub async fn set_visibility(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: TemplateId,
+    visibility: Visibility,
+) -> AppResult<templates::Model> {
+    ctx.require_author()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let t = own_template(&txn, ctx, id).await?;
+    let mut am: templates::ActiveModel = t.into();
+    am.visibility = Set(visibility.as_str().to_owned());
+    am.updated_at = Set(Utc::now());
+    let t = am.update(&txn).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "template.visibility",
+        format!("template:{}", t.id),
+        serde_json::json!({ "visibility": t.visibility }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(t)
+}
+
+/// The template, if the caller's tenant authors it: `NOT_FOUND` when invisible, `FORBIDDEN` when
+/// visible but someone else's.
+pub(crate) async fn own_template<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &TenantCtx,
+    id: TemplateId,
+) -> AppResult<templates::Model> {
+    let t = visible(Some(ctx.tenant_id))
+        .filter(templates::Column::Id.eq(id.0))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("template"))?;
+    if t.author_tenant_id != ctx.tenant_id.0 {
+        return Err(AppError::Forbidden(
+            "only the author tenant changes a template",
+        ));
+    }
+    Ok(t)
+}
+
+/// All versions of templates, newest first.
+pub async fn versions_of<C: ConnectionTrait>(
+    conn: &C,
+    templates: &[Uuid],
+) -> AppResult<Vec<template_versions::Model>> {
+    Ok(template_versions::Entity::find()
+        .filter(template_versions::Column::TemplateId.is_in(templates.iter().copied()))
+        .order_by_desc(template_versions::Column::Major)
+        .order_by_desc(template_versions::Column::Minor)
+        .order_by_desc(template_versions::Column::Patch)
+        .all(conn)
+        .await?)
+}
+
+/// Publishes a version inside an open transaction of the author tenant (also used when a
+/// proposal is accepted). Checks semver against the latest version.
+pub(crate) async fn publish_in(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    template: &templates::Model,
+    new: NewVersion,
+) -> AppResult<template_versions::Model> {
+    let v = &new.version;
+    if !v.pre.is_empty() || !v.build.is_empty() {
+        return Err(AppError::invalid(
+            "input.version",
+            "pre-release and build suffixes are not supported; use MAJOR.MINOR.PATCH",
+        ));
+    }
+    let existing = versions_of(txn, &[template.id]).await?;
+    if let Some(latest) = existing.first() {
+        let latest_v = version_of(latest)?;
+        if *v <= latest_v {
+            return Err(AppError::invalid(
+                "input.version",
+                format!("must be greater than the latest version {latest_v}"),
+            ));
+        }
+        let previous = ServiceContent::parse(&latest.content)?;
+        let (impact, reasons) = new.content.impact_since(&previous);
+        let needed = match impact {
+            Impact::Major if v.major == latest_v.major => {
+                Some(Version::new(latest_v.major + 1, 0, 0))
+            }
+            Impact::Minor if v.major == latest_v.major && v.minor == latest_v.minor => {
+                Some(Version::new(latest_v.major, latest_v.minor + 1, 0))
+            }
+            _ => None,
+        };
+        if let Some(needed) = needed {
+            let kind = if impact == Impact::Major {
+                "major"
+            } else {
+                "minor"
+            };
+            return Err(AppError::invalid(
+                "input.version",
+                format!(
+                    "{}: needs a {kind} version (at least {needed})",
+                    reasons.join("; ")
+                ),
+            ));
+        }
+    }
+    let content = new.content.to_value();
+    let now = Utc::now();
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let version = template_versions::ActiveModel {
+        id: Set(TemplateVersionId::new().0),
+        template_id: Set(template.id),
+        version: Set(v.to_string()),
+        major: Set(as_i64(v.major)),
+        minor: Set(as_i64(v.minor)),
+        patch: Set(as_i64(v.patch)),
+        content: Set(content),
+        changelog: Set(new.changelog),
+        status: Set("published".to_owned()),
+        deprecation_note: Set(None),
+        published_by: Set(ctx.staff_user()),
+        published_at: Set(now),
+        deprecated_at: Set(None),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| {
+        on_unique(
+            e,
+            "template_versions_template_id_version_key",
+            "input.version",
+            "this version is already published",
+        )
+    })?;
+    // The listing shows what the latest version says.
+    let mut am: templates::ActiveModel = template.clone().into();
+    am.title = Set(new.content.title.de.clone());
+    am.summary = Set(new.content.summary.de.clone());
+    am.category = Set(new.content.category.to_string());
+    am.leika_code = Set(new.content.leika_code.clone());
+    am.updated_at = Set(now);
+    am.update(txn).await?;
+    audit::record(
+        txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "template.publish",
+        format!("template_version:{}", version.id),
+        serde_json::json!({ "template": template.slug, "version": version.version }),
+    )
+    .await?;
+    Ok(version)
+}
+
+/// Publishes a new immutable version. Authors of the template's tenant only.
+pub async fn publish_version(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    new: NewVersion,
+) -> AppResult<template_versions::Model> {
+    ctx.require_author()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let template = own_template(&txn, ctx, new.template_id).await?;
+    let version = publish_in(&txn, ctx, &template, new).await?;
+    txn.commit().await?;
+    Ok(version)
+}
+
+/// Marks a version deprecated: it stays readable and pinned forks keep working, but it can no
+/// longer be forked.
+pub async fn deprecate_version(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: TemplateVersionId,
+    note: Option<String>,
+) -> AppResult<template_versions::Model> {
+    ctx.require_author()?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let version = template_versions::Entity::find_by_id(id.0)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("template version"))?;
+    own_template(&txn, ctx, TemplateId(version.template_id)).await?;
+    if version.status == "deprecated" {
+        return Err(AppError::conflict(
+            "input.id",
+            "the version is already deprecated",
+        ));
+    }
+    let mut am: template_versions::ActiveModel = version.into();
+    am.status = Set("deprecated".to_owned());
+    am.deprecation_note = Set(note);
+    am.deprecated_at = Set(Some(Utc::now()));
+    let version = am.update(&txn).await?;
+    audit::record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "template.deprecate",
+        format!("template_version:{}", version.id),
+        serde_json::json!({ "version": version.version }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(version)
+}
+
+/// A version visible to `viewer`.
+pub async fn find_version<C: ConnectionTrait>(
+    conn: &C,
+    viewer: Viewer,
+    id: Uuid,
+) -> AppResult<(templates::Model, template_versions::Model)> {
+    let version = template_versions::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("template version"))?;
+    let template = visible(viewer)
+        .filter(templates::Column::Id.eq(version.template_id))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("template version"))?;
+    Ok((template, version))
+}
+
+/// A version of a template by its version string.
+pub async fn find_version_by_number<C: ConnectionTrait>(
+    conn: &C,
+    template: Uuid,
+    version: &str,
+) -> AppResult<template_versions::Model> {
+    template_versions::Entity::find()
+        .filter(template_versions::Column::TemplateId.eq(template))
+        .filter(template_versions::Column::Version.eq(version.trim()))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("template version"))
+}
+
+pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
+    Version::parse(&m.version)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("stored version {}: {e}", m.version)))
+}
+
+/// Tenants using each version of the given templates: `version id → tenants`.
+pub async fn adoption_of<C: ConnectionTrait>(
+    conn: &C,
+    templates: &[Uuid],
+) -> AppResult<HashMap<Uuid, i64>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        template_version_id: Uuid,
+        tenants: i64,
+    }
+    let rows = template_adoptions::Entity::find()
+        .select_only()
+        .column(template_adoptions::Column::TemplateVersionId)
+        .column_as(
+            Expr::col(template_adoptions::Column::TenantId).count_distinct(),
+            "tenants",
+        )
+        .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
+        .group_by(template_adoptions::Column::TemplateVersionId)
+        .into_model::<Row>()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.template_version_id, r.tenants))
+        .collect())
+}
+
+/// Distinct tenants using any version of each template: `template id → tenants`.
+pub async fn adopters_of<C: ConnectionTrait>(
+    conn: &C,
+    templates: &[Uuid],
+) -> AppResult<HashMap<Uuid, i64>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        template_id: Uuid,
+        tenants: i64,
+    }
+    let rows = template_adoptions::Entity::find()
+        .select_only()
+        .column(template_adoptions::Column::TemplateId)
+        .column_as(
+            Expr::col(template_adoptions::Column::TenantId).count_distinct(),
+            "tenants",
+        )
+        .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
+        .group_by(template_adoptions::Column::TemplateId)
+        .into_model::<Row>()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.template_id, r.tenants))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_words_keep_only_letters_and_digits() {
+        assert_eq!(
+            search_words("Hunde\"* OR steuer"),
+            ["hunde", "or", "steuer"]
+        );
+        assert_eq!(search_words("Müll-Abfuhr"), ["müll", "abfuhr"]);
+        assert!(search_words("\"*()").is_empty());
+    }
+}
