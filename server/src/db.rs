@@ -97,6 +97,27 @@ pub async fn begin_tenant(
     Ok(txn)
 }
 
+/// Opens a tenant transaction that will write. On SQLite it takes the write lock at BEGIN
+/// (`BEGIN IMMEDIATE`): a deferred transaction that read first and then writes fails at once when
+/// another writer committed meanwhile, where an immediate one waits its turn (busy timeout) and
+/// reads fresh data. On PostgreSQL it is [`begin_tenant`].
+pub async fn begin_tenant_write(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+) -> AppResult<DatabaseTransaction> {
+    let txn = if db.get_database_backend() == DbBackend::Sqlite {
+        db.begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?
+    } else {
+        db.begin().await?
+    };
+    set_tenant(&txn, tenant).await?;
+    Ok(txn)
+}
+
 /// Opens a transaction with no tenant set: only platform-level rows are visible.
 pub async fn begin_platform(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
     Ok(db.begin().await?)

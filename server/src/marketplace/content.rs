@@ -936,4 +936,76 @@ mod tests {
         assert!(!c.holds(&json!({"has_business": true, "dogs": 1})));
         assert!(!c.holds(&json!({"dogs": 3})));
     }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z_$/~ ]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("key".to_owned()),
+                        Just("type".to_owned()),
+                        Just("properties".to_owned()),
+                        Just("field".to_owned()),
+                        "[a-zA-Z_]{1,8}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Untrusted content never panics the parser and fails only with field errors.
+        #[test]
+        fn arbitrary_json_is_rejected_with_field_errors_never_a_panic(doc in arb_json()) {
+            match ServiceContent::parse(&doc) {
+                Ok(_) | Err(AppError::Validation(_)) => {}
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+
+        /// A valid document with one value replaced anywhere still parses or fails with paths.
+        #[test]
+        fn a_valid_document_with_one_value_swapped_fails_cleanly(
+            pick in 0usize..400,
+            replacement in arb_json(),
+        ) {
+            let mut doc = dog_tax();
+            let mut n = 0;
+            swap_nth(&mut doc, pick, &mut n, &replacement);
+            match ServiceContent::parse(&doc) {
+                Ok(c) => {
+                    // What parses, round-trips through its canonical form.
+                    proptest::prop_assert_eq!(ServiceContent::parse(&c.to_value()).ok(), Some(c));
+                }
+                Err(AppError::Validation(fields)) => proptest::prop_assert!(!fields.is_empty()),
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+    }
+
+    fn swap_nth(v: &mut Value, target: usize, n: &mut usize, with: &Value) -> bool {
+        if *n == target {
+            *v = with.clone();
+            return true;
+        }
+        *n += 1;
+        match v {
+            Value::Array(items) => items.iter_mut().any(|i| swap_nth(i, target, n, with)),
+            Value::Object(map) => map.values_mut().any(|i| swap_nth(i, target, n, with)),
+            _ => false,
+        }
+    }
 }

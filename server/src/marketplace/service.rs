@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::content::{Impact, ServiceContent};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{begin_platform, begin_tenant};
+use crate::db::{begin_platform, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
@@ -207,7 +207,7 @@ pub async fn create_template(
     new: NewTemplate,
 ) -> AppResult<templates::Model> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let now = Utc::now();
     let model = templates::ActiveModel {
         id: Set(TemplateId::new().0),
@@ -255,7 +255,7 @@ pub async fn set_visibility(
     visibility: Visibility,
 ) -> AppResult<templates::Model> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let t = own_template(&txn, ctx, id).await?;
     let mut am: templates::ActiveModel = t.into();
     am.visibility = Set(visibility.as_str().to_owned());
@@ -413,7 +413,7 @@ pub async fn publish_version(
     new: NewVersion,
 ) -> AppResult<template_versions::Model> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let template = own_template(&txn, ctx, new.template_id).await?;
     let version = publish_in(&txn, ctx, &template, new).await?;
     txn.commit().await?;
@@ -429,7 +429,7 @@ pub async fn deprecate_version(
     note: Option<String>,
 ) -> AppResult<template_versions::Model> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let version = template_versions::Entity::find_by_id(id.0)
         .one(&txn)
         .await?

@@ -24,7 +24,7 @@ use super::changes::{self, Change};
 use super::merge::{self, Choice, Conflict, Overlay, ResolveError};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, read_tenant, scoped};
+use crate::db::{begin_tenant, begin_tenant_write, read_tenant, scoped};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::{ProposalId, ServiceId, TemplateId, TenantId};
@@ -297,7 +297,7 @@ pub async fn fork(
     slug: Slug,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let (template, version) = find_version(&txn, Some(ctx.tenant_id), version_id).await?;
     if version.status == "deprecated" {
         return Err(AppError::invalid(
@@ -369,7 +369,7 @@ pub async fn customize(
             "name at least one change",
         ));
     }
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
     let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
     let mut content = ServiceContent::parse(&current.content)?;
@@ -405,7 +405,7 @@ pub(crate) async fn replace_content(
     reason: &str,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, ServiceId(service.id)).await?;
     let upstream = pinned_version(&txn, &service).await?;
     let service = commit_revision(
@@ -570,7 +570,7 @@ pub async fn apply_update(
     resolutions: BTreeMap<String, Choice>,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let m = prepare_update(&txn, ctx, id, to_version).await?;
     let merged = merge::resolve(&m.from.content, &m.ours, &m.to.content, &resolutions)
         .map_err(resolve_error)?;
@@ -619,7 +619,7 @@ pub async fn rollback(
     revision: i64,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
     if revision == service.current_revision {
         return Err(AppError::invalid(
@@ -657,7 +657,7 @@ pub async fn publish(
     id: ServiceId,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
     if service.status == "live" {
         return Err(AppError::conflict(
@@ -700,7 +700,7 @@ pub async fn retire(
     id: ServiceId,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
     if service.status == "retired" {
         return Err(AppError::conflict(
@@ -757,7 +757,7 @@ pub async fn propose(
     if message.is_empty() || message.len() > 4000 {
         return Err(AppError::invalid("input.message", "1 to 4000 characters"));
     }
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
     let (Some(template_id), Some(base)) = (service.template_id, service.upstream_version_id) else {
         return Err(AppError::invalid(
@@ -860,7 +860,7 @@ pub async fn accept_proposal(
     resolutions: BTreeMap<String, Choice>,
 ) -> AppResult<(template_proposals::Model, template_versions::Model)> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let (template, proposal) = open_proposal(&txn, ctx, id).await?;
     let versions = marketplace::versions_of(&txn, &[template.id]).await?;
     let latest = versions
@@ -911,7 +911,7 @@ pub async fn reject_proposal(
     note: Option<String>,
 ) -> AppResult<template_proposals::Model> {
     ctx.require_author()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let (_, proposal) = open_proposal(&txn, ctx, id).await?;
     let mut am: template_proposals::ActiveModel = proposal.into();
     am.status = Set("rejected".to_owned());

@@ -1,7 +1,7 @@
 //! Tenancy services: the tenant directory, departments, staff, roles and memberships.
 //!
 //! Read top-down: lookups, then departments, then staff. Every function that touches tenant data
-//! takes the [`TenantCtx`], checks permission first, and works in a [`begin_tenant`] transaction;
+//! takes the [`TenantCtx`], checks permission first, and works in a [`begin_tenant`] transaction ([`begin_tenant_write`] when it writes);
 //! every change writes its audit entry in that same transaction.
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use super::types::{Email, Name, Slug};
 use crate::audit;
 use crate::auth::password;
 use crate::context::{Principal, RequestCtx, Role, TenantCtx};
-use crate::db::{begin_platform, begin_tenant, scoped};
+use crate::db::{begin_platform, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page, fetch_tenant_page};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
@@ -153,7 +153,7 @@ pub async fn create_department(
     new: NewDepartment,
 ) -> AppResult<departments::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let dept = insert_department(&txn, ctx.tenant_id, &new).await?;
     audit::record(
         &txn,
@@ -175,7 +175,7 @@ pub async fn update_department(
     patch: DepartmentPatch,
 ) -> AppResult<departments::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let dept = find_department(&txn, ctx.tenant_id, id).await?;
     let mut changed = Vec::new();
     let mut active = dept.clone().into_active_model();
@@ -217,7 +217,7 @@ pub async fn delete_department(
     id: DepartmentId,
 ) -> AppResult<()> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let dept = find_department(&txn, ctx.tenant_id, id).await?;
     let members = scoped::<staff_memberships::Entity>(ctx.tenant_id)
         .filter(staff_memberships::Column::DepartmentId.eq(dept.id))
@@ -459,7 +459,7 @@ pub async fn create_staff(
     new: NewStaff,
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let user = insert_staff(&txn, ctx.tenant_id, &new).await?;
     let roles: Vec<_> = new.roles.iter().map(|r| r.as_str()).collect();
     audit::record(
@@ -488,7 +488,7 @@ pub async fn update_staff(
     patch: StaffPatch,
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let user = find_staff(&txn, ctx.tenant_id, id).await?;
     let mut active = user.clone().into_active_model();
     let mut changed = Vec::new();
@@ -570,7 +570,7 @@ pub async fn grant_role(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     insert_role(&txn, ctx.tenant_id, user, role).await?;
     audit::record(
@@ -594,7 +594,7 @@ pub async fn revoke_role(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     if role == Role::TenantAdmin {
         ensure_not_last_admin(&txn, ctx.tenant_id, user).await?;
@@ -629,7 +629,7 @@ pub async fn add_membership(
     role: DepartmentRole,
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     insert_membership(&txn, ctx.tenant_id, user, dept, role).await?;
     audit::record(
@@ -652,7 +652,7 @@ pub async fn remove_membership(
     dept: DepartmentId,
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let target = find_staff(&txn, ctx.tenant_id, user).await?;
     let res = staff_memberships::Entity::delete_many()
         .filter(staff_memberships::Column::TenantId.eq(ctx.tenant_id.0))
@@ -689,7 +689,7 @@ pub async fn change_own_password(
         ));
     };
     password::check_policy("newPassword", &new)?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let user = find_staff(&txn, ctx.tenant_id, *user_id).await?;
     if !password::verify(current, user.password_hash.clone()).await? {
         return Err(AppError::invalid(

@@ -916,3 +916,111 @@ async fn tenants_propose_local_changes_and_the_author_accepts_them_into_a_new_ve
     let resp = b.gql(SERVICE, json!({"s": "hund"})).await;
     assert_eq!(data(&resp)["service"]["overlay"], json!([]));
 }
+
+#[tokio::test]
+async fn the_demo_marketplace_is_seeded_and_demo_forks_carry_local_changes() {
+    let app = spawn_app().await;
+    let resp = app.gql(None, None, "{ templates(first: 100) { edges { node { slug versions { version } adoption { tenants } } } } }", json!({})).await;
+    let edges = data(&resp)["templates"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let slugs: Vec<_> = edges
+        .iter()
+        .map(|e| e["node"]["slug"].as_str().unwrap())
+        .collect();
+    for s in [
+        "hundesteuer-anmeldung",
+        "bewohnerparkausweis",
+        "sperrmuell-anmeldung",
+        "meldebescheinigung",
+    ] {
+        assert!(slugs.contains(&s), "{slugs:?}");
+    }
+    let dog = edges
+        .iter()
+        .find(|e| e["node"]["slug"] == "hundesteuer-anmeldung")
+        .unwrap();
+    assert_eq!(
+        dog["node"]["versions"],
+        json!([{"version": "1.1.0"}, {"version": "1.0.0"}])
+    );
+    assert_eq!(dog["node"]["adoption"]["tenants"], 2);
+
+    // Musterstadt's dog tax: live, one version behind, with its local fee, field and routing.
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let resp = app
+        .caller(MUSTER, &admin)
+        .gql(SERVICE, json!({"s": "hundesteuer"}))
+        .await;
+    let s = &data(&resp)["service"];
+    assert_eq!(s["status"], "LIVE");
+    assert_eq!(s["upstream"]["behind"], 1);
+    let c = &s["resolvedContent"];
+    assert_eq!(c["fees"][0]["amountCents"], 12000);
+    assert!(field_keys(c, "hund").contains(&"hund_name".to_owned()));
+    assert_eq!(c["routing"][0]["department"], "kasse");
+    // Citizens of Beispielhausen see its live bulky-waste service with the extra fee.
+    let resp = app
+        .gql(
+            Some(BEISPIEL),
+            None,
+            "{ services { edges { node { slug status resolvedContent } } } }",
+            json!({}),
+        )
+        .await;
+    let services = data(&resp)["services"]["edges"].as_array().unwrap().clone();
+    assert_eq!(services.len(), 1);
+    let fees: Vec<_> = services[0]["node"]["resolvedContent"]["fees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fees, ["abholung", "zusatzvolumen", "anfahrt"]);
+
+    // The update to 1.1.0 merges cleanly: upstream's chip field and Musterstadt's changes.
+    let id = str_at(s, "id");
+    let resp = app
+        .caller(MUSTER, &admin)
+        .gql(PREVIEW, json!({"id": id, "v": "1.1.0"}))
+        .await;
+    let p = &data(&resp)["serviceUpdatePreview"];
+    assert_eq!(p["clean"], true, "{p:#}");
+    let keys = field_keys(&p["mergedContent"], "hund");
+    assert!(
+        keys.contains(&"chip_number".to_owned()) && keys.contains(&"hund_name".to_owned()),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_customizations_never_both_win() {
+    let app = spawn_app().await;
+    let author = app.login(Some(MUSTER), MUSTER_AUTHOR).await;
+    let (_, v1) = published_template(&app, &author, "test-hund", "PUBLIC").await;
+    let admin = app.login(Some(BEISPIEL), BEISPIEL_ADMIN).await;
+    let service = fork(&app, BEISPIEL, &admin, &v1, "hund").await;
+    let b = app.caller(BEISPIEL, &admin);
+    let edits: Vec<_> = (0..8)
+        .map(|i| {
+            b.gql(CUSTOMIZE, json!({"i": {"serviceId": service, "changes": [{"modifyFee": {"key": "tax", "amountCents": 10000 + i}}]}}))
+        })
+        .collect();
+    let results = futures_util::future::join_all(edits).await;
+    let mut won = 0;
+    for r in &results {
+        if r.get("errors").is_none_or(serde_json::Value::is_null) {
+            won += 1;
+        } else {
+            // Losers get a typed error, never a server error.
+            assert_code(r, "CONFLICT");
+        }
+    }
+    assert!(won >= 1);
+    // Every success is exactly one revision; revisions are gap-free.
+    let resp = b.gql(SERVICE, json!({"s": "hund"})).await;
+    let s = &data(&resp)["service"];
+    assert_eq!(s["revision"], 1 + won);
+    assert_eq!(s["revisions"]["totalCount"], 1 + won);
+}

@@ -314,3 +314,86 @@ async fn test_variables_in_the_environment_do_not_stop_the_server() {
             .contains("bidn")
     );
 }
+
+/// Copies a folder tree (the shipped tenant files) into a test's own folder.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn marketplace_files_apply_once_and_published_versions_cannot_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_url, _pg) = fresh_database(dir.path()).await;
+    let tenants = dir.path().join("tenants");
+    copy_tree(&repo_root().join("tenants"), &tenants);
+    let apply = || {
+        command(dir.path(), &db_url)
+            .args(["tenants", "apply"])
+            .arg(&tenants)
+            .output()
+            .unwrap()
+    };
+    let first = apply();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = String::from_utf8_lossy(&first.stdout).to_string();
+    for line in [
+        "template hundesteuer-anmeldung: created",
+        "template meldebescheinigung: created",
+        "musterstadt: service hundesteuer created",
+        "beispielhausen: service sperrmuell created",
+        "exempelburg: service bewohnerparken created",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} missing in:\n{out}");
+    }
+    // Again: nothing to do, nothing reported beyond the tenants.
+    let second = apply();
+    let out = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(second.status.success());
+    assert!(out.lines().all(|l| l.ends_with(": unchanged")), "{out}");
+
+    // A new version file is published; editing a published one is refused by name.
+    let folder = tenants.join("marketplace/sperrmuell-anmeldung");
+    let mut content: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("1.0.0.json")).unwrap()).unwrap();
+    content["summary"]["de"] = json!("Sperrmüll bequem online anmelden");
+    std::fs::write(folder.join("1.0.1.json"), content.to_string()).unwrap();
+    let manifest = std::fs::read_to_string(folder.join("template.toml")).unwrap();
+    std::fs::write(
+        folder.join("template.toml"),
+        format!("{manifest}\n[[versions]]\nversion = \"1.0.1\"\nfile = \"1.0.1.json\"\nchangelog = \"Kurzbeschreibung\"\n"),
+    )
+    .unwrap();
+    let third = apply();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&third.stdout)
+            .contains("template sperrmuell-anmeldung: published 1.0.1"),
+        "{}",
+        String::from_utf8_lossy(&third.stdout)
+    );
+    std::fs::write(folder.join("1.0.0.json"), content.to_string()).unwrap();
+    let fourth = apply();
+    assert!(!fourth.status.success());
+    let err = String::from_utf8_lossy(&fourth.stderr);
+    assert!(
+        err.contains("sperrmuell-anmeldung") && err.contains("immutable"),
+        "{err}"
+    );
+}

@@ -98,3 +98,138 @@ async fn row_level_security_hides_other_tenants_rows_from_the_request_role() {
     assert!(upd.is_err(), "UPDATE on audit_log must be denied");
     txn.rollback().await.unwrap();
 }
+
+async fn tenant_id(owner: &impl ConnectionTrait, slug: &str) -> String {
+    owner
+        .query_one_raw(Statement::from_string(
+            owner.get_database_backend(),
+            format!("SELECT id::text FROM tenants WHERE slug = '{slug}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn marketplace_rows_follow_visibility_and_published_content_is_immutable() {
+    let app = spawn_app().await;
+    if !app.is_postgres {
+        eprintln!("skipped: row-level security exists on PostgreSQL only");
+        return;
+    }
+    let owner = Database::connect(&app.db_url).await.unwrap();
+    let muster = tenant_id(&owner, "musterstadt").await;
+    let beispiel = tenant_id(&owner, "beispielhausen").await;
+    // A private template of Musterstadt next to the public demo ones.
+    owner
+        .execute_unprepared(&format!(
+            "INSERT INTO templates (id, author_tenant_id, slug, title, summary, category, tags, license, visibility, created_at, updated_at) \
+             VALUES (gen_random_uuid(), '{muster}', 'intern', 'Intern', '', 'intern', '[]', 'EUPL-1.2', 'private', now(), now())"
+        ))
+        .await
+        .unwrap();
+    let public = count(
+        &owner,
+        "SELECT count(*) FROM templates WHERE visibility = 'public'",
+    )
+    .await;
+    assert!(public >= 4);
+
+    let app_role = Database::connect(format!("{}?options=-c%20role%3Damtsplatz_app", app.db_url))
+        .await
+        .unwrap();
+    // No tenant: public templates and their versions; no services, revisions or proposals.
+    assert_eq!(
+        count(&app_role, "SELECT count(*) FROM templates").await,
+        public
+    );
+    assert!(count(&app_role, "SELECT count(*) FROM template_versions").await >= 5);
+    assert_eq!(
+        count(&app_role, "SELECT count(*) FROM tenant_services").await,
+        0
+    );
+    assert_eq!(
+        count(&app_role, "SELECT count(*) FROM service_revisions").await,
+        0
+    );
+
+    let as_tenant = |t: String| {
+        let app_role = app_role.clone();
+        async move {
+            let txn = app_role.begin().await.unwrap();
+            txn.execute_unprepared(&format!("SELECT set_config('app.tenant_id', '{t}', true)"))
+                .await
+                .unwrap();
+            txn
+        }
+    };
+    let txn = as_tenant(beispiel.clone()).await;
+    assert_eq!(
+        count(&txn, "SELECT count(*) FROM templates").await,
+        public,
+        "B does not see A's private template"
+    );
+    assert_eq!(
+        count(
+            &txn,
+            &format!("SELECT count(*) FROM tenant_services WHERE tenant_id <> '{beispiel}'")
+        )
+        .await,
+        0
+    );
+    // B cannot publish a version of A's template, nor change its metadata.
+    let forged = txn
+        .execute_unprepared(
+            "INSERT INTO template_versions (id, template_id, version, major, minor, patch, content, changelog, status, published_at) \
+             SELECT gen_random_uuid(), id, '9.0.0', 9, 0, 0, '{}', '', 'published', now() FROM templates WHERE slug = 'hundesteuer-anmeldung'",
+        )
+        .await;
+    assert!(forged.is_err(), "another tenant must not publish versions");
+    txn.rollback().await.unwrap();
+    let txn = as_tenant(beispiel.clone()).await;
+    let renamed = txn
+        .execute_unprepared(
+            "UPDATE templates SET title = 'gekapert' WHERE slug = 'hundesteuer-anmeldung'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed.rows_affected(),
+        0,
+        "another tenant's template is not updatable"
+    );
+    txn.rollback().await.unwrap();
+
+    // The author tenant sees its private template, but cannot rewrite published content:
+    // the request role lacks the column privilege, and a trigger stops even the owner.
+    let txn = as_tenant(muster.clone()).await;
+    assert_eq!(
+        count(&txn, "SELECT count(*) FROM templates").await,
+        public + 1
+    );
+    let rewrite = txn
+        .execute_unprepared("UPDATE template_versions SET content = '{}' WHERE version = '1.0.0'")
+        .await;
+    assert!(
+        rewrite.is_err(),
+        "content is not updatable by the request role"
+    );
+    txn.rollback().await.unwrap();
+    let owner_rewrite = owner
+        .execute_unprepared("UPDATE template_versions SET content = '{}' WHERE version = '1.0.0'")
+        .await;
+    let message = owner_rewrite.unwrap_err().to_string();
+    assert!(message.contains("immutable"), "{message}");
+    // Deprecation (the status) stays possible for the author.
+    let txn = as_tenant(muster).await;
+    let deprecated = txn
+        .execute_unprepared(
+            "UPDATE template_versions SET status = 'deprecated' WHERE version = '1.0.0'",
+        )
+        .await
+        .unwrap();
+    assert!(deprecated.rows_affected() >= 1);
+    txn.rollback().await.unwrap();
+}
