@@ -22,6 +22,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::AppSchema;
 use crate::ids::TenantId;
 use crate::marketplace::graphql::MarketplaceLoader;
+use crate::services::graphql::ServicesLoader;
 use crate::state::{AppState, ClientIp};
 use crate::tenancy::loader::TenancyLoader;
 
@@ -198,22 +199,9 @@ async fn graphql_post(
         root_span.record("user.id", tracing::field::display(user));
     }
     let operation = state.metrics.operation_label(gql.operation_name.as_deref());
-    let gql = gql
-        .data(ClientIp(client_ip(&state, &req)))
-        .data(DataLoader::new(
-            TenancyLoader {
-                db: state.db.clone(),
-            },
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            MarketplaceLoader {
-                db: state.db.clone(),
-                viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
-            },
-            tokio::spawn,
-        ))
-        .data(ctx);
+    let mut gql = gql.data(ClientIp(client_ip(&state, &req)));
+    attach_loaders(&mut gql.data, &state, &ctx);
+    let gql = gql.data(ctx);
     let resp = schema.execute(gql).await;
     let ok = resp.errors.is_empty();
     state
@@ -221,6 +209,29 @@ async fn graphql_post(
         .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
     tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
     HttpResponse::Ok().json(resp)
+}
+
+/// The request-wide DataLoaders, shared by HTTP and WebSocket requests.
+fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &RequestCtx) {
+    data.insert(DataLoader::new(
+        TenancyLoader {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        MarketplaceLoader {
+            db: state.db.clone(),
+            viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
+        },
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        ServicesLoader {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    ));
 }
 
 /// GraphQL over WebSocket (graphql-transport-ws). The `connection_init` payload carries what
@@ -252,19 +263,7 @@ async fn graphql_ws(
             )
             .await?;
             let mut data = async_graphql::Data::default();
-            data.insert(DataLoader::new(
-                TenancyLoader {
-                    db: state.db.clone(),
-                },
-                tokio::spawn,
-            ));
-            data.insert(DataLoader::new(
-                MarketplaceLoader {
-                    db: state.db.clone(),
-                    viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
-                },
-                tokio::spawn,
-            ));
+            attach_loaders(&mut data, &state, &ctx);
             data.insert(ctx);
             Ok(data)
         })

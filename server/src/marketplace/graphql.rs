@@ -102,6 +102,38 @@ impl Loader<AdoptionOf> for MarketplaceLoader {
     }
 }
 
+/// Key: the tenant that authors templates (slug and name; public).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct AuthorOf(pub Uuid);
+
+impl Loader<AuthorOf> for MarketplaceLoader {
+    type Value = TemplateAuthor;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[AuthorOf]) -> Result<HashMap<AuthorOf, Self::Value>, Self::Error> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let txn = service::begin_viewer(&self.db, self.viewer).await?;
+        let rows = tenants::Entity::find()
+            .filter(tenants::Column::Id.is_in(keys.iter().map(|k| k.0)))
+            .all(&txn)
+            .await
+            .map_err(AppError::from)?;
+        txn.commit().await.map_err(AppError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|t| {
+                (
+                    AuthorOf(t.id),
+                    TemplateAuthor {
+                        slug: t.slug,
+                        name: t.name,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
 // ---- output types ------------------------------------------------------------------------------
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -163,17 +195,10 @@ impl Template {
     }
     /// The municipality whose authors publish it.
     async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<TemplateAuthor> {
-        let txn = service::begin_viewer(db(ctx)?, viewer(ctx)?).await?;
-        let t = tenants::Entity::find_by_id(self.0.author_tenant_id)
-            .one(&txn)
-            .await
-            .map_err(AppError::from)?;
-        txn.commit().await.map_err(AppError::from)?;
-        let t = t.ok_or(AppError::NotFound("tenant"))?;
-        Ok(TemplateAuthor {
-            slug: t.slug,
-            name: t.name,
-        })
+        Ok(loader(ctx)?
+            .load_one(AuthorOf(self.0.author_tenant_id))
+            .await?
+            .ok_or(AppError::NotFound("tenant"))?)
     }
     async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
         self.0.created_at
@@ -265,7 +290,7 @@ impl Template {
     }
 }
 
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct TemplateAuthor {
     pub slug: String,
     pub name: String,

@@ -1,12 +1,14 @@
 //! GraphQL of a tenant's services: fork, customize, preview and apply upstream updates, roll
 //! back, go live, retire, and propose changes back to the template.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject};
 use entity::{service_revisions, template_proposals, tenant_services};
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::changes::Change;
 use super::merge::{Choice, Conflict, ConflictKind};
@@ -14,7 +16,7 @@ use super::service::{self, ServiceStatus};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::{state, tenant_ctx};
-use crate::ids::{ProposalId, ServiceId};
+use crate::ids::{ProposalId, ServiceId, TenantId};
 use crate::marketplace::content::{Condition, Fee, Field, I18n, Key, RoutingRule, Step};
 use crate::marketplace::graphql::{Template, TemplateVersion, parse_version};
 use crate::tenancy::graphql::parse_id;
@@ -22,6 +24,44 @@ use crate::tenancy::types::Slug;
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
     state::<DatabaseConnection>(ctx)
+}
+
+/// Request-wide loader: the content of a page of services costs one query.
+pub struct ServicesLoader {
+    pub db: DatabaseConnection,
+}
+
+/// Key: the resolved content of a service's revision.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ContentOf(pub TenantId, pub Uuid, pub i64);
+
+impl Loader<ContentOf> for ServicesLoader {
+    type Value = Value;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[ContentOf]) -> Result<HashMap<ContentOf, Value>, Self::Error> {
+        let mut out = HashMap::new();
+        let mut tenants: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
+        tenants.sort_by_key(|t| t.0);
+        tenants.dedup();
+        for tenant in tenants {
+            let mine: Vec<&ContentOf> = keys.iter().filter(|k| k.0 == tenant).collect();
+            let rows = service::revisions_of(
+                &self.db,
+                tenant,
+                mine.iter().map(|k| k.1).collect(),
+                mine.iter().map(|k| k.2).collect(),
+            )
+            .await?;
+            for r in rows {
+                let key = ContentOf(tenant, r.service_id, r.revision);
+                if mine.contains(&&key) {
+                    out.insert(key, r.content);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 // ---- output types ------------------------------------------------------------------------------
@@ -86,9 +126,16 @@ impl Service {
     }
     /// The content in force: upstream version plus local changes.
     async fn resolved_content(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
-        let tctx = tenant_ctx(ctx)?;
-        let rev = service::current_revision(db(ctx)?, tctx.tenant_id, &self.0).await?;
-        Ok(Json(rev.content))
+        let key = ContentOf(
+            TenantId(self.0.tenant_id),
+            self.0.id,
+            self.0.current_revision,
+        );
+        let content = state::<DataLoader<ServicesLoader>>(ctx)?
+            .load_one(key)
+            .await?
+            .ok_or(AppError::NotFound("service revision"))?;
+        Ok(Json(content))
     }
     /// Local changes relative to the pinned upstream version, as keyed operations. Staff only.
     async fn overlay(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {

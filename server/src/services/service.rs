@@ -137,19 +137,18 @@ async fn find_revision<C: ConnectionTrait>(
         .ok_or(AppError::NotFound("service revision"))
 }
 
-/// The revision in force (its content is what citizens fill in).
-pub async fn current_revision(
+/// Revisions of several services in one read (`services[i]` at `revisions[i]` and others; the
+/// caller picks the pairs it asked for).
+pub async fn revisions_of(
     db: &DatabaseConnection,
     tenant: TenantId,
-    service: &tenant_services::Model,
-) -> AppResult<service_revisions::Model> {
+    services: Vec<Uuid>,
+    revisions: Vec<i64>,
+) -> AppResult<Vec<service_revisions::Model>> {
     let select = scoped::<service_revisions::Entity>(tenant)
-        .filter(service_revisions::Column::ServiceId.eq(service.id))
-        .filter(service_revisions::Column::Revision.eq(service.current_revision));
-    read_tenant(db, tenant, select)
-        .await?
-        .pop()
-        .ok_or(AppError::NotFound("service revision"))
+        .filter(service_revisions::Column::ServiceId.is_in(services))
+        .filter(service_revisions::Column::Revision.is_in(revisions));
+    read_tenant(db, tenant, select).await
 }
 
 pub async fn list_revisions(

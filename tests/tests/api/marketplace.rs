@@ -477,6 +477,23 @@ async fn a_fork_is_customized_by_key_and_every_change_is_a_revision() {
         )
         .await;
     assert_code(&resp, "FORBIDDEN");
+    let resp = app
+        .caller(BEISPIEL, &staff)
+        .gql(
+            FORK,
+            json!({"i": {"templateVersionId": v1, "slug": "hund-zwei"}}),
+        )
+        .await;
+    assert_code(&resp, "FORBIDDEN");
+    let resp = app
+        .gql(
+            Some(BEISPIEL),
+            None,
+            FORK,
+            json!({"i": {"templateVersionId": v1, "slug": "hund-zwei"}}),
+        )
+        .await;
+    assert_code(&resp, "UNAUTHENTICATED");
     let muster = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let resp = app
         .caller(MUSTER, &muster)
@@ -638,6 +655,46 @@ async fn upstream_updates_merge_with_local_changes_and_conflicts_need_resolution
         )
         .await;
     assert_code(&resp, "VALIDATION_FAILED");
+
+    // OURS keeps the local value when both sides changed it again.
+    data(
+        &b.gql(
+            CUSTOMIZE,
+            json!({"i": {"serviceId": service, "changes": [
+        {"setText": {"key": "confirmation", "text": {"de": "Beispielhausen sagt danke."}}}]}}),
+        )
+        .await,
+    );
+    let mut v12 = content_v1_1();
+    v12["texts"]["confirmation"]["de"] = json!("Herzlichen Dank.");
+    data(
+        &app.caller(MUSTER, &author)
+            .gql(
+                PUBLISH,
+                json!({"i": {"templateId": template, "version": "1.2.0", "content": v12}}),
+            )
+            .await,
+    );
+    let resp = b
+        .gql(
+            APPLY,
+            json!({"i": {"serviceId": service, "toVersion": "1.2.0", "resolutions": [
+        {"path": "/texts/confirmation/de", "choice": "OURS"}]}}),
+        )
+        .await;
+    data(&resp);
+    let resp = b.gql(SERVICE, json!({"s": "hund"})).await;
+    let s = &data(&resp)["service"];
+    assert_eq!(
+        s["resolvedContent"]["texts"]["confirmation"]["de"],
+        "Beispielhausen sagt danke."
+    );
+    assert_eq!(s["upstream"]["pinnedVersion"]["version"], "1.2.0");
+    assert!(
+        serde_json::to_string(&s["overlay"])
+            .unwrap()
+            .contains("/texts/confirmation/de")
+    );
 }
 
 #[tokio::test]
