@@ -54,11 +54,39 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 wrk.body = '{"query":"query Me { me { id email displayName } }","operationName":"Me"}'
 LUA
+# The marketplace page as an anonymous visitor of musterstadt: three nested lists per request
+# (page, versions, adoption), each one DataLoader batch on our side, one prepared query in the baseline.
+TEMPLATES_QUERY='query Templates { templates(first: 20) { edges { node { slug title category versions { version changelog publishedAt } adoption { tenants byVersion { version tenants } } } } } }'
+cat > "$WORK/templates.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant"] = "musterstadt"
+wrk.body = '{"query":"$TEMPLATES_QUERY","operationName":"Templates"}'
+LUA
 
 # Sanity: both sides answer the same departments.
 A=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"{ tenant { departments { edges { node { id key name email } } } } }"}' | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
 B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
 [ "$A" = "$B" ] || { echo "baseline and server disagree: $A vs $B"; exit 1; }
+
+# Fill the marketplace to a full page: 20 more public templates (copies of the seeded ones with all
+# their versions), written as the owner straight into the database both sides read.
+psql -q "$PG/$DB" <<'SQL'
+INSERT INTO templates (id, author_tenant_id, slug, title, summary, category, tags, license, visibility, created_by, created_at, updated_at)
+SELECT gen_random_uuid(), t.author_tenant_id, t.slug || '-kopie-' || n, t.title, t.summary, t.category, t.tags, t.license, 'public', NULL, now(), now()
+FROM templates t CROSS JOIN generate_series(1, 5) AS n WHERE t.slug NOT LIKE '%-kopie-%';
+INSERT INTO template_versions (id, template_id, version, major, minor, patch, content, changelog, status, deprecation_note, published_by, published_at, deprecated_at)
+SELECT gen_random_uuid(), c.id, v.version, v.major, v.minor, v.patch, v.content, v.changelog, v.status, NULL, NULL, v.published_at, NULL
+FROM templates c JOIN templates o ON c.slug LIKE o.slug || '-kopie-%' JOIN template_versions v ON v.template_id = o.id;
+SQL
+
+# Sanity: both sides list the same templates in the same order with the same versions (publishedAt
+# and adoption are not compared). An empty page would measure nothing: the demo seeds the marketplace.
+slugs_and_versions() { python3 -c 'import json,sys; print(json.dumps([[e["node"]["slug"], [v["version"] for v in e["node"]["versions"]]] for e in json.load(sys.stdin)["data"]["templates"]["edges"]]))'; }
+A=$(gql -H 'X-Tenant: musterstadt' -d "{\"query\":\"$TEMPLATES_QUERY\"}" | slugs_and_versions)
+B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates | slugs_and_versions)
+[ "$A" = "$B" ] || { echo "baseline and server disagree on templates: $A vs $B"; exit 1; }
+[ "$A" != "[]" ] || { echo "no templates in the marketplace of musterstadt"; exit 1; }
 
 run() { # name, wrk args... → prints "rps p50_ms"
   local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
@@ -74,6 +102,8 @@ run() { # name, wrk args... → prints "rps p50_ms"
 echo "== warm-up"
 wrk -t1 -c4 -d3s -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql >/dev/null
 wrk -t1 -c4 -d3s -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments >/dev/null
+wrk -t1 -c4 -d3s -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql >/dev/null
+wrk -t1 -c4 -d3s -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates >/dev/null
 
 report() { # label, amtsplatz "rps p50", baseline "rps p50"
   python3 - "$@" <<'PY'
@@ -89,5 +119,8 @@ D_OURS=$(run -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql)
 D_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments)
 M_OURS=$(run -s "$WORK/me.lua" http://127.0.0.1:18080/graphql)
 M_BASE=$(run -H "X-User: $USER_ID" http://127.0.0.1:18081/me)
+T_OURS=$(run -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql)
+T_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates)
 report "tenant { departments }" "$D_OURS" "$D_BASE"
 report "me" "$M_OURS" "$M_BASE"
+report "templates(first: 20)" "$T_OURS" "$T_BASE"

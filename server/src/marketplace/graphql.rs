@@ -11,7 +11,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::content::ServiceContent;
-use super::service::{self, NewTemplate, NewVersion, TemplateFilter, Viewer, Visibility};
+use super::service::{
+    self, NewTemplate, NewVersion, TemplateFilter, VersionInfo, Viewer, Visibility,
+};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::{request_ctx, state, tenant_ctx};
@@ -50,7 +52,7 @@ pub struct VersionsOf(pub Uuid);
 pub struct AdoptionOf(pub Uuid);
 
 impl Loader<VersionsOf> for MarketplaceLoader {
-    type Value = Vec<template_versions::Model>;
+    type Value = Vec<VersionInfo>;
     type Error = async_graphql::Error;
 
     async fn load(
@@ -59,7 +61,7 @@ impl Loader<VersionsOf> for MarketplaceLoader {
     ) -> Result<HashMap<VersionsOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let txn = service::begin_viewer(&self.db, self.viewer).await?;
-        let rows = service::versions_of(&txn, &ids).await?;
+        let rows = service::version_infos_of(&txn, &ids).await?;
         txn.commit().await.map_err(AppError::from)?;
         let mut out: HashMap<VersionsOf, Self::Value> =
             ids.iter().map(|id| (VersionsOf(*id), vec![])).collect();
@@ -82,23 +84,42 @@ impl Loader<AdoptionOf> for MarketplaceLoader {
         let txn = service::begin_viewer(&self.db, self.viewer).await?;
         let per_version = service::adoption_of(&txn, &ids).await?;
         let per_template = service::adopters_of(&txn, &ids).await?;
-        let versions = service::versions_of(&txn, &ids).await?;
         txn.commit().await.map_err(AppError::from)?;
-        let mut out: HashMap<AdoptionOf, Self::Value> = ids
+        Ok(ids
             .iter()
             .map(|id| {
-                let total = per_template.get(id).copied().unwrap_or(0);
-                (AdoptionOf(*id), HashMap::from([(Uuid::nil(), total)]))
+                let mut counts: HashMap<Uuid, i64> = per_version
+                    .iter()
+                    .filter(|(_, (template, _))| template == id)
+                    .map(|(version, (_, n))| (*version, *n))
+                    .collect();
+                counts.insert(Uuid::nil(), per_template.get(id).copied().unwrap_or(0));
+                (AdoptionOf(*id), counts)
             })
-            .collect();
-        for v in versions {
-            if let Some(n) = per_version.get(&v.id) {
-                out.entry(AdoptionOf(v.template_id))
-                    .or_default()
-                    .insert(v.id, *n);
-            }
-        }
-        Ok(out)
+            .collect())
+    }
+}
+
+/// Key: the content of a version (large; loaded only when asked for).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ContentOfVersion(pub Uuid);
+
+impl Loader<ContentOfVersion> for MarketplaceLoader {
+    type Value = Value;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[ContentOfVersion],
+    ) -> Result<HashMap<ContentOfVersion, Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let txn = service::begin_viewer(&self.db, self.viewer).await?;
+        let rows = service::contents_of(&txn, &ids).await?;
+        txn.commit().await.map_err(AppError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, c)| (ContentOfVersion(id), c))
+            .collect())
     }
 }
 
@@ -213,7 +234,7 @@ impl Template {
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(TemplateVersion)
+            .map(|v| TemplateVersion(v, None))
             .collect())
     }
     /// The newest version (deprecated or not), if any was published.
@@ -224,7 +245,7 @@ impl Template {
         let versions = loader(ctx)?.load_one(VersionsOf(self.0.id)).await?;
         Ok(versions
             .and_then(|v| v.into_iter().next())
-            .map(TemplateVersion))
+            .map(|v| TemplateVersion(v, None)))
     }
     /// One version by number (`1.2.0`).
     async fn version(
@@ -237,7 +258,7 @@ impl Template {
             .unwrap_or_default()
             .into_iter()
             .find(|v| v.version == version.trim())
-            .map(TemplateVersion))
+            .map(|v| TemplateVersion(v, None)))
     }
     /// Change notes of every version, newest first.
     async fn changelog(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChangelogEntry>> {
@@ -317,8 +338,14 @@ pub struct VersionAdoption {
     pub tenants: i64,
 }
 
-/// A published, immutable version of a template.
-pub struct TemplateVersion(pub template_versions::Model);
+/// A published, immutable version of a template. Listings carry it without content.
+pub struct TemplateVersion(pub VersionInfo, pub Option<Value>);
+
+impl From<template_versions::Model> for TemplateVersion {
+    fn from(m: template_versions::Model) -> Self {
+        Self(VersionInfo::from(&m), Some(m.content))
+    }
+}
 
 #[Object]
 impl TemplateVersion {
@@ -343,8 +370,15 @@ impl TemplateVersion {
         self.0.deprecation_note.as_deref()
     }
     /// The whole service: form, workflow, routing, fees, documents, texts.
-    async fn content(&self) -> Json<Value> {
-        Json(self.0.content.clone())
+    async fn content(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+        if let Some(c) = &self.1 {
+            return Ok(Json(c.clone()));
+        }
+        let content = loader(ctx)?
+            .load_one(ContentOfVersion(self.0.id))
+            .await?
+            .ok_or(AppError::NotFound("template version"))?;
+        Ok(Json(content))
     }
     /// Municipalities whose services are pinned to this version.
     async fn adoption(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
@@ -545,9 +579,7 @@ impl MarketplaceMutation {
             changelog: text("input.changelog", &input.changelog, 10_000, false)?,
         };
         let v = service::publish_version(db(ctx)?, &tenant_ctx(ctx)?, new).await?;
-        Ok(TemplateVersionPayload {
-            version: TemplateVersion(v),
-        })
+        Ok(TemplateVersionPayload { version: v.into() })
     }
 
     /// Deprecates a version: no new forks; pinned services keep working.
@@ -562,9 +594,7 @@ impl MarketplaceMutation {
             .map(|n| text("input.note", &n, 2000, false))
             .transpose()?;
         let v = service::deprecate_version(db(ctx)?, &tenant_ctx(ctx)?, id, note).await?;
-        Ok(TemplateVersionPayload {
-            version: TemplateVersion(v),
-        })
+        Ok(TemplateVersionPayload { version: v.into() })
     }
 
     /// Makes a template public or private. Authors of its municipality only.

@@ -294,6 +294,72 @@ pub(crate) async fn own_template<C: ConnectionTrait>(
     Ok(t)
 }
 
+/// A version without its content: what listings need (content is large; it loads on demand).
+#[derive(Clone, Debug, FromQueryResult)]
+pub struct VersionInfo {
+    pub id: Uuid,
+    pub template_id: Uuid,
+    pub version: String,
+    pub changelog: String,
+    pub status: String,
+    pub deprecation_note: Option<String>,
+    pub published_at: chrono::DateTime<Utc>,
+}
+
+impl From<&template_versions::Model> for VersionInfo {
+    fn from(m: &template_versions::Model) -> Self {
+        Self {
+            id: m.id,
+            template_id: m.template_id,
+            version: m.version.clone(),
+            changelog: m.changelog.clone(),
+            status: m.status.clone(),
+            deprecation_note: m.deprecation_note.clone(),
+            published_at: m.published_at,
+        }
+    }
+}
+
+/// All versions of templates without content, newest first.
+pub async fn version_infos_of<C: ConnectionTrait>(
+    conn: &C,
+    templates: &[Uuid],
+) -> AppResult<Vec<VersionInfo>> {
+    use template_versions::Column as V;
+    Ok(template_versions::Entity::find()
+        .select_only()
+        .columns([
+            V::Id,
+            V::TemplateId,
+            V::Version,
+            V::Changelog,
+            V::Status,
+            V::DeprecationNote,
+            V::PublishedAt,
+        ])
+        .filter(V::TemplateId.is_in(templates.iter().copied()))
+        .order_by_desc(V::Major)
+        .order_by_desc(V::Minor)
+        .order_by_desc(V::Patch)
+        .into_model::<VersionInfo>()
+        .all(conn)
+        .await?)
+}
+
+/// The content of versions by ID.
+pub async fn contents_of<C: ConnectionTrait>(
+    conn: &C,
+    versions: &[Uuid],
+) -> AppResult<HashMap<Uuid, Value>> {
+    Ok(template_versions::Entity::find()
+        .filter(template_versions::Column::Id.is_in(versions.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|v| (v.id, v.content))
+        .collect())
+}
+
 /// All versions of templates, newest first.
 pub async fn versions_of<C: ConnectionTrait>(
     conn: &C,
@@ -496,31 +562,34 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored version {}: {e}", m.version)))
 }
 
-/// Tenants using each version of the given templates: `version id → tenants`.
+/// Tenants using each version of the given templates: `version id → (template id, tenants)`.
 pub async fn adoption_of<C: ConnectionTrait>(
     conn: &C,
     templates: &[Uuid],
-) -> AppResult<HashMap<Uuid, i64>> {
+) -> AppResult<HashMap<Uuid, (Uuid, i64)>> {
     #[derive(FromQueryResult)]
     struct Row {
         template_version_id: Uuid,
+        template_id: Uuid,
         tenants: i64,
     }
     let rows = template_adoptions::Entity::find()
         .select_only()
         .column(template_adoptions::Column::TemplateVersionId)
+        .column(template_adoptions::Column::TemplateId)
         .column_as(
             Expr::col(template_adoptions::Column::TenantId).count_distinct(),
             "tenants",
         )
         .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
         .group_by(template_adoptions::Column::TemplateVersionId)
+        .group_by(template_adoptions::Column::TemplateId)
         .into_model::<Row>()
         .all(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.template_version_id, r.tenants))
+        .map(|r| (r.template_version_id, (r.template_id, r.tenants)))
         .collect())
 }
 

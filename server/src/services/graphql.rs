@@ -151,8 +151,8 @@ impl Service {
             .await?
             .map(|u| Upstream {
                 template: Template(u.template),
-                pinned_version: TemplateVersion(u.pinned),
-                latest_version: TemplateVersion(u.latest),
+                pinned_version: u.pinned.into(),
+                latest_version: u.latest.into(),
                 behind: i32::try_from(u.behind).unwrap_or(i32::MAX),
             }))
     }
@@ -860,7 +860,7 @@ impl ServicesMutation {
         .await?;
         Ok(ProposalPayload {
             proposal: Proposal(p),
-            version: Some(TemplateVersion(v)),
+            version: Some(v.into()),
         })
     }
 
