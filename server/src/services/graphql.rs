@@ -151,8 +151,8 @@ impl Service {
             .await?
             .map(|u| Upstream {
                 template: Template(u.template),
-                pinned_version: u.pinned.into(),
-                latest_version: u.latest.into(),
+                pinned_version: TemplateVersion(u.pinned, None),
+                latest_version: TemplateVersion(u.latest, None),
                 behind: i32::try_from(u.behind).unwrap_or(i32::MAX),
             }))
     }

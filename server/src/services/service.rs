@@ -30,7 +30,7 @@ use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::{ProposalId, ServiceId, TemplateId, TenantId};
 use crate::marketplace::content::ServiceContent;
 use crate::marketplace::service::{
-    self as marketplace, NewVersion, find_version, find_version_by_number, version_of,
+    self as marketplace, NewVersion, VersionInfo, find_version, find_version_by_number, version_of,
 };
 use crate::tenancy::types::Slug;
 
@@ -436,8 +436,8 @@ async fn pinned_version<C: ConnectionTrait>(
 #[derive(Debug)]
 pub struct Upstream {
     pub template: templates::Model,
-    pub pinned: template_versions::Model,
-    pub latest: template_versions::Model,
+    pub pinned: VersionInfo,
+    pub latest: VersionInfo,
     /// Published versions newer than the pinned one.
     pub behind: usize,
 }
@@ -456,23 +456,18 @@ pub async fn upstream(
         .filter(templates::Column::Id.eq(template_id))
         .one(&txn)
         .await?;
-    let versions = marketplace::versions_of(&txn, &[template_id]).await?;
+    let versions = marketplace::version_infos_of(&txn, &[template_id]).await?;
     txn.commit().await?;
     // A template made private later is no longer visible: the fork keeps working, unlinked.
     let Some(template) = template else {
         return Ok(None);
     };
-    let Some(pinned) = versions.iter().find(|v| v.id == pinned_id).cloned() else {
+    // Versions come newest first: those before the pinned one are newer.
+    let Some(behind) = versions.iter().position(|v| v.id == pinned_id) else {
         return Ok(None);
     };
-    let pinned_v = version_of(&pinned)?;
-    let mut behind = 0;
-    for v in &versions {
-        if version_of(v)? > pinned_v {
-            behind += 1;
-        }
-    }
-    let latest = versions.first().cloned().unwrap_or_else(|| pinned.clone());
+    let pinned = versions[behind].clone();
+    let latest = versions[0].clone();
     Ok(Some(Upstream {
         template,
         pinned,
