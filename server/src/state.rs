@@ -4,8 +4,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
-
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::JwtKeys;
@@ -18,7 +16,7 @@ pub struct AppState {
     /// Validated settings.
     pub settings: Arc<Settings>,
     /// The request pool (PostgreSQL: acts as the non-owner role `amtsplatz_app`).
-    pub db: DatabaseConnection,
+    pub db: crate::db::Db,
     /// Our ES256 signing key and verifier.
     pub keys: Arc<JwtKeys>,
     /// Citizens' ID-token verifier with its JWKS cache.

@@ -48,7 +48,7 @@ impl AuditQuery {
     ) -> async_graphql::Result<Conn<AuditEntry>> {
         let tctx = tenant_ctx(ctx)?;
         let args = PageArgs::parse(ctx, first, after)?;
-        let db = state::<sea_orm::DatabaseConnection>(ctx)?;
+        let db = state::<crate::db::Db>(ctx)?;
         let page = super::list(db, &tctx, args).await?;
         Ok(into_connection(page, |m| m.id, AuditEntry::from))
     }

@@ -38,7 +38,7 @@ pub async fn record<C: ConnectionTrait>(
 
 /// The tenant's audit log, oldest first. Tenant administrators only.
 pub async fn list(
-    db: &sea_orm::DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     args: PageArgs,
 ) -> AppResult<Page<audit_log::Model>> {

@@ -7,12 +7,12 @@ use async_graphql::{Context, Object, OutputType};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait as _, Select,
 };
 use uuid::Uuid;
 
-use crate::db::{begin_tenant, read_tenant};
+use crate::db::{Db, begin_platform, begin_tenant, read_as};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 
@@ -120,10 +120,10 @@ where
 }
 
 /// Runs a keyset page of one tenant's rows. Without `totalCount` this is a single
-/// [`read_tenant`] (one round trip on PostgreSQL); with it, count and page share a transaction so
+/// [`read_as`] (one round trip on PostgreSQL); with it, count and page share a transaction so
 /// they agree.
 pub async fn fetch_tenant_page<E>(
-    db: &DatabaseConnection,
+    db: &Db,
     tenant: TenantId,
     select: Select<E>,
     id_col: E::Column,
@@ -132,15 +132,37 @@ pub async fn fetch_tenant_page<E>(
 ) -> AppResult<Page<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync,
+    E::Model: Sync + serde::de::DeserializeOwned,
+{
+    fetch_page_as(db, Some(tenant), select, id_col, id_of, args).await
+}
+
+/// [`fetch_tenant_page`] for a tenant or for no tenant (shared rows such as public templates).
+pub async fn fetch_page_as<E>(
+    db: &Db,
+    tenant: Option<TenantId>,
+    select: Select<E>,
+    id_col: E::Column,
+    id_of: fn(&E::Model) -> Uuid,
+    args: PageArgs,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Sync + serde::de::DeserializeOwned,
 {
     if args.want_total {
-        let txn = begin_tenant(db, tenant).await?;
+        let txn = match tenant {
+            Some(t) => begin_tenant(db, t).await?,
+            None => begin_platform(db).await?,
+        };
         let page = fetch_page(&txn, select, id_col, id_of, args).await?;
         txn.commit().await?;
         return Ok(page);
     }
-    let items = read_tenant(db, tenant, page_query(select, id_col, args)).await?;
+    let mut items: Vec<E::Model> =
+        read_as(db, tenant, page_query(select, id_col, args).into_query()).await?;
+    // The subquery's order survives on PostgreSQL in practice; sorting makes it a guarantee.
+    items.sort_by_key(id_of);
     Ok(into_page(items, id_of, args, None))
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use entity::{template_versions, templates, tenants};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -21,8 +21,8 @@ use crate::ids::{TemplateId, TemplateVersionId, TenantId};
 use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
 
-fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
-    state::<DatabaseConnection>(ctx)
+fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
+    state::<crate::db::Db>(ctx)
 }
 
 /// The tenant the request is made for, if any: it also sees its own private templates.
@@ -38,7 +38,7 @@ fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<MarketplaceLoade
 
 /// Request-wide loader: versions and adoption of a page of templates cost one query each.
 pub struct MarketplaceLoader {
-    pub db: DatabaseConnection,
+    pub db: crate::db::Db,
     pub viewer: Viewer,
 }
 
@@ -60,9 +60,7 @@ impl Loader<VersionsOf> for MarketplaceLoader {
         keys: &[VersionsOf],
     ) -> Result<HashMap<VersionsOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let txn = service::begin_viewer(&self.db, self.viewer).await?;
-        let rows = service::version_infos_of(&txn, &ids).await?;
-        txn.commit().await.map_err(AppError::from)?;
+        let rows = service::version_infos_of(&self.db, self.viewer, &ids).await?;
         let mut out: HashMap<VersionsOf, Self::Value> =
             ids.iter().map(|id| (VersionsOf(*id), vec![])).collect();
         for v in rows {
@@ -81,10 +79,10 @@ impl Loader<AdoptionOf> for MarketplaceLoader {
         keys: &[AdoptionOf],
     ) -> Result<HashMap<AdoptionOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let txn = service::begin_viewer(&self.db, self.viewer).await?;
-        let per_version = service::adoption_of(&txn, &ids).await?;
-        let per_template = service::adopters_of(&txn, &ids).await?;
-        txn.commit().await.map_err(AppError::from)?;
+        let (per_version, per_template) = tokio::try_join!(
+            service::adoption_of(&self.db, &ids),
+            service::adopters_of(&self.db, &ids)
+        )?;
         Ok(ids
             .iter()
             .map(|id| {
@@ -132,14 +130,12 @@ impl Loader<AuthorOf> for MarketplaceLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[AuthorOf]) -> Result<HashMap<AuthorOf, Self::Value>, Self::Error> {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        let txn = service::begin_viewer(&self.db, self.viewer).await?;
-        let rows = tenants::Entity::find()
+        use sea_orm::{ColumnTrait, QueryFilter, QueryTrait as _};
+        let query = tenants::Entity::find()
             .filter(tenants::Column::Id.is_in(keys.iter().map(|k| k.0)))
-            .all(&txn)
-            .await
-            .map_err(AppError::from)?;
-        txn.commit().await.map_err(AppError::from)?;
+            .into_query();
+        // The tenant directory is not tenant data: readable without a tenant.
+        let rows: Vec<tenants::Model> = crate::db::read_as(&self.db, None, query).await?;
         Ok(rows
             .into_iter()
             .map(|t| {

@@ -12,7 +12,8 @@ use entity::{template_adoptions, template_versions, templates, tenants};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
+    DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _,
+    Set,
 };
 use semver::Version;
 use serde_json::Value;
@@ -21,9 +22,9 @@ use uuid::Uuid;
 use super::content::{Impact, ServiceContent};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{begin_platform, begin_tenant, begin_tenant_write};
+use crate::db::{Db, begin_platform, begin_tenant, begin_tenant_write, read_as};
 use crate::error::{AppError, AppResult, on_unique};
-use crate::graphql::connection::{Page, PageArgs, fetch_page};
+use crate::graphql::connection::{Page, PageArgs, fetch_page_as};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
 use crate::tenancy::types::Slug;
 
@@ -113,12 +114,11 @@ pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
 /// Browses the marketplace: visible templates with at least one version (authors also see their
 /// own empty ones), filtered, oldest first.
 pub async fn list_templates(
-    db: &DatabaseConnection,
+    db: &Db,
     viewer: Viewer,
     filter: &TemplateFilter,
     args: PageArgs,
 ) -> AppResult<Page<templates::Model>> {
-    let txn = begin_viewer(db, viewer).await?;
     let mut select = visible(viewer);
     let has_version = Expr::col((templates::Entity, templates::Column::Id)).in_subquery(
         Query::select()
@@ -141,23 +141,19 @@ pub async fn list_templates(
         select = select.filter(templates::Column::LeikaCode.eq(code.as_str()));
     }
     if let Some(author) = &filter.author {
-        let tenant = tenants::Entity::find()
-            .filter(tenants::Column::Slug.eq(author.as_str()))
-            .one(&txn)
-            .await?;
+        let by_slug = tenants::Entity::find().filter(tenants::Column::Slug.eq(author.as_str()));
+        let tenant = read_as::<tenants::Model>(db, None, by_slug.into_query()).await?;
         // An unknown author matches nothing (not an error: it is a filter).
-        let id = tenant.map_or(Uuid::nil(), |t| t.id);
+        let id = tenant.first().map_or(Uuid::nil(), |t| t.id);
         select = select.filter(templates::Column::AuthorTenantId.eq(id));
     }
     if let Some(search) = &filter.search {
-        select = match search_condition(txn.get_database_backend(), search) {
+        select = match search_condition(db.get_database_backend(), search) {
             Some(cond) => select.filter(cond),
             None => select,
         };
     }
-    let page = fetch_page(&txn, select, templates::Column::Id, |m| m.id, args).await?;
-    txn.commit().await?;
-    Ok(page)
+    fetch_page_as(db, viewer, select, templates::Column::Id, |m| m.id, args).await
 }
 
 /// Words of a search (letters and digits only, so they are safe inside FTS query syntax), at most 8.
@@ -295,7 +291,7 @@ pub(crate) async fn own_template<C: ConnectionTrait>(
 }
 
 /// A version without its content: what listings need (content is large; it loads on demand).
-#[derive(Clone, Debug, FromQueryResult)]
+#[derive(Clone, Debug, FromQueryResult, serde::Deserialize)]
 pub struct VersionInfo {
     pub id: Uuid,
     pub template_id: Uuid,
@@ -320,13 +316,14 @@ impl From<&template_versions::Model> for VersionInfo {
     }
 }
 
-/// All versions of templates without content, newest first.
-pub async fn version_infos_of<C: ConnectionTrait>(
-    conn: &C,
+/// All versions of templates without content, newest first, as `viewer` may see them.
+pub async fn version_infos_of(
+    db: &Db,
+    viewer: Viewer,
     templates: &[Uuid],
 ) -> AppResult<Vec<VersionInfo>> {
     use template_versions::Column as V;
-    Ok(template_versions::Entity::find()
+    let query = template_versions::Entity::find()
         .select_only()
         .columns([
             V::Id,
@@ -341,9 +338,8 @@ pub async fn version_infos_of<C: ConnectionTrait>(
         .order_by_desc(V::Major)
         .order_by_desc(V::Minor)
         .order_by_desc(V::Patch)
-        .into_model::<VersionInfo>()
-        .all(conn)
-        .await?)
+        .into_query();
+    read_as(db, viewer, query).await
 }
 
 /// The content of versions by ID.
@@ -563,17 +559,14 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
 }
 
 /// Tenants using each version of the given templates: `version id → (template id, tenants)`.
-pub async fn adoption_of<C: ConnectionTrait>(
-    conn: &C,
-    templates: &[Uuid],
-) -> AppResult<HashMap<Uuid, (Uuid, i64)>> {
-    #[derive(FromQueryResult)]
+pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<HashMap<Uuid, (Uuid, i64)>> {
+    #[derive(FromQueryResult, serde::Deserialize)]
     struct Row {
         template_version_id: Uuid,
         template_id: Uuid,
         tenants: i64,
     }
-    let rows = template_adoptions::Entity::find()
+    let query = template_adoptions::Entity::find()
         .select_only()
         .column(template_adoptions::Column::TemplateVersionId)
         .column(template_adoptions::Column::TemplateId)
@@ -584,9 +577,9 @@ pub async fn adoption_of<C: ConnectionTrait>(
         .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
         .group_by(template_adoptions::Column::TemplateVersionId)
         .group_by(template_adoptions::Column::TemplateId)
-        .into_model::<Row>()
-        .all(conn)
-        .await?;
+        .into_query();
+    // Lineage rows are readable without a tenant.
+    let rows: Vec<Row> = read_as(db, None, query).await?;
     Ok(rows
         .into_iter()
         .map(|r| (r.template_version_id, (r.template_id, r.tenants)))
@@ -594,16 +587,13 @@ pub async fn adoption_of<C: ConnectionTrait>(
 }
 
 /// Distinct tenants using any version of each template: `template id → tenants`.
-pub async fn adopters_of<C: ConnectionTrait>(
-    conn: &C,
-    templates: &[Uuid],
-) -> AppResult<HashMap<Uuid, i64>> {
-    #[derive(FromQueryResult)]
+pub async fn adopters_of(db: &Db, templates: &[Uuid]) -> AppResult<HashMap<Uuid, i64>> {
+    #[derive(FromQueryResult, serde::Deserialize)]
     struct Row {
         template_id: Uuid,
         tenants: i64,
     }
-    let rows = template_adoptions::Entity::find()
+    let query = template_adoptions::Entity::find()
         .select_only()
         .column(template_adoptions::Column::TemplateId)
         .column_as(
@@ -612,9 +602,8 @@ pub async fn adopters_of<C: ConnectionTrait>(
         )
         .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
         .group_by(template_adoptions::Column::TemplateId)
-        .into_model::<Row>()
-        .all(conn)
-        .await?;
+        .into_query();
+    let rows: Vec<Row> = read_as(db, None, query).await?;
     Ok(rows
         .into_iter()
         .map(|r| (r.template_id, r.tenants))

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject};
 use entity::{service_revisions, template_proposals, tenant_services};
-use sea_orm::DatabaseConnection;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -22,13 +21,13 @@ use crate::marketplace::graphql::{Template, TemplateVersion, parse_version};
 use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
 
-fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
-    state::<DatabaseConnection>(ctx)
+fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
+    state::<crate::db::Db>(ctx)
 }
 
 /// Request-wide loader: the content of a page of services costs one query.
 pub struct ServicesLoader {
-    pub db: DatabaseConnection,
+    pub db: crate::db::Db,
 }
 
 /// Key: the resolved content of a service's revision.

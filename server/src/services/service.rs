@@ -64,7 +64,7 @@ fn sees_all(ctx: &TenantCtx) -> bool {
 }
 
 pub async fn list_services(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     status: Option<ServiceStatus>,
     args: PageArgs,
@@ -140,7 +140,7 @@ async fn find_revision<C: ConnectionTrait>(
 /// Revisions of several services in one read (`services[i]` at `revisions[i]` and others; the
 /// caller picks the pairs it asked for).
 pub async fn revisions_of(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     tenant: TenantId,
     services: Vec<Uuid>,
     revisions: Vec<i64>,
@@ -152,7 +152,7 @@ pub async fn revisions_of(
 }
 
 pub async fn list_revisions(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     service: Uuid,
     args: PageArgs,
@@ -443,7 +443,7 @@ pub struct Upstream {
 }
 
 pub async fn upstream(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     service: &tenant_services::Model,
 ) -> AppResult<Option<Upstream>> {
@@ -456,8 +456,8 @@ pub async fn upstream(
         .filter(templates::Column::Id.eq(template_id))
         .one(&txn)
         .await?;
-    let versions = marketplace::version_infos_of(&txn, &[template_id]).await?;
     txn.commit().await?;
+    let versions = marketplace::version_infos_of(db, Some(ctx.tenant_id), &[template_id]).await?;
     // A template made private later is no longer visible: the fork keeps working, unlinked.
     let Some(template) = template else {
         return Ok(None);

@@ -3,7 +3,6 @@
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use entity::{departments, staff_memberships, staff_users, tenants};
@@ -29,8 +28,8 @@ fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<TenancyLoader>> 
     state::<DataLoader<TenancyLoader>>(ctx)
 }
 
-fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DatabaseConnection> {
-    state::<DatabaseConnection>(ctx)
+fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
+    state::<crate::db::Db>(ctx)
 }
 
 // ---- output types ------------------------------------------------------------------------------

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use entity::{departments, staff_memberships};
@@ -17,7 +16,7 @@ use crate::error::AppError;
 use crate::ids::TenantId;
 
 pub struct TenancyLoader {
-    pub db: DatabaseConnection,
+    pub db: crate::db::Db,
 }
 
 /// Key: the roles of a staff user.

@@ -82,7 +82,7 @@ pub struct DepartmentPatch {
 }
 
 pub async fn list_departments(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     args: PageArgs,
 ) -> AppResult<Page<departments::Model>> {
@@ -304,7 +304,7 @@ pub struct NewStaff {
 }
 
 pub async fn list_staff(
-    db: &DatabaseConnection,
+    db: &crate::db::Db,
     ctx: &TenantCtx,
     args: PageArgs,
 ) -> AppResult<Page<staff_users::Model>> {

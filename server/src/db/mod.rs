@@ -11,14 +11,15 @@ use anyhow::Context as _;
 use migration::{APP_ROLE, Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, FromQueryResult, QueryResult, QueryTrait as _, RuntimeErr, Select,
-    Statement, TransactionTrait,
+    EntityTrait, QueryTrait as _, Select, Statement, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
 use crate::error::AppResult;
 use crate::ids::TenantId;
 use crate::settings::Settings;
+
+mod pipelined;
 
 fn options(url: &str, settings: &Settings) -> ConnectOptions {
     let mut opt = ConnectOptions::new(url.to_owned());
@@ -167,89 +168,90 @@ tenant_scoped!(
     service_revisions
 );
 
+/// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients
+/// for pipelined tenant reads ([`read_tenant`]). Derefs to the sea-orm connection, which serves
+/// everything else.
+#[derive(Clone)]
+pub struct Db {
+    orm: DatabaseConnection,
+    pipelined: Option<pipelined::Pool>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+    fn deref(&self) -> &DatabaseConnection {
+        &self.orm
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.orm.get_database_backend())
+            .field("pipelined", &self.pipelined.is_some())
+            .finish()
+    }
+}
+
+impl Db {
+    /// Wraps the app connection; on PostgreSQL also opens the pipelined read pool as the same
+    /// role (unless the URL demands TLS, which that pool does not speak: reads then take the
+    /// sea-orm path).
+    pub fn new(orm: DatabaseConnection, settings: &Settings) -> anyhow::Result<Self> {
+        let pipelined = if orm.get_database_backend() == DbBackend::Postgres {
+            pipelined::pool(settings)?
+        } else {
+            None
+        };
+        Ok(Self { orm, pipelined })
+    }
+
+    /// The sea-orm connection itself.
+    pub fn orm(&self) -> &DatabaseConnection {
+        &self.orm
+    }
+}
+
 /// Reads rows of one tenant.
 ///
-/// On PostgreSQL a tenant read is otherwise four statements in four round trips (BEGIN,
-/// set_config, SELECT, COMMIT). When every bound value of `select` is a UUID, an integer or a
-/// bool — values whose literal form cannot carry SQL — `set_config` and the SELECT travel as one
-/// simple-protocol message instead. PostgreSQL runs the statements of one such message as a
-/// single implicit transaction, so the transaction-local `app.tenant_id` holds for the SELECT and
-/// ends with it: one round trip, two statements. Anything else (strings, JSON, …) takes the
-/// ordinary [`begin_tenant`] path, so no user text is ever inlined.
-pub async fn read_tenant<E: EntityTrait>(
-    db: &DatabaseConnection,
+/// A tenant read through sea-orm is four statements in four round trips (BEGIN, set_config,
+/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends the same four as
+/// prepared statements pipelined in one flight (see [`pipelined`]) and decodes the rows from
+/// JSON; on SQLite, or when a bound value is of a kind the pipelined path does not bind, it takes
+/// the ordinary [`begin_tenant`] path.
+pub async fn read_tenant<E>(
+    db: &Db,
     tenant: TenantId,
     select: Select<E>,
-) -> AppResult<Vec<E::Model>> {
-    if db.get_database_backend() == DbBackend::Postgres
-        && let Some(sql) = inlined_postgres_sql(&select)
+) -> AppResult<Vec<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: serde::de::DeserializeOwned,
+{
+    read_as(db, Some(tenant), select.into_query()).await
+}
+
+/// Reads rows as `M` for a tenant, or with no tenant set (then row-level security shows only
+/// shared rows, e.g. public templates). Same paths as [`read_tenant`]; `M` may be a partial row.
+pub async fn read_as<M>(
+    db: &Db,
+    tenant: Option<TenantId>,
+    query: sea_orm::sea_query::SelectStatement,
+) -> AppResult<Vec<M>>
+where
+    M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
+{
+    if let Some(pool) = &db.pipelined
+        && let Some(rows) = pipelined::read::<M>(pool, tenant, &query).await?
     {
-        return read_in_one_round_trip::<E::Model>(db, tenant, &sql).await;
+        return Ok(rows);
     }
-    let txn = begin_tenant(db, tenant).await?;
-    let rows = select.all(&txn).await?;
+    let txn = match tenant {
+        Some(t) => begin_tenant(db, t).await?,
+        None => begin_platform(db).await?,
+    };
+    let stmt = txn.get_database_backend().build(&query);
+    let rows = M::find_by_statement(stmt).all(&txn).await?;
     txn.commit().await?;
     Ok(rows)
-}
-
-/// The statement with its values written in, if all of them are of a kind that is safe to inline.
-fn inlined_postgres_sql<E: EntityTrait>(select: &Select<E>) -> Option<String> {
-    use sea_orm::sea_query::{PostgresQueryBuilder, Value};
-    let query = select.as_query();
-    let (_, values) = query.build(PostgresQueryBuilder);
-    let inlinable = values.iter().all(|v| {
-        matches!(
-            v,
-            Value::Bool(_)
-                | Value::TinyInt(_)
-                | Value::SmallInt(_)
-                | Value::Int(_)
-                | Value::BigInt(_)
-                | Value::TinyUnsigned(_)
-                | Value::SmallUnsigned(_)
-                | Value::Unsigned(_)
-                | Value::BigUnsigned(_)
-                | Value::Uuid(_)
-        )
-    });
-    inlinable.then(|| query.to_string(PostgresQueryBuilder))
-}
-
-async fn read_in_one_round_trip<M: FromQueryResult>(
-    db: &DatabaseConnection,
-    tenant: TenantId,
-    select_sql: &str,
-) -> AppResult<Vec<M>> {
-    use futures_util::TryStreamExt as _;
-    use sea_orm::sqlx::{self, Either};
-
-    // `tenant` is a UUID we parsed; its text form is hex digits and dashes.
-    let sql = format!("SELECT set_config('app.tenant_id', '{tenant}', true); {select_sql}");
-    let mut conn = db
-        .get_postgres_connection_pool()
-        .acquire()
-        .await
-        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
-    let mut rows = Vec::new();
-    let mut finished_statements = 0;
-    let outcome: Result<(), sqlx::Error> = async {
-        let mut stream = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut *conn);
-        while let Some(step) = stream.try_next().await? {
-            match step {
-                Either::Left(_) => finished_statements += 1,
-                // Rows of the second statement (after set_config) are the answer.
-                Either::Right(row) if finished_statements == 1 => rows.push(row),
-                Either::Right(_) => {}
-            }
-        }
-        Ok(())
-    }
-    .await;
-    // A failure rolls the implicit transaction back by itself; the connection stays clean.
-    if let Err(e) = outcome {
-        return Err(DbErr::Query(RuntimeErr::SqlxError(e.into())).into());
-    }
-    rows.into_iter()
-        .map(|row| M::from_query_result(&QueryResult::from(row), "").map_err(Into::into))
-        .collect()
 }
