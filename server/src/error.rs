@@ -74,6 +74,18 @@ impl AppError {
         Self::Validation(fields)
     }
 
+    /// The error as one line for files and logs: field errors as `` `path` message; … ``.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Validation(fields) => fields
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    }
+
     /// A conflict on one field (usually a unique key).
     pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Conflict {

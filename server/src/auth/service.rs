@@ -21,7 +21,7 @@ use super::password;
 use super::tokens::{self, JwtKeys};
 use crate::audit;
 use crate::context::{Citizen, Principal, RequestCtx, Role};
-use crate::db::{begin_platform, begin_tenant};
+use crate::db::{begin_for, begin_platform, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 use crate::state::AppState;
@@ -254,10 +254,7 @@ async fn presented(
 )> {
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
-    let txn = match parts.tenant {
-        Some(t) => begin_tenant(&state.db, t).await?,
-        None => begin_platform(&state.db).await?,
-    };
+    let txn = begin_for(&state.db, parts.tenant).await?;
     let row = refresh_tokens::Entity::find_by_id(parts.id)
         .one(&txn)
         .await?

@@ -124,6 +124,17 @@ pub async fn begin_platform(db: &DatabaseConnection) -> AppResult<DatabaseTransa
     Ok(db.begin().await?)
 }
 
+/// A tenant transaction, or one with no tenant set (shared rows only, e.g. public templates).
+pub async fn begin_for(
+    db: &DatabaseConnection,
+    tenant: Option<TenantId>,
+) -> AppResult<DatabaseTransaction> {
+    match tenant {
+        Some(t) => begin_tenant(db, t).await,
+        None => begin_platform(db).await,
+    }
+}
+
 /// Sets the tenant inside an already open transaction (used when the tenant is created in it).
 pub async fn set_tenant(txn: &DatabaseTransaction, tenant: TenantId) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
@@ -246,10 +257,7 @@ where
     {
         return Ok(rows);
     }
-    let txn = match tenant {
-        Some(t) => begin_tenant(db, t).await?,
-        None => begin_platform(db).await?,
-    };
+    let txn = begin_for(db, tenant).await?;
     let stmt = txn.get_database_backend().build(&query);
     let rows = M::find_by_statement(stmt).all(&txn).await?;
     txn.commit().await?;

@@ -74,10 +74,6 @@ pub async fn read<M: serde::de::DeserializeOwned>(
         .get()
         .await
         .map_err(|e| internal("pipelined read pool", e))?;
-    let set_tenant = client
-        .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
-        .await
-        .map_err(|e| internal("preparing set_config", e))?;
     let prepared = client
         .prepare_cached(&format!("SELECT row_to_json(t)::text FROM ({sql}) AS t"))
         .await
@@ -97,6 +93,10 @@ pub async fn read<M: serde::de::DeserializeOwned>(
             .await
             .map_err(|e| internal("shared read", e))?,
         Some(tenant) => {
+            let set_tenant = client
+                .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+                .await
+                .map_err(|e| internal("preparing set_config", e))?;
             let tenant = tenant.to_string();
             let tenant_param: [&(dyn ToSql + Sync); 1] = [&tenant];
             // Polled together: all four requests are queued in this order before any answer is

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::{Db, begin_platform, begin_tenant, read_as};
+use crate::db::{Db, begin_for, read_as};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 
@@ -151,10 +151,7 @@ where
     E::Model: Sync + serde::de::DeserializeOwned,
 {
     if args.want_total {
-        let txn = match tenant {
-            Some(t) => begin_tenant(db, t).await?,
-            None => begin_platform(db).await?,
-        };
+        let txn = begin_for(db, tenant).await?;
         let page = fetch_page(&txn, select, id_col, id_of, args).await?;
         txn.commit().await?;
         return Ok(page);

@@ -125,7 +125,7 @@ fn load_folder(folder: &Path) -> Result<TemplateSeed, FileError> {
         let raw = std::fs::read_to_string(&file).map_err(|e| err(&file, e.to_string()))?;
         let json: serde_json::Value =
             serde_json::from_str(&raw).map_err(|e| err(&file, e.to_string()))?;
-        let content = ServiceContent::parse(&json).map_err(|e| err(&file, describe(e)))?;
+        let content = ServiceContent::parse(&json).map_err(|e| err(&file, e.describe()))?;
         versions.push(VersionSeed {
             version,
             content,
@@ -146,18 +146,6 @@ fn load_folder(folder: &Path) -> Result<TemplateSeed, FileError> {
         tags: parsed.tags,
         versions,
     })
-}
-
-/// Flattens field errors into one line (`path: message; …`).
-pub fn describe(e: AppError) -> String {
-    match e {
-        AppError::Validation(fields) => fields
-            .iter()
-            .map(|(k, v)| format!("`{k}` {v}"))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    }
 }
 
 /// A context acting for `tenant` as the server itself.

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::content::{Impact, ServiceContent};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{Db, begin_platform, begin_tenant, begin_tenant_write, read_as};
+use crate::db::{Db, begin_for, begin_tenant_write, read_as};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page_as};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
@@ -30,16 +30,6 @@ use crate::tenancy::types::Slug;
 
 /// Who is looking: a tenant (sees its private templates too) or nobody in particular.
 pub type Viewer = Option<TenantId>;
-
-pub(crate) async fn begin_viewer(
-    db: &DatabaseConnection,
-    viewer: Viewer,
-) -> AppResult<DatabaseTransaction> {
-    match viewer {
-        Some(t) => begin_tenant(db, t).await,
-        None => begin_platform(db).await,
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Visibility {
@@ -92,7 +82,7 @@ pub async fn template_by_slug(
     viewer: Viewer,
     slug: &str,
 ) -> AppResult<templates::Model> {
-    let txn = begin_viewer(db, viewer).await?;
+    let txn = begin_for(db, viewer).await?;
     let t = visible(viewer)
         .filter(templates::Column::Slug.eq(slug))
         .one(&txn)

@@ -89,14 +89,14 @@ pub async fn apply_all(
     tenants_dir: &std::path::Path,
     tenants: &[crate::tenancy::onboarding::TenantSpec],
 ) -> anyhow::Result<Vec<String>> {
-    use crate::marketplace::seed::{self as templates, SeedOutcome, describe};
+    use crate::marketplace::seed::{self as templates, SeedOutcome};
     let mut report = Vec::new();
     let marketplace = tenants_dir.join("marketplace");
     if marketplace.is_dir() {
         for seed in templates::load_dir(&marketplace)? {
             let outcome = templates::apply(db, &seed)
                 .await
-                .map_err(|e| anyhow::anyhow!("template {}: {}", seed.slug, describe(e)))?;
+                .map_err(|e| anyhow::anyhow!("template {}: {}", seed.slug, e.describe()))?;
             match outcome {
                 SeedOutcome::Created => report.push(format!("template {}: created", seed.slug)),
                 SeedOutcome::Published(v) => report.push(format!(
@@ -121,7 +121,7 @@ pub async fn apply_all(
                     "tenant {} service {}: {}",
                     tenant.slug,
                     spec.slug,
-                    describe(e)
+                    e.describe()
                 )
             })?;
             if created {

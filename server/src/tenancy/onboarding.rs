@@ -290,14 +290,7 @@ pub fn load_file(file: &Path) -> Result<TenantSpec, FileError> {
     };
     let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
     let parsed: TenantFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let spec = parsed.into_spec().map_err(|e| match e {
-        AppError::Validation(fields) => err(fields
-            .iter()
-            .map(|(k, v)| format!("`{k}` {v}"))
-            .collect::<Vec<_>>()
-            .join("; ")),
-        other => err(other.to_string()),
-    })?;
+    let spec = parsed.into_spec().map_err(|e| err(e.describe()))?;
     let stem = file
         .file_stem()
         .and_then(|s| s.to_str())
