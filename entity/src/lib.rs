@@ -2,8 +2,14 @@
 //!
 //! Every tenant-owned table carries `tenant_id`; unique keys on tenant data include it.
 
+pub mod application_events;
+pub mod application_tasks;
+pub mod applications;
 pub mod audit_log;
 pub mod departments;
+pub mod drafts;
+pub mod messages;
+pub mod outbox;
 pub mod platform_admins;
 pub mod refresh_tokens;
 pub mod service_revisions;

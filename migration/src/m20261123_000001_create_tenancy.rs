@@ -107,7 +107,7 @@ enum AuditLog {
 
 /// A foreign key from `(tenant_id, col)` to `(tenant_id, id)` of `to`: a row can only point at
 /// rows of its own tenant, enforced by the database.
-fn tenant_fk(
+pub(crate) fn tenant_fk(
     name: &str,
     from: impl IntoIden + 'static,
     tenant_col: impl IntoIden + 'static,

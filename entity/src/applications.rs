@@ -1,0 +1,40 @@
+//! A submitted application, pinned to the service revision it was submitted under.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[sea_orm(table_name = "applications")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub service_id: Uuid,
+    pub service_slug: String,
+    /// The service revision in force at submission; how the application reads, forever.
+    pub revision: i64,
+    /// Per-tenant submission sequence: the cursor of the back-office export.
+    pub seq: i64,
+    /// `<TENANT>-<YEAR>-<6 digits>`, gap-free per tenant and year.
+    pub reference: String,
+    /// A state key of the pinned revision's workflow.
+    pub state: String,
+    /// The submitted form data; NULL once erased.
+    pub data: Option<Json>,
+    /// The fees computed at submission: `[{key, label, amountCents}]`.
+    pub fees: Json,
+    pub citizen_issuer: Option<String>,
+    pub citizen_subject: Option<String>,
+    pub access_hash: Option<String>,
+    pub contact_email: Option<String>,
+    /// Lower-cased reference and text values, for staff search.
+    pub search_text: String,
+    pub submitted_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub decided_at: Option<DateTimeUtc>,
+    pub closed_at: Option<DateTimeUtc>,
+    pub erased_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
