@@ -2,6 +2,7 @@
 //! put together), [`http`] (how a request becomes a [`context::RequestCtx`]), [`graphql`] (the
 //! schema), then one folder per domain: [`tenancy`], [`auth`], [`audit`].
 
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod marketplace;
+pub mod messaging;
 pub mod metrics;
 pub mod services;
 pub mod settings;

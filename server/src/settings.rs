@@ -40,6 +40,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub graphql: GraphqlSettings,
+    pub mail: MailSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
     pub platform_admin: Option<PlatformAdminSettings>,
@@ -112,6 +113,34 @@ pub struct GraphqlSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// `AMTSPLATZ_MAIL__SMTP_URL`: e.g. `smtps://user:password@mail.example.org` or
+    /// `smtp://127.0.0.1:2525` (no TLS). Unset: notifications are written to the log.
+    pub smtp_url: Option<SecretString>,
+    /// `AMTSPLATZ_MAIL__FROM`: sender of notifications.
+    pub from: String,
+    /// `AMTSPLATZ_MAIL__POLL_INTERVAL_MS`: how often the outbox worker looks for due mail.
+    pub poll_interval_ms: u64,
+    /// `AMTSPLATZ_MAIL__RETRY_BASE_SECS`: first retry delay; doubles per attempt (at most an hour).
+    pub retry_base_secs: u64,
+    /// `AMTSPLATZ_MAIL__MAX_ATTEMPTS`: attempts before a mail is marked failed.
+    pub max_attempts: i32,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Amtsplatz <noreply@amtsplatz.example>".into(),
+            poll_interval_ms: 2_000,
+            retry_base_secs: 30,
+            max_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformAdminSettings {
     pub email: String,
@@ -136,6 +165,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             graphql: GraphqlSettings::default(),
+            mail: MailSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
             workers: None,
@@ -283,6 +313,20 @@ impl Settings {
                 "graphql.*",
                 "AMTSPLATZ_GRAPHQL__MAX_DEPTH",
                 "limits must be positive (body at least 1024 bytes)",
+            ));
+        }
+        if self.mail.poll_interval_ms == 0 || self.mail.max_attempts < 1 {
+            return Err(bad(
+                "mail.poll_interval_ms / mail.max_attempts",
+                "AMTSPLATZ_MAIL__POLL_INTERVAL_MS",
+                "must be at least 1",
+            ));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "mail.from",
+                "AMTSPLATZ_MAIL__FROM",
+                "must be an email address, optionally with a name: `Name <a@b.example>`",
             ));
         }
         if let Some(admin) = &self.platform_admin {

@@ -34,6 +34,7 @@ pub struct Application {
     server: Server,
     state: AppState,
     demo_logins: Vec<DemoLogin>,
+    mailer: Arc<crate::messaging::outbox::Mailer>,
 }
 
 impl Application {
@@ -100,7 +101,17 @@ impl Application {
         }
 
         let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;
+        let applications = crate::applications::service::Deps {
+            db: db.clone(),
+            pinned: Arc::default(),
+            live: crate::applications::live::StatusHub::new(settings.is_postgres()),
+            outbox_wake: Arc::default(),
+        };
+        let mailer = Arc::new(crate::messaging::outbox::Mailer::from_settings(
+            &settings.mail,
+        )?);
         let state = AppState {
+            applications,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,
                 std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
@@ -115,6 +126,7 @@ impl Application {
         let schema: AppSchema = build_schema(&state.settings.graphql)
             .data(state.clone())
             .data(state.db.clone())
+            .data(state.applications.clone())
             .finish();
 
         let listener =
@@ -156,6 +168,7 @@ impl Application {
             server,
             state,
             demo_logins,
+            mailer,
         })
     }
 
@@ -171,9 +184,38 @@ impl Application {
         &self.demo_logins
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains requests in flight (graceful shutdown).
+    /// Serves until SIGTERM/SIGINT, then drains requests in flight (graceful shutdown), and
+    /// stops the background workers: the outbox worker finishes the batch it is sending.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let settings = &self.state.settings;
+        let worker = tokio::spawn(crate::messaging::outbox::run_worker(
+            self.state.db.orm().clone(),
+            self.mailer.clone(),
+            crate::messaging::outbox::WorkerConfig {
+                poll_interval: std::time::Duration::from_millis(settings.mail.poll_interval_ms),
+                retry_base: std::time::Duration::from_secs(settings.mail.retry_base_secs),
+                max_attempts: settings.mail.max_attempts,
+                lease: std::time::Duration::from_secs(120),
+                batch: 20,
+            },
+            self.state.applications.outbox_wake.clone(),
+            stop_rx.clone(),
+        ));
+        let listener = settings.is_postgres().then(|| {
+            tokio::spawn(crate::applications::live::listen(
+                self.state.applications.live.clone(),
+                settings.database_url(),
+                stop_rx,
+            ))
+        });
+        let served = self.server.await;
+        let _ = stop_tx.send(true);
+        let _ = worker.await;
+        if let Some(l) = listener {
+            let _ = l.await;
+        }
+        served
     }
 }
 

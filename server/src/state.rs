@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The tenant directory, cached for a few seconds.
     pub tenants: Arc<TenantCache>,
+    /// What applications need besides the database: pinned revisions, live status, outbox.
+    pub applications: crate::applications::service::Deps,
 }
 
 /// The client's IP address, attached to GraphQL requests for rate limiting.

@@ -176,7 +176,12 @@ tenant_scoped!(
     staff_memberships,
     audit_log,
     tenant_services,
-    service_revisions
+    service_revisions,
+    drafts,
+    applications,
+    application_tasks,
+    application_events,
+    messages
 );
 
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients

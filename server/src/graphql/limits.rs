@@ -111,4 +111,20 @@ impl Extension for ErrorCodes {
         super::fill_error_codes(&mut resp.errors);
         resp
     }
+
+    /// Subscriptions do not pass through `execute`: their responses get codes here.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: futures_util::stream::BoxStream<'s, Response>,
+        next: async_graphql::extensions::NextSubscribe<'_>,
+    ) -> futures_util::stream::BoxStream<'s, Response> {
+        use futures_util::StreamExt as _;
+        next.run(ctx, stream)
+            .map(|mut resp| {
+                super::fill_error_codes(&mut resp.errors);
+                resp
+            })
+            .boxed()
+    }
 }

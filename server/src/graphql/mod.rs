@@ -4,7 +4,11 @@
 pub mod connection;
 mod limits;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+
+use crate::applications::graphql::{
+    ApplicationsMutation, ApplicationsQuery, ApplicationsSubscription,
+};
 
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
@@ -22,6 +26,7 @@ pub struct Query(
     AuditQuery,
     MarketplaceQuery,
     ServicesQuery,
+    ApplicationsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -30,23 +35,31 @@ pub struct Mutation(
     TenancyMutation,
     MarketplaceMutation,
     ServicesMutation,
+    ApplicationsMutation,
 );
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(ApplicationsSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema with the configured limits. Per-request data (the [`RequestCtx`], the
 /// DataLoaders) is attached by the HTTP layer; application state by [`crate::startup`].
 pub fn build_schema(
     limits_cfg: &GraphqlSettings,
-) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(limits_cfg.max_depth)
-        .limit_complexity(limits_cfg.max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(10)
-        // First registered is outermost: ErrorCodes must wrap the other extensions' errors.
-        .extension(limits::ErrorCodes)
-        .extension(limits::AliasLimit(limits_cfg.max_aliases))
+) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(limits_cfg.max_depth)
+    .limit_complexity(limits_cfg.max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(10)
+    // First registered is outermost: ErrorCodes must wrap the other extensions' errors.
+    .extension(limits::ErrorCodes)
+    .extension(limits::AliasLimit(limits_cfg.max_aliases))
 }
 
 /// The SDL as committed in `frontend-schema/schema.graphql`.

@@ -17,6 +17,7 @@ use tracing_actix_web::{RequestId, RootSpan};
 
 pub use span::AmtsplatzRootSpan;
 
+use crate::applications::graphql::ApplicationsLoader;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::AppSchema;
@@ -34,7 +35,103 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/.well-known/jwks.json", web::get().to(jwks));
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/api/applications/export", web::get().to(export_batch))
+        .route("/api/applications/{file}", web::get().to(export_one));
+}
+
+/// Resolves a plain HTTP request the way GraphQL requests are resolved.
+async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResult<RequestCtx> {
+    let tenant = tenant_hint(req, state.settings.base_domain.as_deref());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| AppError::Unauthenticated))
+        .transpose()?;
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.to_string());
+    resolve(state, tenant.as_deref(), auth, request_id).await
+}
+
+/// `GET /api/applications/{id}.json` or `.xml`: one application for a back-office system (or
+/// anyone who may see it; anonymous applicants send `X-Access-Token`).
+async fn export_one(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    file: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let (id, format) = file
+        .rsplit_once('.')
+        .filter(|(_, ext)| matches!(*ext, "json" | "xml"))
+        .ok_or(AppError::NotFound(
+            "export (use /api/applications/<id>.json or .xml)",
+        ))?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NotFound("application"))?;
+    let ctx = request_ctx(&state, &req).await?.tenant()?;
+    let token = req
+        .headers()
+        .get("x-access-token")
+        .and_then(|v| v.to_str().ok());
+    let deps = &state.applications;
+    let (app, _viewer) = crate::applications::service::application(deps, &ctx, id, token).await?;
+    let mut docs = crate::applications::export::documents(deps, &ctx, vec![app]).await?;
+    let doc = docs.pop().ok_or(AppError::NotFound("application"))?;
+    Ok(match format {
+        "xml" => HttpResponse::Ok()
+            .content_type("application/xml; charset=utf-8")
+            .body(crate::applications::export::to_xml(&doc)?),
+        _ => HttpResponse::Ok().json(doc),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct BatchQuery {
+    /// The `cursor` of the previous batch (0 or absent: from the beginning).
+    #[serde(default)]
+    after: i64,
+    limit: Option<u64>,
+    format: Option<String>,
+}
+
+/// `GET /api/applications/export?after=<cursor>&limit=<n>&format=json|xml`: applications
+/// submitted after the cursor, in commit order, with the cursor to pass next time. Staff only.
+async fn export_batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let query = web::Query::<BatchQuery>::from_query(req.query_string())
+        .map_err(|e| AppError::invalid("query", e.to_string()))?
+        .into_inner();
+    let limit = query
+        .limit
+        .unwrap_or(crate::applications::export::MAX_BATCH);
+    if !(1..=crate::applications::export::MAX_BATCH).contains(&limit) {
+        return Err(AppError::invalid(
+            "limit",
+            format!(
+                "must be between 1 and {}",
+                crate::applications::export::MAX_BATCH
+            ),
+        ));
+    }
+    let ctx = request_ctx(&state, &req).await?.tenant()?;
+    let deps = &state.applications;
+    let apps =
+        crate::applications::service::export_batch(&deps.db, &ctx, query.after, limit).await?;
+    let cursor = apps.last().map_or(query.after, |a| a.seq);
+    let docs = crate::applications::export::documents(deps, &ctx, apps).await?;
+    Ok(match query.format.as_deref() {
+        Some("xml") => HttpResponse::Ok()
+            .content_type("application/xml; charset=utf-8")
+            .body(crate::applications::export::batch_to_xml(&docs, cursor)?),
+        None | Some("json") => HttpResponse::Ok().json(serde_json::json!({
+            "cursor": cursor,
+            "applications": docs,
+        })),
+        Some(_) => return Err(AppError::invalid("format", "must be json or xml")),
+    })
 }
 
 /// Where the tenant comes from, before it is looked up.
@@ -228,6 +325,12 @@ fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &Reques
     ));
     data.insert(DataLoader::new(
         ServicesLoader {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        ApplicationsLoader {
             db: state.db.clone(),
         },
         tokio::spawn,

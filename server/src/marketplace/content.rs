@@ -102,6 +102,17 @@ pub struct ServiceContent {
     /// Free texts by key (confirmation page, legal notes, …).
     #[serde(default)]
     pub texts: BTreeMap<Key, I18n>,
+    /// Days a closed application is kept before it may be erased (GDPR); default two years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+impl ServiceContent {
+    pub const DEFAULT_RETENTION_DAYS: u32 = 730;
+
+    pub fn retention_days(&self) -> u32 {
+        self.retention_days.unwrap_or(Self::DEFAULT_RETENTION_DAYS)
+    }
 }
 
 fn default_currency() -> String {
@@ -233,6 +244,9 @@ pub struct WorkflowState {
     /// A decision has been made (the citizen can no longer withdraw).
     #[serde(default)]
     pub decided: bool,
+    /// Staff asked the citizen for information; the citizen's answer moves the application on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaits_citizen: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,6 +284,7 @@ impl Workflow {
             label: label(de, en),
             terminal,
             decided,
+            awaits_citizen: k == "needs_info",
         };
         let t = |from: &str, to: &str, actor: Actor| Transition {
             key: key(&format!("{from}_to_{to}")),
@@ -814,6 +829,38 @@ fn keyed_pointer(raw: &Value, path: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// Random JSON for property tests of untrusted input, with keys the content and forms use.
+#[cfg(test)]
+pub(crate) fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z_$/~ ]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("key".to_owned()),
+                    Just("type".to_owned()),
+                    Just("properties".to_owned()),
+                    Just("field".to_owned()),
+                    Just("dog_count".to_owned()),
+                    Just("listed_breed".to_owned()),
+                    Just("email".to_owned()),
+                    "[a-zA-Z_]{1,8}"
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -937,39 +984,12 @@ mod tests {
         assert!(!c.holds(&json!({"dogs": 3})));
     }
 
-    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            "[a-z_$/~ ]{0,12}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::btree_map(
-                    prop_oneof![
-                        Just("key".to_owned()),
-                        Just("type".to_owned()),
-                        Just("properties".to_owned()),
-                        Just("field".to_owned()),
-                        "[a-zA-Z_]{1,8}"
-                    ],
-                    inner,
-                    0..6
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
         /// Untrusted content never panics the parser and fails only with field errors.
         #[test]
-        fn arbitrary_json_is_rejected_with_field_errors_never_a_panic(doc in arb_json()) {
+        fn arbitrary_json_is_rejected_with_field_errors_never_a_panic(doc in super::arbitrary_json()) {
             match ServiceContent::parse(&doc) {
                 Ok(_) | Err(AppError::Validation(_)) => {}
                 Err(other) => proptest::prop_assert!(false, "unexpected error {other:?}"),
@@ -980,7 +1000,7 @@ mod tests {
         #[test]
         fn a_valid_document_with_one_value_swapped_fails_cleanly(
             pick in 0usize..400,
-            replacement in arb_json(),
+            replacement in super::arbitrary_json(),
         ) {
             let mut doc = dog_tax();
             let mut n = 0;

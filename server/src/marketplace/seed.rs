@@ -211,7 +211,11 @@ pub async fn apply(db: &DatabaseConnection, seed: &TemplateSeed) -> AppResult<Se
     for v in &seed.versions {
         match published.iter().find(|(n, _)| n == &v.version.to_string()) {
             Some((_, content)) => {
-                if *content != v.content.to_value() {
+                // Compared as content, not as JSON: a server that learned a new optional setting
+                // serializes the same version with one more default.
+                let same = serde_json::from_value::<ServiceContent>(content.clone())
+                    .is_ok_and(|stored| stored == v.content);
+                if !same {
                     return Err(AppError::conflict(
                         "versions",
                         format!(

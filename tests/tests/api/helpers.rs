@@ -2,10 +2,13 @@
 
 use std::path::PathBuf;
 
+use futures_util::StreamExt as _;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use server::settings::Settings;
 use server::startup::Application;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// Demo accounts from `tenants/`.
 pub const MUSTER: &str = "musterstadt";
@@ -397,5 +400,155 @@ impl FakeIdp {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(signing.1.clone());
         jsonwebtoken::encode(&header, &claims, &signing.0).expect("sign")
+    }
+}
+
+/// Opens a graphql-transport-ws connection to the app.
+pub async fn ws_connect(
+    app: &TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = app.base_url.replace("http://", "ws://") + "/graphql/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+pub async fn ws_next(
+    ws: &mut (
+             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+) -> Value {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+        {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("websocket ended: {other:?}"),
+        }
+    }
+}
+
+pub const MUSTER_KASSE: (&str, &str) = ("kasse@musterstadt.example", "musterstadt-kasse");
+
+/// One mail as an SMTP sink received it.
+#[derive(Clone, Debug)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A real SMTP server on 127.0.0.1 that accepts every mail (RFC 5321 subset: EHLO/HELO, MAIL,
+/// RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT). `fail_first` mails are refused with a
+/// temporary error (451) to exercise retries.
+pub struct SmtpSink {
+    pub port: u16,
+    pub mails: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
+}
+
+impl SmtpSink {
+    pub async fn start(fail_first: usize) -> Self {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
+        let store = mails.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                let failures = failures.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 sink.test ESMTP\r\n").await;
+                    let (mut from, mut to) = (String::new(), Vec::new());
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
+                            b"250-sink.test\r\n250 8BITMIME\r\n"
+                        } else if upper.starts_with("MAIL FROM:") {
+                            from = line[10..]
+                                .trim()
+                                .trim_matches(|c| c == '<' || c == '>')
+                                .to_owned();
+                            to.clear();
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            to.push(
+                                line[8..]
+                                    .trim()
+                                    .trim_matches(|c| c == '<' || c == '>')
+                                    .to_owned(),
+                            );
+                            b"250 OK\r\n"
+                        } else if upper == "DATA" {
+                            let _ = w.write_all(b"354 go ahead\r\n").await;
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                                data.push('\n');
+                            }
+                            let refuse = failures
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok();
+                            if refuse {
+                                b"451 try again later\r\n"
+                            } else {
+                                store.lock().unwrap().push(ReceivedMail {
+                                    from: from.clone(),
+                                    to: to.clone(),
+                                    data,
+                                });
+                                b"250 queued\r\n"
+                            }
+                        } else if upper == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+                            b"250 OK\r\n"
+                        } else {
+                            b"502 not implemented\r\n"
+                        };
+                        if w.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, mails }
+    }
+
+    /// Waits until at least `n` mails arrived (the outbox worker sends asynchronously).
+    pub async fn wait_for(&self, n: usize) -> Vec<ReceivedMail> {
+        for _ in 0..200 {
+            let mails = self.mails.lock().unwrap().clone();
+            if mails.len() >= n {
+                return mails;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {n} mails, got {:?}",
+            self.mails.lock().unwrap().clone()
+        );
     }
 }

@@ -3,7 +3,6 @@
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::helpers::*;
 
@@ -86,37 +85,6 @@ fn committed_schema_matches_the_code() {
         committed == current,
         "frontend-schema/schema.graphql is stale: run `cargo run -p server -- export-schema` and commit it"
     );
-}
-
-/// Opens a graphql-transport-ws connection to the app.
-async fn ws_connect(
-    app: &TestApp,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = app.base_url.replace("http://", "ws://") + "/graphql/ws";
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-async fn ws_next(
-    ws: &mut (
-             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-             + Unpin
-         ),
-) -> Value {
-    loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-        {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("websocket ended: {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]

@@ -455,7 +455,8 @@ async fn connections_page_with_cursors_and_bounded_size() {
     let q = "query($f: Int, $a: String) { tenant { staff(first: $f, after: $a) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { cursor node { email } } } } }";
     let p1 = app.caller(MUSTER, &admin).gql(q, json!({ "f": 2 })).await;
     let c1 = &data(&p1)["tenant"]["staff"];
-    assert_eq!(c1["totalCount"], 3);
+    // Musterstadt's demo staff: admin, Sachbearbeitung, Kasse, Autorin.
+    assert_eq!(c1["totalCount"], 4);
     assert_eq!(c1["pageInfo"]["hasNextPage"], true);
     assert_eq!(c1["pageInfo"]["hasPreviousPage"], false);
     let p2 = app
@@ -463,7 +464,7 @@ async fn connections_page_with_cursors_and_bounded_size() {
         .gql(q, json!({ "f": 2, "a": c1["pageInfo"]["endCursor"] }))
         .await;
     let c2 = &data(&p2)["tenant"]["staff"];
-    assert_eq!(c2["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(c2["edges"].as_array().unwrap().len(), 2);
     assert_eq!(c2["pageInfo"]["hasNextPage"], false);
     let mut all: Vec<_> = c1["edges"]
         .as_array()
@@ -474,7 +475,7 @@ async fn connections_page_with_cursors_and_bounded_size() {
         .collect();
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
 
     let too_many = app.caller(MUSTER, &admin).gql(q, json!({ "f": 101 })).await;
     assert_code(&too_many, "VALIDATION_FAILED");

@@ -1,0 +1,235 @@
+//! The notification outbox: emails are rows written in the transaction of the change they
+//! announce (so nothing is announced that did not happen, and nothing that happened goes
+//! unannounced), and a worker sends them.
+//!
+//! The worker *leases* due rows (moves `next_attempt_at` ahead and counts the attempt; on
+//! PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas never take the same row), sends outside any
+//! transaction, then marks them sent or schedules a retry with exponential backoff. A crash
+//! mid-send only means the lease runs out and the mail is tried again (at least once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::outbox;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, Set, Statement,
+};
+use secrecy::ExposeSecret as _;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
+use crate::settings::MailSettings;
+
+/// An email to queue.
+#[derive(Clone, Debug)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Queues `email` in the caller's transaction.
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Option<TenantId>,
+    email: Email,
+) -> AppResult<()> {
+    let now = Utc::now();
+    outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.map(|t| t.0)),
+        kind: Set("email".into()),
+        recipient: Set(email.to),
+        subject: Set(email.subject),
+        body: Set(email.body),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        sent_at: Set(None),
+        failed_at: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+/// How mail leaves the server.
+pub enum Mailer {
+    /// Embedded default: written to the log (recipient and subject only).
+    Log,
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
+}
+
+impl Mailer {
+    pub fn from_settings(mail: &MailSettings) -> anyhow::Result<Self> {
+        let Some(url) = &mail.smtp_url else {
+            return Ok(Self::Log);
+        };
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+            .map_err(|e| anyhow::anyhow!("mail.smtp_url is not a valid SMTP URL: {e}"))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        let from = mail
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mail.from is not an email address: {e}"))?;
+        Ok(Self::Smtp { transport, from })
+    }
+
+    async fn send(&self, row: &outbox::Model) -> Result<(), String> {
+        match self {
+            Self::Log => {
+                tracing::info!(
+                    outbox.id = %row.id,
+                    to = %row.recipient,
+                    subject = %row.subject,
+                    "email (no SMTP server configured; logged instead)"
+                );
+                Ok(())
+            }
+            Self::Smtp { transport, from } => {
+                let to: Mailbox = row
+                    .recipient
+                    .parse()
+                    .map_err(|e| format!("bad recipient: {e}"))?;
+                let message = Message::builder()
+                    .from(from.clone())
+                    .to(to)
+                    .subject(row.subject.clone())
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(row.body.clone())
+                    .map_err(|e| format!("building the message: {e}"))?;
+                transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("SMTP: {e}"))
+            }
+        }
+    }
+}
+
+/// Retries after the n-th failed attempt: 2^n × base, at most an hour.
+pub fn backoff(attempts: i32, base: Duration) -> Duration {
+    let factor = 1u32 << attempts.clamp(0, 16) as u32;
+    (base * factor).min(Duration::from_secs(3600))
+}
+
+/// The worker's knobs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub poll_interval: Duration,
+    pub retry_base: Duration,
+    pub max_attempts: i32,
+    pub lease: Duration,
+    pub batch: u64,
+}
+
+/// Sends due mail until `stop` fires; `wake` makes it look at once (after a commit that queued
+/// something). The batch in progress is finished before it returns (graceful shutdown).
+pub async fn run_worker(
+    db: DatabaseConnection,
+    mailer: Arc<Mailer>,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match drain_once(&db, &mailer, &config).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox worker"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+}
+
+/// Leases, sends and settles one batch; returns how many rows it handled.
+pub async fn drain_once(
+    db: &DatabaseConnection,
+    mailer: &Mailer,
+    config: &WorkerConfig,
+) -> AppResult<usize> {
+    let rows = lease(db, config).await?;
+    for row in &rows {
+        let result = mailer.send(row).await;
+        let mut update = <outbox::ActiveModel as Default>::default();
+        match result {
+            Ok(()) => update.sent_at = Set(Some(Utc::now())),
+            Err(error) => {
+                tracing::warn!(outbox.id = %row.id, attempts = row.attempts, error = %error, "email not sent");
+                update.last_error = Set(Some(error));
+                if row.attempts >= config.max_attempts {
+                    update.failed_at = Set(Some(Utc::now()));
+                } else {
+                    let wait = backoff(row.attempts - 1, config.retry_base);
+                    update.next_attempt_at = Set(Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1)));
+                }
+            }
+        }
+        outbox::Entity::update_many()
+            .set(update)
+            .filter(outbox::Column::Id.eq(row.id))
+            .filter(outbox::Column::SentAt.is_null())
+            .exec(db)
+            .await?;
+    }
+    Ok(rows.len())
+}
+
+async fn lease(db: &DatabaseConnection, config: &WorkerConfig) -> AppResult<Vec<outbox::Model>> {
+    let backend = db.get_database_backend();
+    let now = Utc::now();
+    let until =
+        now + chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::minutes(1));
+    let (skip_locked, p) = match backend {
+        DbBackend::Postgres => (" FOR UPDATE SKIP LOCKED", ["$1", "$2", "$3"]),
+        _ => ("", ["?", "?", "?"]),
+    };
+    let sql = format!(
+        "UPDATE outbox SET next_attempt_at = {}, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM outbox \
+                      WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= {} \
+                      ORDER BY next_attempt_at LIMIT {}{skip_locked}) \
+         RETURNING *",
+        p[0], p[1], p[2]
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [until.into(), now.into(), (config.batch as i64).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| outbox::Model::from_query_result(r, "").map_err(AppError::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let base = Duration::from_secs(30);
+        assert_eq!(backoff(0, base), Duration::from_secs(30));
+        assert_eq!(backoff(3, base), Duration::from_secs(240));
+        assert_eq!(backoff(40, base), Duration::from_secs(3600));
+    }
+}
