@@ -70,7 +70,8 @@ impl Deps {
         if let Some(p) = self
             .pinned
             .0
-            .lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&(service, revision))
         {
             return Ok(p.clone());
@@ -85,7 +86,11 @@ impl Deps {
             .map_err(|e| AppError::internal("reading a stored service revision", e))?;
         let validator = FormValidator::compile(&content.form.schema)?;
         let pinned = Arc::new(Pinned { content, validator });
-        let mut cache = self.pinned.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .pinned
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= PINNED_CACHE_MAX {
             cache.clear();
         }

@@ -119,3 +119,91 @@ async fn random_requests_never_cause_a_server_error() {
             .await,
     );
 }
+
+/// Form data near the valid dog-tax form: the known fields, each kept, dropped or replaced by
+/// random JSON, plus random extra keys.
+fn dog_form_ish() -> impl Strategy<Value = Value> {
+    let valid = json!({
+        "name": "Erika Mustermann", "street": "Hauptstraße 1", "postcode": "12345",
+        "city": "Musterstadt", "email": "erika@example.org", "dog_count": 1,
+        "breed": "Pudel", "listed_breed": false, "date_acquired": "2026-10-01",
+        "iban": "DE02120300000000202051", "account_holder": "Erika Mustermann"
+    });
+    let fields: Vec<(String, Value)> = valid.as_object().unwrap().clone().into_iter().collect();
+    // Mostly kept, so that a fair share of the forms is valid.
+    let choice = prop_oneof![18 => Just(2u8), 1 => Just(0u8), 1 => Just(1u8)];
+    let choices = prop::collection::vec((choice, any_json()), fields.len());
+    let extra = prop::collection::btree_map("[a-z_]{1,10}", any_json(), 0..2);
+    (choices, extra, 0..4u8).prop_map(move |(choices, extra, extra_choice)| {
+        let mut out = serde_json::Map::new();
+        for ((key, value), (choice, random)) in fields.iter().zip(choices) {
+            match choice {
+                0 => {}
+                1 => {
+                    out.insert(key.clone(), random);
+                }
+                _ => {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if extra_choice == 0 {
+            out.extend(extra);
+        }
+        Value::Object(out)
+    })
+}
+
+#[tokio::test]
+async fn random_submissions_never_cause_a_server_error_and_store_only_valid_ones() {
+    let app = spawn_app().await;
+    let mut runner = TestRunner::deterministic();
+    let strategy = prop_oneof![1 => any_json(), 3 => dog_form_ish()];
+    let submit = "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { application { reference } } }";
+    let draft = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { draft { id } } }";
+    let mut accepted = 0;
+    for i in 0..300 {
+        let data = strategy.new_tree(&mut runner).unwrap().current();
+        let (query, input) = if i % 5 == 0 {
+            (draft, json!({ "serviceSlug": "hundesteuer", "data": data }))
+        } else {
+            (
+                submit,
+                json!({ "serviceSlug": "hundesteuer", "data": data }),
+            )
+        };
+        let (status, body) = app
+            .gql_raw(Some(MUSTER), None, query, json!({ "i": input }))
+            .await;
+        assert!(status < 500, "case {i} {data} answered {status}");
+        match body["errors"].as_array() {
+            Some(errors) => {
+                for e in errors {
+                    let code = e["extensions"]["code"].as_str().unwrap_or("");
+                    assert!(code == "VALIDATION_FAILED", "case {i} {data}: {e}");
+                    // Field errors from the server, or GraphQL's own input coercion (`null` data).
+                    let coercion = e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Invalid value for argument"));
+                    assert!(
+                        e["extensions"]["fields"].is_object() || coercion,
+                        "case {i}: {e}"
+                    );
+                }
+            }
+            None if query == submit => accepted += 1,
+            None => {}
+        }
+    }
+    assert!(
+        accepted > 10,
+        "the generator also makes valid forms ({accepted})"
+    );
+    // Exactly the accepted submissions were stored, numbered without gaps.
+    let resp = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let total = app
+        .caller(MUSTER, &resp)
+        .gql("{ applications(first: 1) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(data(&total)["applications"]["totalCount"], accepted);
+}
