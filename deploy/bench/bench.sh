@@ -64,6 +64,38 @@ wrk.headers["X-Tenant"] = "musterstadt"
 wrk.body = '{"query":"$TEMPLATES_QUERY","operationName":"Templates"}'
 LUA
 
+# Applications: an anonymous citizen submits Musterstadt's dog tax form (validation, reference
+# number, routing, event, outbox, status notification); the administrator lists the first 20 with
+# their tasks.
+ADMIN_TOKEN=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"mutation { login(input: {email: \"admin@musterstadt.example\", password: \"musterstadt-admin\"}) { accessToken } }"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
+FORM='{"name":"Erika Mustermann","street":"Hauptstraße 1","postcode":"12345","city":"Musterstadt","email":"erika@example.org","dog_count":1,"breed":"Pudel","listed_breed":false,"date_acquired":"2026-10-01","iban":"DE02120300000000202051","account_holder":"Erika Mustermann"}'
+cat > "$WORK/submit.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant"] = "musterstadt"
+wrk.body = '{"query":"mutation Submit(\$i: SubmitApplicationInput!) { submitApplication(input: \$i) { application { reference } } }","operationName":"Submit","variables":{"i":{"serviceSlug":"hundesteuer","data":$FORM}}}'
+LUA
+cat > "$WORK/submit-baseline.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant"] = "musterstadt"
+wrk.body = '$FORM'
+LUA
+APPS_QUERY='query Apps { applications(first: 20) { edges { node { id reference state submittedAt tasks { state department { key name } } } } } }'
+cat > "$WORK/applications.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant"] = "musterstadt"
+wrk.headers["Authorization"] = "Bearer $ADMIN_TOKEN"
+wrk.body = '{"query":"$APPS_QUERY","operationName":"Apps"}'
+LUA
+# Both sides store a submission the same way (the GraphQL one must succeed, not just answer 200).
+wrk_body() { python3 -c 'import re,sys; print(re.search(r"wrk.body = \x27(.*)\x27", open(sys.argv[1]).read()).group(1))' "$1"; }
+R=$(gql -H 'X-Tenant: musterstadt' -d "$(wrk_body "$WORK/submit.lua")" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["submitApplication"]["application"]["reference"])')
+S=$(curl -fs -H 'X-Tenant: musterstadt' -H 'content-type: application/json' -d "$FORM" http://127.0.0.1:18081/submit | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["submitApplication"]["application"]["reference"])')
+echo "submitted $R (amtsplatz) and $S (baseline)"
+
 # Sanity: both sides answer the same departments.
 A=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"{ tenant { departments { edges { node { id key name email } } } } }"}' | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
 B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
@@ -99,6 +131,12 @@ run() { # name, wrk args... → prints "rps p50_ms"
   echo "$rps $p50"
 }
 
+# Sanity: both sides list the same applications with the same tasks.
+apps_and_tasks() { python3 -c 'import json,sys; print(json.dumps([[e["node"]["reference"], [t["department"]["key"] for t in e["node"]["tasks"]]] for e in json.load(sys.stdin)["data"]["applications"]["edges"]]))'; }
+A=$(gql -H 'X-Tenant: musterstadt' -H "Authorization: Bearer $ADMIN_TOKEN" -d "{\"query\":\"$APPS_QUERY\"}" | apps_and_tasks)
+B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications | apps_and_tasks)
+[ "$A" = "$B" ] || { echo "baseline and server disagree on applications: $A vs $B"; exit 1; }
+
 echo "== warm-up"
 wrk -t1 -c4 -d3s -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql >/dev/null
 wrk -t1 -c4 -d3s -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments >/dev/null
@@ -123,4 +161,10 @@ T_OURS=$(run -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql)
 T_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates)
 report "tenant { departments }" "$D_OURS" "$D_BASE"
 report "me" "$M_OURS" "$M_BASE"
+S_OURS=$(run -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql)
+S_BASE=$(run -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit)
+A_OURS=$(run -s "$WORK/applications.lua" http://127.0.0.1:18080/graphql)
+A_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications)
 report "templates(first: 20)" "$T_OURS" "$T_BASE"
+report "submitApplication" "$S_OURS" "$S_BASE"
+report "applications(first: 20)" "$A_OURS" "$A_BASE"

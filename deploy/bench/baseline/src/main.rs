@@ -1,6 +1,7 @@
 //! Baseline for the benchmark: actix-web + tokio-postgres, one prepared query per request (per
 //! nested list for the marketplace page), answering the same data as `tenant { departments }`,
-//! `me` and `templates(first: 20)` as plain JSON.
+//! `me`, `templates(first: 20)` and `applications(first: 20) { tasks }` as plain JSON, and doing
+//! the same inserts as `submitApplication` in one transaction.
 
 use std::collections::HashMap;
 
@@ -135,6 +136,130 @@ async fn templates_page(client: &deadpool_postgres::Client, slug: &str) -> Resul
         .collect())
 }
 
+/// The inserts of a submission in one transaction: counter, application, the routed task, the
+/// first event, the acknowledgement in the outbox. No validation, routing rules or fees: the
+/// least a hand-written endpoint must do to store an application.
+async fn submit(pool: web::Data<Pool>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let slug = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let Ok(data) = serde_json::from_slice::<serde_json::Value>(&body) else { return HttpResponse::BadRequest().finish() };
+    let Ok(mut client) = pool.get().await else { return HttpResponse::ServiceUnavailable().finish() };
+    match submit_tx(&mut client, &slug, &data).await {
+        Ok(Some(reference)) => HttpResponse::Ok().json(serde_json::json!({ "data": { "submitApplication": { "application": { "reference": reference } } } })),
+        Ok(None) => HttpResponse::NotFound().finish(),
+        Err(e) => {
+            eprintln!("submit: {e}");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+async fn submit_tx(client: &mut deadpool_postgres::Client, slug: &str, data: &serde_json::Value) -> Result<Option<String>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let service = tx
+        .prepare_cached(
+            "SELECT t.id, s.id, s.current_revision FROM tenants t JOIN tenant_services s ON s.tenant_id = t.id \
+             WHERE t.slug = $1 AND s.slug = 'hundesteuer' AND s.status = 'live'",
+        )
+        .await?;
+    let Some(row) = tx.query_opt(&service, &[&slug]).await? else { return Ok(None) };
+    let (tenant, service, revision): (Uuid, Uuid, i64) = (row.get(0), row.get(1), row.get(2));
+    let counter = tx
+        .prepare_cached(
+            "INSERT INTO application_counters (tenant_id, year, last_number, last_seq) VALUES ($1, $2, 1, 1) \
+             ON CONFLICT (tenant_id) DO UPDATE SET last_number = application_counters.last_number + 1, \
+             last_seq = application_counters.last_seq + 1 RETURNING last_number, last_seq",
+        )
+        .await?;
+    let year: i32 = 2026;
+    let row = tx.query_one(&counter, &[&tenant, &year]).await?;
+    let (number, seq): (i64, i64) = (row.get(0), row.get(1));
+    let reference = format!("{}-{year}-{number:06}", slug.to_uppercase());
+    let id = Uuid::now_v7();
+    let text = data.to_string();
+    let email = data.get("email").and_then(|e| e.as_str()).map(str::to_owned);
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO applications (id, tenant_id, service_id, service_slug, revision, seq, reference, state, data, fees, \
+             citizen_issuer, citizen_subject, access_hash, contact_email, search_text, submitted_at, updated_at) \
+             VALUES ($1, $2, $3, 'hundesteuer', $4, $5, $6, 'submitted', ($7::text)::jsonb, '[]'::jsonb, NULL, NULL, $8, $9, $10, now(), now())",
+        )
+        .await?;
+    let hash = "0".repeat(64);
+    tx.execute(&insert, &[&id, &tenant, &service, &revision, &seq, &reference, &text, &hash, &email, &reference.to_lowercase()]).await?;
+    let task = tx
+        .prepare_cached(
+            "INSERT INTO application_tasks (id, tenant_id, application_id, department_id, rule_key, state, created_at) \
+             SELECT $1, $2, $3, d.id, 'steueramt', 'open', now() FROM departments d WHERE d.tenant_id = $2 AND d.key = 'kasse'",
+        )
+        .await?;
+    tx.execute(&task, &[&Uuid::now_v7(), &tenant, &id]).await?;
+    let event = tx
+        .prepare_cached(
+            "INSERT INTO application_events (id, tenant_id, application_id, kind, actor, to_state, internal, at) \
+             VALUES ($1, $2, $3, 'submitted', 'anonymous', 'submitted', false, now())",
+        )
+        .await?;
+    tx.execute(&event, &[&Uuid::now_v7(), &tenant, &id]).await?;
+    if let Some(email) = email {
+        let outbox = tx
+            .prepare_cached(
+                "INSERT INTO outbox (id, tenant_id, kind, recipient, subject, body, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, 'email', $3, $4, $5, 0, now(), now())",
+            )
+            .await?;
+        let subject = format!("Ihr Antrag {reference} ist eingegangen");
+        tx.execute(&outbox, &[&Uuid::now_v7(), &tenant, &email, &subject, &subject]).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(reference))
+}
+
+/// The first 20 applications of the tenant with their tasks and the tasks' departments: two
+/// round trips, like the server's page plus one DataLoader batch.
+async fn applications(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
+    let slug = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let Ok(client) = pool.get().await else { return HttpResponse::ServiceUnavailable().finish() };
+    match applications_page(&client, &slug).await {
+        Ok(edges) => HttpResponse::Ok().json(serde_json::json!({ "data": { "applications": { "edges": edges } } })),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+async fn applications_page(client: &deadpool_postgres::Client, slug: &str) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
+    let page = client
+        .prepare_cached(
+            "SELECT a.id, a.reference, a.state, a.submitted_at FROM applications a JOIN tenants t ON t.id = a.tenant_id \
+             WHERE t.slug = $1 ORDER BY a.id LIMIT 21",
+        )
+        .await?;
+    let rows = client.query(&page, &[&slug]).await?;
+    let rows = &rows[..rows.len().min(20)];
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let tasks = client
+        .prepare_cached(
+            "SELECT k.application_id, k.state, d.key, d.name FROM application_tasks k JOIN departments d ON d.id = k.department_id \
+             WHERE k.application_id = ANY($1) ORDER BY k.id",
+        )
+        .await?;
+    let mut tasks_of: HashMap<Uuid, Vec<serde_json::Value>> = HashMap::new();
+    for t in client.query(&tasks, &[&ids]).await? {
+        tasks_of.entry(t.get(0)).or_default().push(serde_json::json!({
+            "state": t.get::<_, &str>(1), "department": { "key": t.get::<_, &str>(2), "name": t.get::<_, &str>(3) }
+        }));
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: Uuid = r.get(0);
+            let at: chrono::DateTime<chrono::Utc> = r.get(3);
+            serde_json::json!({ "node": {
+                "id": id.to_string(), "reference": r.get::<_, &str>(1), "state": r.get::<_, &str>(2),
+                "submittedAt": at.to_rfc3339(), "tasks": tasks_of.remove(&id).unwrap_or_default(),
+            } })
+        })
+        .collect())
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/amtsplatz_bench".into());
@@ -148,6 +273,8 @@ async fn main() -> std::io::Result<()> {
             .route("/departments", web::get().to(departments))
             .route("/me", web::get().to(me))
             .route("/templates", web::get().to(templates))
+            .route("/submit", web::post().to(submit))
+            .route("/applications", web::get().to(applications))
     })
     .bind(bind)?
     .run()
