@@ -29,7 +29,9 @@ WORK=$(mktemp -d)
 cleanup() { kill "${SERVER_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# One client IP sends everything: lift the per-IP limit on citizens' writes.
 DATABASE_URL="$PG/$DB" AMTSPLATZ_DEMO=true AMTSPLATZ_BIND=127.0.0.1:18080 AMTSPLATZ_DATA_DIR="$WORK" \
+  AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE=4000000000 \
   AMTSPLATZ_TENANTS_DIR="$ROOT/tenants" RUST_LOG=warn "$BIN/server" > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 DATABASE_URL="$PG/$DB" BIND=127.0.0.1:18081 "$BIN/amtsplatz-bench-baseline" > "$WORK/baseline.log" 2>&1 &
@@ -126,6 +128,7 @@ run() { # name, wrk args... → prints "rps p50_ms"
   local rps p50
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  echo "$out" | awk '/requests in/ {print $1}' > "$WORK/last-requests"
   local errors; errors=$(echo "$out" | awk '/Non-2xx/ {print $4}')
   [ -z "$errors" ] || { echo "non-2xx responses: $errors" >&2; exit 1; }
   echo "$rps $p50"
@@ -161,8 +164,14 @@ T_OURS=$(run -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql)
 T_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates)
 report "tenant { departments }" "$D_OURS" "$D_BASE"
 report "me" "$M_OURS" "$M_BASE"
-S_OURS=$(run -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql)
-S_BASE=$(run -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit)
+stored() { psql -tAq "$PG/$DB" -c "SELECT count(*) FROM applications"; }
+# GraphQL answers errors with 200: a submission counts only if its application was stored.
+check_stored() { # rows before, side
+  local requests now; requests=$(cat "$WORK/last-requests"); now=$(stored)
+  [ $((now - $1)) -ge "$requests" ] || { echo "$2: $requests submissions but $((now - $1)) stored" >&2; exit 1; }
+}
+BEFORE=$(stored); S_OURS=$(run -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql); check_stored "$BEFORE" amtsplatz
+BEFORE=$(stored); S_BASE=$(run -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit); check_stored "$BEFORE" baseline
 A_OURS=$(run -s "$WORK/applications.lua" http://127.0.0.1:18080/graphql)
 A_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications)
 report "templates(first: 20)" "$T_OURS" "$T_BASE"

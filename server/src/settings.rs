@@ -41,6 +41,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub graphql: GraphqlSettings,
     pub mail: MailSettings,
+    pub applications: ApplicationSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
     pub platform_admin: Option<PlatformAdminSettings>,
@@ -114,6 +115,22 @@ pub struct GraphqlSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct ApplicationSettings {
+    /// `AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE`: drafts saved plus applications
+    /// submitted per client IP and minute (citizens may be anonymous; this keeps spam out).
+    pub writes_per_ip_per_minute: u32,
+}
+
+impl Default for ApplicationSettings {
+    fn default() -> Self {
+        Self {
+            writes_per_ip_per_minute: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MailSettings {
     /// `AMTSPLATZ_MAIL__SMTP_URL`: e.g. `smtps://user:password@mail.example.org` or
     /// `smtp://127.0.0.1:2525` (no TLS). Unset: notifications are written to the log.
@@ -166,6 +183,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             graphql: GraphqlSettings::default(),
             mail: MailSettings::default(),
+            applications: ApplicationSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
             workers: None,
@@ -313,6 +331,13 @@ impl Settings {
                 "graphql.*",
                 "AMTSPLATZ_GRAPHQL__MAX_DEPTH",
                 "limits must be positive (body at least 1024 bytes)",
+            ));
+        }
+        if self.applications.writes_per_ip_per_minute == 0 {
+            return Err(bad(
+                "applications.writes_per_ip_per_minute",
+                "AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE",
+                "must be at least 1",
             ));
         }
         if self.mail.poll_interval_ms == 0 || self.mail.max_attempts < 1 {

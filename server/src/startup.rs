@@ -117,6 +117,9 @@ impl Application {
                 std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
             )?),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
+            write_limiter: Arc::new(crate::auth::rate_limit::IpLimiter::per_minute(
+                settings.applications.writes_per_ip_per_minute,
+            )),
             metrics: Arc::new(Metrics::new()?),
             tenants: Arc::new(Default::default()),
             keys: Arc::new(keys),

@@ -23,6 +23,8 @@ pub struct AppState {
     pub oidc: Arc<OidcVerifier>,
     /// Login attempt limits.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Citizens' drafts and submissions per client IP.
+    pub write_limiter: Arc<crate::auth::rate_limit::IpLimiter>,
     /// Prometheus metrics of this server.
     pub metrics: Arc<Metrics>,
     /// The tenant directory, cached for a few seconds.

@@ -26,6 +26,14 @@ fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)
 }
 
+/// Counts a citizen's write (draft or submission) against the client IP's quota.
+fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
+    let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
+    state::<crate::state::AppState>(ctx)?
+        .write_limiter
+        .check(ip)
+}
+
 /// Request-wide loader: the tasks of a page of applications cost one query.
 pub struct ApplicationsLoader {
     pub db: crate::db::Db,
@@ -633,6 +641,7 @@ impl ApplicationsMutation {
         input: SaveDraftInput,
     ) -> async_graphql::Result<SaveDraftPayload> {
         let tctx = tenant_ctx(ctx)?;
+        rate_limit_write(ctx)?;
         let draft_id = input
             .draft_id
             .as_ref()
@@ -666,6 +675,7 @@ impl ApplicationsMutation {
         input: SubmitApplicationInput,
     ) -> async_graphql::Result<SubmitApplicationPayload> {
         let tctx = tenant_ctx(ctx)?;
+        rate_limit_write(ctx)?;
         let draft_id = input
             .draft_id
             .as_ref()

@@ -1,4 +1,5 @@
-//! Login rate limits per client IP and per account (GCRA, via `governor`).
+//! Rate limits (GCRA, via `governor`): logins per client IP and per account; citizens' writes
+//! (drafts, submissions) per client IP.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -56,5 +57,38 @@ impl LoginLimiter {
             .check_key(&account.to_owned())
             .map_err(|n| limited(n.wait_time_from(now)))?;
         Ok(())
+    }
+}
+
+/// Limits anonymous-capable writes (saving drafts, submitting) per client IP.
+pub struct IpLimiter {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl std::fmt::Debug for IpLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IpLimiter")
+    }
+}
+
+impl IpLimiter {
+    pub fn per_minute(n: u32) -> Self {
+        Self {
+            per_ip: RateLimiter::keyed(quota(n)),
+        }
+    }
+
+    /// Counts one request; `RATE_LIMITED` with the wait time when the IP used up its quota.
+    pub fn check(&self, ip: Option<IpAddr>) -> AppResult<()> {
+        let Some(ip) = ip else { return Ok(()) };
+        if self.per_ip.len() > SHRINK_ABOVE {
+            self.per_ip.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.per_ip
+            .check_key(&ip)
+            .map_err(|n| AppError::RateLimited {
+                retry_after_secs: n.wait_time_from(now).as_secs().max(1),
+            })
     }
 }

@@ -1130,3 +1130,38 @@ async fn citizens_export_their_data_and_admins_erase_after_retention() {
         "nothing personal is left"
     );
 }
+
+#[tokio::test]
+async fn citizens_writes_are_rate_limited_per_ip() {
+    let app = spawn_app_with(|s| s.applications.writes_per_ip_per_minute = 3).await;
+    let draft = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { draft { id } } }";
+    data(
+        &app.gql(
+            Some(MUSTER),
+            None,
+            draft,
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": {} } }),
+        )
+        .await,
+    );
+    submitted(&app, dog(false)).await;
+    // Invalid attempts count too: spam does not get through by being invalid.
+    assert_code(&submit(&app, None, json!({})).await, "VALIDATION_FAILED");
+    let (status, resp) = app
+        .gql_raw(
+            Some(MUSTER),
+            None,
+            "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": dog(false) } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_code(&resp, "RATE_LIMITED");
+    assert!(
+        resp["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 1),
+        "{resp}"
+    );
+    assert_eq!(count(&app, "applications").await, 1);
+}

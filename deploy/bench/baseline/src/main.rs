@@ -228,8 +228,8 @@ async fn applications(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
 async fn applications_page(client: &deadpool_postgres::Client, slug: &str) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
     let page = client
         .prepare_cached(
-            "SELECT a.id, a.reference, a.state, a.submitted_at FROM applications a JOIN tenants t ON t.id = a.tenant_id \
-             WHERE t.slug = $1 ORDER BY a.id LIMIT 21",
+            "SELECT a.id, a.reference, a.state, a.submitted_at FROM applications a \
+             WHERE a.tenant_id = (SELECT id FROM tenants WHERE slug = $1) ORDER BY a.id LIMIT 21",
         )
         .await?;
     let rows = client.query(&page, &[&slug]).await?;
