@@ -172,6 +172,7 @@ check_stored() { # rows before, side
 }
 BEFORE=$(stored); S_OURS=$(run -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql); check_stored "$BEFORE" amtsplatz
 BEFORE=$(stored); S_BASE=$(run -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit); check_stored "$BEFORE" baseline
+psql -q "$PG/$DB" -c "ANALYZE"   # the submissions grew the tables: fresh statistics for both sides
 A_OURS=$(run -s "$WORK/applications.lua" http://127.0.0.1:18080/graphql)
 A_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications)
 report "templates(first: 20)" "$T_OURS" "$T_BASE"

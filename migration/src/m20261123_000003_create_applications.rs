@@ -414,8 +414,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        // The timeline is append-only: no role may rewrite an event. (Erasure deletes them.)
         let conn = manager.get_connection();
+        // A submission writes the application's tasks and first event before the application
+        // itself (see `applications::service::submit`): their keys may wait for the commit.
+        if manager.get_database_backend() == DbBackend::Postgres {
+            for c in [
+                "application_tasks ALTER CONSTRAINT application_tasks_application_fkey",
+                "application_events ALTER CONSTRAINT application_events_application_fkey",
+            ] {
+                conn.execute_unprepared(&format!("ALTER TABLE {c} DEFERRABLE INITIALLY IMMEDIATE"))
+                    .await?;
+            }
+        }
+
+        // The timeline is append-only: no role may rewrite an event. (Erasure deletes them.)
         let immutable: &[&str] = match manager.get_database_backend() {
             DbBackend::Postgres => &[
                 "CREATE FUNCTION application_events_append_only() RETURNS trigger \

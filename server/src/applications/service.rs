@@ -412,10 +412,49 @@ pub async fn submit(
         ));
     }
 
+    // The tenant's counter row stays locked from the number's allocation until the commit, and
+    // every submission of the tenant waits for it: so everything that does not need the number
+    // (tasks, the first event) is written before it, with the foreign keys to the application
+    // checked at commit.
+    defer_foreign_keys(&txn).await?;
     let now = Utc::now();
-    let year = local_year(&ctx.tenant.time_zone, now);
-    let (year, number, seq) = next_number(&txn, ctx.tenant_id, year).await?;
-    let reference = rules::reference(&ctx.tenant.slug, year, number);
+    let app_id = Uuid::now_v7();
+    let tasks: Vec<application_tasks::ActiveModel> = routes
+        .iter()
+        .map(|(dept_key, rule_key)| application_tasks::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(ctx.tenant_id.0),
+            application_id: Set(app_id),
+            department_id: Set(depts[dept_key].id),
+            rule_key: Set(rule_key.clone()),
+            state: Set("open".into()),
+            completed_by: Set(None),
+            comment: Set(None),
+            created_at: Set(now),
+            completed_at: Set(None),
+        })
+        .collect();
+    if !tasks.is_empty() {
+        application_tasks::Entity::insert_many(tasks)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    let state = pinned.content.workflow.initial.as_str().to_owned();
+    let routed: Vec<&str> = routes.iter().map(|(d, _)| depts[d].name.as_str()).collect();
+    append_event(
+        &txn,
+        ctx,
+        app_id,
+        Event {
+            kind: "submitted",
+            to: Some(&state),
+            details: Some(
+                serde_json::json!({ "departments": routed, "revision": service.current_revision }),
+            ),
+            ..Event::default()
+        },
+    )
+    .await?;
     let fees = rules::fees_for(&pinned.content, &input.data);
     let (issuer, subject) = citizen_of(ctx);
     let token = issuer.is_none().then(random_secret);
@@ -424,9 +463,12 @@ pub async fn submit(
         _ => None,
     };
     let contact = rules::contact_email(token_email, &input.data);
-    let state = pinned.content.workflow.initial.as_str().to_owned();
+
+    let year = local_year(&ctx.tenant.time_zone, now);
+    let (year, number, seq) = next_number(&txn, ctx.tenant_id, year).await?;
+    let reference = rules::reference(&ctx.tenant.slug, year, number);
     let app = applications::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(app_id),
         tenant_id: Set(ctx.tenant_id.0),
         service_id: Set(service.id),
         service_slug: Set(service.slug.clone()),
@@ -450,73 +492,47 @@ pub async fn submit(
     .insert(&txn)
     .await?;
 
-    for (dept_key, rule_key) in &routes {
-        application_tasks::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(ctx.tenant_id.0),
-            application_id: Set(app.id),
-            department_id: Set(depts[dept_key].id),
-            rule_key: Set(rule_key.clone()),
-            state: Set("open".into()),
-            completed_by: Set(None),
-            comment: Set(None),
-            created_at: Set(now),
-            completed_at: Set(None),
-        }
-        .insert(&txn)
-        .await?;
-    }
-    let routed: Vec<&str> = routes.iter().map(|(d, _)| depts[d].name.as_str()).collect();
-    append_event(
-        &txn,
-        ctx,
-        &app,
-        Event {
-            kind: "submitted",
-            to: Some(&state),
-            details: Some(serde_json::json!({ "departments": routed, "revision": app.revision })),
-            ..Event::default()
-        },
-    )
-    .await?;
-
     let label = state_label(&pinned.content, &state);
-    if let Some(to) = &contact {
-        outbox::enqueue(
-            &txn,
-            Some(ctx.tenant_id),
-            Email {
-                to: to.clone(),
-                subject: format!("Ihr Antrag {reference} ist eingegangen"),
-                body: format!(
-                    "Guten Tag,\n\nIhr Antrag „{}“ ist bei {} eingegangen.\nAktenzeichen: {reference}\nStatus: {label}\n\nSie werden über jede Änderung informiert.\n",
-                    pinned.content.title.de, ctx.tenant.name
-                ),
-            },
-        )
-        .await?;
-    }
+    let title = &pinned.content.title.de;
+    let mut mails: Vec<Email> = contact
+        .iter()
+        .map(|to| Email {
+            to: to.clone(),
+            subject: format!("Ihr Antrag {reference} ist eingegangen"),
+            body: format!(
+                "Guten Tag,\n\nIhr Antrag „{title}“ ist bei {} eingegangen.\nAktenzeichen: {reference}\nStatus: {label}\n\nSie werden über jede Änderung informiert.\n",
+                ctx.tenant.name
+            ),
+        })
+        .collect();
     for dept in routes.iter().map(|(d, _)| &depts[d]) {
         if let Some(to) = &dept.email {
-            outbox::enqueue(
-                &txn,
-                Some(ctx.tenant_id),
-                Email {
-                    to: to.clone(),
-                    subject: format!("Neuer Antrag {reference}: {}", pinned.content.title.de),
-                    body: format!(
-                        "Ein neuer Antrag „{}“ ({reference}) wartet auf die Bearbeitung durch {}.\n",
-                        pinned.content.title.de, dept.name
-                    ),
-                },
-            )
-            .await?;
+            mails.push(Email {
+                to: to.clone(),
+                subject: format!("Neuer Antrag {reference}: {title}"),
+                body: format!(
+                    "Ein neuer Antrag „{title}“ ({reference}) wartet auf die Bearbeitung durch {}.\n",
+                    dept.name
+                ),
+            });
         }
     }
+    outbox::enqueue_all(&txn, Some(ctx.tenant_id), mails).await?;
     let change = status_change(&app, now);
     deps.live.announce(&txn, &change).await?;
     deps.finish(txn, vec![change]).await?;
     Ok((app, token))
+}
+
+/// Checks foreign keys at commit instead of per statement, for this transaction (PostgreSQL: the
+/// application's children have deferrable keys; SQLite: `defer_foreign_keys`, reset at commit).
+async fn defer_foreign_keys(txn: &DatabaseTransaction) -> AppResult<()> {
+    let sql = match txn.get_database_backend() {
+        DbBackend::Postgres => "SET CONSTRAINTS ALL DEFERRED",
+        _ => "PRAGMA defer_foreign_keys = ON",
+    };
+    txn.execute_unprepared(sql).await?;
+    Ok(())
 }
 
 /// The calendar year of `now` where the tenant is.
@@ -596,13 +612,13 @@ pub struct Event<'a> {
 pub async fn append_event<C: ConnectionTrait>(
     conn: &C,
     ctx: &TenantCtx,
-    app: &applications::Model,
+    application: Uuid,
     event: Event<'_>,
 ) -> AppResult<()> {
     application_events::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(ctx.tenant_id.0),
-        application_id: Set(app.id),
+        application_id: Set(application),
         kind: Set(event.kind.to_owned()),
         actor: Set(ctx.actor()),
         actor_name: Set(actor_name(ctx)),
@@ -981,7 +997,7 @@ async fn move_to(
     append_event(
         txn,
         ctx,
-        &app,
+        app.id,
         Event {
             kind,
             from: Some(&from),
@@ -1130,7 +1146,7 @@ pub async fn provide_information(
     append_event(
         &txn,
         ctx,
-        &app,
+        app.id,
         Event {
             kind: "information_provided",
             details: Some(serde_json::json!({ "changedFields": changed_fields })),
@@ -1202,7 +1218,7 @@ pub async fn complete_task(
     append_event(
         &txn,
         ctx,
-        &app,
+        app.id,
         Event {
             kind: "task_completed",
             comment: comment.as_deref(),

@@ -83,7 +83,7 @@ pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult
     apps::append_event(
         &txn,
         ctx,
-        &app,
+        app.id,
         Event {
             kind: if input.internal {
                 "note_added"

@@ -15,8 +15,8 @@ use entity::outbox;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, Set, Statement,
 };
 use secrecy::ExposeSecret as _;
 use tokio::sync::{Notify, watch};
@@ -40,8 +40,20 @@ pub async fn enqueue<C: ConnectionTrait>(
     tenant: Option<TenantId>,
     email: Email,
 ) -> AppResult<()> {
+    enqueue_all(conn, tenant, vec![email]).await
+}
+
+/// Queues several emails with one statement.
+pub async fn enqueue_all<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Option<TenantId>,
+    emails: Vec<Email>,
+) -> AppResult<()> {
+    if emails.is_empty() {
+        return Ok(());
+    }
     let now = Utc::now();
-    outbox::ActiveModel {
+    let rows = emails.into_iter().map(|email| outbox::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant.map(|t| t.0)),
         kind: Set("email".into()),
@@ -54,9 +66,10 @@ pub async fn enqueue<C: ConnectionTrait>(
         failed_at: Set(None),
         last_error: Set(None),
         created_at: Set(now),
-    }
-    .insert(conn)
-    .await?;
+    });
+    outbox::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
