@@ -415,15 +415,20 @@ impl MigrationTrait for Migration {
             .await?;
 
         let conn = manager.get_connection();
-        // A submission writes the application's tasks and first event before the application
-        // itself (see `applications::service::submit`): their keys may wait for the commit.
         if manager.get_database_backend() == DbBackend::Postgres {
+            // A submission writes the application's tasks and first event before the application
+            // itself (see `applications::service::submit`): their keys are checked at commit.
             for c in [
                 "application_tasks ALTER CONSTRAINT application_tasks_application_fkey",
                 "application_events ALTER CONSTRAINT application_events_application_fkey",
             ] {
-                conn.execute_unprepared(&format!("ALTER TABLE {c} DEFERRABLE INITIALLY IMMEDIATE"))
+                conn.execute_unprepared(&format!("ALTER TABLE {c} DEFERRABLE INITIALLY DEFERRED"))
                     .await?;
+            }
+            // Every state change is announced to all replicas (LISTEN, see
+            // `applications::live`), by the database itself: at commit, and only if it commits.
+            for sql in POSTGRES_STATUS_NOTIFY {
+                conn.execute_unprepared(sql).await?;
             }
         }
 
@@ -489,7 +494,26 @@ impl MigrationTrait for Migration {
                 .get_connection()
                 .execute_unprepared("DROP FUNCTION IF EXISTS application_events_append_only()")
                 .await?;
+            manager
+                .get_connection()
+                .execute_unprepared("DROP FUNCTION IF EXISTS applications_notify_status()")
+                .await?;
         }
         Ok(())
     }
 }
+
+/// The payload is `applications::live::StatusChange` as JSON.
+const POSTGRES_STATUS_NOTIFY: &[&str] = &[
+    "CREATE FUNCTION applications_notify_status() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+       PERFORM pg_notify('amtsplatz_application_status', json_build_object( \
+         'tenant_id', NEW.tenant_id, 'application_id', NEW.id, 'reference', NEW.reference, \
+         'state', NEW.state, 'at', NEW.updated_at)::text); \
+       RETURN NULL; \
+     END $$",
+    "CREATE TRIGGER applications_notify_insert AFTER INSERT ON applications \
+     FOR EACH ROW EXECUTE FUNCTION applications_notify_status()",
+    "CREATE TRIGGER applications_notify_state AFTER UPDATE OF state ON applications \
+     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) \
+     EXECUTE FUNCTION applications_notify_status()",
+];

@@ -651,7 +651,7 @@ impl ApplicationsMutation {
         let (model, access_token) = service::save_draft(
             deps(ctx)?,
             &tctx,
-            service::SaveDraft {
+            service::FormInput {
                 service_slug: input.service_slug,
                 draft_id,
                 data: input.data.0,
@@ -684,7 +684,7 @@ impl ApplicationsMutation {
         let (model, access_token) = service::submit(
             deps(ctx)?,
             &tctx,
-            service::Submit {
+            service::FormInput {
                 service_slug: input.service_slug,
                 data: input.data.0,
                 draft_id,

@@ -1,20 +1,17 @@
 //! Live status: every state change of an application reaches its subscribers on every replica.
 //!
-//! On PostgreSQL a change is announced with `pg_notify` inside the transaction that makes it, so
-//! it is delivered exactly when (and only if) that transaction commits, to every server listening
-//! on the channel — this one included. On SQLite (one process) it is delivered locally after the
-//! commit.
+//! On PostgreSQL the database announces each change itself: a trigger on `applications` calls
+//! `pg_notify` (migration `m20261123_000003`), which is delivered when — and only if — the
+//! changing transaction commits, to every server listening on [`CHANNEL`], this one included.
+//! On SQLite (one process) the change is delivered locally after the commit.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
-
-use crate::error::AppResult;
 
 /// The PostgreSQL channel.
 pub const CHANNEL: &str = "amtsplatz_application_status";
@@ -44,26 +41,8 @@ impl StatusHub {
         self.tx.subscribe()
     }
 
-    /// Inside the changing transaction.
-    pub async fn announce(
-        &self,
-        txn: &DatabaseTransaction,
-        change: &StatusChange,
-    ) -> AppResult<()> {
-        if self.via_postgres {
-            let payload = serde_json::to_string(change)
-                .map_err(|e| crate::error::AppError::internal("status payload", e))?;
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), payload.into()],
-            ))
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// After the commit of a transaction that announced `change`.
+    /// After the commit of a transaction that made `change` (PostgreSQL: already announced by
+    /// the database).
     pub fn committed(&self, change: StatusChange) {
         if !self.via_postgres {
             self.deliver(change);

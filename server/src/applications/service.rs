@@ -1,7 +1,8 @@
 //! Drafts, submission, routing, workflow and the timeline of applications.
 //!
-//! Every change runs in one tenant transaction that also appends its timeline event, queues its
-//! notifications and announces the new status ([`super::live`]); readers never see half of it.
+//! Every change runs in one tenant transaction that also appends its timeline event and queues its
+//! notifications; the new status reaches subscribers after the commit ([`super::live`]). Readers
+//! never see half of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -256,11 +257,28 @@ async fn live_service<C: ConnectionTrait>(
 
 // ---- drafts ------------------------------------------------------------------------------------
 
-pub struct SaveDraft {
+/// Form data for a service, possibly continuing a draft: what `saveDraft` and
+/// `submitApplication` take.
+pub struct FormInput {
     pub service_slug: String,
-    pub draft_id: Option<Uuid>,
     pub data: Value,
+    pub draft_id: Option<Uuid>,
+    /// The draft's access token (anonymous citizens).
     pub access_token: Option<String>,
+}
+
+/// What drafts and submissions begin with: a citizen, a form-shaped payload, a write
+/// transaction, and the live service it is for.
+async fn open_form(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    input: &FormInput,
+) -> AppResult<(DatabaseTransaction, tenant_services::Model)> {
+    require_applicant_side(ctx)?;
+    rules::check_shape("data", &input.data)?;
+    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
+    let service = live_service(&txn, ctx.tenant_id, &input.service_slug).await?;
+    Ok((txn, service))
 }
 
 /// Creates or updates a draft. Returns the draft and, when an anonymous citizen created it, the
@@ -268,12 +286,9 @@ pub struct SaveDraft {
 pub async fn save_draft(
     deps: &Deps,
     ctx: &TenantCtx,
-    input: SaveDraft,
+    input: FormInput,
 ) -> AppResult<(drafts::Model, Option<String>)> {
-    require_applicant_side(ctx)?;
-    rules::check_shape("data", &input.data)?;
-    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let service = live_service(&txn, ctx.tenant_id, &input.service_slug).await?;
+    let (txn, service) = open_form(deps, ctx, &input).await?;
     let now = Utc::now();
     let (draft, token) = match input.draft_id {
         Some(id) => {
@@ -358,25 +373,15 @@ pub async fn draft(
 
 // ---- submission --------------------------------------------------------------------------------
 
-pub struct Submit {
-    pub service_slug: String,
-    pub data: Value,
-    pub draft_id: Option<Uuid>,
-    pub access_token: Option<String>,
-}
-
 /// Validates and submits an application: reference number, tasks for the routed departments,
 /// the first timeline event, notifications — one transaction. Returns the application and, for
 /// an anonymous applicant, the access token of its status link.
 pub async fn submit(
     deps: &Deps,
     ctx: &TenantCtx,
-    input: Submit,
+    input: FormInput,
 ) -> AppResult<(applications::Model, Option<String>)> {
-    require_applicant_side(ctx)?;
-    rules::check_shape("data", &input.data)?;
-    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let service = live_service(&txn, ctx.tenant_id, &input.service_slug).await?;
+    let (txn, service) = open_form(deps, ctx, &input).await?;
     let pinned = deps
         .pinned(&txn, ctx.tenant_id, service.id, service.current_revision)
         .await?;
@@ -519,19 +524,17 @@ pub async fn submit(
     }
     outbox::enqueue_all(&txn, Some(ctx.tenant_id), mails).await?;
     let change = status_change(&app, now);
-    deps.live.announce(&txn, &change).await?;
     deps.finish(txn, vec![change]).await?;
     Ok((app, token))
 }
 
-/// Checks foreign keys at commit instead of per statement, for this transaction (PostgreSQL: the
-/// application's children have deferrable keys; SQLite: `defer_foreign_keys`, reset at commit).
+/// Checks foreign keys at commit instead of per statement, for this transaction. (PostgreSQL:
+/// the keys from the application's tasks and events are `INITIALLY DEFERRED` already.)
 async fn defer_foreign_keys(txn: &DatabaseTransaction) -> AppResult<()> {
-    let sql = match txn.get_database_backend() {
-        DbBackend::Postgres => "SET CONSTRAINTS ALL DEFERRED",
-        _ => "PRAGMA defer_foreign_keys = ON",
-    };
-    txn.execute_unprepared(sql).await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("PRAGMA defer_foreign_keys = ON")
+            .await?;
+    }
     Ok(())
 }
 
@@ -919,7 +922,6 @@ pub async fn transition(
         }
     }
     let app = move_to(
-        deps,
         &txn,
         ctx,
         app,
@@ -960,11 +962,9 @@ async fn open_tasks(
         .collect())
 }
 
-/// Applies a checked move: state, decision/closing times, the event, the applicant's email and
-/// the live announcement. Terminal moves cancel what is still open.
-#[allow(clippy::too_many_arguments)]
+/// Applies a checked move: state, decision/closing times, the event and the applicant's email.
+/// Terminal moves cancel what is still open.
 async fn move_to(
-    deps: &Deps,
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
     app: applications::Model,
@@ -1027,7 +1027,6 @@ async fn move_to(
         )
         .await?;
     }
-    deps.live.announce(txn, &status_change(&app, now)).await?;
     Ok(app)
 }
 
@@ -1060,7 +1059,6 @@ pub async fn withdraw(
             )
         })?;
     let app = move_to(
-        deps,
         &txn,
         ctx,
         app,
@@ -1154,17 +1152,7 @@ pub async fn provide_information(
         },
     )
     .await?;
-    let app = move_to(
-        deps,
-        &txn,
-        ctx,
-        app,
-        &pinned.content,
-        &to,
-        None,
-        "transitioned",
-    )
-    .await?;
+    let app = move_to(&txn, ctx, app, &pinned.content, &to, None, "transitioned").await?;
     let change = status_change(&app, app.updated_at);
     deps.finish(txn, vec![change]).await?;
     Ok(app)
