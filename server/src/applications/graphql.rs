@@ -39,29 +39,100 @@ pub struct ApplicationsLoader {
     pub db: crate::db::Db,
 }
 
+/// Key: the tasks of an application.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TasksOf(pub TenantId, pub Uuid);
+
+/// Key: the timeline of an application; `true` with staff-only entries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct EventsOf(pub TenantId, pub Uuid, pub bool);
+
+/// Key: the mailbox of an application; `true` with internal notes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MessagesOf(pub TenantId, pub Uuid, pub bool);
+
+/// One read per (tenant, audience) group of keys; each key gets its application's rows.
+async fn per_application<K, M, Fut>(
+    keys: &[K],
+    group: impl Fn(&K) -> (TenantId, bool, Uuid),
+    read: impl Fn(TenantId, bool, Vec<Uuid>) -> Fut,
+    application_of: impl Fn(&M) -> Uuid,
+) -> Result<HashMap<K, Vec<M>>, async_graphql::Error>
+where
+    K: Copy + Eq + std::hash::Hash,
+    M: Clone,
+    Fut: std::future::Future<Output = AppResult<Vec<M>>>,
+{
+    let mut groups: HashMap<(TenantId, bool), Vec<Uuid>> = HashMap::new();
+    for k in keys {
+        let (tenant, audience, app) = group(k);
+        groups.entry((tenant, audience)).or_default().push(app);
+    }
+    let mut out: HashMap<K, Vec<M>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+    for ((tenant, audience), apps) in groups {
+        let rows = read(tenant, audience, apps).await?;
+        for k in keys.iter().filter(|k| {
+            let (t, a, _) = group(k);
+            t == tenant && a == audience
+        }) {
+            let app = group(k).2;
+            let mine = rows.iter().filter(|r| application_of(r) == app).cloned();
+            out.entry(*k).or_default().extend(mine);
+        }
+    }
+    Ok(out)
+}
 
 impl Loader<TasksOf> for ApplicationsLoader {
     type Value = Vec<application_tasks::Model>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[TasksOf]) -> Result<HashMap<TasksOf, Self::Value>, Self::Error> {
-        let mut out: HashMap<TasksOf, Self::Value> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        let mut tenants: Vec<TenantId> = keys.iter().map(|k| k.0).collect();
-        tenants.sort_by_key(|t| t.0);
-        tenants.dedup();
-        for tenant in tenants {
-            let ids = keys.iter().filter(|k| k.0 == tenant).map(|k| k.1).collect();
-            for task in service::tasks_of(&self.db, tenant, ids).await? {
-                if let Some(list) = out.get_mut(&TasksOf(tenant, task.application_id)) {
-                    list.push(task);
-                }
-            }
-        }
-        Ok(out)
+        per_application(
+            keys,
+            |k| (k.0, false, k.1),
+            |tenant, _, ids| service::tasks_of(&self.db, tenant, ids),
+            |t| t.application_id,
+        )
+        .await
     }
+}
+
+impl Loader<EventsOf> for ApplicationsLoader {
+    type Value = Vec<application_events::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[EventsOf]) -> Result<HashMap<EventsOf, Self::Value>, Self::Error> {
+        per_application(
+            keys,
+            |k| (k.0, k.2, k.1),
+            |tenant, staff, ids| service::timelines_of(&self.db, tenant, ids, staff),
+            |e| e.application_id,
+        )
+        .await
+    }
+}
+
+impl Loader<MessagesOf> for ApplicationsLoader {
+    type Value = Vec<messages::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[MessagesOf],
+    ) -> Result<HashMap<MessagesOf, Self::Value>, Self::Error> {
+        per_application(
+            keys,
+            |k| (k.0, k.2, k.1),
+            |tenant, staff, ids| mailbox::threads_of(&self.db, tenant, ids, staff),
+            |m| m.application_id,
+        )
+        .await
+    }
+}
+
+fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<ApplicationsLoader>> {
+    state::<DataLoader<ApplicationsLoader>>(ctx)
 }
 
 // ---- output types ------------------------------------------------------------------------------
@@ -178,30 +249,30 @@ impl Application {
     }
     /// What happened, oldest first. Applicants do not see staff-only entries.
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEvent>> {
-        Ok(service::timeline(
-            &deps(ctx)?.db,
-            TenantId(self.model.tenant_id),
-            self.model.id,
-            self.viewer.is_staff(),
-        )
-        .await?
-        .into_iter()
-        .map(|e| TimelineEvent(e, self.viewer.is_staff()))
-        .collect())
+        let staff = self.viewer.is_staff();
+        let key = EventsOf(TenantId(self.model.tenant_id), self.model.id, staff);
+        Ok(loader(ctx)?
+            .load_one(key)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| TimelineEvent(e, staff))
+            .collect())
     }
     /// The mailbox thread. Applicants never see internal notes.
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Message>> {
-        let db = &deps(ctx)?.db;
-        let txn = crate::db::begin_tenant(db, TenantId(self.model.tenant_id)).await?;
-        let list = mailbox::list(
-            &txn,
+        let key = MessagesOf(
             TenantId(self.model.tenant_id),
             self.model.id,
             self.viewer.is_staff(),
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(list.into_iter().map(Message).collect())
+        );
+        Ok(loader(ctx)?
+            .load_one(key)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Message)
+            .collect())
     }
     /// The workflow moves the caller can make from the current state.
     async fn allowed_transitions(

@@ -21,7 +21,7 @@ use super::password;
 use super::tokens::{self, JwtKeys};
 use crate::audit;
 use crate::context::{Citizen, Principal, RequestCtx, Role};
-use crate::db::{begin_for, begin_platform, begin_tenant};
+use crate::db::{begin_platform, begin_tenant, begin_write_for};
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 use crate::state::AppState;
@@ -75,18 +75,24 @@ async fn login_staff(
     if tenant.status != "active" {
         return Err(AppError::Forbidden("this tenant is suspended"));
     }
+    // The slow password check runs between two transactions: on SQLite the write transaction
+    // holds the database's write lock, which must not wait for Argon2.
     let txn = begin_tenant(&state.db, tenant_id).await?;
     let user = tenancy::find_staff_by_email(&txn, tenant_id, email.as_str()).await?;
+    txn.commit().await?;
     let hash = user
         .as_ref()
         .filter(|u| u.status == "active")
         .and_then(|u| u.password_hash.clone());
-    if !password::verify(pw, hash).await? {
+    if !password::verify(pw, hash.clone()).await? {
         return Err(AppError::Unauthenticated);
     }
-    let Some(user) = user else {
-        return Err(AppError::Unauthenticated);
-    };
+    let txn = begin_write_for(&state.db, Some(tenant_id)).await?;
+    // Still the same active account with the same password?
+    let user = tenancy::find_staff_by_email(&txn, tenant_id, email.as_str())
+        .await?
+        .filter(|u| u.status == "active" && u.password_hash == hash)
+        .ok_or(AppError::Unauthenticated)?;
     let session = issue_staff(&txn, &state.keys, state, tenant_id, &user, Uuid::now_v7()).await?;
     audit::record(
         &txn,
@@ -102,17 +108,21 @@ async fn login_staff(
 }
 
 async fn login_platform(state: &AppState, email: &Email, pw: String) -> AppResult<Session> {
+    let find =
+        platform_admins::Entity::find().filter(platform_admins::Column::Email.eq(email.as_str()));
     let txn = begin_platform(&state.db).await?;
-    let admin = platform_admins::Entity::find()
-        .filter(platform_admins::Column::Email.eq(email.as_str()))
-        .one(&txn)
-        .await?;
-    if !password::verify(pw, admin.as_ref().map(|a| a.password_hash.clone())).await? {
+    let admin = find.clone().one(&txn).await?;
+    txn.commit().await?;
+    let hash = admin.as_ref().map(|a| a.password_hash.clone());
+    if !password::verify(pw, hash.clone()).await? {
         return Err(AppError::Unauthenticated);
     }
-    let Some(admin) = admin else {
-        return Err(AppError::Unauthenticated);
-    };
+    let txn = begin_write_for(&state.db, None).await?;
+    let admin = find
+        .one(&txn)
+        .await?
+        .filter(|a| Some(&a.password_hash) == hash.as_ref())
+        .ok_or(AppError::Unauthenticated)?;
     let session = issue_platform(&txn, state, admin.id, Uuid::now_v7()).await?;
     txn.commit().await?;
     Ok(session)
@@ -254,7 +264,7 @@ async fn presented(
 )> {
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
-    let txn = begin_for(&state.db, parts.tenant).await?;
+    let txn = begin_write_for(&state.db, parts.tenant).await?;
     let row = refresh_tokens::Entity::find_by_id(parts.id)
         .one(&txn)
         .await?
@@ -438,7 +448,7 @@ pub async fn bootstrap_platform_admin(
     pw: String,
 ) -> AppResult<bool> {
     let email = Email::parse("platform_admin.email", email)?;
-    let txn = begin_platform(db).await?;
+    let txn = begin_write_for(db, None).await?;
     if platform_admins::Entity::find()
         .filter(platform_admins::Column::Email.eq(email.as_str()))
         .one(&txn)

@@ -106,6 +106,16 @@ pub async fn begin_tenant_write(
     db: &DatabaseConnection,
     tenant: TenantId,
 ) -> AppResult<DatabaseTransaction> {
+    begin_write_for(db, Some(tenant)).await
+}
+
+/// [`begin_tenant_write`] for a tenant or for no tenant (platform rows). Every transaction that
+/// reads and then writes opens this way: on SQLite a deferred one would fail at its first write
+/// whenever another writer (a request, the outbox worker) committed since its first read.
+pub async fn begin_write_for(
+    db: &DatabaseConnection,
+    tenant: Option<TenantId>,
+) -> AppResult<DatabaseTransaction> {
     let txn = if db.get_database_backend() == DbBackend::Sqlite {
         db.begin_with_options(sea_orm::TransactionOptions {
             sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
@@ -115,7 +125,9 @@ pub async fn begin_tenant_write(
     } else {
         db.begin().await?
     };
-    set_tenant(&txn, tenant).await?;
+    if let Some(tenant) = tenant {
+        set_tenant(&txn, tenant).await?;
+    }
     Ok(txn)
 }
 

@@ -135,6 +135,22 @@ pub async fn list<C: ConnectionTrait>(
     Ok(select.all(conn).await?)
 }
 
+/// The threads of several applications in one read (see [`list`]).
+pub async fn threads_of(
+    db: &crate::db::Db,
+    tenant: TenantId,
+    applications: Vec<Uuid>,
+    staff: bool,
+) -> AppResult<Vec<messages::Model>> {
+    let mut select = scoped::<messages::Entity>(tenant)
+        .filter(messages::Column::ApplicationId.is_in(applications))
+        .order_by_asc(messages::Column::Id);
+    if !staff {
+        select = select.filter(messages::Column::Internal.eq(false));
+    }
+    crate::db::read_tenant(db, tenant, select).await
+}
+
 /// Marks the other side's messages as read (read receipts); returns how many were new.
 pub async fn mark_read(
     deps: &Deps,

@@ -20,7 +20,7 @@ use super::types::{Ags, Branding, Email, Name, Slug, TenantSettings, TimeZone};
 use crate::audit;
 use crate::auth::password;
 use crate::context::Role;
-use crate::db::{begin_platform, scoped, set_tenant};
+use crate::db::{begin_write_for, scoped, set_tenant};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
@@ -344,7 +344,7 @@ pub async fn apply(
         });
     }
 
-    let txn = begin_platform(db).await?;
+    let txn = begin_write_for(db, None).await?;
     let now = chrono::Utc::now();
     let branding =
         serde_json::to_value(&spec.branding).map_err(|e| AppError::internal("branding", e))?;
