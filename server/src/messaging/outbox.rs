@@ -102,10 +102,11 @@ impl Mailer {
     async fn send(&self, row: &outbox::Model) -> Result<(), String> {
         match self {
             Self::Log => {
+                // The recipient is personal data: the log names the mail, not the person.
                 tracing::info!(
                     outbox.id = %row.id,
-                    to = %row.recipient,
                     subject = %row.subject,
+                    body_bytes = row.body.len(),
                     "email (no SMTP server configured; logged instead)"
                 );
                 Ok(())
