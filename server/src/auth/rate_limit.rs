@@ -25,6 +25,14 @@ fn quota(per_minute: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
 }
 
+/// Seconds until the next attempt may pass. The clock is read only here, on refusal: making one
+/// calibrates a TSC clock, too slow for every request.
+fn wait_secs(n: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    n.wait_time_from(DefaultClock::default().now())
+        .as_secs()
+        .max(1)
+}
+
 /// Keys beyond which stale entries are dropped, so the maps stay bounded.
 const SHRINK_ABOVE: usize = 10_000;
 
@@ -44,18 +52,16 @@ impl LoginLimiter {
         if self.per_account.len() > SHRINK_ABOVE {
             self.per_account.retain_recent();
         }
-        let now = DefaultClock::default().now();
-        let limited = |wait: std::time::Duration| AppError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        };
+        let limited =
+            |n: governor::NotUntil<<DefaultClock as Clock>::Instant>| AppError::RateLimited {
+                retry_after_secs: wait_secs(&n),
+            };
         if let Some(ip) = ip {
-            self.per_ip
-                .check_key(&ip)
-                .map_err(|n| limited(n.wait_time_from(now)))?;
+            self.per_ip.check_key(&ip).map_err(limited)?;
         }
         self.per_account
             .check_key(&account.to_owned())
-            .map_err(|n| limited(n.wait_time_from(now)))?;
+            .map_err(limited)?;
         Ok(())
     }
 }
@@ -84,11 +90,10 @@ impl IpLimiter {
         if self.per_ip.len() > SHRINK_ABOVE {
             self.per_ip.retain_recent();
         }
-        let now = DefaultClock::default().now();
         self.per_ip
             .check_key(&ip)
             .map_err(|n| AppError::RateLimited {
-                retry_after_secs: n.wait_time_from(now).as_secs().max(1),
+                retry_after_secs: wait_secs(&n),
             })
     }
 }
