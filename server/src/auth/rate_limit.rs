@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::settings::AuthSettings;
 
 pub struct LoginLimiter {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_ip: IpLimiter,
     per_account: DefaultKeyedRateLimiter<String>,
 }
 
@@ -39,34 +39,26 @@ const SHRINK_ABOVE: usize = 10_000;
 impl LoginLimiter {
     pub fn new(auth: &AuthSettings) -> Self {
         Self {
-            per_ip: RateLimiter::keyed(quota(auth.login_per_ip_per_minute)),
+            per_ip: IpLimiter::per_minute(auth.login_per_ip_per_minute),
             per_account: RateLimiter::keyed(quota(auth.login_per_account_per_minute)),
         }
     }
 
     /// Counts one attempt; `RATE_LIMITED` with the wait time when either limit is used up.
     pub fn check(&self, ip: Option<IpAddr>, account: &str) -> AppResult<()> {
-        if self.per_ip.len() > SHRINK_ABOVE {
-            self.per_ip.retain_recent();
-        }
+        self.per_ip.check(ip)?;
         if self.per_account.len() > SHRINK_ABOVE {
             self.per_account.retain_recent();
         }
-        let limited =
-            |n: governor::NotUntil<<DefaultClock as Clock>::Instant>| AppError::RateLimited {
-                retry_after_secs: wait_secs(&n),
-            };
-        if let Some(ip) = ip {
-            self.per_ip.check_key(&ip).map_err(limited)?;
-        }
         self.per_account
             .check_key(&account.to_owned())
-            .map_err(limited)?;
-        Ok(())
+            .map_err(|n| AppError::RateLimited {
+                retry_after_secs: wait_secs(&n),
+            })
     }
 }
 
-/// Limits anonymous-capable writes (saving drafts, submitting) per client IP.
+/// Limits requests per client IP: logins, and citizens' writes (drafts, submissions).
 pub struct IpLimiter {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
 }

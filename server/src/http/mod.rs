@@ -40,7 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/applications/{file}", web::get().to(export_one));
 }
 
-/// Resolves a plain HTTP request the way GraphQL requests are resolved.
+/// Resolves an HTTP request (GraphQL or plain) from its headers. A non-ASCII `Authorization` is
+/// `UNAUTHENTICATED`, like any other malformed token.
 async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResult<RequestCtx> {
     let tenant = tenant_hint(req, state.settings.base_domain.as_deref());
     let auth = req
@@ -266,17 +267,7 @@ async fn graphql_post(
     let prepared = async {
         let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
         let gql = parse_request(&body)?;
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("invalid"));
-        let hint = tenant_hint(&req, state.settings.base_domain.as_deref());
-        let ctx = resolve(&state, hint.as_deref(), authorization, request_id).await?;
+        let ctx = request_ctx(&state, &req).await?;
         Ok::<_, AppError>((gql, ctx))
     }
     .await;
