@@ -182,14 +182,8 @@ impl Application {
     }
     /// The state's German label.
     async fn state_label(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
-        let content = self.content_value(ctx).await?;
-        let label = content["workflow"]["states"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["key"] == self.model.state.as_str()))
-            .and_then(|s| s["label"]["de"].as_str())
-            .unwrap_or(&self.model.state)
-            .to_owned();
-        Ok(label)
+        let pinned = self.pinned(ctx).await?;
+        Ok(service::state_label(&pinned.content, &self.model.state))
     }
     async fn service_slug(&self) -> &str {
         &self.model.service_slug
@@ -279,9 +273,7 @@ impl Application {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<AllowedTransition>> {
-        let content: crate::marketplace::content::ServiceContent =
-            serde_json::from_value(self.content_value(ctx).await?)
-                .map_err(|e| AppError::internal("reading service content", e))?;
+        let content = &self.pinned(ctx).await?.content;
         let mover = if self.viewer.is_staff() {
             super::rules::Mover::Staff
         } else {
@@ -292,7 +284,7 @@ impl Application {
                 .into_iter()
                 .map(|t| AllowedTransition {
                     to: t.to.as_str().to_owned(),
-                    label: service::state_label(&content, t.to.as_str()),
+                    label: service::state_label(content, t.to.as_str()),
                 })
                 .collect(),
         )
@@ -300,6 +292,17 @@ impl Application {
 }
 
 impl Application {
+    /// The pinned revision, parsed (cached across requests).
+    async fn pinned(&self, ctx: &Context<'_>) -> AppResult<std::sync::Arc<service::Pinned>> {
+        deps(ctx)?
+            .pinned_now(
+                TenantId(self.model.tenant_id),
+                self.model.service_id,
+                self.model.revision,
+            )
+            .await
+    }
+
     async fn content_value(&self, ctx: &Context<'_>) -> AppResult<Value> {
         state::<DataLoader<ServicesLoader>>(ctx)?
             .load_one(ContentOf(
@@ -781,18 +784,20 @@ impl ApplicationsMutation {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
         let d = deps(ctx)?;
-        let model = service::transition(
+        let (model, viewer) = service::transition(
             d,
             &tctx,
             service::Transition {
                 id,
                 to: input.to,
                 comment: input.comment,
-                access_token: input.access_token.clone(),
+                access_token: input.access_token,
             },
         )
         .await?;
-        Ok(payload(d, &tctx, model, input.access_token.as_deref()).await?)
+        Ok(ApplicationPayload {
+            application: Application { model, viewer },
+        })
     }
 
     /// The applicant withdraws the application (before a decision).
@@ -848,12 +853,11 @@ impl ApplicationsMutation {
     ) -> async_graphql::Result<CompleteTaskPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let d = deps(ctx)?;
-        let (task, model) = service::complete_task(d, &tctx, id, input.comment).await?;
-        let ApplicationPayload { application } = payload(d, &tctx, model, None).await?;
+        let (task, model, viewer) =
+            service::complete_task(deps(ctx)?, &tctx, id, input.comment).await?;
         Ok(CompleteTaskPayload {
             task: Task(task),
-            application,
+            application: Application { model, viewer },
         })
     }
 
@@ -909,20 +913,6 @@ impl ApplicationsMutation {
             },
         })
     }
-}
-
-async fn payload(
-    deps: &Deps,
-    ctx: &crate::context::TenantCtx,
-    model: applications::Model,
-    access_token: Option<&str>,
-) -> AppResult<ApplicationPayload> {
-    let txn = crate::db::begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let viewer = service::viewer_of(&txn, ctx, &model, access_token).await?;
-    txn.commit().await?;
-    Ok(ApplicationPayload {
-        application: Application { model, viewer },
-    })
 }
 
 // ---- subscription ------------------------------------------------------------------------------

@@ -68,14 +68,8 @@ impl Deps {
         service: Uuid,
         revision: i64,
     ) -> AppResult<Arc<Pinned>> {
-        if let Some(p) = self
-            .pinned
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(service, revision))
-        {
-            return Ok(p.clone());
+        if let Some(p) = self.cached(service, revision) {
+            return Ok(p);
         }
         let row = scoped::<service_revisions::Entity>(tenant)
             .filter(service_revisions::Column::ServiceId.eq(service))
@@ -99,8 +93,37 @@ impl Deps {
         Ok(pinned)
     }
 
+    /// [`Deps::pinned`] outside a transaction: a cache miss reads in one of its own.
+    pub async fn pinned_now(
+        &self,
+        tenant: TenantId,
+        service: Uuid,
+        revision: i64,
+    ) -> AppResult<Arc<Pinned>> {
+        if let Some(p) = self.cached(service, revision) {
+            return Ok(p);
+        }
+        let txn = begin_tenant(&self.db, tenant).await?;
+        let pinned = self.pinned(&txn, tenant, service, revision).await?;
+        txn.commit().await?;
+        Ok(pinned)
+    }
+
+    fn cached(&self, service: Uuid, revision: i64) -> Option<Arc<Pinned>> {
+        self.pinned
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(service, revision))
+            .cloned()
+    }
+
     /// Commits `txn`, then delivers the announced changes and wakes the outbox worker.
-    async fn finish(&self, txn: DatabaseTransaction, changes: Vec<StatusChange>) -> AppResult<()> {
+    pub(crate) async fn finish(
+        &self,
+        txn: DatabaseTransaction,
+        changes: Vec<StatusChange>,
+    ) -> AppResult<()> {
         txn.commit().await?;
         for c in changes {
             self.live.committed(c);
@@ -894,7 +917,7 @@ pub async fn transition(
     deps: &Deps,
     ctx: &TenantCtx,
     input: Transition,
-) -> AppResult<applications::Model> {
+) -> AppResult<(applications::Model, Viewer)> {
     check_comment("input.comment", input.comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let app = lock(&txn, ctx.tenant_id, input.id).await?;
@@ -934,7 +957,7 @@ pub async fn transition(
     .await?;
     let change = status_change(&app, app.updated_at);
     deps.finish(txn, vec![change]).await?;
-    Ok(app)
+    Ok((app, viewer))
 }
 
 /// The names of departments with open tasks on an application.
@@ -1165,7 +1188,7 @@ pub async fn complete_task(
     ctx: &TenantCtx,
     task_id: Uuid,
     comment: Option<String>,
-) -> AppResult<(application_tasks::Model, applications::Model)> {
+) -> AppResult<(application_tasks::Model, applications::Model, Viewer)> {
     ctx.require_staff()?;
     check_comment("input.comment", comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -1174,7 +1197,9 @@ pub async fn complete_task(
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("task"))?;
-    if !is_admin(ctx) {
+    let viewer = if is_admin(ctx) {
+        Viewer::Admin
+    } else {
         let Principal::Staff { user_id, .. } = &ctx.principal else {
             return Err(AppError::Forbidden("staff only"));
         };
@@ -1184,7 +1209,8 @@ pub async fn complete_task(
         {
             return Err(AppError::NotFound("task"));
         }
-    }
+        Viewer::Staff { user: user_id.0 }
+    };
     if task.state != "open" {
         return Err(AppError::conflict(
             "input.id",
@@ -1218,7 +1244,7 @@ pub async fn complete_task(
     )
     .await?;
     deps.finish(txn, Vec::new()).await?;
-    Ok((task, app))
+    Ok((task, app, viewer))
 }
 
 // ---- GDPR --------------------------------------------------------------------------------------
@@ -1244,35 +1270,34 @@ pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
         .order_by_asc(drafts::Column::Id)
         .all(&txn)
         .await?;
-    let mut out_apps = Vec::new();
-    for app in &apps {
-        let events = scoped::<application_events::Entity>(ctx.tenant_id)
-            .filter(application_events::Column::ApplicationId.eq(app.id))
-            .filter(application_events::Column::Internal.eq(false))
-            .order_by_asc(application_events::Column::Id)
-            .all(&txn)
-            .await?;
-        let messages = crate::messaging::mailbox::list(&txn, ctx.tenant_id, app.id, false).await?;
-        out_apps.push(serde_json::json!({
-            "id": app.id,
-            "reference": app.reference,
-            "service": app.service_slug,
-            "state": app.state,
-            "submittedAt": app.submitted_at,
-            "data": app.data,
-            "fees": app.fees,
-            "contactEmail": app.contact_email,
-            "erasedAt": app.erased_at,
-            "timeline": events.iter().map(|e| serde_json::json!({
-                "at": e.at, "kind": e.kind, "fromState": e.from_state, "toState": e.to_state,
-                "comment": e.comment,
-            })).collect::<Vec<_>>(),
-            "messages": messages.iter().map(|m| serde_json::json!({
-                "at": m.created_at, "sender": m.sender, "body": m.body, "readAt": m.read_at,
-            })).collect::<Vec<_>>(),
-        }));
-    }
     txn.commit().await?;
+    let ids: Vec<Uuid> = apps.iter().map(|a| a.id).collect();
+    let events = timelines_of(&deps.db, ctx.tenant_id, ids.clone(), false).await?;
+    let messages =
+        crate::messaging::mailbox::threads_of(&deps.db, ctx.tenant_id, ids, false).await?;
+    let out_apps: Vec<Value> = apps
+        .iter()
+        .map(|app| {
+            serde_json::json!({
+                "id": app.id,
+                "reference": app.reference,
+                "service": app.service_slug,
+                "state": app.state,
+                "submittedAt": app.submitted_at,
+                "data": app.data,
+                "fees": app.fees,
+                "contactEmail": app.contact_email,
+                "erasedAt": app.erased_at,
+                "timeline": events.iter().filter(|e| e.application_id == app.id).map(|e| serde_json::json!({
+                    "at": e.at, "kind": e.kind, "fromState": e.from_state, "toState": e.to_state,
+                    "comment": e.comment,
+                })).collect::<Vec<_>>(),
+                "messages": messages.iter().filter(|m| m.application_id == app.id).map(|m| serde_json::json!({
+                    "at": m.created_at, "sender": m.sender, "body": m.body, "readAt": m.read_at,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     Ok(serde_json::json!({
         "tenant": ctx.tenant.slug,
         "subject": c.subject,

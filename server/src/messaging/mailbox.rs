@@ -114,28 +114,11 @@ pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult
         )
         .await?;
     }
-    txn.commit().await?;
-    deps.outbox_wake.notify_one();
+    deps.finish(txn, Vec::new()).await?;
     Ok(message)
 }
 
-/// The thread of an application, oldest first; internal notes only for staff.
-pub async fn list<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    application: Uuid,
-    staff: bool,
-) -> AppResult<Vec<messages::Model>> {
-    let mut select = scoped::<messages::Entity>(tenant)
-        .filter(messages::Column::ApplicationId.eq(application))
-        .order_by_asc(messages::Column::Id);
-    if !staff {
-        select = select.filter(messages::Column::Internal.eq(false));
-    }
-    Ok(select.all(conn).await?)
-}
-
-/// The threads of several applications in one read (see [`list`]).
+/// The threads of several applications in one read, oldest first; internal notes only for staff.
 pub async fn threads_of(
     db: &crate::db::Db,
     tenant: TenantId,
