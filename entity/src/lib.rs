@@ -5,6 +5,7 @@
 pub mod application_events;
 pub mod application_tasks;
 pub mod applications;
+pub mod attachments;
 pub mod audit_log;
 pub mod departments;
 pub mod drafts;

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_tenancy;
 mod m20261123_000002_create_marketplace;
 mod m20261123_000003_create_applications;
+mod m20261123_000004_create_attachments;
 pub mod postgres;
 
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_tenancy::Migration),
             Box::new(m20261123_000002_create_marketplace::Migration),
             Box::new(m20261123_000003_create_applications::Migration),
+            Box::new(m20261123_000004_create_attachments::Migration),
         ]
     }
 }

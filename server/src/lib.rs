@@ -1,8 +1,10 @@
 //! Amtsplatz server library. Read in this order: [`settings`] and [`startup`] (how the server is
 //! put together), [`http`] (how a request becomes a [`context::RequestCtx`]), [`graphql`] (the
-//! schema), then one folder per domain: [`tenancy`], [`auth`], [`audit`].
+//! schema), then one folder per domain: [`tenancy`], [`auth`], [`audit`], [`marketplace`],
+//! [`services`], [`applications`], [`attachments`] (with [`storage`]), [`messaging`].
 
 pub mod applications;
+pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -19,5 +21,6 @@ pub mod services;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod tenancy;

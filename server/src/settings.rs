@@ -42,6 +42,7 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     pub mail: MailSettings,
     pub applications: ApplicationSettings,
+    pub storage: StorageSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
     pub platform_admin: Option<PlatformAdminSettings>,
@@ -129,6 +130,87 @@ impl Default for ApplicationSettings {
     }
 }
 
+/// Object storage of attachments: local files (default) or S3 when `storage.s3` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `AMTSPLATZ_STORAGE__LOCAL_DIR`: folder of the local backend. Default: `<data_dir>/objects`.
+    pub local_dir: Option<PathBuf>,
+    /// `AMTSPLATZ_STORAGE__PUBLIC_URL`: base of the local backend's presigned URLs (e.g.
+    /// `https://amtsplatz.example.org`). Default: the origin the client called.
+    pub public_url: Option<String>,
+    /// `AMTSPLATZ_STORAGE__URL_SIGNING_KEY_FILE`: HMAC key of the local backend's URLs (shared by
+    /// replicas). Default: `<data_dir>/storage-url.key`, generated on first start.
+    pub url_signing_key_file: Option<PathBuf>,
+    /// `AMTSPLATZ_STORAGE__S3__*`: use S3 (or an S3-compatible server) instead of local files.
+    pub s3: Option<S3Settings>,
+    /// `AMTSPLATZ_STORAGE__MAX_FILE_BYTES`: no file is ever larger, whatever a service allows.
+    pub max_file_bytes: u64,
+    /// `AMTSPLATZ_STORAGE__MULTIPART_MAX_BYTES`: largest file sent inline through GraphQL
+    /// multipart (`uploadAttachment`); larger ones go through `requestUpload`.
+    pub multipart_max_bytes: u64,
+    /// `AMTSPLATZ_STORAGE__UPLOAD_URL_TTL_SECS`: how long a presigned upload URL is valid.
+    pub upload_url_ttl_secs: u64,
+    /// `AMTSPLATZ_STORAGE__DOWNLOAD_URL_TTL_SECS`: how long a presigned download URL is valid.
+    pub download_url_ttl_secs: u64,
+    /// `AMTSPLATZ_STORAGE__ABANDONED_DRAFT_FILES_AFTER_HOURS`: files of drafts untouched this
+    /// long are deleted.
+    pub abandoned_draft_files_after_hours: u64,
+    /// `AMTSPLATZ_STORAGE__ORPHAN_GRACE_SECS`: an object no attachment names is deleted once it is
+    /// this old (younger ones may belong to an upload still being committed).
+    pub orphan_grace_secs: u64,
+    /// `AMTSPLATZ_STORAGE__SWEEP_INTERVAL_SECS`: how often the sweeper reconciles storage.
+    pub sweep_interval_secs: u64,
+    /// `AMTSPLATZ_STORAGE__SCAN_COMMAND`: virus scanner run on every file, the file's path
+    /// appended (e.g. `["clamdscan", "--no-summary", "--fdpass"]`); exit 0 clean, 1 infected.
+    /// Unset: files are not scanned (`scanStatus: SKIPPED`).
+    pub scan_command: Option<Vec<String>>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            local_dir: None,
+            public_url: None,
+            url_signing_key_file: None,
+            s3: None,
+            max_file_bytes: 256 * 1024 * 1024,
+            multipart_max_bytes: 10 * 1024 * 1024,
+            upload_url_ttl_secs: 900,
+            download_url_ttl_secs: 300,
+            abandoned_draft_files_after_hours: 14 * 24,
+            orphan_grace_secs: 3600,
+            sweep_interval_secs: 600,
+            scan_command: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `AMTSPLATZ_STORAGE__S3__BUCKET`.
+    pub bucket: String,
+    /// `AMTSPLATZ_STORAGE__S3__REGION` (default `eu-central-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// `AMTSPLATZ_STORAGE__S3__ENDPOINT`: for S3-compatible servers, e.g. `http://minio:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `AMTSPLATZ_STORAGE__S3__PATH_STYLE`: `host/bucket/key` instead of `bucket.host/key`.
+    #[serde(default)]
+    pub path_style: bool,
+    /// `AMTSPLATZ_STORAGE__S3__ACCESS_KEY` / `__SECRET_KEY`.
+    #[serde(default)]
+    pub access_key: Option<SecretString>,
+    #[serde(default)]
+    pub secret_key: Option<SecretString>,
+}
+
+fn default_region() -> String {
+    "eu-central-1".into()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailSettings {
@@ -184,6 +266,7 @@ impl Default for Settings {
             graphql: GraphqlSettings::default(),
             mail: MailSettings::default(),
             applications: ApplicationSettings::default(),
+            storage: StorageSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
             workers: None,
@@ -354,6 +437,7 @@ impl Settings {
                 "must be an email address, optionally with a name: `Name <a@b.example>`",
             ));
         }
+        self.validate_storage()?;
         if let Some(admin) = &self.platform_admin {
             if !admin.email.contains('@') {
                 return Err(bad(
@@ -367,6 +451,71 @@ impl Settings {
                     "platform_admin.password",
                     "AMTSPLATZ_PLATFORM_ADMIN__PASSWORD",
                     "must have at least 12 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let st = &self.storage;
+        if st.max_file_bytes == 0 || st.multipart_max_bytes == 0 {
+            return Err(bad(
+                "storage.max_file_bytes / storage.multipart_max_bytes",
+                "AMTSPLATZ_STORAGE__MAX_FILE_BYTES",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&st.upload_url_ttl_secs)
+            || !(1..=7 * 24 * 3600).contains(&st.download_url_ttl_secs)
+        {
+            return Err(bad(
+                "storage.*_url_ttl_secs",
+                "AMTSPLATZ_STORAGE__UPLOAD_URL_TTL_SECS",
+                "must be between 1 second and 7 days",
+            ));
+        }
+        if st.sweep_interval_secs == 0 {
+            return Err(bad(
+                "storage.sweep_interval_secs",
+                "AMTSPLATZ_STORAGE__SWEEP_INTERVAL_SECS",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &st.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(bad(
+                "storage.public_url",
+                "AMTSPLATZ_STORAGE__PUBLIC_URL",
+                "must start with http:// or https://",
+            ));
+        }
+        if st.scan_command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(bad(
+                "storage.scan_command",
+                "AMTSPLATZ_STORAGE__SCAN_COMMAND",
+                "name a program, e.g. [\"clamdscan\", \"--no-summary\"]",
+            ));
+        }
+        if let Some(s3) = &st.s3 {
+            let name_ok = (3..=63).contains(&s3.bucket.len())
+                && s3
+                    .bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !name_ok {
+                return Err(bad(
+                    "storage.s3.bucket",
+                    "AMTSPLATZ_STORAGE__S3__BUCKET",
+                    "must be an S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
+                ));
+            }
+            if s3.access_key.is_some() != s3.secret_key.is_some() {
+                return Err(bad(
+                    "storage.s3.access_key / secret_key",
+                    "AMTSPLATZ_STORAGE__S3__SECRET_KEY",
+                    "set both or neither",
                 ));
             }
         }

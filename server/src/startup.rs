@@ -101,7 +101,9 @@ impl Application {
         }
 
         let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;
+        let (store, local_store) = crate::storage::from_settings(&settings)?;
         let applications = crate::applications::service::Deps {
+            store,
             db: db.clone(),
             pinned: Arc::default(),
             live: crate::applications::live::StatusHub::new(settings.is_postgres()),
@@ -112,6 +114,7 @@ impl Application {
         )?);
         let state = AppState {
             applications,
+            local_store,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,
                 std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
@@ -205,6 +208,11 @@ impl Application {
             self.state.applications.outbox_wake.clone(),
             stop_rx.clone(),
         ));
+        let sweeper = tokio::spawn(crate::attachments::sweeper::run(
+            self.state.applications.clone(),
+            settings.storage.clone(),
+            stop_rx.clone(),
+        ));
         let listener = settings.is_postgres().then(|| {
             tokio::spawn(crate::applications::live::listen(
                 self.state.applications.live.clone(),
@@ -215,6 +223,7 @@ impl Application {
         let served = self.server.await;
         let _ = stop_tx.send(true);
         let _ = worker.await;
+        let _ = sweeper.await;
         if let Some(l) = listener {
             let _ = l.await;
         }

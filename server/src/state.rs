@@ -31,6 +31,9 @@ pub struct AppState {
     pub tenants: Arc<TenantCache>,
     /// What applications need besides the database: pinned revisions, live status, outbox.
     pub applications: crate::applications::service::Deps,
+    /// The local storage backend when it is the configured one (its presigned URLs are routes of
+    /// this server); `None` on S3.
+    pub local_store: Option<Arc<crate::storage::LocalFs>>,
 }
 
 /// The client's IP address, attached to GraphQL requests for rate limiting.

@@ -49,8 +49,22 @@ pub struct ExportedApplication {
     pub currency: String,
     /// Payments made for the application (none until online payment is in place).
     pub payments: Vec<Value>,
-    /// Links to the application's attachments (none until uploads are in place).
-    pub attachments: Vec<Value>,
+    /// The application's stored files, each with a stable link.
+    pub attachments: Vec<ExportedAttachment>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedAttachment {
+    pub id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    /// The required document it provides.
+    pub document: Option<String>,
+    /// `GET` with the same credentials as the export: redirects to a short-lived download URL.
+    pub href: String,
 }
 
 #[derive(Serialize)]
@@ -88,12 +102,14 @@ pub async fn documents(
     deps: &Deps,
     ctx: &TenantCtx,
     apps: Vec<applications::Model>,
+    origin: &str,
 ) -> AppResult<Vec<ExportedApplication>> {
     if apps.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = apps.iter().map(|a| a.id).collect();
-    let tasks = service::tasks_of(&deps.db, ctx.tenant_id, ids).await?;
+    let tasks = service::tasks_of(&deps.db, ctx.tenant_id, ids.clone()).await?;
+    let files = crate::attachments::service::of_applications(&deps.db, ctx.tenant_id, ids).await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let depts: std::collections::HashMap<Uuid, departments::Model> =
         scoped::<departments::Entity>(ctx.tenant_id)
@@ -160,7 +176,19 @@ pub async fn documents(
             data: app.data,
             routing,
             payments: Vec::new(),
-            attachments: Vec::new(),
+            attachments: files
+                .iter()
+                .filter(|f| f.application_id == Some(app.id) && f.state == "stored")
+                .map(|f| ExportedAttachment {
+                    id: f.id,
+                    filename: f.filename.clone(),
+                    content_type: f.content_type.clone().unwrap_or_default(),
+                    size_bytes: f.size_bytes,
+                    sha256: f.sha256.clone().unwrap_or_default(),
+                    document: f.document_key.clone(),
+                    href: format!("{origin}/api/attachments/{}", f.id),
+                })
+                .collect(),
         });
     }
     txn.commit().await?;
@@ -325,6 +353,20 @@ fn write_application(w: &mut XmlWriter, a: &ExportedApplication) -> AppResult<()
     start(w, BytesStart::new("payments"))?;
     end(w, "payments")?;
     start(w, BytesStart::new("attachments"))?;
+    for f in &a.attachments {
+        let id = f.id.to_string();
+        start(
+            w,
+            BytesStart::new("attachment").with_attributes([("id", id.as_str())]),
+        )?;
+        text_el(w, "filename", &f.filename)?;
+        text_el(w, "contentType", &f.content_type)?;
+        text_el(w, "size", &f.size_bytes.to_string())?;
+        text_el(w, "sha256", &f.sha256)?;
+        opt_el(w, "document", f.document.clone())?;
+        text_el(w, "href", &f.href)?;
+        end(w, "attachment")?;
+    }
     end(w, "attachments")?;
     end(w, "application")
 }

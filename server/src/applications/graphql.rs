@@ -27,7 +27,7 @@ fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
 }
 
 /// Counts a citizen's write (draft or submission) against the client IP's quota.
-fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
+pub(crate) fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
     let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
     state::<crate::state::AppState>(ctx)?
         .write_limiter
@@ -126,6 +126,28 @@ impl Loader<MessagesOf> for ApplicationsLoader {
             |k| (k.0, k.2, k.1),
             |tenant, staff, ids| mailbox::threads_of(&self.db, tenant, ids, staff),
             |m| m.application_id,
+        )
+        .await
+    }
+}
+
+/// Key: the attachments of an application.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct AttachmentsOf(pub TenantId, pub Uuid);
+
+impl Loader<AttachmentsOf> for ApplicationsLoader {
+    type Value = Vec<entity::attachments::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[AttachmentsOf],
+    ) -> Result<HashMap<AttachmentsOf, Self::Value>, Self::Error> {
+        per_application(
+            keys,
+            |k| (k.0, false, k.1),
+            |tenant, _, ids| crate::attachments::service::of_applications(&self.db, tenant, ids),
+            |a| a.application_id.unwrap_or_default(),
         )
         .await
     }
@@ -269,6 +291,21 @@ impl Application {
             .collect())
     }
     /// The workflow moves the caller can make from the current state.
+    /// Files the applicant attached (to the draft or later).
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::attachments::graphql::Attachment>> {
+        let key = AttachmentsOf(TenantId(self.model.tenant_id), self.model.id);
+        let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|model| crate::attachments::graphql::Attachment {
+                model,
+                viewer: self.viewer.clone(),
+            })
+            .collect())
+    }
     async fn allowed_transitions(
         &self,
         ctx: &Context<'_>,
@@ -455,6 +492,25 @@ impl Draft {
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
+    }
+    /// Files attached so far; they move to the application on submission.
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::attachments::graphql::Attachment>> {
+        let rows = crate::attachments::service::of_draft(
+            &deps(ctx)?.db,
+            TenantId(self.model.tenant_id),
+            self.model.id,
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|model| crate::attachments::graphql::Attachment {
+                model,
+                viewer: Viewer::Applicant,
+            })
+            .collect())
     }
 }
 

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::live::{StatusChange, StatusHub};
 use super::rules::{self, FeeLine, FormValidator, Mover};
+use crate::attachments::service as attachments;
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::{Principal, Role, TenantCtx};
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
@@ -57,6 +58,8 @@ pub struct Deps {
     pub pinned: Arc<PinnedCache>,
     pub live: StatusHub,
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Object storage of attachments.
+    pub store: Arc<dyn crate::storage::ObjectStore>,
 }
 
 impl Deps {
@@ -242,7 +245,7 @@ fn citizen_of(ctx: &TenantCtx) -> (Option<String>, Option<String>) {
 }
 
 /// Only citizens (signed in or anonymous) fill forms; staff act on applications.
-fn require_applicant_side(ctx: &TenantCtx) -> AppResult<()> {
+pub(crate) fn require_applicant_side(ctx: &TenantCtx) -> AppResult<()> {
     match ctx.principal {
         Principal::Anonymous | Principal::Citizen(_) => Ok(()),
         _ => Err(AppError::Forbidden(
@@ -350,7 +353,7 @@ pub async fn save_draft(
     Ok((draft, token))
 }
 
-async fn owned_draft<C: ConnectionTrait>(
+pub(crate) async fn owned_draft<C: ConnectionTrait>(
     conn: &C,
     ctx: &TenantCtx,
     id: Uuid,
@@ -417,7 +420,12 @@ pub async fn submit(
                 "the draft belongs to another service",
             ));
         }
-        drafts::Entity::delete_by_id(draft.id).exec(&txn).await?;
+    }
+    // Documents come with the draft: its files must include every required one.
+    let files = attachments::of_draft_in(&txn, ctx.tenant_id, input.draft_id).await?;
+    let missing = attachments::missing_documents(&pinned.content, &input.data, &files);
+    if !missing.is_empty() {
+        return Err(AppError::Validation(missing));
     }
 
     // Departments first: a routing rule naming a department that no longer exists is the
@@ -519,6 +527,10 @@ pub async fn submit(
     }
     .insert(&txn)
     .await?;
+    if let Some(draft_id) = input.draft_id {
+        attachments::move_to_application(&txn, ctx.tenant_id, draft_id, app_id).await?;
+        drafts::Entity::delete_by_id(draft_id).exec(&txn).await?;
+    }
 
     let label = state_label(&pinned.content, &state);
     let title = &pinned.content.title.de;
@@ -871,7 +883,7 @@ pub async fn tasks_of(
 
 /// Locks and loads an application for a change (PostgreSQL: `FOR UPDATE`; SQLite's write
 /// transaction already excludes other writers).
-async fn lock(
+pub(crate) async fn lock(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     id: Uuid,
@@ -1274,7 +1286,8 @@ pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
     let ids: Vec<Uuid> = apps.iter().map(|a| a.id).collect();
     let events = timelines_of(&deps.db, ctx.tenant_id, ids.clone(), false).await?;
     let messages =
-        crate::messaging::mailbox::threads_of(&deps.db, ctx.tenant_id, ids, false).await?;
+        crate::messaging::mailbox::threads_of(&deps.db, ctx.tenant_id, ids.clone(), false).await?;
+    let files = attachments::of_applications(&deps.db, ctx.tenant_id, ids).await?;
     let out_apps: Vec<Value> = apps
         .iter()
         .map(|app| {
@@ -1294,6 +1307,10 @@ pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
                 })).collect::<Vec<_>>(),
                 "messages": messages.iter().filter(|m| m.application_id == app.id).map(|m| serde_json::json!({
                     "at": m.created_at, "sender": m.sender, "body": m.body, "readAt": m.read_at,
+                })).collect::<Vec<_>>(),
+                "attachments": files.iter().filter(|f| f.application_id == Some(app.id)).map(|f| serde_json::json!({
+                    "id": f.id, "filename": f.filename, "contentType": f.content_type,
+                    "sizeBytes": f.size_bytes, "sha256": f.sha256, "document": f.document_key,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -1341,6 +1358,7 @@ pub async fn erase(deps: &Deps, ctx: &TenantCtx, id: Uuid) -> AppResult<applicat
         .exec(&txn)
         .await?;
     crate::messaging::mailbox::delete_all(&txn, ctx.tenant_id, app.id).await?;
+    let objects = attachments::delete_rows_of_application(&txn, ctx.tenant_id, app.id).await?;
     let reference = app.reference.to_lowercase();
     let mut active: applications::ActiveModel = app.into();
     active.data = Set(None);
@@ -1362,6 +1380,8 @@ pub async fn erase(deps: &Deps, ctx: &TenantCtx, id: Uuid) -> AppResult<applicat
     )
     .await?;
     txn.commit().await?;
+    // The files go after the commit; what fails here, the storage sweeper removes.
+    attachments::delete_objects(deps.store.as_ref(), &objects).await;
     Ok(app)
 }
 

@@ -193,7 +193,8 @@ tenant_scoped!(
     applications,
     application_tasks,
     application_events,
-    messages
+    messages,
+    attachments
 );
 
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients

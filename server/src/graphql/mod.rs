@@ -10,6 +10,7 @@ use crate::applications::graphql::{
     ApplicationsMutation, ApplicationsQuery, ApplicationsSubscription,
 };
 
+use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::context::{RequestCtx, TenantCtx};
@@ -27,6 +28,7 @@ pub struct Query(
     MarketplaceQuery,
     ServicesQuery,
     ApplicationsQuery,
+    AttachmentsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -36,6 +38,7 @@ pub struct Mutation(
     MarketplaceMutation,
     ServicesMutation,
     ApplicationsMutation,
+    AttachmentsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -18,6 +18,7 @@ use tracing_actix_web::{RequestId, RootSpan};
 pub use span::AmtsplatzRootSpan;
 
 use crate::applications::graphql::ApplicationsLoader;
+use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::AppSchema;
@@ -37,12 +38,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/api/applications/export", web::get().to(export_batch))
-        .route("/api/applications/{file}", web::get().to(export_one));
+        .route("/api/applications/{file}", web::get().to(export_one))
+        .configure(crate::attachments::http::routes);
+}
+
+/// Scheme and host the client called (behind a trusted proxy: as the proxy reports them).
+pub(crate) fn origin(req: &HttpRequest) -> String {
+    let state = req.app_data::<web::Data<AppState>>();
+    if state.is_some_and(|s| s.settings.auth.trust_forwarded_for) {
+        let info = req.connection_info();
+        return format!("{}://{}", info.scheme(), info.host());
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    format!("http://{host}")
 }
 
 /// Resolves an HTTP request (GraphQL or plain) from its headers. A non-ASCII `Authorization` is
 /// `UNAUTHENTICATED`, like any other malformed token.
-async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResult<RequestCtx> {
+pub(crate) async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResult<RequestCtx> {
     let tenant = tenant_hint(req, state.settings.base_domain.as_deref());
     let auth = req
         .headers()
@@ -77,7 +95,8 @@ async fn export_one(
         .and_then(|v| v.to_str().ok());
     let deps = &state.applications;
     let (app, _viewer) = crate::applications::service::application(deps, &ctx, id, token).await?;
-    let mut docs = crate::applications::export::documents(deps, &ctx, vec![app]).await?;
+    let mut docs =
+        crate::applications::export::documents(deps, &ctx, vec![app], &origin(&req)).await?;
     let doc = docs.pop().ok_or(AppError::NotFound("application"))?;
     Ok(match format {
         "xml" => HttpResponse::Ok()
@@ -122,7 +141,7 @@ async fn export_batch(
     let apps =
         crate::applications::service::export_batch(&deps.db, &ctx, query.after, limit).await?;
     let cursor = apps.last().map_or(query.after, |a| a.seq);
-    let docs = crate::applications::export::documents(deps, &ctx, apps).await?;
+    let docs = crate::applications::export::documents(deps, &ctx, apps, &origin(&req)).await?;
     Ok(match query.format.as_deref() {
         Some("xml") => HttpResponse::Ok()
             .content_type("application/xml; charset=utf-8")
@@ -244,6 +263,79 @@ async fn read_body(
     Ok(body)
 }
 
+/// A GraphQL multipart request (file uploads). The body streams through a channel into
+/// async-graphql's parser, which writes file parts to temporary files: memory stays at a few
+/// chunks whatever the size, and reading stops as soon as the limit is passed.
+async fn receive_multipart(
+    state: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    content_type: String,
+) -> AppResult<async_graphql::Request> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let file_limit = state.settings.storage.multipart_max_bytes;
+    let limit = file_limit + state.settings.graphql.max_body_bytes as u64;
+    let too_large = || AppError::PayloadTooLarge {
+        limit_bytes: usize::try_from(file_limit).unwrap_or(usize::MAX),
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let over = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<web::Bytes>>(8);
+    {
+        let over = over.clone();
+        // The payload lives on this worker's thread; the parser wants a `Send` reader.
+        actix_web::rt::spawn(async move {
+            let mut seen: u64 = 0;
+            while let Some(chunk) = payload.next().await {
+                let item = match chunk {
+                    Ok(c) => {
+                        seen += c.len() as u64;
+                        if seen > limit {
+                            over.store(true, Ordering::Relaxed);
+                            Err(std::io::Error::other("body over the limit"))
+                        } else {
+                            Ok(c)
+                        }
+                    }
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+    }
+    let reader = futures_util::TryStreamExt::into_async_read(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let opts = async_graphql::http::MultipartOptions::default()
+        .max_file_size(usize::try_from(file_limit).unwrap_or(usize::MAX))
+        .max_num_files(1);
+    match async_graphql::http::receive_body(Some(content_type), reader, opts).await {
+        Ok(r) => Ok(r),
+        Err(_) if over.load(Ordering::Relaxed) => Err(too_large()),
+        Err(async_graphql::ParseRequestError::PayloadTooLarge) => Err(too_large()),
+        Err(async_graphql::ParseRequestError::UnsupportedBatch) => Err(AppError::invalid(
+            "body",
+            "batched requests are not supported: send one operation per request",
+        )),
+        Err(e) => Err(AppError::invalid(
+            "body",
+            format!("is not a GraphQL multipart request: {e}"),
+        )),
+    }
+}
+
 fn parse_request(body: &[u8]) -> AppResult<async_graphql::Request> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -265,8 +357,18 @@ async fn graphql_post(
 ) -> HttpResponse {
     let started = Instant::now();
     let prepared = async {
-        let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
-        let gql = parse_request(&body)?;
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let gql = if content_type.starts_with("multipart/form-data") {
+            receive_multipart(&state, &req, payload, content_type).await?
+        } else {
+            let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
+            parse_request(&body)?
+        };
         let ctx = request_ctx(&state, &req).await?;
         Ok::<_, AppError>((gql, ctx))
     }
@@ -287,7 +389,9 @@ async fn graphql_post(
         root_span.record("user.id", tracing::field::display(user));
     }
     let operation = state.metrics.operation_label(gql.operation_name.as_deref());
-    let mut gql = gql.data(ClientIp(client_ip(&state, &req)));
+    let mut gql = gql
+        .data(ClientIp(client_ip(&state, &req)))
+        .data(RequestOrigin(origin(&req)));
     attach_loaders(&mut gql.data, &state, &ctx);
     let gql = gql.data(ctx);
     let resp = schema.execute(gql).await;

@@ -99,6 +99,9 @@ pub struct ServiceContent {
     pub appointment: Option<Appointment>,
     #[serde(default)]
     pub required_documents: Vec<RequiredDocument>,
+    /// Limits on files citizens attach (defaults: [`AttachmentRules::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<AttachmentRules>,
     /// Free texts by key (confirmation page, legal notes, …).
     #[serde(default)]
     pub texts: BTreeMap<Key, I18n>,
@@ -112,6 +115,49 @@ impl ServiceContent {
 
     pub fn retention_days(&self) -> u32 {
         self.retention_days.unwrap_or(Self::DEFAULT_RETENTION_DAYS)
+    }
+
+    pub fn attachment_rules(&self) -> AttachmentRules {
+        self.attachments.clone().unwrap_or_default()
+    }
+}
+
+/// How many files of which size and type an application (or its draft) may carry. A file for
+/// a required document must also be one of that document's `contentTypes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AttachmentRules {
+    #[serde(default = "AttachmentRules::default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    #[serde(default = "AttachmentRules::default_max_files")]
+    pub max_files: u32,
+    /// Types of files that are not for a required document.
+    #[serde(default = "AttachmentRules::default_content_types")]
+    pub content_types: Vec<String>,
+}
+
+impl AttachmentRules {
+    /// Largest `maxFileBytes` a service may declare (the server's own limit may be lower).
+    pub const MAX_FILE_BYTES: u64 = 1024 * 1024 * 1024;
+
+    fn default_max_file_bytes() -> u64 {
+        10 * 1024 * 1024
+    }
+    fn default_max_files() -> u32 {
+        20
+    }
+    fn default_content_types() -> Vec<String> {
+        CONTENT_TYPES.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+impl Default for AttachmentRules {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: Self::default_max_file_bytes(),
+            max_files: Self::default_max_files(),
+            content_types: Self::default_content_types(),
+        }
     }
 }
 
@@ -378,7 +424,8 @@ fn yes() -> bool {
     true
 }
 
-const CONTENT_TYPES: &[&str] = &["application/pdf", "image/jpeg", "image/png"];
+/// The file types a service may accept (checked by their magic bytes on upload).
+pub const CONTENT_TYPES: &[&str] = &["application/pdf", "image/jpeg", "image/png"];
 
 /// What a form change means for data already collected (semver of template versions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -671,6 +718,25 @@ impl ServiceContent {
                 if !CONTENT_TYPES.contains(&ct.as_str()) {
                     err(
                         format!("/requiredDocuments/{}/contentTypes/{}", d.key, escape(ct)),
+                        format!("allowed: {}", CONTENT_TYPES.join(", ")),
+                    );
+                }
+            }
+        }
+        if let Some(a) = &self.attachments {
+            if !(1..=AttachmentRules::MAX_FILE_BYTES).contains(&a.max_file_bytes) {
+                err(
+                    "/attachments/maxFileBytes".into(),
+                    format!("between 1 and {} bytes", AttachmentRules::MAX_FILE_BYTES),
+                );
+            }
+            if !(1..=100).contains(&a.max_files) {
+                err("/attachments/maxFiles".into(), "between 1 and 100".into());
+            }
+            for ct in &a.content_types {
+                if !CONTENT_TYPES.contains(&ct.as_str()) {
+                    err(
+                        format!("/attachments/contentTypes/{}", escape(ct)),
                         format!("allowed: {}", CONTENT_TYPES.join(", ")),
                     );
                 }

@@ -13,7 +13,7 @@ const APP_FIELDS: &str = "id reference state stateLabel serviceSlug revision dat
     fees { key amountCents } tasks { id state ruleKey department { key } } done \
     allowedTransitions { to } timeline { kind actor fromState toState comment internal }";
 
-fn dog(listed: bool) -> Value {
+pub(crate) fn dog(listed: bool) -> Value {
     json!({
         "name": "Erika Mustermann", "street": "Hauptstraße 1", "postcode": "12345",
         "city": "Musterstadt", "email": "erika@example.org", "dog_count": 1,
@@ -23,13 +23,58 @@ fn dog(listed: bool) -> Value {
 }
 
 async fn submit(app: &TestApp, token: Option<&str>, data: Value) -> Value {
+    let mut input = json!({ "serviceSlug": "hundesteuer", "data": data });
+    // A listed breed needs the certificate of competence, which comes with a draft.
+    if data["listed_breed"] == true {
+        let (draft_id, draft_token) = draft_with_certificate(app, token, &data).await;
+        input["draftId"] = json!(draft_id);
+        input["accessToken"] = json!(draft_token);
+    }
     app.gql(
         Some(MUSTER),
         token,
         &format!("mutation($i: SubmitApplicationInput!) {{ submitApplication(input: $i) {{ accessToken application {{ {APP_FIELDS} }} }} }}"),
-        json!({ "i": { "serviceSlug": "hundesteuer", "data": data } }),
+        json!({ "i": input }),
     )
     .await
+}
+
+/// A draft of the dog tax with the certificate of competence attached; (id, access token).
+pub(crate) async fn draft_with_certificate(
+    app: &TestApp,
+    token: Option<&str>,
+    form: &Value,
+) -> (String, Option<String>) {
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            token,
+            "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { accessToken draft { id } } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": form } }),
+        )
+        .await;
+    let p = &data(&resp)["saveDraft"];
+    let (id, access) = (
+        str_at(&p["draft"], "id"),
+        p["accessToken"].as_str().map(str::to_owned),
+    );
+    attach_certificate(app, token, &id, access.as_deref()).await;
+    (id, access)
+}
+
+async fn attach_certificate(app: &TestApp, token: Option<&str>, draft: &str, access: Option<&str>) {
+    let (status, resp) = upload_file(
+        app,
+        MUSTER,
+        token,
+        json!({ "draftId": draft, "accessToken": access, "document": "sachkundenachweis" }),
+        "sachkunde.pdf",
+        "application/pdf",
+        pdf("Sachkundeprüfung bestanden"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    data(&resp);
 }
 
 async fn submitted(app: &TestApp, data: Value) -> (Value, String) {
@@ -79,7 +124,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
     n
 }
 
-async fn exec(app: &TestApp, sql: &str) {
+pub(crate) async fn exec(app: &TestApp, sql: &str) {
     let db = Database::connect(&app.db_url).await.unwrap();
     db.execute_unprepared(sql).await.unwrap();
     db.close().await.ok();
@@ -143,7 +188,9 @@ async fn a_citizen_goes_from_draft_to_decision_while_two_departments_process_it(
         "Pitbull-Terrier"
     );
 
-    // Submit from the draft: reference, two departments, fees, first event.
+    // Submit from the draft, with the certificate a listed breed needs: reference, two
+    // departments, fees, first event.
+    attach_certificate(&app, None, &draft_id, Some(&draft_token)).await;
     let resp = app
         .gql(
             Some(MUSTER),

@@ -207,3 +207,105 @@ async fn random_submissions_never_cause_a_server_error_and_store_only_valid_ones
         .await;
     assert_eq!(data(&total)["applications"]["totalCount"], accepted);
 }
+
+/// Bytes that are sometimes a real file type, mostly not: a magic prefix (PDF, PNG, JPEG, GIF,
+/// HTML, ZIP or nothing) and random bytes after it.
+fn file_ish() -> impl Strategy<Value = Vec<u8>> {
+    let prefixes: Vec<Vec<u8>> = vec![
+        b"%PDF-1.7\n".to_vec(),
+        vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a],
+        vec![0xff, 0xd8, 0xff, 0xe0],
+        b"GIF89a".to_vec(),
+        b"<!doctype html><script>".to_vec(),
+        b"PK\x03\x04".to_vec(),
+        Vec::new(),
+    ];
+    (
+        prop::sample::select(prefixes),
+        prop::collection::vec(any::<u8>(), 0..2048),
+    )
+        .prop_map(|(mut p, rest)| {
+            p.extend(rest);
+            p
+        })
+}
+
+#[tokio::test]
+async fn random_uploads_never_cause_a_server_error_and_only_allowed_types_are_stored() {
+    let app = spawn_app().await;
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { accessToken draft { id } } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": {} } }),
+        )
+        .await;
+    let (draft, token) = (
+        str_at(&data(&resp)["saveDraft"]["draft"], "id"),
+        str_at(&data(&resp)["saveDraft"], "accessToken"),
+    );
+    let mut runner = TestRunner::deterministic();
+    let names = prop::string::string_regex("[\\PC/\\\\.\"\r\n;%]{0,40}").unwrap();
+    let mimes = prop::sample::select(vec![
+        "application/pdf",
+        "image/png",
+        "text/html",
+        "application/octet-stream",
+    ]);
+    let mut stored = 0;
+    for i in 0..60 {
+        let bytes = file_ish().new_tree(&mut runner).unwrap().current();
+        let name = names.new_tree(&mut runner).unwrap().current();
+        let mime = mimes.new_tree(&mut runner).unwrap().current();
+        let allowed = bytes.starts_with(b"%PDF")
+            || bytes.starts_with(&[0x89, b'P', b'N', b'G'])
+            || bytes.starts_with(&[0xff, 0xd8, 0xff]);
+        // The draft holds at most 20 files: delete what was stored to keep room.
+        let (status, body) = upload_file(
+            &app,
+            MUSTER,
+            None,
+            json!({ "draftId": draft, "accessToken": token }),
+            &name,
+            mime,
+            bytes.clone(),
+        )
+        .await;
+        assert!(status < 500, "case {i}: {status} {body}");
+        match body["errors"].as_array() {
+            Some(errors) => {
+                let code = errors[0]["extensions"]["code"].as_str().unwrap_or("");
+                assert_eq!(code, "VALIDATION_FAILED", "case {i} ({name:?}): {body}");
+                // A filename the multipart grammar cannot carry (empty, or ending in a backslash
+                // that escapes the closing quote) makes the part no file: the request is refused
+                // as malformed. Any other refusal of an allowed type is a bug.
+                let malformed = errors[0]["extensions"]["fields"]["body"].is_string();
+                assert!(
+                    !allowed || malformed,
+                    "case {i}: an allowed file was refused: {body}"
+                );
+            }
+            None => {
+                let att = &body["data"]["uploadAttachment"]["attachment"];
+                assert!(allowed, "case {i}: a disallowed file was stored: {body}");
+                let filename = att["filename"].as_str().unwrap();
+                assert!(!filename.is_empty() && !filename.contains(['/', '\\', '"', '\r', '\n']));
+                stored += 1;
+                let del = app
+                    .gql(
+                        Some(MUSTER),
+                        None,
+                        "mutation($i: AttachmentRefInput!) { deleteAttachment(input: $i) { id } }",
+                        json!({ "i": { "id": att["id"], "accessToken": token } }),
+                    )
+                    .await;
+                data(&del);
+            }
+        }
+    }
+    assert!(
+        stored > 5,
+        "the generator also makes allowed files ({stored})"
+    );
+}

@@ -554,3 +554,231 @@ impl SmtpSink {
         );
     }
 }
+
+// ---- files -------------------------------------------------------------------------------------
+
+/// Credentials of the in-process S3 server.
+pub const S3_KEYS: (&str, &str) = ("amtsplatz-test", "amtsplatz-test-secret-key-0123456789");
+pub const S3_BUCKET: &str = "amtsplatz-files";
+
+/// A real S3-compatible server (s3s + s3s-fs, SigV4 checked) on 127.0.0.1, storing under a
+/// temporary folder.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(root.path().join(S3_BUCKET)).expect("bucket folder");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_KEYS.0, S3_KEYS.1));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        Self { endpoint, root }
+    }
+
+    /// Points the server's storage at this S3 server.
+    pub fn configure(&self, s: &mut Settings) {
+        s.storage.s3 = Some(server::settings::S3Settings {
+            bucket: S3_BUCKET.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(self.endpoint.clone()),
+            path_style: true,
+            access_key: Some(S3_KEYS.0.to_owned().into()),
+            secret_key: Some(S3_KEYS.1.to_owned().into()),
+        });
+    }
+}
+
+/// Which object storage a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Local,
+    S3,
+}
+
+/// A test server on the given storage; the S3 server (if any) lives as long as it.
+pub struct FileApp {
+    pub app: TestApp,
+    pub s3: Option<S3Server>,
+}
+
+impl std::ops::Deref for FileApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_file_app(storage: Storage, configure: impl FnOnce(&mut Settings)) -> FileApp {
+    let s3 = match storage {
+        Storage::Local => None,
+        Storage::S3 => Some(S3Server::start().await),
+    };
+    let app = spawn_app_with(|s| {
+        if let Some(s3) = &s3 {
+            s3.configure(s);
+        }
+        configure(s);
+    })
+    .await;
+    FileApp { app, s3 }
+}
+
+impl FileApp {
+    /// Where the objects are on disk (local backend or the S3 server's bucket folder).
+    pub fn objects_dir(&self) -> PathBuf {
+        match &self.s3 {
+            Some(s3) => s3.root.path().join(S3_BUCKET),
+            None => self.app.data_dir.join("objects"),
+        }
+    }
+
+    /// Keys (`<tenant>/<owner>/<uuid>`) of all objects in storage.
+    pub fn object_keys(&self) -> Vec<String> {
+        let root = self.objects_dir();
+        let mut keys = Vec::new();
+        for tenant in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for owner in std::fs::read_dir(tenant.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for file in std::fs::read_dir(owner.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let key = format!(
+                        "{}/{}/{}",
+                        tenant.file_name().to_string_lossy(),
+                        owner.file_name().to_string_lossy(),
+                        file.file_name().to_string_lossy()
+                    );
+                    let parts: Vec<&str> = key.split('/').collect();
+                    if parts.iter().all(|p| uuid::Uuid::parse_str(p).is_ok())
+                        && file.path().is_file()
+                    {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        keys.sort();
+        keys
+    }
+}
+
+pub const UPLOAD: &str = "mutation($i: UploadAttachmentInput!) { uploadAttachment(input: $i) { attachment { id filename contentType sizeBytes sha256 document state scanStatus } } }";
+
+/// `uploadAttachment` as a GraphQL multipart request (the file is part `0`). The body is built
+/// by hand, the filename encoded as browsers do (`"`, CR and LF percent-encoded), so tests send
+/// exactly what a hostile client could.
+pub async fn upload_file(
+    app: &TestApp,
+    tenant: &str,
+    token: Option<&str>,
+    input: Value,
+    filename: &str,
+    mime: &str,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let mut input = input;
+    input["file"] = Value::Null;
+    let operations = json!({ "query": UPLOAD, "variables": { "i": input } });
+    let boundary = format!("amtsplatz-{}", uuid::Uuid::new_v4().simple());
+    let filename = filename
+        .replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{operations}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{\"0\": [\"variables.i.file\"]}}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"0\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = app
+        .client
+        .post(format!("{}/graphql", app.base_url))
+        .header("X-Tenant", tenant)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// A small well-formed PDF whose content varies with `marker`.
+pub fn pdf(marker: &str) -> Vec<u8> {
+    format!(
+        "%PDF-1.4\n% {marker}\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    )
+    .into_bytes()
+}
+
+/// A PDF of `size` bytes (header, then filler).
+pub fn big_pdf(size: usize) -> Vec<u8> {
+    let mut v = pdf("gross");
+    v.resize(size, b'0');
+    v
+}
+
+/// The first bytes of a PNG (enough for any sniffer).
+pub fn png() -> Vec<u8> {
+    let mut v = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13];
+    v.extend_from_slice(b"IHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde");
+    v
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Counts rows of `table` matching `filter` (SQL after WHERE).
+pub async fn count_where(app: &TestApp, table: &str, filter: &str) -> i64 {
+    let db = Database::connect(&app.db_url).await.expect("db");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}"),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    let n: i64 = row.try_get("", "n").expect("n");
+    db.close().await.ok();
+    n
+}

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod applications;
+mod attachments;
 mod auth;
 mod fuzz;
 mod limits;

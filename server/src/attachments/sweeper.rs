@@ -1,0 +1,210 @@
+//! The storage sweeper: reconciles object storage with the `attachments` table.
+//!
+//! - uploads announced but not confirmed in time: row and object go;
+//! - files of drafts nobody touched for `abandoned_draft_files_after_hours`: row and object go;
+//! - files whose scan could not decide: scanned again;
+//! - objects no row names (an upload whose commit failed, a deletion that failed half-way, a
+//!   deleted tenant) once they are older than `orphan_grace_secs`: deleted.
+//!
+//! Runs every `sweep_interval_secs` in each replica (all of it is idempotent) and on demand
+//! (`sweepStorage`, platform administrators).
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::SimpleObject;
+use chrono::{DateTime, Utc};
+use entity::{attachments, drafts, tenants};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::scan::ScanOutcome;
+use super::service::{self, SCAN_CLEAN, SCAN_INFECTED, SCAN_PENDING};
+use crate::applications::service::Deps;
+use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::error::AppResult;
+use crate::ids::TenantId;
+use crate::settings::StorageSettings;
+use crate::storage;
+
+/// What one sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleObject)]
+pub struct SweepReport {
+    /// Announced uploads that were never confirmed in time.
+    pub expired_uploads: u64,
+    /// Files of drafts abandoned for longer than the configured time.
+    pub abandoned_draft_files: u64,
+    /// Objects in storage that no attachment names.
+    pub orphan_objects: u64,
+    /// Files scanned again because an earlier scan could not decide.
+    pub rescanned: u64,
+}
+
+pub async fn sweep(
+    deps: &Deps,
+    cfg: &StorageSettings,
+    now: DateTime<Utc>,
+) -> AppResult<SweepReport> {
+    let mut report = SweepReport::default();
+    let tenant_ids: Vec<Uuid> = tenants::Entity::find()
+        .all(deps.db.orm())
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    for tenant in &tenant_ids {
+        let tenant = TenantId(*tenant);
+        let (expired, abandoned) = remove_stale(deps, cfg, tenant, now).await?;
+        report.expired_uploads += expired;
+        report.abandoned_draft_files += abandoned;
+        report.rescanned += rescan_pending(deps, cfg, tenant).await?;
+    }
+    // Listed before the rows are read: an object that appears in between is young, and the
+    // grace period keeps it.
+    let objects = deps
+        .store
+        .list("")
+        .await
+        .map_err(|e| crate::error::AppError::internal("listing storage", e))?;
+    let mut known: HashMap<Uuid, HashSet<String>> = HashMap::new();
+    for tenant in &tenant_ids {
+        let tenant = TenantId(*tenant);
+        let txn = begin_tenant(&deps.db, tenant).await?;
+        let keys = scoped::<attachments::Entity>(tenant)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|a| a.object_key)
+            .collect();
+        txn.commit().await?;
+        known.insert(tenant.0, keys);
+    }
+    let grace =
+        chrono::Duration::seconds(i64::try_from(cfg.orphan_grace_secs).unwrap_or(i64::MAX / 4));
+    for obj in objects {
+        let Some(tenant) = storage::key_tenant(&obj.key) else {
+            continue; // not ours: other data may share the bucket
+        };
+        let named = known.get(&tenant).is_some_and(|k| k.contains(&obj.key));
+        if !named && obj.modified + grace <= now {
+            if let Err(e) = deps.store.delete(&obj.key).await {
+                tracing::warn!(error = %format!("{e:#}"), "deleting an orphan object failed");
+                continue;
+            }
+            report.orphan_objects += 1;
+        }
+    }
+    if report != SweepReport::default() {
+        tracing::info!(?report, "storage sweep");
+    }
+    Ok(report)
+}
+
+/// Expired uploads and files of abandoned drafts: rows first (committed), then objects.
+async fn remove_stale(
+    deps: &Deps,
+    cfg: &StorageSettings,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+) -> AppResult<(u64, u64)> {
+    let cutoff = now
+        - chrono::Duration::hours(
+            i64::try_from(cfg.abandoned_draft_files_after_hours).unwrap_or(i64::MAX / 4_000_000),
+        );
+    let txn = begin_tenant_write(&deps.db, tenant).await?;
+    let expired = scoped::<attachments::Entity>(tenant)
+        .filter(attachments::Column::State.eq("uploading"))
+        .filter(attachments::Column::UploadExpiresAt.lt(now))
+        .all(&txn)
+        .await?;
+    let stale_drafts: Vec<Uuid> = scoped::<drafts::Entity>(tenant)
+        .filter(drafts::Column::UpdatedAt.lt(cutoff))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let abandoned = if stale_drafts.is_empty() {
+        Vec::new()
+    } else {
+        scoped::<attachments::Entity>(tenant)
+            .filter(attachments::Column::DraftId.is_in(stale_drafts))
+            .all(&txn)
+            .await?
+    };
+    let mut ids: Vec<Uuid> = expired.iter().map(|a| a.id).collect();
+    ids.extend(
+        abandoned
+            .iter()
+            .filter(|a| a.state != "uploading")
+            .map(|a| a.id),
+    );
+    if ids.is_empty() {
+        txn.commit().await?;
+        return Ok((0, 0));
+    }
+    attachments::Entity::delete_many()
+        .filter(attachments::Column::TenantId.eq(tenant.0))
+        .filter(attachments::Column::Id.is_in(ids.clone()))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    let keys: Vec<String> = expired
+        .iter()
+        .chain(abandoned.iter().filter(|a| a.state != "uploading"))
+        .map(|a| a.object_key.clone())
+        .collect();
+    service::delete_objects(deps.store.as_ref(), &keys).await;
+    let n_expired = expired.len() as u64;
+    Ok((n_expired, ids.len() as u64 - n_expired))
+}
+
+/// Files whose scan could not decide, scanned again. Infected ones lose their object (the row
+/// stays, so the citizen sees why the document is missing).
+async fn rescan_pending(deps: &Deps, cfg: &StorageSettings, tenant: TenantId) -> AppResult<u64> {
+    if cfg.scan_command.is_none() {
+        return Ok(0);
+    }
+    let txn = begin_tenant(&deps.db, tenant).await?;
+    let pending = scoped::<attachments::Entity>(tenant)
+        .filter(attachments::Column::State.eq("stored"))
+        .filter(attachments::Column::ScanStatus.eq(SCAN_PENDING))
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let mut n = 0;
+    for att in pending {
+        let Ok(Some(body)) = deps.store.get(&att.object_key).await else {
+            continue;
+        };
+        let status = match service::rescan(cfg, body).await {
+            ScanOutcome::Clean | ScanOutcome::Skipped => SCAN_CLEAN,
+            ScanOutcome::Infected => SCAN_INFECTED,
+            ScanOutcome::Failed => continue,
+        };
+        let txn = begin_tenant_write(&deps.db, tenant).await?;
+        let key = att.object_key.clone();
+        let mut active: attachments::ActiveModel = att.into();
+        active.scan_status = Set(status.into());
+        active.update(&txn).await?;
+        txn.commit().await?;
+        if status == SCAN_INFECTED {
+            service::delete_objects(deps.store.as_ref(), &[key]).await;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Sweeps every `interval` until `stop` turns true.
+pub async fn run(deps: Deps, cfg: StorageSettings, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = std::time::Duration::from_secs(cfg.sweep_interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = sweep(&deps, &cfg, Utc::now()).await {
+            tracing::warn!(error = %e, "storage sweep failed; retrying next round");
+        }
+    }
+}
