@@ -399,7 +399,7 @@ pub async fn upload_inline(
         created_at: Set(now),
         stored_at: Set(Some(now)),
     };
-    let committed = async {
+    record_or_discard(deps.store.as_ref(), &key, async {
         let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
         // Again under the lock: a concurrent upload may have taken the last place.
         let own = owner(deps, &txn, ctx, target, access_token).await?;
@@ -407,13 +407,23 @@ pub async fn upload_inline(
         admit(&own.pinned.content, cfg, document, Some(size), existing)?;
         let model = row.insert(&txn).await?;
         txn.commit().await?;
-        Ok::<_, AppError>(model)
+        Ok(model)
+    })
+    .await
+}
+
+/// Runs the transaction that records the object at `key`; if it does not commit, the object
+/// goes (and if even that fails, the sweeper finds it).
+async fn record_or_discard<T>(
+    store: &dyn ObjectStore,
+    key: &str,
+    record: impl std::future::Future<Output = AppResult<T>>,
+) -> AppResult<T> {
+    let result = record.await;
+    if result.is_err() {
+        discard(store, key).await;
     }
-    .await;
-    if committed.is_err() {
-        discard(deps.store.as_ref(), &key).await;
-    }
-    committed
+    result
 }
 
 /// Deletes an object that no committed row names; if that fails too, the sweeper will.
@@ -539,6 +549,19 @@ async fn owned_attachment(
     Ok((att, own))
 }
 
+/// [`owned_attachment`] in a read transaction of its own.
+async fn uploaded_by_caller(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: Uuid,
+    access_token: Option<&str>,
+) -> AppResult<attachments::Model> {
+    let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
+    let (att, _) = owned_attachment(deps, &txn, ctx, id, access_token).await?;
+    txn.commit().await?;
+    Ok(att)
+}
+
 /// `confirmUpload`: checks what arrived against what was announced (size, SHA-256, type by magic
 /// bytes, virus scan) and makes it a stored attachment. A file that fails is deleted with its
 /// record, and the error says why.
@@ -549,9 +572,7 @@ pub async fn confirm_upload(
     id: Uuid,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
-    let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let (att, _) = owned_attachment(deps, &txn, ctx, id, access_token).await?;
-    txn.commit().await?;
+    let att = uploaded_by_caller(deps, ctx, id, access_token).await?;
     if att.state != "uploading" {
         return Err(AppError::conflict(
             "input.id",
@@ -594,7 +615,7 @@ pub async fn confirm_upload(
             return Err(e);
         }
     };
-    let committed = async {
+    record_or_discard(deps.store.as_ref(), &key, async {
         let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
         let current = scoped::<attachments::Entity>(ctx.tenant_id)
             .filter(attachments::Column::Id.eq(att.id))
@@ -611,13 +632,9 @@ pub async fn confirm_upload(
         active.stored_at = Set(Some(Utc::now()));
         let model = active.update(&txn).await?;
         txn.commit().await?;
-        Ok::<_, AppError>(model)
-    }
-    .await;
-    if committed.is_err() {
-        discard(deps.store.as_ref(), &key).await;
-    }
-    committed
+        Ok(model)
+    })
+    .await
 }
 
 /// Size, SHA-256, type and virus scan of an uploaded object against what was announced.
@@ -687,9 +704,7 @@ pub async fn delete(
     id: Uuid,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
-    let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let (att, _) = owned_attachment(deps, &txn, ctx, id, access_token).await?;
-    txn.commit().await?;
+    let att = uploaded_by_caller(deps, ctx, id, access_token).await?;
     if att.application_id.is_some() && att.state == "stored" {
         return Err(AppError::conflict(
             "input.id",
@@ -708,14 +723,12 @@ pub async fn of_applications(
     tenant: TenantId,
     ids: Vec<Uuid>,
 ) -> AppResult<Vec<attachments::Model>> {
-    let txn = begin_tenant(db, tenant).await?;
-    let rows = scoped::<attachments::Entity>(tenant)
-        .filter(attachments::Column::ApplicationId.is_in(ids))
-        .order_by_asc(attachments::Column::Id)
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
-    Ok(rows)
+    listed(
+        db,
+        tenant,
+        sea_orm::Condition::all().add(attachments::Column::ApplicationId.is_in(ids)),
+    )
+    .await
 }
 
 /// The attachments of a draft the caller already proved to own.
@@ -724,9 +737,17 @@ pub async fn of_draft(
     tenant: TenantId,
     draft: Uuid,
 ) -> AppResult<Vec<attachments::Model>> {
+    listed(db, tenant, owner_filter(Target::Draft(draft))).await
+}
+
+async fn listed(
+    db: &crate::db::Db,
+    tenant: TenantId,
+    filter: sea_orm::Condition,
+) -> AppResult<Vec<attachments::Model>> {
     let txn = begin_tenant(db, tenant).await?;
     let rows = scoped::<attachments::Entity>(tenant)
-        .filter(attachments::Column::DraftId.eq(draft))
+        .filter(filter)
         .order_by_asc(attachments::Column::Id)
         .all(&txn)
         .await?;

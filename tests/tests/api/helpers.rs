@@ -759,6 +759,16 @@ pub fn png() -> Vec<u8> {
     v
 }
 
+/// Asserts `VALIDATION_FAILED` with a message for `field` that contains `words`.
+#[track_caller]
+pub fn assert_field_error(resp: &Value, field: &str, words: &str) {
+    assert_code(resp, "VALIDATION_FAILED");
+    let message = resp["errors"][0]["extensions"]["fields"][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message for {field}: {resp:#}"));
+    assert!(message.contains(words), "{field}: {message}");
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes)
