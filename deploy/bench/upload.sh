@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark: resident memory of the server while citizens upload large files through the
 # presigned path (requestUpload → PUT → confirmUpload) on the embedded default (SQLite + local
-# storage, where every byte passes through the server). Uploads 10 MB and 100 MB side by side in
-# one run and prints the peak RSS growth of each: flat memory means the ratio stays near 1, not 10.
+# storage, where every byte passes through the server). Uploads 10, 100 and 500 MB side by side in
+# one run and prints the peak RSS growth of each and its ratio to the file size (flat memory: the
+# growth stays the same few KiB whatever the size, so the ratio falls towards 0).
 #
-#   deploy/bench/upload.sh                 # 10 MB and 100 MB
-#   SIZES_MB="10 100 500" deploy/bench/upload.sh
+#   deploy/bench/upload.sh                 # 10, 100 and 500 MB
+#   SIZES_MB="100" deploy/bench/upload.sh
 #
 # Needs: Python 3 (standard library only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/amtsplatz-target}"
-SIZES_MB=${SIZES_MB:-"10 100"}
+SIZES_MB=${SIZES_MB:-"10 100 500"}
 
 echo "== building (release)"
 cargo build --release -q -p server

@@ -158,11 +158,11 @@ def main():
         base, put_peak, peak, put_s, confirm_s = upload(a.url, a.pid, slug, path, size, sha)
         os.remove(path)
         rows.append((mb, base, put_peak, peak, peak - base, put_s, confirm_s))
-    first_growth = max(rows[0][4], 1)
-    print(f"{'size':>8} {'RSS before':>11} {'peak PUT':>10} {'peak all':>10} {'growth':>8} {'vs first':>9} {'PUT s':>7} {'confirm s':>10}")
+    print(f"{'size':>8} {'RSS before':>11} {'peak PUT':>10} {'peak all':>10} {'growth':>10} "
+          f"{'growth/size':>12} {'PUT MB/s':>9} {'confirm MB/s':>13}")
     for mb, base, put_peak, peak, growth, put_s, confirm_s in rows:
-        print(f"{mb:>6}MB {base/1024:>9.1f}MB {put_peak/1024:>8.1f}MB {peak/1024:>8.1f}MB {growth/1024:>6.1f}MB "
-              f"{growth/first_growth:>9.2f} {put_s:>7.2f} {confirm_s:>10.2f}")
+        print(f"{mb:>6}MB {base/1024:>9.1f}MB {put_peak/1024:>8.1f}MB {peak/1024:>8.1f}MB {growth:>7}KiB "
+              f"{growth / (mb * 1000 * 1000 / 1024):>12.4f} {mb / max(put_s, 1e-9):>9.0f} {mb / max(confirm_s, 1e-9):>13.0f}")
 
 
 if __name__ == "__main__":
