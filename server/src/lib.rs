@@ -4,6 +4,7 @@
 //! [`services`], [`applications`], [`attachments`] (with [`storage`]), [`messaging`].
 
 pub mod applications;
+pub mod appointments;
 pub mod attachments;
 pub mod audit;
 pub mod auth;
