@@ -5,10 +5,14 @@
 pub mod application_events;
 pub mod application_tasks;
 pub mod applications;
+pub mod appointment_offers;
 pub mod attachments;
 pub mod audit_log;
+pub mod booking_resources;
+pub mod bookings;
 pub mod departments;
 pub mod drafts;
+pub mod locations;
 pub mod messages;
 pub mod outbox;
 pub mod platform_admins;

@@ -5,10 +5,12 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod indexes;
 mod m20261123_000001_create_tenancy;
 mod m20261123_000002_create_marketplace;
 mod m20261123_000003_create_applications;
 mod m20261123_000004_create_attachments;
+mod m20261123_000005_create_appointments;
 pub mod postgres;
 
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
@@ -26,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_marketplace::Migration),
             Box::new(m20261123_000003_create_applications::Migration),
             Box::new(m20261123_000004_create_attachments::Migration),
+            Box::new(m20261123_000005_create_appointments::Migration),
         ]
     }
 }

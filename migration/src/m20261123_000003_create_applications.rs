@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::indexes::{self, unique};
 use crate::m20261123_000001_create_tenancy::tenant_fk;
 use crate::postgres;
 
@@ -143,15 +144,6 @@ enum Outbox {
     CreatedAt,
 }
 
-fn unique(name: &str, cols: &[&'static str]) -> IndexCreateStatement {
-    let mut idx = Index::create();
-    idx.name(name).unique();
-    for c in cols {
-        idx.col(Alias::new(*c));
-    }
-    idx
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -244,23 +236,18 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
-        for (name, cols) in [
-            (
-                "applications_tenant_id_state_idx",
-                &["tenant_id", "state"][..],
-            ),
-            (
-                "applications_citizen_idx",
-                &["tenant_id", "citizen_issuer", "citizen_subject"][..],
-            ),
-        ] {
-            let mut idx = Index::create();
-            idx.name(name).table(Applications::Table);
-            for c in cols {
-                idx.col(Alias::new(*c));
-            }
-            manager.create_index(idx).await?;
-        }
+        indexes::create_all(
+            manager,
+            "applications",
+            &[
+                ("applications_tenant_id_state_idx", &["tenant_id", "state"]),
+                (
+                    "applications_citizen_idx",
+                    &["tenant_id", "citizen_issuer", "citizen_subject"],
+                ),
+            ],
+        )
+        .await?;
 
         manager
             .create_table(

@@ -1,7 +1,12 @@
-//! Appointments at the citizens' office: opening calendars, slots, bookings that never overbook.
+//! Appointments at the citizens' office: locations with opening calendars and counters, services
+//! offered there, slots computed from the calendar minus bookings, and bookings that never
+//! overbook (the location's resource rows are locked while capacity is checked).
 //!
-//! Built so far: the availability engine ([`availability`]). Next: locations, resources, opening
-//! rules and exceptions per tenant, service offers, booking with a resource lock, cancel and
-//! reschedule by token, iCalendar, staff day views, abuse limits.
+//! Built so far: availability ([`availability`]), locations and offers, `availableSlots`,
+//! `bookAppointment` (`SLOT_FULL`, application-first offers, open bookings per contact),
+//! `cancelBooking`. Next: reschedule, iCalendar and mails, staff day views and no-shows, holds,
+//! per-service proof-of-work.
 
 pub mod availability;
+pub mod graphql;
+pub mod service;

@@ -194,7 +194,11 @@ tenant_scoped!(
     application_tasks,
     application_events,
     messages,
-    attachments
+    attachments,
+    locations,
+    booking_resources,
+    appointment_offers,
+    bookings
 );
 
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients

@@ -10,6 +10,7 @@ use crate::applications::graphql::{
     ApplicationsMutation, ApplicationsQuery, ApplicationsSubscription,
 };
 
+use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
@@ -29,6 +30,7 @@ pub struct Query(
     ServicesQuery,
     ApplicationsQuery,
     AttachmentsQuery,
+    AppointmentsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,6 +41,7 @@ pub struct Mutation(
     ServicesMutation,
     ApplicationsMutation,
     AttachmentsMutation,
+    AppointmentsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod applications;
+mod appointments;
 mod attachments;
 mod auth;
 mod fuzz;

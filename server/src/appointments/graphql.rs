@@ -1,0 +1,446 @@
+//! GraphQL of appointments: locations and offers (tenant administrators), available slots and
+//! bookings (citizens).
+
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{appointment_offers, booking_resources, bookings, locations};
+use serde_json::Value;
+
+use super::availability::Slot;
+use super::service::{
+    self, BookInput, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput,
+};
+use crate::applications::service::Deps;
+use crate::error::AppResult;
+use crate::graphql::{state, tenant_ctx};
+use crate::ids::TenantId;
+use crate::tenancy::graphql::parse_id;
+
+fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
+    state::<Deps>(ctx)
+}
+
+/// A place for appointments, with its counters and opening calendar.
+pub struct Location {
+    pub model: locations::Model,
+    pub resources: Vec<booking_resources::Model>,
+}
+
+#[derive(SimpleObject)]
+pub struct BookingResource {
+    pub id: ID,
+    pub key: String,
+    pub name: String,
+    /// Citizens served at a time.
+    pub capacity: i32,
+}
+
+#[Object]
+impl Location {
+    async fn id(&self) -> ID {
+        ID(self.model.id.to_string())
+    }
+    async fn key(&self) -> &str {
+        &self.model.key
+    }
+    async fn name(&self) -> &str {
+        &self.model.name
+    }
+    async fn address(&self) -> &str {
+        &self.model.address
+    }
+    async fn time_zone(&self) -> &str {
+        &self.model.time_zone
+    }
+    async fn resources(&self) -> Vec<BookingResource> {
+        self.resources
+            .iter()
+            .map(|r| BookingResource {
+                id: ID(r.id.to_string()),
+                key: r.key.clone(),
+                name: r.name.clone(),
+                capacity: r.capacity,
+            })
+            .collect()
+    }
+    /// Weekly hours: `[{weekday, opens, closes}]`, local time.
+    async fn hours(&self) -> Json<Value> {
+        Json(self.model.hours.clone())
+    }
+    /// Holidays, closures and special hours: `[{date, closed, hours, reason}]`.
+    async fn exceptions(&self) -> Json<Value> {
+        Json(self.model.exceptions.clone())
+    }
+}
+
+/// A bookable time and how many more citizens it takes (0: full).
+#[derive(SimpleObject)]
+pub struct AvailableSlot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub remaining: u32,
+}
+
+impl From<Slot> for AvailableSlot {
+    fn from(s: Slot) -> Self {
+        Self {
+            start: s.start,
+            end: s.end,
+            remaining: s.remaining,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AppointmentOffer {
+    pub id: ID,
+    pub location_id: ID,
+    pub duration_minutes: i32,
+    pub buffer_minutes: i32,
+    pub min_notice_minutes: i32,
+    pub horizon_days: i32,
+    pub requires_application: bool,
+    pub max_open_per_contact: i32,
+}
+
+impl From<appointment_offers::Model> for AppointmentOffer {
+    fn from(o: appointment_offers::Model) -> Self {
+        Self {
+            id: ID(o.id.to_string()),
+            location_id: ID(o.location_id.to_string()),
+            duration_minutes: o.duration_minutes,
+            buffer_minutes: o.buffer_minutes,
+            min_notice_minutes: o.min_notice_minutes,
+            horizon_days: o.horizon_days,
+            requires_application: o.requires_application,
+            max_open_per_contact: o.max_open_per_contact,
+        }
+    }
+}
+
+/// An appointment.
+pub struct Booking(pub bookings::Model);
+
+#[Object]
+impl Booking {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn start(&self) -> DateTime<Utc> {
+        self.0.start_at
+    }
+    async fn end(&self) -> DateTime<Utc> {
+        self.0.end_at
+    }
+    /// `booked`, `cancelled` or `no_show`.
+    async fn state(&self) -> &str {
+        &self.0.state
+    }
+    async fn location_id(&self) -> ID {
+        ID(self.0.location_id.to_string())
+    }
+    async fn resource_id(&self) -> ID {
+        ID(self.0.resource_id.to_string())
+    }
+    async fn application_id(&self) -> Option<ID> {
+        self.0.application_id.map(|id| ID(id.to_string()))
+    }
+    async fn contact_name(&self) -> &str {
+        &self.0.contact_name
+    }
+}
+
+#[derive(Default)]
+pub struct AppointmentsQuery;
+
+#[Object]
+impl AppointmentsQuery {
+    /// The municipality's locations for appointments.
+    async fn locations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Location>> {
+        let tctx = tenant_ctx(ctx)?;
+        Ok(
+            service::locations(&deps(ctx)?.db, TenantId(tctx.tenant_id.0))
+                .await?
+                .into_iter()
+                .map(|(model, resources)| Location { model, resources })
+                .collect(),
+        )
+    }
+
+    /// Slots of a service at a location starting in `[from, to)` (at most 62 days), with the
+    /// places left; full slots are listed with `remaining: 0`.
+    async fn available_slots(
+        &self,
+        ctx: &Context<'_>,
+        service_slug: String,
+        location_id: ID,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> async_graphql::Result<Vec<AvailableSlot>> {
+        let tctx = tenant_ctx(ctx)?;
+        let location = parse_id("locationId", &location_id)?;
+        Ok(service::available_slots(
+            &deps(ctx)?.db,
+            tctx.tenant_id,
+            &service_slug,
+            location,
+            from,
+            to,
+        )
+        .await?
+        .into_iter()
+        .map(AvailableSlot::from)
+        .collect())
+    }
+}
+
+#[derive(InputObject)]
+pub struct LocationResourceInput {
+    pub key: String,
+    pub name: String,
+    pub capacity: i32,
+}
+
+#[derive(InputObject)]
+pub struct HoursInput {
+    /// `mon` … `sun`.
+    pub weekday: String,
+    /// `HH:MM`, local time.
+    pub opens: String,
+    pub closes: String,
+}
+
+#[derive(InputObject)]
+pub struct WindowInput {
+    pub opens: String,
+    pub closes: String,
+}
+
+#[derive(InputObject)]
+pub struct ExceptionInput {
+    pub date: chrono::NaiveDate,
+    /// Closed all day (holiday, closure) …
+    #[graphql(default)]
+    pub closed: bool,
+    /// … or open with these hours instead of the weekly ones.
+    #[graphql(default)]
+    pub hours: Vec<WindowInput>,
+    pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SaveLocationInput {
+    /// Stable key; saving again with the same key replaces the location's definition.
+    pub key: String,
+    pub name: String,
+    #[graphql(default)]
+    pub address: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+    pub resources: Vec<LocationResourceInput>,
+    pub hours: Vec<HoursInput>,
+    #[graphql(default)]
+    pub exceptions: Vec<ExceptionInput>,
+}
+
+#[derive(SimpleObject)]
+pub struct SaveLocationPayload {
+    pub location: Location,
+}
+
+#[derive(InputObject)]
+pub struct SetAppointmentOfferInput {
+    pub service_slug: String,
+    pub location_id: ID,
+    /// Default: the service content's `appointment.durationMinutes`.
+    pub duration_minutes: Option<i32>,
+    #[graphql(default)]
+    pub buffer_minutes: i32,
+    #[graphql(default = 120)]
+    pub min_notice_minutes: i32,
+    #[graphql(default = 60)]
+    pub horizon_days: i32,
+    #[graphql(default)]
+    pub requires_application: bool,
+    #[graphql(default = 1)]
+    pub max_open_per_contact: i32,
+}
+
+#[derive(SimpleObject)]
+pub struct SetAppointmentOfferPayload {
+    pub offer: AppointmentOffer,
+}
+
+#[derive(InputObject)]
+pub struct ContactInput {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(InputObject)]
+pub struct BookAppointmentInput {
+    pub service_slug: String,
+    pub location_id: ID,
+    /// A slot start from `availableSlots`.
+    pub start: DateTime<Utc>,
+    pub contact: ContactInput,
+    /// The submitted application the appointment is for (required where the offer says so).
+    pub application_id: Option<ID>,
+    /// The application's access token (anonymous citizens).
+    pub access_token: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct BookAppointmentPayload {
+    pub booking: Booking,
+    /// Cancels or reschedules the booking; shown once.
+    pub cancel_token: String,
+}
+
+#[derive(InputObject)]
+pub struct CancelBookingInput {
+    pub id: ID,
+    pub token: String,
+}
+
+#[derive(SimpleObject)]
+pub struct BookingPayload {
+    pub booking: Booking,
+}
+
+#[derive(Default)]
+pub struct AppointmentsMutation;
+
+#[Object]
+impl AppointmentsMutation {
+    /// Creates or replaces a location (tenant administrators).
+    async fn save_location(
+        &self,
+        ctx: &Context<'_>,
+        input: SaveLocationInput,
+    ) -> async_graphql::Result<SaveLocationPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        let (model, resources) = service::save_location(
+            &deps(ctx)?.db,
+            &tctx,
+            LocationInput {
+                key: input.key,
+                name: input.name,
+                address: input.address,
+                time_zone: input.time_zone,
+                resources: input
+                    .resources
+                    .into_iter()
+                    .map(|r| ResourceInput {
+                        key: r.key,
+                        name: r.name,
+                        capacity: r.capacity,
+                    })
+                    .collect(),
+                hours: input
+                    .hours
+                    .into_iter()
+                    .map(|h| HoursEntry {
+                        weekday: h.weekday,
+                        opens: h.opens,
+                        closes: h.closes,
+                    })
+                    .collect(),
+                exceptions: input
+                    .exceptions
+                    .into_iter()
+                    .map(|e| ExceptionEntry {
+                        date: e.date,
+                        closed: e.closed,
+                        hours: e
+                            .hours
+                            .into_iter()
+                            .map(|w| service::WindowEntry {
+                                opens: w.opens,
+                                closes: w.closes,
+                            })
+                            .collect(),
+                        reason: e.reason,
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+        Ok(SaveLocationPayload {
+            location: Location { model, resources },
+        })
+    }
+
+    /// Makes a service bookable at a location (tenant administrators).
+    async fn set_appointment_offer(
+        &self,
+        ctx: &Context<'_>,
+        input: SetAppointmentOfferInput,
+    ) -> async_graphql::Result<SetAppointmentOfferPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        let offer = service::set_offer(
+            deps(ctx)?,
+            &tctx,
+            OfferInput {
+                service_slug: input.service_slug,
+                location_id: parse_id("input.locationId", &input.location_id)?,
+                duration_minutes: input.duration_minutes,
+                buffer_minutes: input.buffer_minutes,
+                min_notice_minutes: input.min_notice_minutes,
+                horizon_days: input.horizon_days,
+                requires_application: input.requires_application,
+                max_open_per_contact: input.max_open_per_contact,
+            },
+        )
+        .await?;
+        Ok(SetAppointmentOfferPayload {
+            offer: offer.into(),
+        })
+    }
+
+    /// Books a slot; a full or no longer bookable one is `SLOT_FULL`.
+    async fn book_appointment(
+        &self,
+        ctx: &Context<'_>,
+        input: BookAppointmentInput,
+    ) -> async_graphql::Result<BookAppointmentPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        crate::applications::graphql::rate_limit_write(ctx)?;
+        let (booking, cancel_token) = service::book(
+            deps(ctx)?,
+            &tctx,
+            BookInput {
+                service_slug: input.service_slug,
+                location_id: parse_id("input.locationId", &input.location_id)?,
+                start: input.start,
+                contact_name: input.contact.name,
+                contact_email: input.contact.email,
+                application_id: input
+                    .application_id
+                    .as_ref()
+                    .map(|id| parse_id("input.applicationId", id))
+                    .transpose()?,
+                access_token: input.access_token,
+            },
+        )
+        .await?;
+        Ok(BookAppointmentPayload {
+            booking: Booking(booking),
+            cancel_token,
+        })
+    }
+
+    /// Cancels a booking with its cancel token.
+    async fn cancel_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelBookingInput,
+    ) -> async_graphql::Result<BookingPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        let id = parse_id("input.id", &input.id)?;
+        let booking = service::cancel(&deps(ctx)?.db, &tctx, id, &input.token).await?;
+        Ok(BookingPayload {
+            booking: Booking(booking),
+        })
+    }
+}
