@@ -148,6 +148,15 @@ impl Booking {
     async fn contact_name(&self) -> &str {
         &self.0.contact_name
     }
+    /// Staff only (the contact is the citizen's personal data).
+    async fn contact_email(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let tctx = tenant_ctx(ctx)?;
+        match tctx.principal {
+            crate::context::Principal::Staff { .. }
+            | crate::context::Principal::PlatformAdmin { .. } => Ok(self.0.contact_email.clone()),
+            _ => Err(crate::error::AppError::Forbidden("for the municipality's staff").into()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -165,6 +174,19 @@ impl AppointmentsQuery {
                 .map(|(model, resources)| Location { model, resources })
                 .collect(),
         )
+    }
+
+    /// The bookings of a location on a (local) date, in time order (staff).
+    async fn bookings(
+        &self,
+        ctx: &Context<'_>,
+        location_id: ID,
+        date: chrono::NaiveDate,
+    ) -> async_graphql::Result<Vec<Booking>> {
+        let tctx = tenant_ctx(ctx)?;
+        let location = parse_id("locationId", &location_id)?;
+        let (_, rows) = service::day(&deps(ctx)?.db, &tctx, location, date).await?;
+        Ok(rows.into_iter().map(Booking).collect())
     }
 
     /// Slots of a service at a location starting in `[from, to)` (at most 62 days), with the
@@ -295,6 +317,21 @@ pub struct BookAppointmentPayload {
     pub booking: Booking,
     /// Cancels or reschedules the booking; shown once.
     pub cancel_token: String,
+    /// The booking's calendar file (the link carries the token).
+    pub ics_url: String,
+}
+
+#[derive(InputObject)]
+pub struct RescheduleBookingInput {
+    pub id: ID,
+    pub token: String,
+    /// The new slot; if it is full, the booking keeps its old one.
+    pub start: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct MarkNoShowInput {
+    pub id: ID,
 }
 
 #[derive(InputObject)]
@@ -424,9 +461,53 @@ impl AppointmentsMutation {
             },
         )
         .await?;
+        let origin = ctx
+            .data_opt::<crate::attachments::graphql::RequestOrigin>()
+            .map(|o| o.0.clone())
+            .unwrap_or_default();
+        let ics_url = format!(
+            "{origin}/bookings/{}.ics?tenant={}&token={}",
+            booking.id,
+            tctx.tenant.slug,
+            percent_encoding::utf8_percent_encode(
+                &cancel_token,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
         Ok(BookAppointmentPayload {
             booking: Booking(booking),
             cancel_token,
+            ics_url,
+        })
+    }
+
+    /// Moves a booking to another slot (atomic: a full slot leaves it where it was).
+    async fn reschedule_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: RescheduleBookingInput,
+    ) -> async_graphql::Result<BookingPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        crate::applications::graphql::rate_limit_write(ctx)?;
+        let id = parse_id("input.id", &input.id)?;
+        let booking =
+            service::reschedule(&deps(ctx)?.db, &tctx, id, &input.token, input.start).await?;
+        Ok(BookingPayload {
+            booking: Booking(booking),
+        })
+    }
+
+    /// Marks that the citizen did not come (staff).
+    async fn mark_no_show(
+        &self,
+        ctx: &Context<'_>,
+        input: MarkNoShowInput,
+    ) -> async_graphql::Result<BookingPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        let id = parse_id("input.id", &input.id)?;
+        let booking = service::mark_no_show(&deps(ctx)?.db, &tctx, id).await?;
+        Ok(BookingPayload {
+            booking: Booking(booking),
         })
     }
 

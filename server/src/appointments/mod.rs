@@ -4,9 +4,11 @@
 //!
 //! Built so far: availability ([`availability`]), locations and offers, `availableSlots`,
 //! `bookAppointment` (`SLOT_FULL`, application-first offers, open bookings per contact),
-//! `cancelBooking`. Next: reschedule, iCalendar and mails, staff day views and no-shows, holds,
-//! per-service proof-of-work.
+//! `cancelBooking`, `rescheduleBooking`, `.ics` files ([`ics`], [`http`]), the staff day view and
+//! no-shows. Next: confirmation mails with the .ics, reminders, holds, per-service proof-of-work.
 
 pub mod availability;
 pub mod graphql;
+pub mod http;
+pub mod ics;
 pub mod service;

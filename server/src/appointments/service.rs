@@ -705,14 +705,7 @@ pub async fn book(
     }
 
     // The capacity check and the insert happen under the location's resource locks.
-    let mut select = scoped::<booking_resources::Entity>(ctx.tenant_id)
-        .filter(booking_resources::Column::LocationId.eq(b.location.id))
-        .filter(booking_resources::Column::Active.eq(true))
-        .order_by_asc(booking_resources::Column::Key);
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
-    let resources = select.all(&txn).await?;
+    let resources = lock_resources(&txn, ctx.tenant_id, b.location.id).await?;
     let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
     let end = input.start + b.rules.duration;
     let blocked = end + b.rules.buffer;
@@ -785,4 +778,168 @@ pub async fn cancel(db: &Db, ctx: &TenantCtx, id: Uuid, token: &str) -> AppResul
     let booking = a.update(&txn).await?;
     txn.commit().await?;
     Ok(booking)
+}
+
+/// `rescheduleBooking`: moves a booking to another slot in one transaction, keeping its id and
+/// token. If the new slot is full (or not bookable) the booking stays where it was.
+pub async fn reschedule(
+    db: &Db,
+    ctx: &TenantCtx,
+    id: Uuid,
+    token: &str,
+    start: DateTime<Utc>,
+) -> AppResult<bookings::Model> {
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
+    let now = Utc::now();
+    if booking.state != "booked" || booking.start_at <= now {
+        return Err(AppError::conflict(
+            "input.id",
+            "only future, not cancelled appointments can be moved",
+        ));
+    }
+    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+        .filter(tenant_services::Column::Id.eq(booking.service_id))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("service"))?;
+    let b = bookable(&txn, ctx.tenant_id, &service.slug, booking.location_id).await?;
+    if !b.calendar.offers(&b.rules, start) || !availability::bookable_at(&b.rules, start, now) {
+        return Err(slot_full("not a bookable slot now"));
+    }
+    let resources = lock_resources(&txn, ctx.tenant_id, b.location.id).await?;
+    let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
+    let end = start + b.rules.duration;
+    let blocked = end + b.rules.buffer;
+    // The booking's own place does not count against its new time.
+    let taken: Vec<Busy> = scoped::<bookings::Entity>(ctx.tenant_id)
+        .filter(bookings::Column::ResourceId.is_in(ids))
+        .filter(bookings::Column::State.ne("cancelled"))
+        .filter(bookings::Column::Id.ne(booking.id))
+        .filter(bookings::Column::StartAt.lt(blocked))
+        .filter(bookings::Column::BlockedUntil.gt(start))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|o| Busy {
+            resource: o.resource_id,
+            start: o.start_at,
+            end: o.blocked_until,
+        })
+        .collect();
+    let resource = availability::free_resource(&as_resources(&resources), &taken, start, blocked)
+        .ok_or_else(|| slot_full("no resource has room"))?;
+    let mut a: bookings::ActiveModel = booking.into();
+    a.start_at = Set(start);
+    a.end_at = Set(end);
+    a.blocked_until = Set(blocked);
+    a.resource_id = Set(resource);
+    let booking = a.update(&txn).await?;
+    txn.commit().await?;
+    Ok(booking)
+}
+
+/// The active resources of a location, locked for the rest of the transaction.
+async fn lock_resources(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+    location: Uuid,
+) -> AppResult<Vec<booking_resources::Model>> {
+    let mut select = scoped::<booking_resources::Entity>(tenant)
+        .filter(booking_resources::Column::LocationId.eq(location))
+        .filter(booking_resources::Column::Active.eq(true))
+        .order_by_asc(booking_resources::Column::Key);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_exclusive();
+    }
+    Ok(select.all(txn).await?)
+}
+
+/// Staff may see and mark bookings: tenant administrators and staff of the tenant.
+fn require_staff(ctx: &TenantCtx) -> AppResult<()> {
+    match ctx.principal {
+        crate::context::Principal::Staff { .. }
+        | crate::context::Principal::PlatformAdmin { .. } => Ok(()),
+        crate::context::Principal::Anonymous => Err(AppError::Unauthenticated),
+        _ => Err(AppError::Forbidden("for the municipality's staff")),
+    }
+}
+
+/// The bookings of a location on a local date (staff), in time order, cancelled ones included.
+pub async fn day(
+    db: &Db,
+    ctx: &TenantCtx,
+    location_id: Uuid,
+    date: NaiveDate,
+) -> AppResult<(locations::Model, Vec<bookings::Model>)> {
+    require_staff(ctx)?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let location = find_location(&txn, ctx.tenant_id, location_id).await?;
+    let cal = calendar(&location)?;
+    let local_start = |d: NaiveDate| {
+        use chrono::TimeZone as _;
+        cal.tz
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let (Some(from), Some(to)) = (local_start(date), local_start(date + Duration::days(1))) else {
+        return Err(AppError::invalid("date", "is not a date of this location"));
+    };
+    let rows = scoped::<bookings::Entity>(ctx.tenant_id)
+        .filter(bookings::Column::LocationId.eq(location.id))
+        .filter(bookings::Column::StartAt.gte(from))
+        .filter(bookings::Column::StartAt.lt(to))
+        .order_by_asc(bookings::Column::StartAt)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok((location, rows))
+}
+
+/// Marks that the citizen did not come (staff; once the appointment has begun).
+pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
+    require_staff(ctx)?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let booking = scoped::<bookings::Entity>(ctx.tenant_id)
+        .filter(bookings::Column::Id.eq(id))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("booking"))?;
+    if booking.state != "booked" {
+        return Err(AppError::conflict(
+            "input.id",
+            "only booked appointments can be missed",
+        ));
+    }
+    if booking.start_at > Utc::now() {
+        return Err(AppError::conflict(
+            "input.id",
+            "the appointment has not begun yet",
+        ));
+    }
+    let mut a: bookings::ActiveModel = booking.into();
+    a.state = Set("no_show".into());
+    let booking = a.update(&txn).await?;
+    txn.commit().await?;
+    Ok(booking)
+}
+
+/// A booking with what its calendar file shows, for its holder.
+pub async fn for_ics(
+    db: &Db,
+    ctx: &TenantCtx,
+    id: Uuid,
+    token: &str,
+) -> AppResult<(bookings::Model, locations::Model, String)> {
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
+    let location = find_location(&txn, ctx.tenant_id, booking.location_id).await?;
+    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+        .filter(tenant_services::Column::Id.eq(booking.service_id))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("service"))?;
+    txn.commit().await?;
+    Ok((booking, location, service.title))
 }

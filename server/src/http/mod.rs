@@ -39,7 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/api/applications/export", web::get().to(export_batch))
         .route("/api/applications/{file}", web::get().to(export_one))
-        .configure(crate::attachments::http::routes);
+        .configure(crate::attachments::http::routes)
+        .configure(crate::appointments::http::routes);
 }
 
 /// Scheme and host the client called (behind a trusted proxy: as the proxy reports them).

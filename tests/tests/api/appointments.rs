@@ -9,7 +9,7 @@ use crate::helpers::*;
 const SAVE: &str = "mutation($i: SaveLocationInput!) { saveLocation(input: $i) { location { id key timeZone resources { key capacity } } } }";
 const OFFER: &str = "mutation($i: SetAppointmentOfferInput!) { setAppointmentOffer(input: $i) { offer { durationMinutes minNoticeMinutes horizonDays } } }";
 const SLOTS: &str = "query($s: String!, $l: ID!, $f: DateTime!, $t: DateTime!) { availableSlots(serviceSlug: $s, locationId: $l, from: $f, to: $t) { start end remaining } }";
-const BOOK: &str = "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { cancelToken booking { id start end state resourceId } } }";
+const BOOK: &str = "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { cancelToken icsUrl booking { id start end state resourceId } } }";
 const CANCEL: &str =
     "mutation($i: CancelBookingInput!) { cancelBooking(input: $i) { booking { state } } }";
 
@@ -366,4 +366,180 @@ async fn only_administrators_define_locations_and_bad_calendars_name_their_field
         .gql(Some(MUSTER), None, "{ locations { key } }", json!({}))
         .await;
     assert_eq!(data(&resp)["locations"], json!([]));
+}
+
+const RESCHEDULE: &str = "mutation($i: RescheduleBookingInput!) { rescheduleBooking(input: $i) { booking { start state } } }";
+const DAY: &str = "query($l: ID!, $d: NaiveDate!) { bookings(locationId: $l, date: $d) { id start state contactName contactEmail } }";
+
+async fn booked(
+    app: &TestApp,
+    location: &str,
+    start: DateTime<Utc>,
+    email: &str,
+) -> (String, String, String) {
+    let resp = book(app, location, start, email).await;
+    let p = &data(&resp)["bookAppointment"];
+    (
+        str_at(&p["booking"], "id"),
+        str_at(p, "cancelToken"),
+        str_at(p, "icsUrl"),
+    )
+}
+
+#[tokio::test]
+async fn rescheduling_keeps_the_old_slot_when_the_new_one_is_full_even_under_concurrency() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let rathaus = rathaus(&app, &admin, 1).await;
+    let at = |h: i64| ten_oclock_in(5) + Duration::minutes(30 * h);
+    let (a, a_token, _) = booked(&app, &rathaus, at(0), "a@example.org").await;
+    let (b, b_token, _) = booked(&app, &rathaus, at(1), "b@example.org").await;
+    let move_to = |id: &str, token: &str, start: DateTime<Utc>| json!({ "i": { "id": id, "token": token, "start": start } });
+
+    // B to A's slot: full, B stays.
+    assert_code(
+        &app.gql(Some(MUSTER), None, RESCHEDULE, move_to(&b, &b_token, at(0)))
+            .await,
+        "SLOT_FULL",
+    );
+    // With another booking's token: not found.
+    assert_code(
+        &app.gql(Some(MUSTER), None, RESCHEDULE, move_to(&b, &a_token, at(2)))
+            .await,
+        "NOT_FOUND",
+    );
+    // A moves later; its old slot is free for B.
+    let resp = app
+        .gql(Some(MUSTER), None, RESCHEDULE, move_to(&a, &a_token, at(2)))
+        .await;
+    assert_eq!(
+        data(&resp)["rescheduleBooking"]["booking"]["state"],
+        "booked"
+    );
+    data(
+        &app.gql(Some(MUSTER), None, RESCHEDULE, move_to(&b, &b_token, at(0)))
+            .await,
+    );
+
+    // Ten bookings race for one free place: one moves, nine keep their slots.
+    let mut racers = Vec::new();
+    for i in 0..10 {
+        racers.push(booked(&app, &rathaus, at(4 + i), &format!("r{i}@example.org")).await);
+    }
+    let target = at(3);
+    let moves = racers.iter().map(|(id, token, _)| {
+        let app = &app;
+        async move {
+            app.gql(Some(MUSTER), None, RESCHEDULE, move_to(id, token, target))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(moves).await;
+    let moved = results.iter().filter(|r| r["errors"].is_null()).count();
+    let full = results
+        .iter()
+        .filter(|r| r["errors"][0]["extensions"]["code"] == "SLOT_FULL")
+        .count();
+    assert_eq!((moved, full), (1, 9));
+    let kasse = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    let date = target
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive();
+    let resp = app
+        .caller(MUSTER, &kasse)
+        .gql(DAY, json!({ "l": rathaus, "d": date }))
+        .await;
+    let day = data(&resp)["bookings"].as_array().unwrap().clone();
+    assert_eq!(day.len(), 12, "every booking once: {day:?}");
+    let mut starts: Vec<&str> = day.iter().map(|b| b["start"].as_str().unwrap()).collect();
+    starts.dedup();
+    assert_eq!(
+        starts.len(),
+        12,
+        "no two bookings share the single counter's slot: {day:?}"
+    );
+    assert!(day.iter().all(|b| {
+        b["contactEmail"]
+            .as_str()
+            .unwrap()
+            .ends_with("@example.org")
+    }));
+
+    // Citizens do not see the day list; staff mark no-shows only once the appointment began.
+    assert_code(
+        &app.gql(Some(MUSTER), None, DAY, json!({ "l": rathaus, "d": date }))
+            .await,
+        "UNAUTHENTICATED",
+    );
+    let resp = app
+        .caller(MUSTER, &kasse)
+        .gql(
+            "mutation($i: MarkNoShowInput!) { markNoShow(input: $i) { booking { state } } }",
+            json!({ "i": { "id": a } }),
+        )
+        .await;
+    assert_code(&resp, "CONFLICT");
+}
+
+#[tokio::test]
+async fn the_calendar_file_parses_and_shows_the_local_time() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let rathaus = rathaus(&app, &admin, 1).await;
+    let start = ten_oclock_in(9);
+    let (id, token, ics_url) = booked(&app, &rathaus, start, "erika@example.org").await;
+    let resp = app.client.get(&ics_url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.lines().all(|l| l.len() <= 76),
+        "folded at 75 octets: {body}"
+    );
+
+    use icalendar::{Component as _, EventLike as _};
+    let calendar: icalendar::Calendar = body.parse().expect("an iCalendar parser reads it");
+    let event = calendar.events().next().expect("one event");
+    let start_at = match event.get_start() {
+        Some(icalendar::DatePerhapsTime::DateTime(icalendar::CalendarDateTime::Utc(t))) => t,
+        other => panic!("start in UTC: {other:?}"),
+    };
+    assert_eq!(start_at, start);
+    assert_eq!(
+        start_at
+            .with_timezone(&chrono_tz::Europe::Berlin)
+            .format("%H:%M")
+            .to_string(),
+        "10:00"
+    );
+    assert!(event.get_summary().unwrap().contains("Stadt Musterstadt"));
+    assert!(event.get_location().unwrap().contains("Marktplatz 1"));
+    assert_eq!(event.get_uid(), Some(format!("{id}@amtsplatz").as_str()));
+
+    // Another token, or another municipality: no file.
+    let wrong = ics_url.replace(&urlencode(&token), "falsch");
+    assert_ne!(wrong, ics_url);
+    assert_eq!(app.client.get(&wrong).send().await.unwrap().status(), 404);
+    let elsewhere = ics_url.replace("tenant=musterstadt", "tenant=beispielhausen");
+    assert_eq!(
+        app.client.get(&elsewhere).send().await.unwrap().status(),
+        404
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
