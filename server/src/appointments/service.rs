@@ -542,15 +542,20 @@ async fn bookable<C: ConnectionTrait>(
     })
 }
 
-/// Bookings that occupy the given resources somewhere in `[from, to)`.
+/// Bookings that occupy the given resources somewhere in `[from, to)`, except `except` (a
+/// booking being moved does not compete with itself).
 async fn busy<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
     resources: &[Uuid],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    except: Option<Uuid>,
 ) -> AppResult<Vec<Busy>> {
-    Ok(scoped::<bookings::Entity>(tenant)
+    let mut select = scoped::<bookings::Entity>(tenant);
+    if let Some(id) = except {
+        select = select.filter(bookings::Column::Id.ne(id));
+    }
+    Ok(select
         .filter(bookings::Column::ResourceId.is_in(resources.to_vec()))
         .filter(bookings::Column::State.ne("cancelled"))
         .filter(bookings::Column::StartAt.lt(to))
@@ -598,14 +603,8 @@ pub async fn available_slots(
     let b = bookable(&txn, tenant, service_slug, location_id).await?;
     let resources = active_resources(&txn, tenant, b.location.id).await?;
     let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
-    let taken = busy(
-        &txn,
-        tenant,
-        &ids,
-        from,
-        to + b.rules.duration + b.rules.buffer,
-    )
-    .await?;
+    let window = (from, to + b.rules.duration + b.rules.buffer);
+    let taken = busy(&txn, tenant, &ids, window, None).await?;
     txn.commit().await?;
     Ok(availability::available(
         &b.calendar,
@@ -709,7 +708,7 @@ pub async fn book(
     let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
     let end = input.start + b.rules.duration;
     let blocked = end + b.rules.buffer;
-    let taken = busy(&txn, ctx.tenant_id, &ids, input.start, blocked).await?;
+    let taken = busy(&txn, ctx.tenant_id, &ids, (input.start, blocked), None).await?;
     let resource =
         availability::free_resource(&as_resources(&resources), &taken, input.start, blocked)
             .ok_or_else(|| slot_full("no resource has room"))?;
@@ -812,21 +811,14 @@ pub async fn reschedule(
     let end = start + b.rules.duration;
     let blocked = end + b.rules.buffer;
     // The booking's own place does not count against its new time.
-    let taken: Vec<Busy> = scoped::<bookings::Entity>(ctx.tenant_id)
-        .filter(bookings::Column::ResourceId.is_in(ids))
-        .filter(bookings::Column::State.ne("cancelled"))
-        .filter(bookings::Column::Id.ne(booking.id))
-        .filter(bookings::Column::StartAt.lt(blocked))
-        .filter(bookings::Column::BlockedUntil.gt(start))
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|o| Busy {
-            resource: o.resource_id,
-            start: o.start_at,
-            end: o.blocked_until,
-        })
-        .collect();
+    let taken = busy(
+        &txn,
+        ctx.tenant_id,
+        &ids,
+        (start, blocked),
+        Some(booking.id),
+    )
+    .await?;
     let resource = availability::free_resource(&as_resources(&resources), &taken, start, blocked)
         .ok_or_else(|| slot_full("no resource has room"))?;
     let mut a: bookings::ActiveModel = booking.into();
