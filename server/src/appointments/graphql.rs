@@ -11,6 +11,7 @@ use super::service::{
     self, BookInput, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput,
 };
 use crate::applications::service::Deps;
+use crate::attachments::graphql::RequestOrigin;
 use crate::error::AppResult;
 use crate::graphql::{state, tenant_ctx};
 use crate::ids::TenantId;
@@ -150,12 +151,8 @@ impl Booking {
     }
     /// Staff only (the contact is the citizen's personal data).
     async fn contact_email(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
-        let tctx = tenant_ctx(ctx)?;
-        match tctx.principal {
-            crate::context::Principal::Staff { .. }
-            | crate::context::Principal::PlatformAdmin { .. } => Ok(self.0.contact_email.clone()),
-            _ => Err(crate::error::AppError::Forbidden("for the municipality's staff").into()),
-        }
+        service::require_staff(&tenant_ctx(ctx)?)?;
+        Ok(self.0.contact_email.clone())
     }
 }
 
@@ -461,12 +458,9 @@ impl AppointmentsMutation {
             },
         )
         .await?;
-        let origin = ctx
-            .data_opt::<crate::attachments::graphql::RequestOrigin>()
-            .map(|o| o.0.clone())
-            .unwrap_or_default();
         let ics_url = format!(
-            "{origin}/bookings/{}.ics?tenant={}&token={}",
+            "{}/bookings/{}.ics?tenant={}&token={}",
+            RequestOrigin::of(ctx),
             booking.id,
             tctx.tenant.slug,
             percent_encoding::utf8_percent_encode(

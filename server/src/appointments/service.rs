@@ -654,6 +654,46 @@ fn slot_full(why: &str) -> AppError {
     AppError::SlotFull
 }
 
+/// A start that is not on the offer's grid, on a closed day, too soon or too far ahead is
+/// `SLOT_FULL` (no longer valid) like a full one.
+fn check_slot(b: &Bookable, start: DateTime<Utc>, now: DateTime<Utc>) -> AppResult<()> {
+    if b.calendar.offers(&b.rules, start) && availability::bookable_at(&b.rules, start, now) {
+        Ok(())
+    } else {
+        Err(slot_full("not a bookable slot now"))
+    }
+}
+
+/// Where and until when an appointment at `start` goes.
+struct Place {
+    resource: Uuid,
+    end: DateTime<Utc>,
+    blocked: DateTime<Utc>,
+}
+
+/// Locks the location's resources (for the rest of the transaction) and finds one with room at
+/// `start`, not counting the booking `except`; none is `SLOT_FULL`.
+async fn free_place(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+    b: &Bookable,
+    start: DateTime<Utc>,
+    except: Option<Uuid>,
+) -> AppResult<Place> {
+    let resources = lock_resources(txn, tenant, b.location.id).await?;
+    let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
+    let end = start + b.rules.duration;
+    let blocked = end + b.rules.buffer;
+    let taken = busy(txn, tenant, &ids, (start, blocked), except).await?;
+    let resource = availability::free_resource(&as_resources(&resources), &taken, start, blocked)
+        .ok_or_else(|| slot_full("no resource has room"))?;
+    Ok(Place {
+        resource,
+        end,
+        blocked,
+    })
+}
+
 /// `bookAppointment`: books the slot at `start` on a resource with room, or answers `SLOT_FULL`.
 /// Returns the booking and its cancel token (shown once; only its hash is stored).
 pub async fn book(
@@ -665,11 +705,7 @@ pub async fn book(
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
     let now = Utc::now();
-    if !b.calendar.offers(&b.rules, input.start)
-        || !availability::bookable_at(&b.rules, input.start, now)
-    {
-        return Err(slot_full("not a bookable slot now"));
-    }
+    check_slot(&b, input.start, now)?;
     if b.offer.requires_application || input.application_id.is_some() {
         let id = input.application_id.ok_or_else(|| {
             AppError::invalid(
@@ -703,15 +739,11 @@ pub async fn book(
         ));
     }
 
-    // The capacity check and the insert happen under the location's resource locks.
-    let resources = lock_resources(&txn, ctx.tenant_id, b.location.id).await?;
-    let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
-    let end = input.start + b.rules.duration;
-    let blocked = end + b.rules.buffer;
-    let taken = busy(&txn, ctx.tenant_id, &ids, (input.start, blocked), None).await?;
-    let resource =
-        availability::free_resource(&as_resources(&resources), &taken, input.start, blocked)
-            .ok_or_else(|| slot_full("no resource has room"))?;
+    let Place {
+        resource,
+        end,
+        blocked,
+    } = free_place(&txn, ctx.tenant_id, &b, input.start, None).await?;
     let token = random_secret();
     let booking = bookings::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -803,24 +835,13 @@ pub async fn reschedule(
         .await?
         .ok_or(AppError::NotFound("service"))?;
     let b = bookable(&txn, ctx.tenant_id, &service.slug, booking.location_id).await?;
-    if !b.calendar.offers(&b.rules, start) || !availability::bookable_at(&b.rules, start, now) {
-        return Err(slot_full("not a bookable slot now"));
-    }
-    let resources = lock_resources(&txn, ctx.tenant_id, b.location.id).await?;
-    let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
-    let end = start + b.rules.duration;
-    let blocked = end + b.rules.buffer;
+    check_slot(&b, start, now)?;
     // The booking's own place does not count against its new time.
-    let taken = busy(
-        &txn,
-        ctx.tenant_id,
-        &ids,
-        (start, blocked),
-        Some(booking.id),
-    )
-    .await?;
-    let resource = availability::free_resource(&as_resources(&resources), &taken, start, blocked)
-        .ok_or_else(|| slot_full("no resource has room"))?;
+    let Place {
+        resource,
+        end,
+        blocked,
+    } = free_place(&txn, ctx.tenant_id, &b, start, Some(booking.id)).await?;
     let mut a: bookings::ActiveModel = booking.into();
     a.start_at = Set(start);
     a.end_at = Set(end);
@@ -848,7 +869,7 @@ async fn lock_resources(
 }
 
 /// Staff may see and mark bookings: tenant administrators and staff of the tenant.
-fn require_staff(ctx: &TenantCtx) -> AppResult<()> {
+pub(crate) fn require_staff(ctx: &TenantCtx) -> AppResult<()> {
     match ctx.principal {
         crate::context::Principal::Staff { .. }
         | crate::context::Principal::PlatformAdmin { .. } => Ok(()),

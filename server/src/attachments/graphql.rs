@@ -26,6 +26,23 @@ fn cfg<'a>(ctx: &'a Context<'_>) -> AppResult<&'a StorageSettings> {
 #[derive(Clone, Debug)]
 pub struct RequestOrigin(pub String);
 
+impl RequestOrigin {
+    /// The origin of the request `ctx` serves (empty where none was attached).
+    pub fn of<'a>(ctx: &'a Context<'_>) -> &'a str {
+        ctx.data_opt::<Self>().map_or("", |o| o.0.as_str())
+    }
+}
+
+/// The local backend signs paths (`/storage/…`); clients get them on `origin`. Other backends'
+/// URLs are absolute already.
+pub fn on_origin(origin: &str, url: String) -> String {
+    if url.starts_with('/') {
+        format!("{origin}{url}")
+    } else {
+        url
+    }
+}
+
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum AttachmentState {
     /// Announced with `requestUpload`; the bytes are not confirmed yet.
@@ -109,17 +126,9 @@ impl Attachment {
     }
 }
 
-/// The local backend signs paths (`/storage/…`); clients get them on the origin they called.
+/// [`on_origin`] with the origin the client called.
 pub fn absolute(ctx: &Context<'_>, url: String) -> String {
-    if url.starts_with('/') {
-        let origin = ctx
-            .data_opt::<RequestOrigin>()
-            .map(|o| o.0.as_str())
-            .unwrap_or_default();
-        format!("{origin}{url}")
-    } else {
-        url
-    }
+    on_origin(RequestOrigin::of(ctx), url)
 }
 
 fn target(application_id: Option<&ID>, draft_id: Option<&ID>) -> AppResult<Target> {

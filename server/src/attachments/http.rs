@@ -148,11 +148,7 @@ async fn attachment_link(
     let (att, viewer) = super::service::find(deps, &ctx, id, token).await?;
     let url =
         super::service::download_url(deps, &state.settings.storage, &ctx, &att, &viewer).await?;
-    let url = if url.starts_with('/') {
-        format!("{}{url}", crate::http::origin(&req))
-    } else {
-        url
-    };
+    let url = super::graphql::on_origin(&crate::http::origin(&req), url);
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, url))
         .insert_header((header::CACHE_CONTROL, "no-store"))
