@@ -20,6 +20,10 @@ pub struct Model {
     pub requires_application: bool,
     /// Open (future, not cancelled) bookings one contact may hold for the service.
     pub max_open_per_contact: i32,
+    /// How long a slot may be held before booking; 0: no holds.
+    pub hold_minutes: i32,
+    /// Leading zero bits of the proof of work a booking or hold must bring; 0: none.
+    pub challenge_bits: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

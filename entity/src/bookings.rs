@@ -15,7 +15,7 @@ pub struct Model {
     pub start_at: DateTimeUtc,
     pub end_at: DateTimeUtc,
     pub blocked_until: DateTimeUtc,
-    /// `booked`, `cancelled` or `no_show`.
+    /// `held` (a short hold, see `hold_expires_at`), `booked`, `cancelled` or `no_show`.
     pub state: String,
     pub contact_name: String,
     /// Normalized (trimmed, lower case): per-contact limits count by it.
@@ -24,6 +24,8 @@ pub struct Model {
     pub cancel_hash: String,
     pub created_at: DateTimeUtc,
     pub cancelled_at: Option<DateTimeUtc>,
+    /// For `held`: when the hold lapses and the place is free again.
+    pub hold_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod platform_admins;
 pub mod refresh_tokens;
 pub mod service_revisions;
+pub mod spent_challenges;
 pub mod staff_memberships;
 pub mod staff_roles;
 pub mod staff_users;

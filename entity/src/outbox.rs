@@ -19,6 +19,10 @@ pub struct Model {
     pub failed_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Files sent with the mail: `[{filename, contentType, base64}]`.
+    pub attachments: Option<Json>,
+    /// What the mail is about (`booking-reminder:<id>`), so a queued one can be withdrawn.
+    pub topic: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

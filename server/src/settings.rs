@@ -42,6 +42,7 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     pub mail: MailSettings,
     pub applications: ApplicationSettings,
+    pub appointments: AppointmentSettings,
     pub storage: StorageSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
@@ -126,6 +127,33 @@ impl Default for ApplicationSettings {
     fn default() -> Self {
         Self {
             writes_per_ip_per_minute: 120,
+        }
+    }
+}
+
+/// Booking appointments: abuse limits, reminders, challenges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppointmentSettings {
+    /// `AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_IP_PER_MINUTE`: bookings, holds and moves per client
+    /// IP and minute.
+    pub bookings_per_ip_per_minute: u32,
+    /// `AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_CONTACT_PER_HOUR`: bookings per contact email and hour.
+    pub bookings_per_contact_per_hour: u32,
+    /// `AMTSPLATZ_APPOINTMENTS__REMINDER_HOURS_BEFORE`: the reminder mail goes out this long
+    /// before the appointment (none when the booking is made later than that).
+    pub reminder_hours_before: u32,
+    /// `AMTSPLATZ_APPOINTMENTS__CHALLENGE_TTL_SECS`: how long a booking challenge may be solved.
+    pub challenge_ttl_secs: u32,
+}
+
+impl Default for AppointmentSettings {
+    fn default() -> Self {
+        Self {
+            bookings_per_ip_per_minute: 20,
+            bookings_per_contact_per_hour: 10,
+            reminder_hours_before: 24,
+            challenge_ttl_secs: 600,
         }
     }
 }
@@ -266,6 +294,7 @@ impl Default for Settings {
             graphql: GraphqlSettings::default(),
             mail: MailSettings::default(),
             applications: ApplicationSettings::default(),
+            appointments: AppointmentSettings::default(),
             storage: StorageSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
@@ -421,6 +450,28 @@ impl Settings {
                 "applications.writes_per_ip_per_minute",
                 "AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE",
                 "must be at least 1",
+            ));
+        }
+        let a = &self.appointments;
+        if a.bookings_per_ip_per_minute == 0 || a.bookings_per_contact_per_hour == 0 {
+            return Err(bad(
+                "appointments.bookings_per_*",
+                "AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_IP_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=24 * 30).contains(&a.reminder_hours_before) {
+            return Err(bad(
+                "appointments.reminder_hours_before",
+                "AMTSPLATZ_APPOINTMENTS__REMINDER_HOURS_BEFORE",
+                "must be between 1 and 720",
+            ));
+        }
+        if !(10..=86_400).contains(&a.challenge_ttl_secs) {
+            return Err(bad(
+                "appointments.challenge_ttl_secs",
+                "AMTSPLATZ_APPOINTMENTS__CHALLENGE_TTL_SECS",
+                "must be between 10 and 86400",
             ));
         }
         if self.mail.poll_interval_ms == 0 || self.mail.max_attempts < 1 {

@@ -112,8 +112,13 @@ impl Application {
         let mailer = Arc::new(crate::messaging::outbox::Mailer::from_settings(
             &settings.mail,
         )?);
+        let appointments = Arc::new(crate::appointments::Appointments::new(
+            &settings.appointments,
+            keys.derive_key("amtsplatz/booking-challenge/v1"),
+        )?);
         let state = AppState {
             applications,
+            appointments,
             local_store,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,
@@ -213,6 +218,11 @@ impl Application {
             settings.storage.clone(),
             stop_rx.clone(),
         ));
+        let housekeeping = tokio::spawn(crate::appointments::housekeeping::run(
+            self.state.db.orm().clone(),
+            std::time::Duration::from_secs(settings.storage.sweep_interval_secs),
+            stop_rx.clone(),
+        ));
         let listener = settings.is_postgres().then(|| {
             tokio::spawn(crate::applications::live::listen(
                 self.state.applications.live.clone(),
@@ -224,6 +234,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = worker.await;
         let _ = sweeper.await;
+        let _ = housekeeping.await;
         if let Some(l) = listener {
             let _ = l.await;
         }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub tenants: Arc<TenantCache>,
     /// What applications need besides the database: pinned revisions, live status, outbox.
     pub applications: crate::applications::service::Deps,
+    /// Booking limits, challenges and reminders.
+    pub appointments: Arc<crate::appointments::Appointments>,
     /// The local storage backend when it is the configured one (its presigned URLs are routes of
     /// this server); `None` on S3.
     pub local_store: Option<Arc<crate::storage::LocalFs>>,

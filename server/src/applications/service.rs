@@ -543,6 +543,7 @@ pub async fn submit(
                 "Guten Tag,\n\nIhr Antrag „{title}“ ist bei {} eingegangen.\nAktenzeichen: {reference}\nStatus: {label}\n\nSie werden über jede Änderung informiert.\n",
                 ctx.tenant.name
             ),
+            ..Default::default()
         })
         .collect();
     for dept in routes.iter().map(|(d, _)| &depts[d]) {
@@ -554,6 +555,7 @@ pub async fn submit(
                     "Ein neuer Antrag „{title}“ ({reference}) wartet auf die Bearbeitung durch {}.\n",
                     dept.name
                 ),
+                ..Default::default()
             });
         }
     }
@@ -1059,6 +1061,7 @@ async fn move_to(
                     "Guten Tag,\n\nder Status Ihres Antrags „{}“ ({}) hat sich geändert: {label}.\n{note}",
                     content.title.de, app.reference
                 ),
+                ..Default::default()
             },
         )
         .await?;

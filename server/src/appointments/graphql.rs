@@ -6,19 +6,28 @@ use chrono::{DateTime, Utc};
 use entity::{appointment_offers, booking_resources, bookings, locations};
 use serde_json::Value;
 
+use super::admin::{self, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput};
 use super::availability::Slot;
-use super::service::{
-    self, BookInput, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput,
-};
+use super::service::{self, BookInput};
 use crate::applications::service::Deps;
 use crate::attachments::graphql::RequestOrigin;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::graphql::{state, tenant_ctx};
 use crate::ids::TenantId;
 use crate::tenancy::graphql::parse_id;
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)
+}
+
+fn appointments<'a>(ctx: &'a Context<'_>) -> AppResult<&'a super::Appointments> {
+    Ok(&state::<crate::state::AppState>(ctx)?.appointments)
+}
+
+/// Counts a booking, hold or move against the client IP's booking quota.
+fn rate_limit_booking(ctx: &Context<'_>) -> AppResult<()> {
+    let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
+    appointments(ctx)?.guard.check_ip(ip)
 }
 
 /// A place for appointments, with its counters and opening calendar.
@@ -102,6 +111,11 @@ pub struct AppointmentOffer {
     pub horizon_days: i32,
     pub requires_application: bool,
     pub max_open_per_contact: i32,
+    /// Minutes a slot may be held (`holdSlot`) before booking; 0: no holds.
+    pub hold_minutes: i32,
+    /// Leading zero bits of the proof of work each booking or hold needs (`bookingChallenge`);
+    /// 0: none.
+    pub challenge_bits: i32,
 }
 
 impl From<appointment_offers::Model> for AppointmentOffer {
@@ -115,6 +129,8 @@ impl From<appointment_offers::Model> for AppointmentOffer {
             horizon_days: o.horizon_days,
             requires_application: o.requires_application,
             max_open_per_contact: o.max_open_per_contact,
+            hold_minutes: o.hold_minutes,
+            challenge_bits: o.challenge_bits,
         }
     }
 }
@@ -133,9 +149,13 @@ impl Booking {
     async fn end(&self) -> DateTime<Utc> {
         self.0.end_at
     }
-    /// `booked`, `cancelled` or `no_show`.
+    /// `held` (see `holdExpiresAt`), `booked`, `cancelled` or `no_show`.
     async fn state(&self) -> &str {
         &self.0.state
+    }
+    /// Until when a `held` slot stays reserved.
+    async fn hold_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.hold_expires_at
     }
     async fn location_id(&self) -> ID {
         ID(self.0.location_id.to_string())
@@ -151,7 +171,7 @@ impl Booking {
     }
     /// Staff only (the contact is the citizen's personal data).
     async fn contact_email(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
-        service::require_staff(&tenant_ctx(ctx)?)?;
+        tenant_ctx(ctx)?.require_staff()?;
         Ok(self.0.contact_email.clone())
     }
 }
@@ -164,13 +184,11 @@ impl AppointmentsQuery {
     /// The municipality's locations for appointments.
     async fn locations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Location>> {
         let tctx = tenant_ctx(ctx)?;
-        Ok(
-            service::locations(&deps(ctx)?.db, TenantId(tctx.tenant_id.0))
-                .await?
-                .into_iter()
-                .map(|(model, resources)| Location { model, resources })
-                .collect(),
-        )
+        Ok(admin::locations(&deps(ctx)?.db, TenantId(tctx.tenant_id.0))
+            .await?
+            .into_iter()
+            .map(|(model, resources)| Location { model, resources })
+            .collect())
     }
 
     /// The bookings of a location on a (local) date, in time order (staff).
@@ -184,6 +202,31 @@ impl AppointmentsQuery {
         let location = parse_id("locationId", &location_id)?;
         let (_, rows) = service::day(&deps(ctx)?.db, &tctx, location, date).await?;
         Ok(rows.into_iter().map(Booking).collect())
+    }
+
+    /// A proof-of-work challenge for booking or holding a slot of a service at a location. Where
+    /// the offer asks for none, `bits` is 0 and bookings need no challenge.
+    async fn booking_challenge(
+        &self,
+        ctx: &Context<'_>,
+        service_slug: String,
+        location_id: ID,
+    ) -> async_graphql::Result<BookingChallenge> {
+        let tctx = tenant_ctx(ctx)?;
+        let location = parse_id("locationId", &location_id)?;
+        let c = service::challenge(
+            &deps(ctx)?.db,
+            appointments(ctx)?,
+            tctx.tenant_id,
+            &service_slug,
+            location,
+        )
+        .await?;
+        Ok(BookingChallenge {
+            challenge: c.challenge,
+            bits: c.bits,
+            expires_at: c.expires_at,
+        })
     }
 
     /// Slots of a service at a location starting in `[from, to)` (at most 62 days), with the
@@ -211,6 +254,25 @@ impl AppointmentsQuery {
         .map(AvailableSlot::from)
         .collect())
     }
+}
+
+/// Find any `solution` (at most 64 characters) for which SHA-256 of `challenge` + ":" +
+/// `solution` starts with `bits` zero bits, and send both with the booking.
+#[derive(SimpleObject)]
+pub struct BookingChallenge {
+    pub challenge: String,
+    pub bits: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct ChallengeAnswerInput {
+    pub challenge: String,
+    pub solution: String,
+}
+
+fn answer(input: Option<ChallengeAnswerInput>) -> Option<(String, String)> {
+    input.map(|c| (c.challenge, c.solution))
 }
 
 #[derive(InputObject)]
@@ -283,6 +345,13 @@ pub struct SetAppointmentOfferInput {
     pub requires_application: bool,
     #[graphql(default = 1)]
     pub max_open_per_contact: i32,
+    /// Minutes a slot may be held before booking (0–60); 0: no holds.
+    #[graphql(default)]
+    pub hold_minutes: i32,
+    /// Proof of work per booking or hold, in leading zero bits (0–26); 0: none. About 2^bits
+    /// hashes: 16–20 slows bots down while a citizen's browser takes a moment.
+    #[graphql(default)]
+    pub challenge_bits: i32,
 }
 
 #[derive(SimpleObject)]
@@ -307,6 +376,27 @@ pub struct BookAppointmentInput {
     pub application_id: Option<ID>,
     /// The application's access token (anonymous citizens).
     pub access_token: Option<String>,
+    /// A hold of this slot from `holdSlot`: its place is kept for this booking.
+    pub hold_id: Option<ID>,
+    pub hold_token: Option<String>,
+    /// Where the offer demands one (and no hold is given): a solved `bookingChallenge`.
+    pub challenge: Option<ChallengeAnswerInput>,
+}
+
+#[derive(InputObject)]
+pub struct HoldSlotInput {
+    pub service_slug: String,
+    pub location_id: ID,
+    pub start: DateTime<Utc>,
+    /// Where the offer demands one: a solved `bookingChallenge`.
+    pub challenge: Option<ChallengeAnswerInput>,
+}
+
+#[derive(SimpleObject)]
+pub struct HoldSlotPayload {
+    pub hold: Booking,
+    /// Give it with `holdId` to `bookAppointment`, or to `cancelBooking` to release the slot.
+    pub hold_token: String,
 }
 
 #[derive(SimpleObject)]
@@ -354,7 +444,7 @@ impl AppointmentsMutation {
         input: SaveLocationInput,
     ) -> async_graphql::Result<SaveLocationPayload> {
         let tctx = tenant_ctx(ctx)?;
-        let (model, resources) = service::save_location(
+        let (model, resources) = admin::save_location(
             &deps(ctx)?.db,
             &tctx,
             LocationInput {
@@ -389,7 +479,7 @@ impl AppointmentsMutation {
                         hours: e
                             .hours
                             .into_iter()
-                            .map(|w| service::WindowEntry {
+                            .map(|w| admin::WindowEntry {
                                 opens: w.opens,
                                 closes: w.closes,
                             })
@@ -412,8 +502,8 @@ impl AppointmentsMutation {
         input: SetAppointmentOfferInput,
     ) -> async_graphql::Result<SetAppointmentOfferPayload> {
         let tctx = tenant_ctx(ctx)?;
-        let offer = service::set_offer(
-            deps(ctx)?,
+        let offer = admin::set_offer(
+            &deps(ctx)?.db,
             &tctx,
             OfferInput {
                 service_slug: input.service_slug,
@@ -424,6 +514,8 @@ impl AppointmentsMutation {
                 horizon_days: input.horizon_days,
                 requires_application: input.requires_application,
                 max_open_per_contact: input.max_open_per_contact,
+                hold_minutes: input.hold_minutes,
+                challenge_bits: input.challenge_bits,
             },
         )
         .await?;
@@ -432,16 +524,30 @@ impl AppointmentsMutation {
         })
     }
 
-    /// Books a slot; a full or no longer bookable one is `SLOT_FULL`.
+    /// Books a slot; a full or no longer bookable one is `SLOT_FULL`. The contact gets a
+    /// confirmation mail with the calendar file, and a reminder before the appointment.
     async fn book_appointment(
         &self,
         ctx: &Context<'_>,
         input: BookAppointmentInput,
     ) -> async_graphql::Result<BookAppointmentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::applications::graphql::rate_limit_write(ctx)?;
+        rate_limit_booking(ctx)?;
+        let hold = match (&input.hold_id, input.hold_token) {
+            (Some(id), Some(token)) => Some((parse_id("input.holdId", id)?, token)),
+            (None, None) => None,
+            _ => {
+                return Err(AppError::invalid(
+                    "input.holdToken",
+                    "give holdId and holdToken together",
+                )
+                .into());
+            }
+        };
+        let origin = RequestOrigin::of(ctx);
         let (booking, cancel_token) = service::book(
             deps(ctx)?,
+            appointments(ctx)?,
             &tctx,
             BookInput {
                 service_slug: input.service_slug,
@@ -455,23 +561,44 @@ impl AppointmentsMutation {
                     .map(|id| parse_id("input.applicationId", id))
                     .transpose()?,
                 access_token: input.access_token,
+                hold,
+                challenge: answer(input.challenge),
             },
+            origin,
         )
         .await?;
-        let ics_url = format!(
-            "{}/bookings/{}.ics?tenant={}&token={}",
-            RequestOrigin::of(ctx),
-            booking.id,
-            tctx.tenant.slug,
-            percent_encoding::utf8_percent_encode(
-                &cancel_token,
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        );
+        let ics_url = super::mail::ics_url(origin, booking.id, &tctx.tenant.slug, &cancel_token);
         Ok(BookAppointmentPayload {
             booking: Booking(booking),
             cancel_token,
             ics_url,
+        })
+    }
+
+    /// Holds a place in a slot for the offer's `holdMinutes` while the citizen completes the
+    /// form or payment (`SLOT_FULL` if there is none); book it with `holdId`/`holdToken`.
+    async fn hold_slot(
+        &self,
+        ctx: &Context<'_>,
+        input: HoldSlotInput,
+    ) -> async_graphql::Result<HoldSlotPayload> {
+        let tctx = tenant_ctx(ctx)?;
+        rate_limit_booking(ctx)?;
+        let (hold, hold_token) = service::hold(
+            &deps(ctx)?.db,
+            appointments(ctx)?,
+            &tctx,
+            service::HoldInput {
+                service_slug: input.service_slug,
+                location_id: parse_id("input.locationId", &input.location_id)?,
+                start: input.start,
+                challenge: answer(input.challenge),
+            },
+        )
+        .await?;
+        Ok(HoldSlotPayload {
+            hold: Booking(hold),
+            hold_token,
         })
     }
 
@@ -482,10 +609,17 @@ impl AppointmentsMutation {
         input: RescheduleBookingInput,
     ) -> async_graphql::Result<BookingPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::applications::graphql::rate_limit_write(ctx)?;
+        rate_limit_booking(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let booking =
-            service::reschedule(&deps(ctx)?.db, &tctx, id, &input.token, input.start).await?;
+        let booking = service::reschedule(
+            deps(ctx)?,
+            appointments(ctx)?,
+            &tctx,
+            (id, &input.token),
+            input.start,
+            RequestOrigin::of(ctx),
+        )
+        .await?;
         Ok(BookingPayload {
             booking: Booking(booking),
         })
@@ -505,7 +639,8 @@ impl AppointmentsMutation {
         })
     }
 
-    /// Cancels a booking with its cancel token.
+    /// Cancels a booking (or releases a hold) with its token; the contact gets a cancellation
+    /// mail.
     async fn cancel_booking(
         &self,
         ctx: &Context<'_>,
@@ -513,7 +648,7 @@ impl AppointmentsMutation {
     ) -> async_graphql::Result<BookingPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let booking = service::cancel(&deps(ctx)?.db, &tctx, id, &input.token).await?;
+        let booking = service::cancel(deps(ctx)?, &tctx, id, &input.token).await?;
         Ok(BookingPayload {
             booking: Booking(booking),
         })

@@ -47,20 +47,22 @@ pub fn render(
     service_title: &str,
     municipality: &str,
 ) -> String {
-    let status = if booking.state == "cancelled" {
-        "CANCELLED"
+    // A cancelled booking's file tells calendars to remove the event (RFC 5546 CANCEL).
+    let (method, status) = if booking.state == "cancelled" {
+        ("CANCEL", "CANCELLED")
     } else {
-        "CONFIRMED"
+        ("PUBLISH", "CONFIRMED")
     };
     let lines = [
         "BEGIN:VCALENDAR".to_owned(),
         "VERSION:2.0".to_owned(),
         "PRODID:-//Amtsplatz//Termine//DE".to_owned(),
         "CALSCALE:GREGORIAN".to_owned(),
-        "METHOD:PUBLISH".to_owned(),
+        format!("METHOD:{method}"),
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}@amtsplatz", booking.id),
-        format!("DTSTAMP:{}", stamp(booking.created_at)),
+        // When this file was made: a moved booking's newer file replaces the older one.
+        format!("DTSTAMP:{}", stamp(Utc::now())),
         format!("DTSTART:{}", stamp(booking.start_at)),
         format!("DTEND:{}", stamp(booking.end_at)),
         format!(

@@ -2,13 +2,40 @@
 //! offered there, slots computed from the calendar minus bookings, and bookings that never
 //! overbook (the location's resource rows are locked while capacity is checked).
 //!
-//! Built so far: availability ([`availability`]), locations and offers, `availableSlots`,
-//! `bookAppointment` (`SLOT_FULL`, application-first offers, open bookings per contact),
-//! `cancelBooking`, `rescheduleBooking`, `.ics` files ([`ics`], [`http`]), the staff day view and
-//! no-shows. Next: confirmation mails with the .ics, reminders, holds, per-service proof-of-work.
+//! - [`availability`]: the pure slot engine (local time, DST, holidays, capacity, buffers).
+//! - [`service`]: locations, offers, `availableSlots`, holds, bookings, moves, cancellations,
+//!   the staff day view, no-shows.
+//! - [`guard`]: rate limits per IP and contact, proof-of-work challenges per offer.
+//! - [`mail`]: confirmation with the `.ics`, reminder, move and cancellation notices (outbox).
+//! - [`ics`], [`http`]: calendar files. [`seed`]: locations and offers in tenant files.
+//! - [`housekeeping`]: lapsed holds and spent challenges are cleared periodically.
 
+pub mod admin;
 pub mod availability;
 pub mod graphql;
+pub mod guard;
+pub mod housekeeping;
 pub mod http;
 pub mod ics;
+pub mod mail;
+pub mod seed;
 pub mod service;
+
+/// What booking needs besides the database: the abuse guard and the reminder lead time.
+#[derive(Debug)]
+pub struct Appointments {
+    pub guard: guard::BookingGuard,
+    pub remind_before: chrono::Duration,
+}
+
+impl Appointments {
+    pub fn new(
+        settings: &crate::settings::AppointmentSettings,
+        challenge_key: [u8; 32],
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            guard: guard::BookingGuard::new(settings, challenge_key)?,
+            remind_before: chrono::Duration::hours(i64::from(settings.reminder_hours_before)),
+        })
+    }
+}

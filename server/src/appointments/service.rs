@@ -1,498 +1,27 @@
-//! Locations, offers, availability and bookings.
+//! Availability and bookings: slots, holds, bookings, moves, cancellations, the staff day view
+//! and no-shows.
 //!
 //! A booking runs in one write transaction that locks the location's resource rows (PostgreSQL
 //! `FOR UPDATE`; SQLite write transactions are exclusive), reads the bookings that overlap the
 //! requested time, and inserts only if a resource has room. Concurrent bookings of one location
 //! queue on that lock, so capacity is never exceeded; a full slot is `SLOT_FULL`.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::availability::{self, Busy, Calendar, DayOverride, Offer, Resource, Slot, Window};
+use super::admin::{active_resources, calendar, find_location};
+use super::availability::{self, Busy, Calendar, Offer, Resource, Slot};
+use super::mail;
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
-use crate::tenancy::types::{Slug, TimeZone};
-
-// ---- the calendar as stored --------------------------------------------------------------------
-
-/// Weekly opening hours of a location: one entry per window.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HoursEntry {
-    /// `mon` … `sun`.
-    pub weekday: String,
-    /// `HH:MM`, local time.
-    pub opens: String,
-    pub closes: String,
-}
-
-/// Special opening hours on a date.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowEntry {
-    pub opens: String,
-    pub closes: String,
-}
-
-/// A dated exception: closed (holiday, closure), or special hours instead of the weekly ones.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExceptionEntry {
-    pub date: NaiveDate,
-    #[serde(default)]
-    pub closed: bool,
-    #[serde(default)]
-    pub hours: Vec<WindowEntry>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-const WEEKDAYS: [(&str, Weekday); 7] = [
-    ("mon", Weekday::Mon),
-    ("tue", Weekday::Tue),
-    ("wed", Weekday::Wed),
-    ("thu", Weekday::Thu),
-    ("fri", Weekday::Fri),
-    ("sat", Weekday::Sat),
-    ("sun", Weekday::Sun),
-];
-
-fn time(field: &str, raw: &str, errors: &mut FieldErrors) -> NaiveTime {
-    NaiveTime::parse_from_str(raw, "%H:%M").unwrap_or_else(|_| {
-        errors.insert(field.to_owned(), "must be a time HH:MM".into());
-        NaiveTime::MIN
-    })
-}
-
-fn window(field: &str, opens: &str, closes: &str, errors: &mut FieldErrors) -> Window {
-    let w = Window {
-        opens: time(&format!("{field}.opens"), opens, errors),
-        closes: time(&format!("{field}.closes"), closes, errors),
-    };
-    if w.opens >= w.closes && !errors.keys().any(|k| k.starts_with(field)) {
-        errors.insert(
-            format!("{field}.closes"),
-            "must be after the opening time".into(),
-        );
-    }
-    w
-}
-
-/// Parses and checks a calendar; errors name the input path.
-fn calendar_of(
-    tz: chrono_tz::Tz,
-    hours: &[HoursEntry],
-    exceptions: &[ExceptionEntry],
-    errors: &mut FieldErrors,
-) -> Calendar {
-    let mut weekly = Vec::new();
-    for (i, h) in hours.iter().enumerate() {
-        let field = format!("input.hours.{i}");
-        let day = WEEKDAYS
-            .iter()
-            .find(|(k, _)| *k == h.weekday)
-            .map(|(_, d)| *d);
-        let w = window(&field, &h.opens, &h.closes, errors);
-        match day {
-            Some(d) => weekly.push((d, w)),
-            None => {
-                errors.insert(format!("{field}.weekday"), "one of mon … sun".into());
-            }
-        }
-    }
-    let mut overrides = BTreeMap::new();
-    for (i, e) in exceptions.iter().enumerate() {
-        let field = format!("input.exceptions.{i}");
-        let value = if e.closed {
-            if !e.hours.is_empty() {
-                errors.insert(format!("{field}.hours"), "a closed day has no hours".into());
-            }
-            DayOverride::Closed
-        } else if e.hours.is_empty() {
-            errors.insert(
-                format!("{field}.hours"),
-                "give special hours, or set closed".into(),
-            );
-            DayOverride::Closed
-        } else {
-            DayOverride::Special(
-                e.hours
-                    .iter()
-                    .enumerate()
-                    .map(|(j, w)| {
-                        window(&format!("{field}.hours.{j}"), &w.opens, &w.closes, errors)
-                    })
-                    .collect(),
-            )
-        };
-        if overrides.insert(e.date, value).is_some() {
-            errors.insert(format!("{field}.date"), "this date is listed twice".into());
-        }
-    }
-    Calendar {
-        tz,
-        weekly,
-        overrides,
-    }
-}
-
-/// The stored calendar of a location.
-pub fn calendar(location: &locations::Model) -> AppResult<Calendar> {
-    let hours: Vec<HoursEntry> = serde_json::from_value(location.hours.clone())
-        .map_err(|e| AppError::internal("reading opening hours", e))?;
-    let exceptions: Vec<ExceptionEntry> = serde_json::from_value(location.exceptions.clone())
-        .map_err(|e| AppError::internal("reading opening exceptions", e))?;
-    let tz = location
-        .time_zone
-        .parse()
-        .map_err(|e| AppError::internal("reading a time zone", anyhow::anyhow!("{e}")))?;
-    let mut errors = FieldErrors::new();
-    let cal = calendar_of(tz, &hours, &exceptions, &mut errors);
-    if errors.is_empty() {
-        Ok(cal)
-    } else {
-        Err(AppError::internal(
-            "reading a stored calendar",
-            anyhow::anyhow!("{errors:?}"),
-        ))
-    }
-}
-
-// ---- administration ----------------------------------------------------------------------------
-
-pub struct ResourceInput {
-    pub key: String,
-    pub name: String,
-    pub capacity: i32,
-}
-
-pub struct LocationInput {
-    pub key: String,
-    pub name: String,
-    pub address: String,
-    pub time_zone: String,
-    pub resources: Vec<ResourceInput>,
-    pub hours: Vec<HoursEntry>,
-    pub exceptions: Vec<ExceptionEntry>,
-}
-
-const MAX_RESOURCES: usize = 50;
-const MAX_HOURS: usize = 70;
-const MAX_EXCEPTIONS: usize = 1000;
-
-/// Creates or replaces a location by key (tenant administrators): name, address, time zone,
-/// weekly hours and exceptions as given; resources matched by key (new ones added, missing ones
-/// deactivated — their bookings stay).
-pub async fn save_location(
-    db: &Db,
-    ctx: &TenantCtx,
-    input: LocationInput,
-) -> AppResult<(locations::Model, Vec<booking_resources::Model>)> {
-    ctx.require_tenant_admin()?;
-    let mut errors = FieldErrors::new();
-    let key = Slug::parse("input.key", &input.key);
-    let tz = TimeZone::parse("input.timeZone", &input.time_zone);
-    if input.name.trim().is_empty() || input.name.len() > 200 {
-        errors.insert("input.name".into(), "must have 1 to 200 characters".into());
-    }
-    if input.address.len() > 500 {
-        errors.insert("input.address".into(), "at most 500 characters".into());
-    }
-    if input.resources.is_empty() || input.resources.len() > MAX_RESOURCES {
-        errors.insert(
-            "input.resources".into(),
-            format!("between 1 and {MAX_RESOURCES} counters or desks"),
-        );
-    }
-    if input.hours.len() > MAX_HOURS || input.exceptions.len() > MAX_EXCEPTIONS {
-        errors.insert(
-            "input.exceptions".into(),
-            format!("at most {MAX_HOURS} weekly windows and {MAX_EXCEPTIONS} exceptions"),
-        );
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, r) in input.resources.iter().enumerate() {
-        if let Err(AppError::Validation(f)) =
-            Slug::parse(&format!("input.resources.{i}.key"), &r.key)
-        {
-            errors.extend(f);
-        }
-        if !seen.insert(r.key.trim().to_owned()) {
-            errors.insert(format!("input.resources.{i}.key"), "listed twice".into());
-        }
-        if !(1..=100).contains(&r.capacity) {
-            errors.insert(
-                format!("input.resources.{i}.capacity"),
-                "between 1 and 100".into(),
-            );
-        }
-    }
-    let tz_parsed = tz
-        .as_ref()
-        .ok()
-        .and_then(|t| t.as_str().parse::<chrono_tz::Tz>().ok())
-        .unwrap_or(chrono_tz::UTC);
-    calendar_of(tz_parsed, &input.hours, &input.exceptions, &mut errors);
-    for r in [key.as_ref().err(), tz.as_ref().err()]
-        .into_iter()
-        .flatten()
-    {
-        if let AppError::Validation(f) = r {
-            errors.extend(f.clone());
-        }
-    }
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
-    let (key, tz) = (key?, tz?);
-    let now = Utc::now();
-    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let existing = scoped::<locations::Entity>(ctx.tenant_id)
-        .filter(locations::Column::Key.eq(key.as_str()))
-        .one(&txn)
-        .await?;
-    let hours = serde_json::to_value(&input.hours).unwrap_or_default();
-    let exceptions = serde_json::to_value(&input.exceptions).unwrap_or_default();
-    let location = match existing {
-        Some(l) => {
-            let mut a: locations::ActiveModel = l.into();
-            a.name = Set(input.name.trim().to_owned());
-            a.address = Set(input.address.trim().to_owned());
-            a.time_zone = Set(tz.as_str().to_owned());
-            a.hours = Set(hours);
-            a.exceptions = Set(exceptions);
-            a.updated_at = Set(now);
-            a.update(&txn).await?
-        }
-        None => {
-            locations::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(ctx.tenant_id.0),
-                key: Set(key.as_str().to_owned()),
-                name: Set(input.name.trim().to_owned()),
-                address: Set(input.address.trim().to_owned()),
-                time_zone: Set(tz.as_str().to_owned()),
-                hours: Set(hours),
-                exceptions: Set(exceptions),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?
-        }
-    };
-    let current = scoped::<booking_resources::Entity>(ctx.tenant_id)
-        .filter(booking_resources::Column::LocationId.eq(location.id))
-        .all(&txn)
-        .await?;
-    for old in &current {
-        if !input.resources.iter().any(|r| r.key.trim() == old.key) && old.active {
-            let mut a: booking_resources::ActiveModel = old.clone().into();
-            a.active = Set(false);
-            a.update(&txn).await?;
-        }
-    }
-    for r in &input.resources {
-        match current.iter().find(|c| c.key == r.key.trim()) {
-            Some(c) => {
-                let mut a: booking_resources::ActiveModel = c.clone().into();
-                a.name = Set(r.name.trim().to_owned());
-                a.capacity = Set(r.capacity);
-                a.active = Set(true);
-                a.update(&txn).await?;
-            }
-            None => {
-                booking_resources::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    tenant_id: Set(ctx.tenant_id.0),
-                    location_id: Set(location.id),
-                    key: Set(r.key.trim().to_owned()),
-                    name: Set(r.name.trim().to_owned()),
-                    capacity: Set(r.capacity),
-                    active: Set(true),
-                }
-                .insert(&txn)
-                .await?;
-            }
-        }
-    }
-    crate::audit::record(
-        &txn,
-        ctx.tenant_id,
-        &ctx.actor(),
-        "location.saved",
-        location.id.to_string(),
-        serde_json::json!({ "key": location.key }),
-    )
-    .await?;
-    let resources = active_resources(&txn, ctx.tenant_id, location.id).await?;
-    txn.commit().await?;
-    Ok((location, resources))
-}
-
-async fn active_resources<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    location: Uuid,
-) -> AppResult<Vec<booking_resources::Model>> {
-    Ok(scoped::<booking_resources::Entity>(tenant)
-        .filter(booking_resources::Column::LocationId.eq(location))
-        .filter(booking_resources::Column::Active.eq(true))
-        .order_by_asc(booking_resources::Column::Key)
-        .all(conn)
-        .await?)
-}
-
-pub struct OfferInput {
-    pub service_slug: String,
-    pub location_id: Uuid,
-    pub duration_minutes: Option<i32>,
-    pub buffer_minutes: i32,
-    pub min_notice_minutes: i32,
-    pub horizon_days: i32,
-    pub requires_application: bool,
-    pub max_open_per_contact: i32,
-}
-
-/// Makes a service bookable at a location, or changes how (tenant administrators). The duration
-/// defaults to the service content's `appointment.durationMinutes`.
-pub async fn set_offer(
-    deps: &crate::applications::service::Deps,
-    ctx: &TenantCtx,
-    input: OfferInput,
-) -> AppResult<appointment_offers::Model> {
-    ctx.require_tenant_admin()?;
-    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
-        .filter(tenant_services::Column::Slug.eq(input.service_slug.as_str()))
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("service"))?;
-    let location = find_location(&txn, ctx.tenant_id, input.location_id).await?;
-    let content_duration = deps
-        .pinned(&txn, ctx.tenant_id, service.id, service.current_revision)
-        .await?
-        .content
-        .appointment
-        .as_ref()
-        .map(|a| i32::try_from(a.duration_minutes).unwrap_or(i32::MAX));
-    let duration = input.duration_minutes.or(content_duration).ok_or_else(|| {
-        AppError::invalid(
-            "input.durationMinutes",
-            "the service content names no appointment duration; give one",
-        )
-    })?;
-    let mut errors = FieldErrors::new();
-    for (field, value, range) in [
-        ("input.durationMinutes", duration, 5..=480),
-        ("input.bufferMinutes", input.buffer_minutes, 0..=240),
-        (
-            "input.minNoticeMinutes",
-            input.min_notice_minutes,
-            0..=60 * 24 * 30,
-        ),
-        ("input.horizonDays", input.horizon_days, 1..=366),
-        (
-            "input.maxOpenPerContact",
-            input.max_open_per_contact,
-            1..=20,
-        ),
-    ] {
-        if !range.contains(&value) {
-            errors.insert(
-                field.into(),
-                format!("between {} and {}", range.start(), range.end()),
-            );
-        }
-    }
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
-    let existing = scoped::<appointment_offers::Entity>(ctx.tenant_id)
-        .filter(appointment_offers::Column::ServiceId.eq(service.id))
-        .filter(appointment_offers::Column::LocationId.eq(location.id))
-        .one(&txn)
-        .await?;
-    let offer = match existing {
-        Some(o) => {
-            let mut a: appointment_offers::ActiveModel = o.into();
-            a.duration_minutes = Set(duration);
-            a.buffer_minutes = Set(input.buffer_minutes);
-            a.min_notice_minutes = Set(input.min_notice_minutes);
-            a.horizon_days = Set(input.horizon_days);
-            a.requires_application = Set(input.requires_application);
-            a.max_open_per_contact = Set(input.max_open_per_contact);
-            a.update(&txn).await?
-        }
-        None => {
-            appointment_offers::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(ctx.tenant_id.0),
-                service_id: Set(service.id),
-                location_id: Set(location.id),
-                duration_minutes: Set(duration),
-                buffer_minutes: Set(input.buffer_minutes),
-                min_notice_minutes: Set(input.min_notice_minutes),
-                horizon_days: Set(input.horizon_days),
-                requires_application: Set(input.requires_application),
-                max_open_per_contact: Set(input.max_open_per_contact),
-            }
-            .insert(&txn)
-            .await?
-        }
-    };
-    txn.commit().await?;
-    Ok(offer)
-}
-
-async fn find_location<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: Uuid,
-) -> AppResult<locations::Model> {
-    scoped::<locations::Entity>(tenant)
-        .filter(locations::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(AppError::NotFound("location"))
-}
-
-/// The tenant's locations with their active resources (public: citizens choose where to go).
-pub async fn locations(
-    db: &Db,
-    tenant: TenantId,
-) -> AppResult<Vec<(locations::Model, Vec<booking_resources::Model>)>> {
-    let txn = begin_tenant(db, tenant).await?;
-    let locs = scoped::<locations::Entity>(tenant)
-        .order_by_asc(locations::Column::Key)
-        .all(&txn)
-        .await?;
-    let resources = scoped::<booking_resources::Entity>(tenant)
-        .filter(booking_resources::Column::Active.eq(true))
-        .order_by_asc(booking_resources::Column::Key)
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
-    Ok(locs
-        .into_iter()
-        .map(|l| {
-            let mine = resources
-                .iter()
-                .filter(|r| r.location_id == l.id)
-                .cloned()
-                .collect();
-            (l, mine)
-        })
-        .collect())
-}
 
 // ---- availability and booking ------------------------------------------------------------------
 
@@ -557,7 +86,13 @@ async fn busy<C: ConnectionTrait>(
     }
     Ok(select
         .filter(bookings::Column::ResourceId.is_in(resources.to_vec()))
-        .filter(bookings::Column::State.ne("cancelled"))
+        .filter(bookings::Column::State.is_not_in(["cancelled", "expired"]))
+        // A hold counts until it lapses.
+        .filter(
+            Condition::any()
+                .add(bookings::Column::HoldExpiresAt.is_null())
+                .add(bookings::Column::HoldExpiresAt.gt(Utc::now())),
+        )
         .filter(bookings::Column::StartAt.lt(to))
         .filter(bookings::Column::BlockedUntil.gt(from))
         .all(conn)
@@ -617,6 +152,21 @@ pub async fn available_slots(
     ))
 }
 
+/// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
+pub async fn challenge(
+    db: &DatabaseConnection,
+    appts: &super::Appointments,
+    tenant: TenantId,
+    service_slug: &str,
+    location_id: Uuid,
+) -> AppResult<super::guard::Challenge> {
+    let txn = begin_tenant(db, tenant).await?;
+    let b = bookable(&txn, tenant, service_slug, location_id).await?;
+    txn.commit().await?;
+    let bits = u32::try_from(b.offer.challenge_bits).unwrap_or(0);
+    Ok(appts.guard.issue(tenant, b.offer.id, bits, Utc::now()))
+}
+
 pub struct BookInput {
     pub service_slug: String,
     pub location_id: Uuid,
@@ -625,6 +175,10 @@ pub struct BookInput {
     pub contact_email: String,
     pub application_id: Option<Uuid>,
     pub access_token: Option<String>,
+    /// A hold of this slot (`holdSlot`): id and token.
+    pub hold: Option<(Uuid, String)>,
+    /// A solved booking challenge: challenge and solution.
+    pub challenge: Option<(String, String)>,
 }
 
 fn check_contact(name: &str, email: &str) -> AppResult<String> {
@@ -694,18 +248,102 @@ async fn free_place(
     })
 }
 
+/// Mails about a booking (its location and service title read in the same transaction).
+async fn notice_parts<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    booking: &bookings::Model,
+) -> AppResult<(locations::Model, String)> {
+    let location = find_location(conn, tenant, booking.location_id).await?;
+    let service = scoped::<tenant_services::Entity>(tenant)
+        .filter(tenant_services::Column::Id.eq(booking.service_id))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("service"))?;
+    Ok((location, service.title))
+}
+
+/// Where links in mails point: the request's origin, the tenant, the booking's token.
+pub struct Links<'a> {
+    pub origin: &'a str,
+    pub token: &'a str,
+}
+
+fn notice<'a>(
+    ctx: &'a TenantCtx,
+    booking: &'a bookings::Model,
+    location: &'a locations::Model,
+    service_title: &'a str,
+    links: &Links<'_>,
+) -> mail::Notice<'a> {
+    mail::Notice {
+        booking,
+        location,
+        service_title,
+        municipality: &ctx.tenant.name,
+        ics_url: mail::ics_url(links.origin, booking.id, &ctx.tenant.slug, links.token),
+    }
+}
+
+/// A hold given with a booking: it must be this slot's, still held (a lapsed hold is fine: its
+/// place is simply not reserved any more).
+fn check_hold(hold: &bookings::Model, b: &Bookable, start: DateTime<Utc>) -> AppResult<()> {
+    if hold.state != "held"
+        || hold.service_id != b.service.id
+        || hold.location_id != b.location.id
+        || hold.start_at != start
+    {
+        return Err(AppError::conflict(
+            "input.holdId",
+            "this hold is for another slot, or was used already",
+        ));
+    }
+    Ok(())
+}
+
 /// `bookAppointment`: books the slot at `start` on a resource with room, or answers `SLOT_FULL`.
-/// Returns the booking and its cancel token (shown once; only its hash is stored).
+/// With a hold of the slot the place is reserved (while the hold lasts) and no challenge is
+/// asked again. Queues the confirmation mail with the calendar file and the reminder. Returns
+/// the booking and its cancel token (shown once; only its hash is stored).
 pub async fn book(
     deps: &crate::applications::service::Deps,
+    appts: &super::Appointments,
     ctx: &TenantCtx,
     input: BookInput,
+    origin: &str,
 ) -> AppResult<(bookings::Model, String)> {
     let email = check_contact(&input.contact_name, &input.contact_email)?;
+    appts.guard.check_contact(ctx.tenant_id, &email)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
     let now = Utc::now();
-    check_slot(&b, input.start, now)?;
+    let hold = match &input.hold {
+        Some((id, token)) => {
+            let hold = by_token(&txn, ctx.tenant_id, *id, token).await?;
+            check_hold(&hold, &b, input.start)?;
+            Some(hold)
+        }
+        None => None,
+    };
+    let held = hold
+        .as_ref()
+        .is_some_and(|h| h.hold_expires_at.is_some_and(|t| t > now));
+    if !held {
+        check_slot(&b, input.start, now)?;
+    }
+    if hold.is_none() {
+        let solved = appts.guard.check(
+            ctx.tenant_id,
+            b.offer.id,
+            u32::try_from(b.offer.challenge_bits).unwrap_or(0),
+            input
+                .challenge
+                .as_ref()
+                .map(|(c, s)| (c.as_str(), s.as_str())),
+            now,
+        )?;
+        super::guard::spend(&txn, ctx.tenant_id, solved).await?;
+    }
     if b.offer.requires_application || input.application_id.is_some() {
         let id = input.application_id.ok_or_else(|| {
             AppError::invalid(
@@ -743,29 +381,129 @@ pub async fn book(
         resource,
         end,
         blocked,
+    } = free_place(
+        &txn,
+        ctx.tenant_id,
+        &b,
+        input.start,
+        hold.as_ref().map(|h| h.id),
+    )
+    .await?;
+    let token = random_secret();
+    let booking = match hold {
+        Some(h) => {
+            let mut a: bookings::ActiveModel = h.into();
+            a.resource_id = Set(resource);
+            a.end_at = Set(end);
+            a.blocked_until = Set(blocked);
+            a.state = Set("booked".into());
+            a.contact_name = Set(input.contact_name.trim().to_owned());
+            a.contact_email = Set(email);
+            a.application_id = Set(input.application_id);
+            a.cancel_hash = Set(hash_secret(&token));
+            a.hold_expires_at = Set(None);
+            a.update(&txn).await?
+        }
+        None => {
+            bookings::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(ctx.tenant_id.0),
+                service_id: Set(b.service.id),
+                location_id: Set(b.location.id),
+                resource_id: Set(resource),
+                application_id: Set(input.application_id),
+                start_at: Set(input.start),
+                end_at: Set(end),
+                blocked_until: Set(blocked),
+                state: Set("booked".into()),
+                contact_name: Set(input.contact_name.trim().to_owned()),
+                contact_email: Set(email),
+                cancel_hash: Set(hash_secret(&token)),
+                created_at: Set(now),
+                cancelled_at: Set(None),
+                hold_expires_at: Set(None),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    let links = Links {
+        origin,
+        token: &token,
+    };
+    let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
+    mail::booked(&txn, ctx.tenant_id, &n, appts.remind_before).await?;
+    deps.finish(txn, Vec::new()).await?;
+    Ok((booking, token))
+}
+
+pub struct HoldInput {
+    pub service_slug: String,
+    pub location_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub challenge: Option<(String, String)>,
+}
+
+/// `holdSlot`: reserves a place in the slot for the offer's `holdMinutes` while the citizen
+/// completes the form or payment; `bookAppointment` with the hold turns it into a booking.
+/// A lapsed hold frees its place by itself (and is cleared by [`super::housekeeping`]).
+pub async fn hold(
+    db: &DatabaseConnection,
+    appts: &super::Appointments,
+    ctx: &TenantCtx,
+    input: HoldInput,
+) -> AppResult<(bookings::Model, String)> {
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
+    if b.offer.hold_minutes == 0 {
+        return Err(AppError::conflict(
+            "input.serviceSlug",
+            "slots of this service are booked directly, without holding them first",
+        ));
+    }
+    let now = Utc::now();
+    check_slot(&b, input.start, now)?;
+    let solved = appts.guard.check(
+        ctx.tenant_id,
+        b.offer.id,
+        u32::try_from(b.offer.challenge_bits).unwrap_or(0),
+        input
+            .challenge
+            .as_ref()
+            .map(|(c, s)| (c.as_str(), s.as_str())),
+        now,
+    )?;
+    super::guard::spend(&txn, ctx.tenant_id, solved).await?;
+    let Place {
+        resource,
+        end,
+        blocked,
     } = free_place(&txn, ctx.tenant_id, &b, input.start, None).await?;
     let token = random_secret();
-    let booking = bookings::ActiveModel {
+    let hold = bookings::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(ctx.tenant_id.0),
         service_id: Set(b.service.id),
         location_id: Set(b.location.id),
         resource_id: Set(resource),
-        application_id: Set(input.application_id),
+        application_id: Set(None),
         start_at: Set(input.start),
         end_at: Set(end),
         blocked_until: Set(blocked),
-        state: Set("booked".into()),
-        contact_name: Set(input.contact_name.trim().to_owned()),
-        contact_email: Set(email),
+        state: Set("held".into()),
+        contact_name: Set(String::new()),
+        contact_email: Set(String::new()),
         cancel_hash: Set(hash_secret(&token)),
         created_at: Set(now),
         cancelled_at: Set(None),
+        hold_expires_at: Set(Some(
+            now + Duration::minutes(i64::from(b.offer.hold_minutes)),
+        )),
     }
     .insert(&txn)
     .await?;
     txn.commit().await?;
-    Ok((booking, token))
+    Ok((hold, token))
 }
 
 /// The booking `id` if `token` is its cancel token; anything else is `NOT_FOUND`.
@@ -787,11 +525,18 @@ async fn by_token<C: ConnectionTrait>(
     }
 }
 
-/// `cancelBooking`: frees the slot. Only before the appointment, only with the booking's token.
-pub async fn cancel(db: &Db, ctx: &TenantCtx, id: Uuid, token: &str) -> AppResult<bookings::Model> {
-    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+/// `cancelBooking`: frees the slot (a booking, or a hold released early). Only before the
+/// appointment, only with the booking's token. A booking's holder gets a cancellation mail and
+/// no reminder.
+pub async fn cancel(
+    deps: &crate::applications::service::Deps,
+    ctx: &TenantCtx,
+    id: Uuid,
+    token: &str,
+) -> AppResult<bookings::Model> {
+    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
-    if booking.state != "booked" {
+    if !matches!(booking.state.as_str(), "booked" | "held") {
         return Err(AppError::conflict(
             "input.id",
             "this booking is already cancelled",
@@ -803,24 +548,34 @@ pub async fn cancel(db: &Db, ctx: &TenantCtx, id: Uuid, token: &str) -> AppResul
             "the appointment has begun; it can no longer be cancelled",
         ));
     }
+    let was_booked = booking.state == "booked";
     let mut a: bookings::ActiveModel = booking.into();
     a.state = Set("cancelled".into());
     a.cancelled_at = Set(Some(Utc::now()));
+    a.hold_expires_at = Set(None);
     let booking = a.update(&txn).await?;
-    txn.commit().await?;
+    if was_booked {
+        let (location, title) = notice_parts(&txn, ctx.tenant_id, &booking).await?;
+        let links = Links { origin: "", token };
+        let n = notice(ctx, &booking, &location, &title, &links);
+        mail::cancelled(&txn, ctx.tenant_id, &n).await?;
+    }
+    deps.finish(txn, Vec::new()).await?;
     Ok(booking)
 }
 
 /// `rescheduleBooking`: moves a booking to another slot in one transaction, keeping its id and
-/// token. If the new slot is full (or not bookable) the booking stays where it was.
+/// token. If the new slot is full (or not bookable) the booking stays where it was. The holder
+/// gets the new calendar file; the reminder moves with the booking.
 pub async fn reschedule(
-    db: &Db,
+    deps: &crate::applications::service::Deps,
+    appts: &super::Appointments,
     ctx: &TenantCtx,
-    id: Uuid,
-    token: &str,
+    (id, token): (Uuid, &str),
     start: DateTime<Utc>,
+    origin: &str,
 ) -> AppResult<bookings::Model> {
-    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
     let now = Utc::now();
     if booking.state != "booked" || booking.start_at <= now {
@@ -848,7 +603,10 @@ pub async fn reschedule(
     a.blocked_until = Set(blocked);
     a.resource_id = Set(resource);
     let booking = a.update(&txn).await?;
-    txn.commit().await?;
+    let links = Links { origin, token };
+    let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
+    mail::moved(&txn, ctx.tenant_id, &n, appts.remind_before).await?;
+    deps.finish(txn, Vec::new()).await?;
     Ok(booking)
 }
 
@@ -868,16 +626,6 @@ async fn lock_resources(
     Ok(select.all(txn).await?)
 }
 
-/// Staff may see and mark bookings: tenant administrators and staff of the tenant.
-pub(crate) fn require_staff(ctx: &TenantCtx) -> AppResult<()> {
-    match ctx.principal {
-        crate::context::Principal::Staff { .. }
-        | crate::context::Principal::PlatformAdmin { .. } => Ok(()),
-        crate::context::Principal::Anonymous => Err(AppError::Unauthenticated),
-        _ => Err(AppError::Forbidden("for the municipality's staff")),
-    }
-}
-
 /// The bookings of a location on a local date (staff), in time order, cancelled ones included.
 pub async fn day(
     db: &Db,
@@ -885,7 +633,7 @@ pub async fn day(
     location_id: Uuid,
     date: NaiveDate,
 ) -> AppResult<(locations::Model, Vec<bookings::Model>)> {
-    require_staff(ctx)?;
+    ctx.require_staff()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let location = find_location(&txn, ctx.tenant_id, location_id).await?;
     let cal = calendar(&location)?;
@@ -901,6 +649,7 @@ pub async fn day(
     };
     let rows = scoped::<bookings::Entity>(ctx.tenant_id)
         .filter(bookings::Column::LocationId.eq(location.id))
+        .filter(bookings::Column::State.is_in(["booked", "cancelled", "no_show"]))
         .filter(bookings::Column::StartAt.gte(from))
         .filter(bookings::Column::StartAt.lt(to))
         .order_by_asc(bookings::Column::StartAt)
@@ -912,7 +661,7 @@ pub async fn day(
 
 /// Marks that the citizen did not come (staff; once the appointment has begun).
 pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
-    require_staff(ctx)?;
+    ctx.require_staff()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let booking = scoped::<bookings::Entity>(ctx.tenant_id)
         .filter(bookings::Column::Id.eq(id))
@@ -947,12 +696,11 @@ pub async fn for_ics(
 ) -> AppResult<(bookings::Model, locations::Model, String)> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
-    let location = find_location(&txn, ctx.tenant_id, booking.location_id).await?;
-    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
-        .filter(tenant_services::Column::Id.eq(booking.service_id))
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("service"))?;
+    if booking.state == "held" {
+        // A hold is no appointment yet: no calendar file.
+        return Err(AppError::NotFound("booking"));
+    }
+    let (location, title) = notice_parts(&txn, ctx.tenant_id, &booking).await?;
     txn.commit().await?;
-    Ok((booking, location, service.title))
+    Ok((booking, location, title))
 }

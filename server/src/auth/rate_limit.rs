@@ -1,6 +1,7 @@
 //! Rate limits (GCRA, via `governor`): logins per client IP and per account; citizens' writes
-//! (drafts, submissions) per client IP.
+//! (drafts, submissions) and bookings per client IP; bookings per contact.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -12,7 +13,7 @@ use crate::settings::AuthSettings;
 
 pub struct LoginLimiter {
     per_ip: IpLimiter,
-    per_account: DefaultKeyedRateLimiter<String>,
+    per_account: KeyLimiter<String>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -40,52 +41,66 @@ impl LoginLimiter {
     pub fn new(auth: &AuthSettings) -> Self {
         Self {
             per_ip: IpLimiter::per_minute(auth.login_per_ip_per_minute),
-            per_account: RateLimiter::keyed(quota(auth.login_per_account_per_minute)),
+            per_account: KeyLimiter::new(quota(auth.login_per_account_per_minute)),
         }
     }
 
     /// Counts one attempt; `RATE_LIMITED` with the wait time when either limit is used up.
     pub fn check(&self, ip: Option<IpAddr>, account: &str) -> AppResult<()> {
         self.per_ip.check(ip)?;
-        if self.per_account.len() > SHRINK_ABOVE {
-            self.per_account.retain_recent();
+        self.per_account.check(&account.to_owned())
+    }
+}
+
+/// Limits requests per key (an IP, an account, a contact address), GCRA with a bounded map.
+pub struct KeyLimiter<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+}
+
+impl<K: Hash + Eq + Clone> std::fmt::Debug for KeyLimiter<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyLimiter")
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyLimiter<K> {
+    pub fn new(quota: Quota) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(quota),
         }
-        self.per_account
-            .check_key(&account.to_owned())
+    }
+
+    /// `n` per hour, the first `n` at once.
+    pub fn per_hour(n: u32) -> Self {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self::new(Quota::per_hour(n))
+    }
+
+    /// Counts one request; `RATE_LIMITED` with the wait time when `key` used up its quota.
+    pub fn check(&self, key: &K) -> AppResult<()> {
+        if self.limiter.len() > SHRINK_ABOVE {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(key)
             .map_err(|n| AppError::RateLimited {
                 retry_after_secs: wait_secs(&n),
             })
     }
 }
 
-/// Limits requests per client IP: logins, and citizens' writes (drafts, submissions).
-pub struct IpLimiter {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-impl std::fmt::Debug for IpLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IpLimiter")
-    }
-}
+/// Limits requests per client IP: logins, citizens' writes (drafts, submissions), bookings.
+#[derive(Debug)]
+pub struct IpLimiter(KeyLimiter<IpAddr>);
 
 impl IpLimiter {
     pub fn per_minute(n: u32) -> Self {
-        Self {
-            per_ip: RateLimiter::keyed(quota(n)),
-        }
+        Self(KeyLimiter::new(quota(n)))
     }
 
     /// Counts one request; `RATE_LIMITED` with the wait time when the IP used up its quota.
+    /// Requests without a known IP (in-process callers) pass.
     pub fn check(&self, ip: Option<IpAddr>) -> AppResult<()> {
-        let Some(ip) = ip else { return Ok(()) };
-        if self.per_ip.len() > SHRINK_ABOVE {
-            self.per_ip.retain_recent();
-        }
-        self.per_ip
-            .check_key(&ip)
-            .map_err(|n| AppError::RateLimited {
-                retry_after_secs: wait_secs(&n),
-            })
+        ip.map_or(Ok(()), |ip| self.0.check(&ip))
     }
 }

@@ -48,6 +48,9 @@ pub struct JwtKeys {
     issuer: String,
     audience: String,
     ttl_secs: i64,
+    /// HMAC keyed with a hash of the signing key, for [`JwtKeys::derive_key`]: every replica
+    /// shares the signing key, so keys derived from it agree across replicas.
+    derive: hmac::Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -117,7 +120,20 @@ impl JwtKeys {
             issuer: auth.issuer.clone(),
             audience: auth.audience.clone(),
             ttl_secs: i64::try_from(auth.access_token_ttl_secs).unwrap_or(900),
+            derive: <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&Sha256::digest(
+                secret.to_bytes(),
+            ))
+            .map_err(|_| anyhow::anyhow!("deriving keys from the signing key"))?,
         })
+    }
+
+    /// A 32-byte key for `purpose` (e.g. signing booking challenges), derived from the signing
+    /// key with HMAC-SHA256 so no two purposes share a key and none reveals the signing key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = self.derive.clone();
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     pub fn issuer(&self) -> &str {

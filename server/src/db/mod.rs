@@ -198,7 +198,8 @@ tenant_scoped!(
     locations,
     booking_resources,
     appointment_offers,
-    bookings
+    bookings,
+    spent_challenges
 );
 
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients

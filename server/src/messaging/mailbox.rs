@@ -110,6 +110,7 @@ pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult
                     "Guten Tag,\n\nzu Ihrem Antrag {} liegt eine neue Nachricht der Verwaltung in Ihrem Postfach.\n",
                     app.reference
                 ),
+                ..Default::default()
             },
         )
         .await?;

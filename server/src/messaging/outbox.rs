@@ -10,15 +10,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::outbox;
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, Set, Statement,
 };
 use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -27,11 +28,42 @@ use crate::ids::TenantId;
 use crate::settings::MailSettings;
 
 /// An email to queue.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Email {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// Files sent with it.
+    pub files: Vec<MailFile>,
+    /// What it is about, so that it can be withdrawn while unsent ([`withdraw`]).
+    pub topic: Option<String>,
+    /// Not sent before this time (a reminder); default: at once.
+    pub send_at: Option<DateTime<Utc>>,
+}
+
+/// A file sent with an email.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailFile {
+    pub filename: String,
+    pub content_type: String,
+    #[serde(with = "base64_bytes")]
+    pub base64: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Queues `email` in the caller's transaction.
@@ -61,16 +93,45 @@ pub async fn enqueue_all<C: ConnectionTrait>(
         subject: Set(email.subject),
         body: Set(email.body),
         attempts: Set(0),
-        next_attempt_at: Set(now),
+        next_attempt_at: Set(email.send_at.unwrap_or(now)),
         sent_at: Set(None),
         failed_at: Set(None),
         last_error: Set(None),
         created_at: Set(now),
+        attachments: Set((!email.files.is_empty())
+            .then(|| serde_json::to_value(&email.files).unwrap_or_default())),
+        topic: Set(email.topic),
     });
     outbox::Entity::insert_many(rows)
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+/// Withdraws the unsent mail about `topic` (a reminder of a booking that was moved or cancelled),
+/// in the caller's transaction. A mail already leased by the worker may still go out.
+pub async fn withdraw<C: ConnectionTrait>(conn: &C, topic: &str) -> AppResult<u64> {
+    let update = outbox::ActiveModel {
+        failed_at: Set(Some(Utc::now())),
+        last_error: Set(Some("withdrawn".into())),
+        ..Default::default()
+    };
+    let result = outbox::Entity::update_many()
+        .set(update)
+        .filter(outbox::Column::Topic.eq(topic))
+        .filter(outbox::Column::SentAt.is_null())
+        .filter(outbox::Column::FailedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// The files stored with an outbox row.
+fn files_of(row: &outbox::Model) -> Result<Vec<MailFile>, String> {
+    match &row.attachments {
+        None => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("stored files: {e}")),
+    }
 }
 
 /// How mail leaves the server.
@@ -107,6 +168,7 @@ impl Mailer {
                     outbox.id = %row.id,
                     subject = %row.subject,
                     body_bytes = row.body.len(),
+                    files = files_of(row)?.len(),
                     "email (no SMTP server configured; logged instead)"
                 );
                 Ok(())
@@ -116,13 +178,27 @@ impl Mailer {
                     .recipient
                     .parse()
                     .map_err(|e| format!("bad recipient: {e}"))?;
-                let message = Message::builder()
+                let builder = Message::builder()
                     .from(from.clone())
                     .to(to)
-                    .subject(row.subject.clone())
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(row.body.clone())
-                    .map_err(|e| format!("building the message: {e}"))?;
+                    .subject(row.subject.clone());
+                let files = files_of(row)?;
+                let message = if files.is_empty() {
+                    builder
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(row.body.clone())
+                } else {
+                    let mut parts =
+                        MultiPart::mixed().singlepart(SinglePart::plain(row.body.clone()));
+                    for f in files {
+                        let content_type = ContentType::parse(&f.content_type)
+                            .map_err(|e| format!("stored content type: {e}"))?;
+                        parts = parts
+                            .singlepart(Attachment::new(f.filename).body(f.base64, content_type));
+                    }
+                    builder.multipart(parts)
+                }
+                .map_err(|e| format!("building the message: {e}"))?;
                 transport
                     .send(message)
                     .await

@@ -1,4 +1,4 @@
-//! Services declared in a tenant file: `[[services]]` with the template, version, local changes
+//! Services declared in a tenant file (and, after them, its appointment locations and offers): `[[services]]` with the template, version, local changes
 //! (overlay operations, addressed by key) and whether the service is live. Applying is additive:
 //! a missing service is forked, customized and published; an existing one is left alone (its
 //! later history belongs to the tenant's administrators).
@@ -109,7 +109,7 @@ pub async fn apply_all(
         }
     }
     for tenant in tenants {
-        if tenant.services.is_empty() {
+        if tenant.services.is_empty() && tenant.locations.is_empty() {
             continue;
         }
         let ctx = crate::marketplace::seed::system_ctx(db, tenant.slug.as_str(), "onboarding")
@@ -128,6 +128,15 @@ pub async fn apply_all(
                 report.push(format!("{}: service {} created", tenant.slug, spec.slug));
             }
         }
+        let lines = crate::appointments::seed::apply(
+            db,
+            &ctx,
+            &tenant.locations,
+            &tenant.appointment_offers,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("tenant {}: {}", tenant.slug, e.describe()))?;
+        report.extend(lines.into_iter().map(|l| format!("{}: {l}", tenant.slug)));
     }
     Ok(report)
 }

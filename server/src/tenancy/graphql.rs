@@ -341,6 +341,8 @@ impl OnboardTenantInput {
                 departments: vec![],
             }],
             services: vec![],
+            locations: vec![],
+            appointment_offers: vec![],
         };
         spec.check().map_err(|e| match e {
             AppError::Validation(f) => AppError::Validation(

@@ -47,6 +47,12 @@ pub struct TenantFile {
     /// Services forked from marketplace templates, with local changes.
     #[serde(default)]
     pub services: Vec<crate::services::seed::ServiceFile>,
+    /// Places for appointments, with counters and opening calendars.
+    #[serde(default)]
+    pub locations: Vec<crate::appointments::seed::LocationFile>,
+    /// Services of this file bookable at its locations.
+    #[serde(default)]
+    pub appointment_offers: Vec<crate::appointments::seed::OfferFile>,
 }
 
 fn default_zone() -> String {
@@ -96,6 +102,9 @@ pub struct TenantSpec {
     pub staff: Vec<StaffSpec>,
     /// Applied after the marketplace seeds (see [`crate::services::seed`]).
     pub services: Vec<crate::services::seed::ServiceSpec>,
+    /// Applied after the services (see [`crate::appointments::seed`]).
+    pub locations: Vec<crate::appointments::seed::LocationFile>,
+    pub appointment_offers: Vec<crate::appointments::seed::OfferFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +178,10 @@ impl TenantFile {
                 .enumerate()
                 .map(|(i, s)| s.parse(&format!("services[{i}]")))
                 .collect::<AppResult<Vec<_>>>()?,
+            locations: self.locations,
+            appointment_offers: self.appointment_offers,
         };
+        crate::appointments::seed::check(&spec.locations, &spec.appointment_offers)?;
         spec.check()?;
         Ok(spec)
     }

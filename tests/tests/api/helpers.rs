@@ -108,6 +108,8 @@ pub fn test_settings(data_dir: &std::path::Path, db_url: &str) -> Settings {
     s.auth.oidc_allow_http = true;
     // Tests submit hundreds of applications from one IP; the limit has its own test.
     s.applications.writes_per_ip_per_minute = 100_000;
+    s.appointments.bookings_per_ip_per_minute = 100_000;
+    s.appointments.bookings_per_contact_per_hour = 100_000;
     s
 }
 

@@ -8,6 +8,7 @@ mod applications;
 mod appointments;
 mod attachments;
 mod auth;
+mod bookings;
 mod fuzz;
 mod limits;
 mod marketplace;

@@ -355,6 +355,8 @@ async fn marketplace_files_apply_once_and_published_versions_cannot_be_rewritten
         "musterstadt: service hundesteuer created",
         "beispielhausen: service sperrmuell created",
         "exempelburg: service bewohnerparken created",
+        "musterstadt: location buergerbuero created",
+        "musterstadt: appointment offer meldebescheinigung at buergerbuero created",
     ] {
         assert!(out.lines().any(|l| l == line), "{line} missing in:\n{out}");
     }
@@ -363,6 +365,45 @@ async fn marketplace_files_apply_once_and_published_versions_cannot_be_rewritten
     let out = String::from_utf8_lossy(&second.stdout).to_string();
     assert!(second.status.success());
     assert!(out.lines().all(|l| l.ends_with(": unchanged")), "{out}");
+
+    // An edited location or offer is saved again; a broken one is refused by name.
+    let file = tenants.join("musterstadt.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let edited = original
+        .replace("Bürgerbüro im Rathaus", "Bürgerbüro im Neuen Rathaus")
+        .replace("hold_minutes = 10", "hold_minutes = 15");
+    assert_ne!(edited, original);
+    std::fs::write(&file, &edited).unwrap();
+    let out = apply();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for line in [
+        "musterstadt: location buergerbuero updated",
+        "musterstadt: appointment offer meldebescheinigung at buergerbuero updated",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing in:\n{text}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&apply().stdout)
+            .lines()
+            .all(|l| l.ends_with(": unchanged")),
+        "applying the edit again changes nothing"
+    );
+    std::fs::write(
+        &file,
+        edited.replace("horizon_days = 60", "horizon_days = 9000"),
+    )
+    .unwrap();
+    let broken = apply();
+    assert!(!broken.status.success());
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        err.contains("meldebescheinigung at buergerbuero") && err.contains("horizonDays"),
+        "{err}"
+    );
+    std::fs::write(&file, &edited).unwrap();
 
     // A new version file is published; editing a published one is refused by name.
     let folder = tenants.join("marketplace/sperrmuell-anmeldung");

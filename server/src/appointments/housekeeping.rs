@@ -1,0 +1,67 @@
+//! Periodic clean-up: holds that lapsed become `expired` (they stopped counting against capacity
+//! the moment they lapsed; this only tidies the table), and spent challenges past their expiry
+//! are deleted (an expired challenge is refused anyway). Idempotent; runs in every replica.
+
+use chrono::{DateTime, Utc};
+use entity::{bookings, spent_challenges, tenants};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+
+use crate::db::begin_tenant_write;
+use crate::error::AppResult;
+use crate::ids::TenantId;
+
+/// What one round cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cleared {
+    pub lapsed_holds: u64,
+    pub spent_challenges: u64,
+}
+
+pub async fn clear(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Cleared> {
+    let mut cleared = Cleared::default();
+    for tenant in tenants::Entity::find().all(db).await? {
+        let tenant = TenantId(tenant.id);
+        let txn = begin_tenant_write(db, tenant).await?;
+        cleared.lapsed_holds += bookings::Entity::update_many()
+            .col_expr(bookings::Column::State, Expr::value("expired"))
+            .filter(bookings::Column::TenantId.eq(tenant.0))
+            .filter(bookings::Column::State.eq("held"))
+            .filter(bookings::Column::HoldExpiresAt.lte(now))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        cleared.spent_challenges += spent_challenges::Entity::delete_many()
+            .filter(spent_challenges::Column::TenantId.eq(tenant.0))
+            .filter(spent_challenges::Column::ExpiresAt.lte(now))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+    }
+    Ok(cleared)
+}
+
+/// Clears every `interval` until `stop` fires.
+pub async fn run(
+    db: DatabaseConnection,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        match clear(&db, Utc::now()).await {
+            Ok(c) if c != Cleared::default() => tracing::info!(
+                lapsed_holds = c.lapsed_holds,
+                spent_challenges = c.spent_challenges,
+                "appointments housekeeping"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "appointments housekeeping failed; retrying next round")
+            }
+        }
+    }
+}
