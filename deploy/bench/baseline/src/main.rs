@@ -1,7 +1,8 @@
 //! Baseline for the benchmark: actix-web + tokio-postgres, one prepared query per request (per
 //! nested list for the marketplace page), answering the same data as `tenant { departments }`,
 //! `me`, `templates(first: 20)` and `applications(first: 20) { tasks }` as plain JSON, and doing
-//! the same inserts as `submitApplication` in one transaction.
+//! the same inserts as `submitApplication` in one transaction, and the same locked insert as
+//! `bookAppointment` (with its two outbox rows).
 
 use std::collections::HashMap;
 
@@ -214,6 +215,161 @@ async fn submit_tx(client: &mut deadpool_postgres::Client, slug: &str, data: &se
     Ok(Some(reference))
 }
 
+/// `bookAppointment` without a hold, challenge or application: the body is the mutation's input
+/// (`serviceSlug`, `locationId`, `start`, `contact { name email }`). One transaction: the offer,
+/// the contact's open bookings, the location's resources locked `FOR UPDATE`, the overlapping
+/// bookings, then the booking and its two outbox rows (confirmation with the `.ics`, reminder
+/// 24 hours before), or `SLOT_FULL`.
+async fn book(pool: web::Data<Pool>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let slug = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let Ok(input) = serde_json::from_slice::<serde_json::Value>(&body) else { return HttpResponse::BadRequest().finish() };
+    let service = input["serviceSlug"].as_str().unwrap_or_default();
+    let location = input["locationId"].as_str().and_then(|v| Uuid::parse_str(v).ok());
+    let start = input["start"].as_str().and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+    let name = input["contact"]["name"].as_str().unwrap_or_default().trim();
+    let email = input["contact"]["email"].as_str().unwrap_or_default().trim().to_lowercase();
+    let (Some(location), Some(start)) = (location, start) else { return HttpResponse::BadRequest().finish() };
+    if name.is_empty() || !email.contains('@') {
+        return HttpResponse::BadRequest().finish();
+    }
+    let Ok(mut client) = pool.get().await else { return HttpResponse::ServiceUnavailable().finish() };
+    let booking = Booking { slug: &slug, service, location, start: start.to_utc(), name, email: &email };
+    match book_tx(&mut client, &booking).await {
+        Ok(Booked::Yes(id)) => HttpResponse::Ok().json(serde_json::json!({ "data": { "bookAppointment": { "booking": { "id": id.to_string() } } } })),
+        Ok(Booked::Full) => HttpResponse::Ok().json(serde_json::json!({ "errors": [{ "extensions": { "code": "SLOT_FULL" } }] })),
+        Ok(Booked::Refused(code)) => HttpResponse::Ok().json(serde_json::json!({ "errors": [{ "extensions": { "code": code } }] })),
+        Err(e) => {
+            eprintln!("book: {e}");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+struct Booking<'a> {
+    slug: &'a str,
+    service: &'a str,
+    location: Uuid,
+    start: chrono::DateTime<chrono::Utc>,
+    name: &'a str,
+    email: &'a str,
+}
+
+enum Booked {
+    Yes(Uuid),
+    Full,
+    Refused(&'static str),
+}
+
+async fn book_tx(client: &mut deadpool_postgres::Client, b: &Booking<'_>) -> Result<Booked, tokio_postgres::Error> {
+    use base64::Engine as _;
+    use chrono::Utc;
+    use sha2::Digest as _;
+
+    let tx = client.transaction().await?;
+    // Tenant scoping as the server does it (the owner bypasses row-level security; the queries
+    // filter by tenant as well), folded into the offer lookup.
+    let offer = tx
+        .prepare_cached(
+            "SELECT set_config('app.tenant_id', t.id::text, true), t.id, t.name, s.id, s.title, \
+             o.duration_minutes, o.buffer_minutes, o.max_open_per_contact, l.name, l.address \
+             FROM tenants t JOIN tenant_services s ON s.tenant_id = t.id AND s.slug = $2 AND s.status = 'live' \
+             JOIN locations l ON l.tenant_id = t.id AND l.id = $3 \
+             JOIN appointment_offers o ON o.tenant_id = t.id AND o.service_id = s.id AND o.location_id = l.id \
+             WHERE t.slug = $1",
+        )
+        .await?;
+    let Some(o) = tx.query_opt(&offer, &[&b.slug, &b.service, &b.location]).await? else { return Ok(Booked::Refused("NOT_FOUND")) };
+    let (tenant, municipality, service, title): (Uuid, String, Uuid, String) = (o.get(1), o.get(2), o.get(3), o.get(4));
+    let (duration, buffer, max_open): (i32, i32, i32) = (o.get(5), o.get(6), o.get(7));
+    let (place, address): (String, String) = (o.get(8), o.get(9));
+    let now = Utc::now();
+
+    let open = tx
+        .prepare_cached(
+            "SELECT count(*) FROM bookings WHERE tenant_id = $1 AND service_id = $2 AND contact_email = $3 \
+             AND state = 'booked' AND start_at > $4",
+        )
+        .await?;
+    let n: i64 = tx.query_one(&open, &[&tenant, &service, &b.email, &now]).await?.get(0);
+    if n >= i64::from(max_open) {
+        return Ok(Booked::Refused("CONFLICT"));
+    }
+
+    let lock = tx
+        .prepare_cached(
+            "SELECT id, capacity FROM booking_resources WHERE tenant_id = $1 AND location_id = $2 AND active \
+             ORDER BY key FOR UPDATE",
+        )
+        .await?;
+    let resources = tx.query(&lock, &[&tenant, &b.location]).await?;
+    let ids: Vec<Uuid> = resources.iter().map(|r| r.get(0)).collect();
+    let end = b.start + chrono::Duration::minutes(i64::from(duration));
+    let blocked = end + chrono::Duration::minutes(i64::from(buffer));
+    let busy = tx
+        .prepare_cached(
+            "SELECT resource_id FROM bookings WHERE tenant_id = $1 AND resource_id = ANY($2) \
+             AND state NOT IN ('cancelled', 'expired') AND (hold_expires_at IS NULL OR hold_expires_at > now()) \
+             AND start_at < $4 AND blocked_until > $3",
+        )
+        .await?;
+    let taken = tx.query(&busy, &[&tenant, &ids, &b.start, &blocked]).await?;
+    let free = resources.iter().find(|r| {
+        let id: Uuid = r.get(0);
+        let capacity: i32 = r.get(1);
+        (taken.iter().filter(|t| t.get::<_, Uuid>(0) == id).count() as i64) < i64::from(capacity)
+    });
+    let Some(resource) = free.map(|r| r.get::<_, Uuid>(0)) else { return Ok(Booked::Full) };
+
+    let id = Uuid::now_v7();
+    let token = base64::engine::general_purpose::STANDARD.encode([Uuid::now_v7().into_bytes(), Uuid::now_v7().into_bytes()].concat());
+    let hash: String = sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO bookings (id, tenant_id, service_id, location_id, resource_id, application_id, start_at, end_at, \
+             blocked_until, state, contact_name, contact_email, cancel_hash, created_at, cancelled_at, hold_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, 'booked', $9, $10, $11, $12, NULL, NULL)",
+        )
+        .await?;
+    tx.execute(&insert, &[&id, &tenant, &service, &b.location, &resource, &b.start, &end, &blocked, &b.name, &b.email, &hash, &now])
+        .await?;
+
+    // The two mails, in one statement like the server's insert_many.
+    let when = b.start.format("%d.%m.%Y, %H:%M UTC");
+    let stamp = |t: chrono::DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Baseline//DE\r\nMETHOD:PUBLISH\r\nBEGIN:VEVENT\r\nUID:{id}@baseline\r\n\
+         DTSTAMP:{}\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:{title} – {municipality}\r\nLOCATION:{place}\\, {address}\r\n\
+         STATUS:CONFIRMED\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        stamp(now),
+        stamp(b.start),
+        stamp(end)
+    );
+    let files = serde_json::json!([{ "filename": "termin.ics", "contentType": "text/calendar; charset=utf-8; method=PUBLISH",
+        "base64": base64::engine::general_purpose::STANDARD.encode(ics) }]);
+    let details = format!("Anliegen: {title}\nWann: {when}\nWo: {place}, {address}\n");
+    let links = format!("\nKalenderdatei: /bookings/{id}.ics?tenant={}&token={token}\nBuchungsnummer {id}\n", b.slug);
+    let confirmation = format!("Guten Tag {},\n\nIhr Termin ist gebucht:\n\n{details}{links}\nIhre {municipality}\n", b.name);
+    let reminder = format!("Guten Tag {},\n\nwir erinnern Sie an Ihren Termin:\n\n{details}{links}\nIhre {municipality}\n", b.name);
+    let remind_at = b.start - chrono::Duration::hours(24);
+    let outbox = tx
+        .prepare_cached(
+            "INSERT INTO outbox (id, tenant_id, kind, recipient, subject, body, attempts, next_attempt_at, created_at, attachments, topic) \
+             VALUES ($1, $2, 'email', $3, $4, $5, 0, $6, $6, ($7::text)::jsonb, NULL), \
+             ($8, $2, 'email', $3, $9, $10, 0, $11, $6, NULL, $12)",
+        )
+        .await?;
+    tx.execute(
+        &outbox,
+        &[
+            &Uuid::now_v7(), &tenant, &b.email, &format!("Terminbestätigung: {title}"), &confirmation, &now, &files.to_string(),
+            &Uuid::now_v7(), &format!("Erinnerung an Ihren Termin: {title}"), &reminder, &remind_at, &format!("booking-reminder:{id}"),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Booked::Yes(id))
+}
+
 /// The first 20 applications of the tenant with their tasks and the tasks' departments: two
 /// round trips, like the server's page plus one DataLoader batch.
 async fn applications(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
@@ -274,6 +430,7 @@ async fn main() -> std::io::Result<()> {
             .route("/me", web::get().to(me))
             .route("/templates", web::get().to(templates))
             .route("/submit", web::post().to(submit))
+            .route("/book", web::post().to(book))
             .route("/applications", web::get().to(applications))
     })
     .bind(bind)?
