@@ -27,6 +27,31 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::tenant_services::Entity",
+        from = "Column::ServiceId",
+        to = "super::tenant_services::Column::Id"
+    )]
+    Service,
+    #[sea_orm(
+        belongs_to = "super::locations::Entity",
+        from = "Column::LocationId",
+        to = "super::locations::Column::Id"
+    )]
+    Location,
+}
+
+impl Related<super::tenant_services::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Service.def()
+    }
+}
+
+impl Related<super::locations::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Location.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

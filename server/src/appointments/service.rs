@@ -40,21 +40,19 @@ async fn bookable<C: ConnectionTrait>(
     service_slug: &str,
     location_id: Uuid,
 ) -> AppResult<Bookable> {
-    let service = scoped::<tenant_services::Entity>(tenant)
+    // One round trip on the hot path (the offer with its live service and its location); only
+    // a miss looks again, to say which of the three is missing.
+    let found = scoped::<appointment_offers::Entity>(tenant)
+        .filter(appointment_offers::Column::LocationId.eq(location_id))
+        .find_also_related(tenant_services::Entity)
+        .find_also_related(locations::Entity)
         .filter(tenant_services::Column::Slug.eq(service_slug))
+        .filter(tenant_services::Column::Status.eq("live"))
         .one(conn)
-        .await?
-        .filter(|s| s.status == "live")
-        .ok_or(AppError::NotFound("service"))?;
-    let location = find_location(conn, tenant, location_id).await?;
-    let offer = scoped::<appointment_offers::Entity>(tenant)
-        .filter(appointment_offers::Column::ServiceId.eq(service.id))
-        .filter(appointment_offers::Column::LocationId.eq(location.id))
-        .one(conn)
-        .await?
-        .ok_or(AppError::NotFound(
-            "appointment offer (this service is not bookable at this location)",
-        ))?;
+        .await?;
+    let Some((offer, Some(service), Some(location))) = found else {
+        return Err(why_not_bookable(conn, tenant, service_slug, location_id).await);
+    };
     let calendar = calendar(&location)?;
     let rules = Offer {
         duration: Duration::minutes(i64::from(offer.duration_minutes)),
@@ -69,6 +67,28 @@ async fn bookable<C: ConnectionTrait>(
         calendar,
         rules,
     })
+}
+
+/// Why (service, location) has no bookable offer: the service, the location or the offer.
+async fn why_not_bookable<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    service_slug: &str,
+    location_id: Uuid,
+) -> AppError {
+    let service = scoped::<tenant_services::Entity>(tenant)
+        .filter(tenant_services::Column::Slug.eq(service_slug))
+        .filter(tenant_services::Column::Status.eq("live"))
+        .one(conn)
+        .await;
+    match (service, find_location(conn, tenant, location_id).await) {
+        (Err(e), _) => e.into(),
+        (Ok(None), _) => AppError::NotFound("service"),
+        (_, Err(e)) => e,
+        (Ok(Some(_)), Ok(_)) => {
+            AppError::NotFound("appointment offer (this service is not bookable at this location)")
+        }
+    }
 }
 
 /// Bookings that occupy the given resources somewhere in `[from, to)`, except `except` (a
