@@ -12,6 +12,7 @@ mod m20261123_000003_create_applications;
 mod m20261123_000004_create_attachments;
 mod m20261123_000005_create_appointments;
 mod m20261123_000006_appointment_mail_holds_challenges;
+mod m20261127_000007_create_payments;
 pub mod postgres;
 
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_attachments::Migration),
             Box::new(m20261123_000005_create_appointments::Migration),
             Box::new(m20261123_000006_appointment_mail_holds_challenges::Migration),
+            Box::new(m20261127_000007_create_payments::Migration),
         ]
     }
 }

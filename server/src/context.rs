@@ -34,6 +34,8 @@ pub enum Role {
     Staff,
     /// Publishes service templates to the marketplace.
     Author,
+    /// Treasury (Kasse): confirms payments at the counter, refunds, reconciles.
+    Cashier,
     /// A citizen signed in through the tenant's identity provider.
     Citizen,
 }
@@ -45,6 +47,7 @@ impl Role {
             Self::TenantAdmin => "tenant_admin",
             Self::Staff => "staff",
             Self::Author => "author",
+            Self::Cashier => "cashier",
             Self::Citizen => "citizen",
         }
     }
@@ -55,6 +58,7 @@ impl Role {
             Self::TenantAdmin,
             Self::Staff,
             Self::Author,
+            Self::Cashier,
             Self::Citizen,
         ]
         .into_iter()
@@ -183,6 +187,19 @@ impl TenantCtx {
                 Ok(())
             }
             Principal::Citizen(_) => Err(AppError::Forbidden("staff only")),
+        }
+    }
+
+    /// The treasury: cashiers and tenant administrators of this tenant (and platform
+    /// administrators).
+    pub fn require_cashier(&self) -> AppResult<()> {
+        match &self.principal {
+            Principal::Anonymous => Err(AppError::Unauthenticated),
+            Principal::PlatformAdmin { .. } => Ok(()),
+            p if p.has_role(Role::Cashier) || p.has_role(Role::TenantAdmin) => Ok(()),
+            _ => Err(AppError::Forbidden(
+                "cashiers and tenant administrators only",
+            )),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod marketplace;
 pub mod messaging;
 pub mod metrics;
+pub mod payments;
 pub mod services;
 pub mod settings;
 pub mod startup;

@@ -43,6 +43,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub applications: ApplicationSettings,
     pub appointments: AppointmentSettings,
+    pub payments: PaymentSettings,
     pub storage: StorageSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
@@ -154,6 +155,41 @@ impl Default for AppointmentSettings {
             bookings_per_contact_per_hour: 10,
             reminder_hours_before: 24,
             challenge_ttl_secs: 600,
+        }
+    }
+}
+
+/// Paying fees: Stripe (the platform's account; tenants charge on their connected accounts) and
+/// webhook handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// `AMTSPLATZ_PAYMENTS__STRIPE_SECRET_KEY`: the platform's Stripe secret key (`sk_…`).
+    /// Without it online payment is off (on-site payment always works).
+    pub stripe_secret_key: Option<SecretString>,
+    /// `AMTSPLATZ_PAYMENTS__STRIPE_API_BASE`: Stripe's API (a local fake in tests).
+    pub stripe_api_base: String,
+    /// `AMTSPLATZ_PAYMENTS__SECRETS_KEY_FILE`: key that seals tenants' webhook secrets in the
+    /// database (generated if missing). Default: `<data_dir>/payment-secrets.key`.
+    pub secrets_key_file: Option<PathBuf>,
+    /// `AMTSPLATZ_PAYMENTS__WEBHOOK_TOLERANCE_SECS`: how old a signed webhook may be.
+    pub webhook_tolerance_secs: u64,
+    /// `AMTSPLATZ_PAYMENTS__CHECKOUT_EXPIRY_MINUTES`: how long a Checkout Session stays open
+    /// (Stripe allows 30 to 1440).
+    pub checkout_expiry_minutes: u32,
+    /// `AMTSPLATZ_PAYMENTS__PROVIDER_TIMEOUT_SECS`: longest wait for the provider's API.
+    pub provider_timeout_secs: u64,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            stripe_secret_key: None,
+            stripe_api_base: "https://api.stripe.com/".into(),
+            secrets_key_file: None,
+            webhook_tolerance_secs: 300,
+            checkout_expiry_minutes: 60,
+            provider_timeout_secs: 20,
         }
     }
 }
@@ -295,6 +331,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             applications: ApplicationSettings::default(),
             appointments: AppointmentSettings::default(),
+            payments: PaymentSettings::default(),
             storage: StorageSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
@@ -474,6 +511,7 @@ impl Settings {
                 "must be between 10 and 86400",
             ));
         }
+        self.validate_payments()?;
         if self.mail.poll_interval_ms == 0 || self.mail.max_attempts < 1 {
             return Err(bad(
                 "mail.poll_interval_ms / mail.max_attempts",
@@ -504,6 +542,45 @@ impl Settings {
                     "must have at least 12 characters",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        let p = &self.payments;
+        if reqwest::Url::parse(&p.stripe_api_base)
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(bad(
+                "payments.stripe_api_base",
+                "AMTSPLATZ_PAYMENTS__STRIPE_API_BASE",
+                "must be an http(s) URL",
+            ));
+        }
+        if let Some(key) = &p.stripe_secret_key
+            && !(key.expose_secret().starts_with("sk_") || key.expose_secret().starts_with("rk_"))
+        {
+            return Err(bad(
+                "payments.stripe_secret_key",
+                "AMTSPLATZ_PAYMENTS__STRIPE_SECRET_KEY",
+                "must be a Stripe secret or restricted key (`sk_…`, `rk_…`)",
+            ));
+        }
+        if !(30..=1440).contains(&p.checkout_expiry_minutes) {
+            return Err(bad(
+                "payments.checkout_expiry_minutes",
+                "AMTSPLATZ_PAYMENTS__CHECKOUT_EXPIRY_MINUTES",
+                "must be between 30 and 1440 (Stripe's limits)",
+            ));
+        }
+        if !(1..=3600).contains(&p.webhook_tolerance_secs)
+            || !(1..=300).contains(&p.provider_timeout_secs)
+        {
+            return Err(bad(
+                "payments.webhook_tolerance_secs / payments.provider_timeout_secs",
+                "AMTSPLATZ_PAYMENTS__WEBHOOK_TOLERANCE_SECS",
+                "must be 1 to 3600 and 1 to 300 seconds",
+            ));
         }
         Ok(())
     }
@@ -604,6 +681,13 @@ impl Settings {
     /// Demo mode: on by default for the embedded SQLite setup only.
     pub fn demo_enabled(&self) -> bool {
         self.demo.unwrap_or(!self.is_postgres())
+    }
+
+    pub fn payment_secrets_key_path(&self) -> PathBuf {
+        self.payments
+            .secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("payment-secrets.key"))
     }
 
     pub fn signing_key_path(&self) -> PathBuf {

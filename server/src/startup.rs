@@ -116,9 +116,11 @@ impl Application {
             &settings.appointments,
             keys.derive_key("amtsplatz/booking-challenge/v1"),
         )?);
+        let payments = Arc::new(crate::payments::Payments::new(&settings)?);
         let state = AppState {
             applications,
             appointments,
+            payments,
             local_store,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub applications: crate::applications::service::Deps,
     /// Booking limits, challenges and reminders.
     pub appointments: Arc<crate::appointments::Appointments>,
+    /// Payment providers (on site; Stripe when configured) and the key sealing webhook secrets.
+    pub payments: Arc<crate::payments::Payments>,
     /// The local storage backend when it is the configured one (its presigned URLs are routes of
     /// this server); `None` on S3.
     pub local_store: Option<Arc<crate::storage::LocalFs>>,

@@ -47,10 +47,25 @@ pub struct ExportedApplication {
     pub routing: Vec<ExportedTask>,
     pub fees: Vec<FeeLine>,
     pub currency: String,
-    /// Payments made for the application (none until online payment is in place).
-    pub payments: Vec<Value>,
+    /// Payments of the fees (every attempt, with its state).
+    pub payments: Vec<ExportedPayment>,
     /// The application's stored files, each with a stable link.
     pub attachments: Vec<ExportedAttachment>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedPayment {
+    pub id: Uuid,
+    /// `stripe` or `on_site`.
+    pub provider: String,
+    pub state: String,
+    pub amount_cents: i64,
+    pub refunded_cents: i64,
+    pub currency: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The provider's payment id (Stripe PaymentIntent).
+    pub provider_payment_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -109,7 +124,9 @@ pub async fn documents(
     }
     let ids: Vec<Uuid> = apps.iter().map(|a| a.id).collect();
     let tasks = service::tasks_of(&deps.db, ctx.tenant_id, ids.clone()).await?;
-    let files = crate::attachments::service::of_applications(&deps.db, ctx.tenant_id, ids).await?;
+    let files =
+        crate::attachments::service::of_applications(&deps.db, ctx.tenant_id, ids.clone()).await?;
+    let payments = crate::payments::service::of_applications(&deps.db, ctx.tenant_id, ids).await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let depts: std::collections::HashMap<Uuid, departments::Model> =
         scoped::<departments::Entity>(ctx.tenant_id)
@@ -175,7 +192,20 @@ pub async fn documents(
             contact_email: app.contact_email,
             data: app.data,
             routing,
-            payments: Vec::new(),
+            payments: payments
+                .iter()
+                .filter(|p| p.application_id == app.id)
+                .map(|p| ExportedPayment {
+                    id: p.id,
+                    provider: p.provider.clone(),
+                    state: p.state.clone(),
+                    amount_cents: p.amount_cents,
+                    refunded_cents: p.refunded_cents,
+                    currency: p.currency.clone(),
+                    paid_at: p.paid_at,
+                    provider_payment_id: p.provider_payment_id.clone(),
+                })
+                .collect(),
             attachments: files
                 .iter()
                 .filter(|f| f.application_id == Some(app.id) && f.state == "stored")
@@ -351,6 +381,27 @@ fn write_application(w: &mut XmlWriter, a: &ExportedApplication) -> AppResult<()
     }
     end(w, "fees")?;
     start(w, BytesStart::new("payments"))?;
+    for p in &a.payments {
+        let (id, amount, refunded) = (
+            p.id.to_string(),
+            p.amount_cents.to_string(),
+            p.refunded_cents.to_string(),
+        );
+        start(
+            w,
+            BytesStart::new("payment").with_attributes([
+                ("id", id.as_str()),
+                ("amountCents", amount.as_str()),
+                ("refundedCents", refunded.as_str()),
+                ("currency", p.currency.as_str()),
+            ]),
+        )?;
+        text_el(w, "provider", &p.provider)?;
+        text_el(w, "state", &p.state)?;
+        opt_el(w, "paidAt", p.paid_at.map(ts))?;
+        opt_el(w, "providerPaymentId", p.provider_payment_id.clone())?;
+        end(w, "payment")?;
+    }
     end(w, "payments")?;
     start(w, BytesStart::new("attachments"))?;
     for f in &a.attachments {

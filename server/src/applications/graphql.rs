@@ -153,6 +153,28 @@ impl Loader<AttachmentsOf> for ApplicationsLoader {
     }
 }
 
+/// Key: the payments of an application.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PaymentsOf(pub TenantId, pub Uuid);
+
+impl Loader<PaymentsOf> for ApplicationsLoader {
+    type Value = Vec<entity::payments::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[PaymentsOf],
+    ) -> Result<HashMap<PaymentsOf, Self::Value>, Self::Error> {
+        per_application(
+            keys,
+            |k| (k.0, false, k.1),
+            |tenant, _, ids| crate::payments::service::of_applications(&self.db, tenant, ids),
+            |p| p.application_id,
+        )
+        .await
+    }
+}
+
 fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<ApplicationsLoader>> {
     state::<DataLoader<ApplicationsLoader>>(ctx)
 }
@@ -234,6 +256,34 @@ impl Application {
             .iter()
             .map(|f| f.amount_cents)
             .sum()
+    }
+    /// Payments of the fees, oldest first.
+    async fn payments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::payments::graphql::Payment>> {
+        Ok(self
+            .payment_rows(ctx)
+            .await?
+            .into_iter()
+            .map(crate::payments::graphql::Payment)
+            .collect())
+    }
+    /// Whether processing waits for the fees: the service is paid first and nothing has been
+    /// received yet.
+    async fn awaiting_payment(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let pinned = self.pinned(ctx).await?;
+        let total: i64 = service::fees_of(&self.model)
+            .iter()
+            .map(|f| f.amount_cents)
+            .sum();
+        Ok(pinned.content.payment_required_before_processing
+            && total > 0
+            && !self
+                .payment_rows(ctx)
+                .await?
+                .iter()
+                .any(|p| p.paid_at.is_some()))
     }
     async fn submitted_at(&self) -> DateTime<Utc> {
         self.model.submitted_at
@@ -329,6 +379,14 @@ impl Application {
 }
 
 impl Application {
+    async fn payment_rows(&self, ctx: &Context<'_>) -> AppResult<Vec<entity::payments::Model>> {
+        Ok(loader(ctx)?
+            .load_one(PaymentsOf(TenantId(self.model.tenant_id), self.model.id))
+            .await
+            .map_err(|e| AppError::internal("loading payments", anyhow::anyhow!("{}", e.message)))?
+            .unwrap_or_default())
+    }
+
     /// The pinned revision, parsed (cached across requests).
     async fn pinned(&self, ctx: &Context<'_>) -> AppResult<std::sync::Arc<service::Pinned>> {
         deps(ctx)?

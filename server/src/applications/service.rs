@@ -947,6 +947,14 @@ pub async fn transition(
     let workflow = &pinned.content.workflow;
     rules::find_move(workflow, &app.state, &input.to, mover)?;
     let terminal = rules::state_of(workflow, &input.to).is_some_and(|s| s.terminal);
+    // Services that are paid first: staff may close an unpaid application, not work on it.
+    if mover == Mover::Staff
+        && !terminal
+        && !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
+            .await?
+    {
+        return Err(unpaid());
+    }
     if terminal && mover == Mover::Staff {
         let open = open_tasks(&txn, ctx.tenant_id, app.id).await?;
         if !open.is_empty() {
@@ -972,6 +980,13 @@ pub async fn transition(
     let change = status_change(&app, app.updated_at);
     deps.finish(txn, vec![change]).await?;
     Ok((app, viewer))
+}
+
+fn unpaid() -> AppError {
+    AppError::conflict(
+        "input.id",
+        "processing starts once the fees are paid; the applicant pays online or at the counter",
+    )
 }
 
 /// The names of departments with open tasks on an application.
@@ -1233,6 +1248,14 @@ pub async fn complete_task(
         ));
     }
     let app = lock(&txn, ctx.tenant_id, task.application_id).await?;
+    let pinned = deps
+        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
+        .await?;
+    if !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
+        .await?
+    {
+        return Err(unpaid());
+    }
     let mut active: application_tasks::ActiveModel = task.into();
     active.state = Set("done".into());
     active.completed_by = Set(ctx.staff_user());

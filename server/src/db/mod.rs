@@ -199,7 +199,11 @@ tenant_scoped!(
     booking_resources,
     appointment_offers,
     bookings,
-    spent_challenges
+    spent_challenges,
+    payment_accounts,
+    payments,
+    payment_refunds,
+    provider_events
 );
 
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients

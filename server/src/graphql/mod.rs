@@ -17,6 +17,7 @@ use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::context::{RequestCtx, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
+use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
 use crate::services::graphql::{ServicesMutation, ServicesQuery};
 use crate::settings::GraphqlSettings;
 use crate::tenancy::graphql::{TenancyMutation, TenancyQuery};
@@ -31,6 +32,7 @@ pub struct Query(
     ApplicationsQuery,
     AttachmentsQuery,
     AppointmentsQuery,
+    PaymentsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,6 +44,7 @@ pub struct Mutation(
     ApplicationsMutation,
     AttachmentsMutation,
     AppointmentsMutation,
+    PaymentsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -40,7 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/applications/export", web::get().to(export_batch))
         .route("/api/applications/{file}", web::get().to(export_one))
         .configure(crate::attachments::http::routes)
-        .configure(crate::appointments::http::routes);
+        .configure(crate::appointments::http::routes)
+        .configure(crate::payments::http::routes);
 }
 
 /// Scheme and host the client called (behind a trusted proxy: as the proxy reports them).

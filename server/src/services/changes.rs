@@ -80,6 +80,10 @@ pub enum Change {
         state: Key,
         label: I18n,
     },
+    /// Whether processing waits until the fees are paid.
+    SetPaymentRequired {
+        required: bool,
+    },
 }
 
 /// Applies the edits in order. `at(i)` names the input path of edit `i` in errors. The result
@@ -347,6 +351,9 @@ fn apply_one(
                 .find(|s| s.key == state)
                 .ok_or_else(|| missing(at("setWorkflowLabel.state"), "workflow state", &state))?;
             s.label = label;
+        }
+        Change::SetPaymentRequired { required } => {
+            content.payment_required_before_processing = required;
         }
     }
     Ok(())

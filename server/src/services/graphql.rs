@@ -462,6 +462,12 @@ pub struct SetRoutingDepartmentInput {
 }
 
 #[derive(InputObject)]
+pub struct SetPaymentRequiredInput {
+    /// `true`: staff start processing only once the fees are paid.
+    pub required: bool,
+}
+
+#[derive(InputObject)]
 pub struct SetWorkflowLabelInput {
     pub state: String,
     pub label: I18nInput,
@@ -486,6 +492,7 @@ pub enum ServiceChangeInput {
     SetRoutingDepartment(SetRoutingDepartmentInput),
     RemoveRoutingRule(KeyInput),
     SetWorkflowLabel(SetWorkflowLabelInput),
+    SetPaymentRequired(SetPaymentRequiredInput),
 }
 
 fn key(field: &str, raw: &str) -> AppResult<Key> {
@@ -597,6 +604,9 @@ impl ServiceChangeInput {
             Self::SetWorkflowLabel(w) => Change::SetWorkflowLabel {
                 state: key(&at("setWorkflowLabel.state"), &w.state)?,
                 label: w.label.into(),
+            },
+            Self::SetPaymentRequired(p) => Change::SetPaymentRequired {
+                required: p.required,
             },
         })
     }

@@ -36,15 +36,11 @@ impl std::fmt::Debug for LocalFs {
 }
 
 /// Reads the URL signing key, or creates one (32 random bytes, base64) readable by the owner only.
-pub fn load_or_generate_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn load_or_generate_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
         Ok(hex) => {
             let hex = hex.trim();
-            anyhow::ensure!(
-                hex.len() >= 32,
-                "storage URL signing key {} is too short",
-                path.display()
-            );
+            anyhow::ensure!(hex.len() >= 32, "{what} {} is too short", path.display());
             Ok(hex.as_bytes().to_vec())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -53,12 +49,10 @@ pub fn load_or_generate_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
             }
             let secret = crate::auth::tokens::random_secret();
             write_private(path, &secret)
-                .with_context(|| format!("writing storage URL signing key {}", path.display()))?;
+                .with_context(|| format!("writing {what} {}", path.display()))?;
             Ok(secret.into_bytes())
         }
-        Err(e) => {
-            Err(e).with_context(|| format!("reading storage URL signing key {}", path.display()))
-        }
+        Err(e) => Err(e).with_context(|| format!("reading {what} {}", path.display())),
     }
 }
 

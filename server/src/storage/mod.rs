@@ -96,7 +96,10 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<Configured> {
                 .local_dir
                 .clone()
                 .unwrap_or_else(|| settings.data_dir.join("objects"));
-            let secret = local::load_or_generate_secret(&local_secret_path(settings))?;
+            let secret = local::load_or_generate_secret(
+                &local_secret_path(settings),
+                "storage URL signing key",
+            )?;
             let local = Arc::new(LocalFs::new(dir, secret, storage.public_url.clone())?);
             (local.clone(), Some(local))
         }

@@ -285,10 +285,10 @@ impl DepartmentRole {
 /// Roles that are granted tenant-wide (department work is a membership instead).
 pub fn check_grantable(field: &str, role: Role) -> AppResult<()> {
     match role {
-        Role::TenantAdmin | Role::Author => Ok(()),
+        Role::TenantAdmin | Role::Author | Role::Cashier => Ok(()),
         _ => Err(AppError::invalid(
             field,
-            "only TENANT_ADMIN and AUTHOR are granted; STAFF comes from department membership",
+            "only TENANT_ADMIN, AUTHOR and CASHIER are granted; STAFF comes from department membership",
         )),
     }
 }

@@ -777,7 +777,7 @@ async fn nobody_else_sees_an_application() {
 }
 
 /// Runs `xmllint --schema` on `xml` (libxml2-utils; `.ci/run` installs it).
-fn validate_against_xsd(xml: &str) {
+pub(crate) fn validate_against_xsd(xml: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.xml");
     std::fs::write(&file, xml).unwrap();

@@ -2,6 +2,7 @@
 //! (SQLite file, or a fresh PostgreSQL database when `AMTSPLATZ_TEST_DATABASE_URL` is set),
 //! the demo tenants from `tenants/`, and talks to it over HTTP/GraphQL like a client.
 
+mod fake_stripe;
 mod helpers;
 
 mod applications;
@@ -13,6 +14,7 @@ mod fuzz;
 mod limits;
 mod marketplace;
 mod ops;
+mod payments;
 mod process;
 mod rls;
 mod tenancy;
