@@ -173,7 +173,7 @@ fn record(
     state: &Mutex<State>,
     req: &HttpRequest,
     body: &[u8],
-) -> Result<(Received, Option<Value>), Box<HttpResponse>> {
+) -> Result<Received, Box<HttpResponse>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -199,11 +199,15 @@ fn record(
         st.fail_next -= 1;
         return Err(Box::new(stripe_error(500, "An unknown error occurred")));
     }
-    let replay = received
+    // A repeated idempotency key gets the first answer again.
+    match received
         .idempotency_key
         .as_ref()
-        .and_then(|k| st.by_key.get(k).cloned());
-    Ok((received, replay))
+        .and_then(|k| st.by_key.get(k))
+    {
+        Some(first) => Err(Box::new(HttpResponse::Ok().json(first))),
+        None => Ok(received),
+    }
 }
 
 async fn create_session(
@@ -211,13 +215,10 @@ async fn create_session(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (r, replay) = match record(&state, &req, &body) {
-        Ok(v) => v,
-        Err(resp) => return *resp,
+    let r = match record(&state, &req, &body) {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
-    if let Some(v) = replay {
-        return HttpResponse::Ok().json(v);
-    }
     let Some(account) = r.account.clone() else {
         return stripe_error(400, "this fake expects a connected account");
     };
@@ -279,13 +280,10 @@ async fn create_refund(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (r, replay) = match record(&state, &req, &body) {
-        Ok(v) => v,
-        Err(resp) => return *resp,
+    let r = match record(&state, &req, &body) {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
-    if let Some(v) = replay {
-        return HttpResponse::Ok().json(v);
-    }
     let pi = r.form.get("payment_intent").cloned().unwrap_or_default();
     let amount: i64 = r
         .form

@@ -127,6 +127,18 @@ async fn deliver(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Posts `body` to Musterstadt's webhook of `provider` without a signature; the status.
+async fn post_unsigned(app: &TestApp, provider: &str, body: String) -> u16 {
+    app.client
+        .post(format!("{}/webhooks/{provider}/{MUSTER}", app.base_url))
+        .body(body)
+        .send()
+        .await
+        .expect("webhook")
+        .status()
+        .as_u16()
+}
+
 fn session_of(checkout_url: &str) -> String {
     checkout_url
         .rsplit('/')
@@ -476,14 +488,20 @@ async fn webhooks_with_bad_signatures_stale_times_or_tampered_bodies_are_refused
         let (status, _) = deliver(&app, MUSTER, &body, Some(header.clone()), MUSTER_SECRET).await;
         assert_eq!(status, 400, "{header}");
     }
-    let resp = app
-        .client
-        .post(format!("{}/webhooks/stripe/{MUSTER}", app.base_url))
-        .body(event.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400, "no signature header");
+    assert_eq!(
+        post_unsigned(&app, "stripe", event.clone()).await,
+        400,
+        "no signature header"
+    );
+    let huge = format!(
+        "{{\"id\":\"evt_big\",\"pad\":\"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
+    assert_eq!(
+        deliver(&app, MUSTER, &huge, None, MUSTER_SECRET).await.0,
+        413,
+        "over the body limit"
+    );
     // Unknown tenants and providers are not endpoints.
     assert_eq!(
         deliver(&app, "nirgendwo", &event, None, MUSTER_SECRET)
@@ -491,14 +509,7 @@ async fn webhooks_with_bad_signatures_stale_times_or_tampered_bodies_are_refused
             .0,
         404
     );
-    let resp = app
-        .client
-        .post(format!("{}/webhooks/on_site/{MUSTER}", app.base_url))
-        .body(event.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    assert_eq!(post_unsigned(&app, "on_site", event.clone()).await, 404);
     // Not JSON, but signed: refused as well.
     assert_eq!(
         deliver(&app, MUSTER, "not json", None, MUSTER_SECRET)
