@@ -265,11 +265,19 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     ) -> Result<WebhookEvent, WebhookError>;
 }
 
-/// The providers this server offers, and the key that seals tenants' webhook secrets.
+/// How long a tenant's opened provider account is reused. A change on this replica takes effect
+/// at once ([`Payments::forget`]); other replicas follow within this time.
+const ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+type AccountCache = HashMap<(uuid::Uuid, ProviderKind), (std::time::Instant, Option<Account>)>;
+
+/// The providers this server offers, the key that seals tenants' webhook secrets, and tenants'
+/// opened accounts for a few seconds (every webhook needs its tenant's secret).
 #[derive(Debug)]
 pub struct Payments {
     providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
     pub sealer: secrets::Sealer,
+    accounts: std::sync::Mutex<AccountCache>,
 }
 
 impl Payments {
@@ -286,7 +294,48 @@ impl Payments {
         Ok(Self {
             providers,
             sealer: secrets::Sealer::new(&key),
+            accounts: std::sync::Mutex::default(),
         })
+    }
+
+    /// The cached account of `tenant` at `kind`: `Some(None)` is a cached "not set up".
+    pub fn cached_account(
+        &self,
+        tenant: uuid::Uuid,
+        kind: ProviderKind,
+    ) -> Option<Option<Account>> {
+        let cache = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .get(&(tenant, kind))
+            .filter(|(at, _)| at.elapsed() < ACCOUNT_TTL)
+            .map(|(_, a)| a.clone())
+    }
+
+    pub fn remember_account(
+        &self,
+        tenant: uuid::Uuid,
+        kind: ProviderKind,
+        account: Option<Account>,
+    ) {
+        let mut cache = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert((tenant, kind), (std::time::Instant::now(), account));
+    }
+
+    /// Drops the tenant's cached accounts (after they changed).
+    pub fn forget(&self, tenant: uuid::Uuid) {
+        self.accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(t, _), _| *t != tenant);
     }
 
     /// The provider of `kind`, or `PAYMENT_FAILED` when this server does not offer it.

@@ -131,6 +131,7 @@ pub async fn configure_stripe(
     )
     .await?;
     txn.commit().await?;
+    payments.forget(ctx.tenant_id.0);
     Ok(model)
 }
 
@@ -152,7 +153,11 @@ async fn account<C: ConnectionTrait>(
     tenant: TenantId,
     kind: ProviderKind,
 ) -> AppResult<Option<Account>> {
+    if let Some(cached) = payments.cached_account(tenant.0, kind) {
+        return Ok(cached);
+    }
     let Some(row) = find_account(conn, tenant, kind).await? else {
+        payments.remember_account(tenant.0, kind, None);
         return Ok(None);
     };
     let webhook_secret = match &row.webhook_secret {
@@ -164,12 +169,14 @@ async fn account<C: ConnectionTrait>(
         ),
         None => None,
     };
-    Ok(Some(Account {
+    let account = Account {
         account_id: row.account_id,
         webhook_secret,
         success_url: row.success_url,
         cancel_url: row.cancel_url,
-    }))
+    };
+    payments.remember_account(tenant.0, kind, Some(account.clone()));
+    Ok(Some(account))
 }
 
 /// `paymentSettings`: the tenant's provider accounts (never the secrets). Tenant admins only.
@@ -754,9 +761,10 @@ pub async fn deliver(
         .ok_or(DeliveryError::NotFound)?;
     let event = provider.read_webhook(&account, signature, body, Utc::now())?;
 
-    // Which payment (a plain read: ids never change), then the event id, then the effect.
+    // The payment first (its row held: deliveries about one payment queue here), then the
+    // event id (a redelivery stops there), then the effect.
     let target = match &event.effect {
-        Some((reference, _)) => find_target(&txn, ctx.tenant_id, kind, reference).await?,
+        Some((reference, _)) => lock_target(&txn, ctx.tenant_id, kind, reference).await?,
         None => None,
     };
     let inserted = provider_events::Entity::insert(provider_events::ActiveModel {
@@ -764,7 +772,7 @@ pub async fn deliver(
         provider: Set(kind.as_str().into()),
         event_id: Set(event.id.chars().take(255).collect()),
         kind: Set(event.kind.chars().take(100).collect()),
-        payment_id: Set(target),
+        payment_id: Set(target.as_ref().map(|p| p.id)),
         received_at: Set(Utc::now()),
     })
     .on_conflict(
@@ -782,11 +790,7 @@ pub async fn deliver(
         txn.commit().await?;
         return Ok(Delivery::Duplicate);
     }
-    let (Some(id), Some((_, outcome))) = (target, &event.effect) else {
-        txn.commit().await?;
-        return Ok(Delivery::NoEffect);
-    };
-    let Some(p) = lock_payment(&txn, ctx.tenant_id, id).await? else {
+    let (Some(p), Some((_, outcome))) = (target, &event.effect) else {
         txn.commit().await?;
         return Ok(Delivery::NoEffect);
     };
@@ -819,14 +823,17 @@ pub async fn deliver(
     })
 }
 
-async fn find_target(
+async fn lock_target(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     kind: ProviderKind,
     reference: &PaymentRef,
-) -> AppResult<Option<Uuid>> {
-    let select =
+) -> AppResult<Option<payments::Model>> {
+    let mut select =
         scoped::<payments::Entity>(tenant).filter(payments::Column::Provider.eq(kind.as_str()));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_exclusive();
+    }
     let found = match reference {
         PaymentRef::Ours { id, session } => select
             .filter(payments::Column::Id.eq(*id))
@@ -844,7 +851,7 @@ async fn find_target(
                 .await?
         }
     };
-    Ok(found.map(|p| p.id))
+    Ok(found)
 }
 
 // ---- reading -----------------------------------------------------------------------------------
