@@ -14,7 +14,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::JwtKeys;
-use crate::graphql::{AppSchema, build_schema};
+use crate::graphql::{CheckedSchema, build_schema};
 use crate::http::{AmtsplatzRootSpan, routes};
 use crate::metrics::Metrics;
 use crate::settings::{DEMO_PLATFORM_ADMIN, Settings};
@@ -136,11 +136,14 @@ impl Application {
             db,
             settings: Arc::new(settings),
         };
-        let schema: AppSchema = build_schema(&state.settings.graphql)
-            .data(state.clone())
-            .data(state.db.clone())
-            .data(state.applications.clone())
-            .finish();
+        let schema = CheckedSchema {
+            schema: build_schema(&state.settings.graphql)
+                .data(state.clone())
+                .data(state.db.clone())
+                .data(state.applications.clone())
+                .finish(),
+            max_aliases: state.settings.graphql.max_aliases,
+        };
 
         let listener =
             TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;

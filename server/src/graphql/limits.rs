@@ -1,23 +1,19 @@
-//! Schema extensions: the alias limit (depth and complexity limits alone let
-//! `a1: me a2: me … a10000: me` through) and error codes on every response.
+//! The checks async-graphql has no setting for, done around execution: the alias limit (depth
+//! and complexity limits alone let `a1: __typename a2: __typename …` through) and error codes on
+//! every response, HTTP and WebSocket alike.
+//!
+//! They wrap the schema as an [`Executor`] instead of being schema extensions: with any extension
+//! registered, async-graphql sends every resolved field through the extension chain (a registry
+//! lookup and boxed futures per field), which made list-heavy queries markedly slower. The query
+//! is parsed once here and handed on parsed.
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
-};
+use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Data, Executor, Request, Response, ServerError};
 
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExt(self.0))
-    }
-}
-
-struct AliasLimitExt(usize);
+use super::{AppSchema, fill_error_codes};
 
 fn count(set: &SelectionSet) -> usize {
     set.items
@@ -32,99 +28,68 @@ fn count(set: &SelectionSet) -> usize {
         .sum()
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for AliasLimitExt {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        // Fragments are counted once each even if spread many times: spreads multiply depth and
-        // complexity, which their own limits bound.
-        let aliases: usize = doc
-            .operations
-            .iter()
-            .map(|(_, op)| count(&op.node.selection_set.node))
+/// Aliases in the document. Fragments are counted once each even if spread many times: spreads
+/// multiply depth and complexity, which their own limits bound.
+fn aliases(doc: &ExecutableDocument) -> usize {
+    doc.operations
+        .iter()
+        .map(|(_, op)| count(&op.node.selection_set.node))
+        .sum::<usize>()
+        + doc
+            .fragments
+            .values()
+            .map(|f| count(&f.node.selection_set.node))
             .sum::<usize>()
-            + doc
-                .fragments
-                .values()
-                .map(|f| count(&f.node.selection_set.node))
-                .sum::<usize>();
-        if aliases > self.0 {
+}
+
+/// The schema behind the alias limit, answering with error codes.
+#[derive(Clone)]
+pub struct CheckedSchema {
+    pub schema: AppSchema,
+    pub max_aliases: usize,
+}
+
+impl CheckedSchema {
+    /// Parses the query (kept in the request, so the schema does not parse it again) and
+    /// checks the alias limit.
+    fn check(&self, mut request: Request) -> Result<Request, ServerError> {
+        let n = aliases(request.parsed_query()?);
+        if n > self.max_aliases {
             return Err(ServerError::new(
-                format!("Query has too many aliases: {aliases} (limit {})", self.0),
+                format!(
+                    "Query has too many aliases: {n} (limit {})",
+                    self.max_aliases
+                ),
                 None,
             ));
         }
-        Ok(doc)
+        Ok(request)
     }
 }
 
-/// Sets `extensions.code` on every error, HTTP and WebSocket alike, in the hook of the phase that
-/// raised it: parsing, validation, execution. (The `request` hook would be one place, but the
-/// WebSocket stream path never calls it.)
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
+fn coded(mut resp: Response) -> Response {
+    fill_error_codes(&mut resp.errors);
+    resp
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut e| {
-            super::fill_error_codes(std::slice::from_mut(&mut e));
-            e
+impl Executor for CheckedSchema {
+    async fn execute(&self, request: Request) -> Response {
+        coded(match self.check(request) {
+            Ok(request) => self.schema.execute(request).await,
+            Err(e) => Response::from_errors(vec![e]),
         })
     }
 
-    async fn validation(
+    fn execute_stream(
         &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            super::fill_error_codes(&mut errors);
-            errors
-        })
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut resp = next.run(ctx, operation_name).await;
-        super::fill_error_codes(&mut resp.errors);
-        resp
-    }
-
-    /// Subscriptions do not pass through `execute`: their responses get codes here.
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: futures_util::stream::BoxStream<'s, Response>,
-        next: async_graphql::extensions::NextSubscribe<'_>,
-    ) -> futures_util::stream::BoxStream<'s, Response> {
-        use futures_util::StreamExt as _;
-        next.run(ctx, stream)
-            .map(|mut resp| {
-                super::fill_error_codes(&mut resp.errors);
-                resp
-            })
-            .boxed()
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        match self.check(request) {
+            Ok(request) => Executor::execute_stream(&self.schema, request, session_data)
+                .map(coded)
+                .boxed(),
+            Err(e) => stream::once(async move { coded(Response::from_errors(vec![e])) }).boxed(),
+        }
     }
 }

@@ -4,6 +4,8 @@
 pub mod connection;
 mod limits;
 
+pub use limits::CheckedSchema;
+
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::applications::graphql::{
@@ -66,9 +68,6 @@ pub fn build_schema(
     .limit_complexity(limits_cfg.max_complexity)
     .limit_recursive_depth(32)
     .limit_directives(10)
-    // First registered is outermost: ErrorCodes must wrap the other extensions' errors.
-    .extension(limits::ErrorCodes)
-    .extension(limits::AliasLimit(limits_cfg.max_aliases))
 }
 
 /// The SDL as committed in `frontend-schema/schema.graphql`.

@@ -21,7 +21,7 @@ use crate::applications::graphql::ApplicationsLoader;
 use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
-use crate::graphql::AppSchema;
+use crate::graphql::CheckedSchema;
 use crate::ids::TenantId;
 use crate::marketplace::graphql::MarketplaceLoader;
 use crate::services::graphql::ServicesLoader;
@@ -352,7 +352,7 @@ fn parse_request(body: &[u8]) -> AppResult<async_graphql::Request> {
 
 async fn graphql_post(
     state: web::Data<AppState>,
-    schema: web::Data<AppSchema>,
+    schema: web::Data<CheckedSchema>,
     req: HttpRequest,
     payload: web::Payload,
     root_span: RootSpan,
@@ -396,7 +396,7 @@ async fn graphql_post(
         .data(RequestOrigin(origin(&req)));
     attach_loaders(&mut gql.data, &state, &ctx);
     let gql = gql.data(ctx);
-    let resp = schema.execute(gql).await;
+    let resp = async_graphql::Executor::execute(schema.get_ref(), gql).await;
     let ok = resp.errors.is_empty();
     state
         .metrics
@@ -438,13 +438,13 @@ fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &Reques
 /// HTTP headers would: `{"X-Tenant": "...", "Authorization": "Bearer ..."}`.
 async fn graphql_ws(
     state: web::Data<AppState>,
-    schema: web::Data<AppSchema>,
+    schema: web::Data<CheckedSchema>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let state = state.get_ref().clone();
     let header_tenant = tenant_hint(&req, state.settings.base_domain.as_deref());
-    GraphQLSubscription::new(AppSchema::clone(&schema))
+    GraphQLSubscription::new(CheckedSchema::clone(&schema))
         .on_connection_init(move |value: serde_json::Value| async move {
             let field = |name: &str| {
                 value
