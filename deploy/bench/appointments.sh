@@ -199,7 +199,16 @@ PY
 }
 
 echo "== hot-slot booking: $CONNS connections, $DURATION each, 4 slots x $PLACES places per side"
+# PERF=<file>: profile the server (perf record -g) during its booking run; with PERF_ALL=1 the
+# whole machine during both booking runs (<file> and <file>.base), to compare CPU per process.
+perf_during() { # output file, pid (empty: the whole machine)
+  [ -n "${PERF:-}" ] || return 0
+  local target=(-a); [ -n "${PERF_ALL:-}" ] || target=(-p "$2")
+  perf record -F 999 -g "${target[@]}" -o "$1" -- sleep 10 >/dev/null 2>&1 &
+}
+perf_during "${PERF:-}" "$SERVER_PID"
 B_OURS=$(run "$CONNS" -s "$WORK/book.lua" "$OURS/graphql"); C_OURS=$(check_booking_run amtsplatz amtsplatz.example)
+[ -z "${PERF_ALL:-}" ] || perf_during "$PERF.base" "$BASE_PID"
 B_BASE=$(run "$CONNS" -s "$WORK/book-baseline.lua" "$BASE/book"); C_BASE=$(check_booking_run baseline baseline.example)
 
 echo "== availableSlots, 31 days ($MONTH_SLOTS slots), $DURATION each"

@@ -102,9 +102,11 @@ end
 function init(args)
   counter, applied, duplicate, other, sample = 0, 0, 0, 0, ""
 end
+-- setup() runs in the main Lua state: a thread's own state sees no threads table filled.
+local nthreads = $THREADS
 function request()
   -- Threads take alternate events so that together they walk the list in order.
-  local e = events[(counter * #threads + tid - 1) % #events + 1]
+  local e = events[(counter * nthreads + tid - 1) % #events + 1]
   counter = counter + 1
   return wrk.format(nil, nil, { ["Stripe-Signature"] = e[1], ["Content-Type"] = "application/json" }, e[2])
 end
@@ -136,7 +138,9 @@ TIMELINE=$(q "SELECT count(*) FROM application_events WHERE kind = 'payment_paid
 MAILS=$(q "SELECT count(*) FROM outbox WHERE subject LIKE 'Zahlungseingang%'")
 TWICE=$(q "SELECT count(*) FROM (SELECT details->>'paymentId' FROM application_events WHERE kind = 'payment_paid' GROUP BY 1 HAVING count(*) > 1) d")
 echo "applied $APPLIED, duplicates answered $DUPLICATE; stored: $EVENTS_STORED events, $PAID paid, $TIMELINE timeline entries, $MAILS receipts, $TWICE payments paid twice"
-[ "$APPLIED" = "$EVENTS_STORED" ] && [ "$APPLIED" = "$PAID" ] && [ "$APPLIED" = "$TIMELINE" ] && [ "$APPLIED" = "$MAILS" ] && [ "$TWICE" = 0 ] \
+# Requests still in flight when wrk stops are applied but not counted by wrk: at most CONNS.
+[ "$EVENTS_STORED" = "$PAID" ] && [ "$EVENTS_STORED" = "$TIMELINE" ] && [ "$EVENTS_STORED" = "$MAILS" ] && [ "$TWICE" = 0 ] \
+  && [ "$APPLIED" -le "$EVENTS_STORED" ] && [ "$EVENTS_STORED" -le $((APPLIED + CONNS)) ] \
   || fail "effects do not match the events applied"
 RPS=$(echo "$OUT" | awk '/Requests\/sec/ {print $2}')
 python3 -c "import sys; r=float(sys.argv[1]); print(f'verified events/s: {r:.0f} (target >= 1000): ' + ('OK' if r >= 1000 else 'BELOW TARGET'))" "$RPS"
