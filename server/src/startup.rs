@@ -136,14 +136,14 @@ impl Application {
             db,
             settings: Arc::new(settings),
         };
-        let schema = CheckedSchema {
-            schema: build_schema(&state.settings.graphql)
+        let schema = CheckedSchema::new(
+            build_schema(&state.settings.graphql)
                 .data(state.clone())
                 .data(state.db.clone())
                 .data(state.applications.clone())
                 .finish(),
-            max_aliases: state.settings.graphql.max_aliases,
-        };
+            state.settings.graphql.max_aliases,
+        );
 
         let listener =
             TcpListener::bind(state.settings.bind_addr()?).context("binding the listen address")?;

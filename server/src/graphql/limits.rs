@@ -5,9 +5,11 @@
 //! They wrap the schema as an [`Executor`] instead of being schema extensions: with any extension
 //! registered, async-graphql sends every resolved field through the extension chain (a registry
 //! lookup and boxed futures per field), which made list-heavy queries markedly slower. The query
-//! is parsed once here and handed on parsed.
+//! is parsed once here and handed on parsed; clients send the same few documents over and over,
+//! so parsed documents are kept by their text (validation still runs on every request).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
@@ -42,18 +44,47 @@ fn aliases(doc: &ExecutableDocument) -> usize {
             .sum::<usize>()
 }
 
+/// Parsed documents that passed the alias limit, by query text. Bounded: cleared when full.
+#[derive(Default)]
+pub struct ParseCache(Mutex<HashMap<String, ExecutableDocument>>);
+
+/// Only documents up to this size are kept, at most this many.
+const CACHED_QUERY_MAX_BYTES: usize = 8 * 1024;
+const CACHED_QUERIES_MAX: usize = 256;
+
 /// The schema behind the alias limit, answering with error codes.
 #[derive(Clone)]
 pub struct CheckedSchema {
     pub schema: AppSchema,
     pub max_aliases: usize,
+    pub parsed: Arc<ParseCache>,
 }
 
 impl CheckedSchema {
-    /// Parses the query (kept in the request, so the schema does not parse it again) and
-    /// checks the alias limit.
+    pub fn new(schema: AppSchema, max_aliases: usize) -> Self {
+        Self {
+            schema,
+            max_aliases,
+            parsed: Arc::default(),
+        }
+    }
+
+    /// Parses the query (or takes the parsed document from the cache), checks the alias limit,
+    /// and hands the document to the schema with the request, so it is not parsed again.
     fn check(&self, mut request: Request) -> Result<Request, ServerError> {
-        let n = aliases(request.parsed_query()?);
+        let cache = || {
+            self.parsed
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let cached = cache().get(&request.query).cloned();
+        if let Some(doc) = cached {
+            request.set_parsed_query(doc);
+            return Ok(request);
+        }
+        let doc = request.parsed_query()?.clone();
+        let n = aliases(&doc);
         if n > self.max_aliases {
             return Err(ServerError::new(
                 format!(
@@ -62,6 +93,13 @@ impl CheckedSchema {
                 ),
                 None,
             ));
+        }
+        if request.query.len() <= CACHED_QUERY_MAX_BYTES {
+            let mut cache = cache();
+            if cache.len() >= CACHED_QUERIES_MAX {
+                cache.clear();
+            }
+            cache.insert(request.query.clone(), doc);
         }
         Ok(request)
     }
