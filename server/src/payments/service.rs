@@ -926,18 +926,26 @@ pub async fn report(
         .filter(payment_refunds::Column::CreatedAt.lt(to))
         .all(&txn)
         .await?;
-    let mut ids: Vec<Uuid> = paid.iter().map(|p| p.id).collect();
-    ids.extend(refunds.iter().map(|r| r.payment_id));
-    ids.sort();
-    ids.dedup();
-    let all: std::collections::HashMap<Uuid, payments::Model> =
-        scoped::<payments::Entity>(ctx.tenant_id)
-            .filter(payments::Column::Id.is_in(ids))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
+    // The payments the refunds belong to, unless already read as paid in the period.
+    let mut all: std::collections::HashMap<Uuid, payments::Model> =
+        paid.iter().map(|p| (p.id, p.clone())).collect();
+    let mut missing: Vec<Uuid> = refunds
+        .iter()
+        .map(|r| r.payment_id)
+        .filter(|id| !all.contains_key(id))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        all.extend(
+            scoped::<payments::Entity>(ctx.tenant_id)
+                .filter(payments::Column::Id.is_in(missing))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p)),
+        );
+    }
     let app_ids: Vec<Uuid> = all.values().map(|p| p.application_id).collect();
     let apps: std::collections::HashMap<Uuid, applications::Model> =
         scoped::<applications::Entity>(ctx.tenant_id)
