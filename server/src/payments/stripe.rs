@@ -359,3 +359,105 @@ pub fn valid_webhook_secret(s: &SecretString) -> bool {
     let s = s.expose_secret();
     s.starts_with("whsec_") && (16..=256).contains(&s.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn account() -> Account {
+        Account {
+            account_id: "acct_1Muster".into(),
+            webhook_secret: None,
+            success_url: "https://a.example/".into(),
+            cancel_url: "https://a.example/".into(),
+        }
+    }
+
+    fn event(kind: &str, object: serde_json::Value) -> Vec<u8> {
+        serde_json::json!({ "id": "evt_1", "type": kind, "account": "acct_1Muster", "data": { "object": object } })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn events_map_to_outcomes_only_for_our_payments() {
+        let id = Uuid::new_v4();
+        let ours = serde_json::json!({ "id": "cs_1", "payment_status": "paid", "payment_intent": "pi_1", "metadata": { PAYMENT_ID_KEY: id.to_string() } });
+        let e = read_event(
+            &account(),
+            &event("checkout.session.completed", ours.clone()),
+        )
+        .expect("reads");
+        assert_eq!(
+            e.effect,
+            Some((
+                PaymentRef::Ours {
+                    id,
+                    session: Some("cs_1".into())
+                },
+                Outcome::Paid {
+                    provider_payment_id: Some("pi_1".into())
+                }
+            ))
+        );
+        // Not paid yet (a bank transfer on its way): nothing to do.
+        let mut unpaid = ours.clone();
+        unpaid["payment_status"] = "unpaid".into();
+        assert_eq!(
+            read_event(&account(), &event("checkout.session.completed", unpaid))
+                .expect("reads")
+                .effect,
+            None
+        );
+        // Someone else's session on the same account, an unknown type, another account.
+        let mut foreign = ours.clone();
+        foreign["metadata"] = serde_json::json!({});
+        assert_eq!(
+            read_event(&account(), &event("checkout.session.expired", foreign))
+                .expect("reads")
+                .effect,
+            None
+        );
+        assert_eq!(
+            read_event(&account(), &event("invoice.paid", ours.clone()))
+                .expect("reads")
+                .effect,
+            None
+        );
+        let mut other = account();
+        other.account_id = "acct_other".into();
+        assert_eq!(
+            read_event(&other, &event("checkout.session.completed", ours))
+                .expect("reads")
+                .effect,
+            None
+        );
+        // Expanded PaymentIntent objects are read too.
+        let refunded = serde_json::json!({ "id": "ch_1", "amount_refunded": 500, "payment_intent": { "id": "pi_1" } });
+        assert_eq!(
+            read_event(&account(), &event("charge.refunded", refunded))
+                .expect("reads")
+                .effect,
+            Some((
+                PaymentRef::ProviderPayment("pi_1".into()),
+                Outcome::RefundedTotal { cents: 500 }
+            ))
+        );
+    }
+
+    proptest! {
+        /// Whatever bytes pass the signature check, reading them never panics.
+        #[test]
+        fn any_body_reads_or_is_refused(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = read_event(&account(), &body);
+        }
+
+        /// Well-formed events with arbitrary field values never panic either.
+        #[test]
+        fn any_event_fields_read(kind in "[a-z._]{0,40}", id in ".{0,40}", status in ".{0,12}", refunded in any::<i64>(), meta in ".{0,40}") {
+            let object = serde_json::json!({ "id": id, "payment_status": status, "amount_refunded": refunded, "payment_intent": id, "metadata": { PAYMENT_ID_KEY: meta } });
+            let _ = read_event(&account(), &event(&kind, object));
+        }
+    }
+}
