@@ -1,5 +1,5 @@
 //! Index builders shared by migrations (the statements they build are what the migrations
-//! always ran; changing them would change history).
+//! always ran; changing them would change history), and dropping a migration's tables on `down`.
 
 use sea_orm_migration::prelude::*;
 
@@ -26,6 +26,16 @@ pub(crate) async fn create_all(
             idx.col(Alias::new(*c));
         }
         manager.create_index(idx).await?;
+    }
+    Ok(())
+}
+
+/// Drops `tables` in the order given (dependents first), each only if it exists.
+pub(crate) async fn drop_tables(manager: &SchemaManager<'_>, tables: &[&str]) -> Result<(), DbErr> {
+    for table in tables {
+        manager
+            .drop_table(Table::drop().table(Alias::new(*table)).if_exists().take())
+            .await?;
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::indexes;
+
 use crate::postgres;
 
 #[derive(DeriveMigrationName)]
@@ -399,20 +401,20 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "audit_log",
-            "refresh_tokens",
-            "platform_admins",
-            "staff_memberships",
-            "staff_roles",
-            "staff_users",
-            "departments",
-            "tenants",
-        ] {
-            manager
-                .drop_table(Table::drop().table(Alias::new(table)).if_exists().take())
-                .await?;
-        }
+        indexes::drop_tables(
+            manager,
+            &[
+                "audit_log",
+                "refresh_tokens",
+                "platform_admins",
+                "staff_memberships",
+                "staff_roles",
+                "staff_users",
+                "departments",
+                "tenants",
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

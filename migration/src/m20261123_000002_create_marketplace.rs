@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::indexes;
 use crate::postgres;
 
 #[derive(DeriveMigrationName)]
@@ -530,16 +531,23 @@ impl MigrationTrait for Migration {
                 .execute_unprepared("DROP TABLE IF EXISTS templates_fts")
                 .await?;
         }
-        for table in [
-            "template_proposals",
-            "template_adoptions",
-            "service_revisions",
-            "tenant_services",
-            "template_versions",
-            "templates",
-        ] {
+        indexes::drop_tables(
+            manager,
+            &[
+                "template_proposals",
+                "template_adoptions",
+                "service_revisions",
+                "tenant_services",
+                "template_versions",
+                "templates",
+            ],
+        )
+        .await?;
+        if manager.get_database_backend() == DbBackend::Postgres {
+            // The trigger went with its table; its function stays unless dropped.
             manager
-                .drop_table(Table::drop().table(Alias::new(table)).to_owned())
+                .get_connection()
+                .execute_unprepared("DROP FUNCTION IF EXISTS template_versions_immutable()")
                 .await?;
         }
         Ok(())

@@ -463,19 +463,19 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "outbox",
-            "messages",
-            "application_events",
-            "application_tasks",
-            "applications",
-            "drafts",
-            "application_counters",
-        ] {
-            manager
-                .drop_table(Table::drop().table(Alias::new(table)).take())
-                .await?;
-        }
+        indexes::drop_tables(
+            manager,
+            &[
+                "outbox",
+                "messages",
+                "application_events",
+                "application_tasks",
+                "applications",
+                "drafts",
+                "application_counters",
+            ],
+        )
+        .await?;
         if manager.get_database_backend() == DbBackend::Postgres {
             manager
                 .get_connection()

@@ -260,16 +260,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "bookings",
-            "appointment_offers",
-            "booking_resources",
-            "locations",
-        ] {
-            manager
-                .drop_table(Table::drop().table(Alias::new(table)).take())
-                .await?;
-        }
+        indexes::drop_tables(
+            manager,
+            &[
+                "bookings",
+                "appointment_offers",
+                "booking_resources",
+                "locations",
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

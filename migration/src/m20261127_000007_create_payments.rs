@@ -228,16 +228,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "provider_events",
-            "payment_refunds",
-            "payments",
-            "payment_accounts",
-        ] {
-            manager
-                .drop_table(Table::drop().table(Alias::new(table)).to_owned())
-                .await?;
-        }
+        indexes::drop_tables(
+            manager,
+            &[
+                "provider_events",
+                "payment_refunds",
+                "payments",
+                "payment_accounts",
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

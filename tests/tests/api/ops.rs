@@ -175,3 +175,39 @@ async fn every_example_operation_validates_against_the_live_schema() {
         .unwrap();
     assert_eq!(data(&resp)["tenant"]["slug"], MUSTER);
 }
+
+#[tokio::test]
+async fn migrations_roll_back_completely_and_apply_again() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::ConnectionTrait as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _pg) = fresh_database(dir.path()).await;
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let tables = |db: sea_orm::DatabaseConnection| async move {
+        let sql = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'seaql_migrations'"
+            }
+            _ => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations'"
+            }
+        };
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    Migrator::up(&db, None).await.unwrap();
+    let all = tables(db.clone()).await;
+    assert!(all >= 25, "{all} tables");
+    Migrator::down(&db, None).await.unwrap();
+    assert_eq!(tables(db.clone()).await, 0, "down leaves no table behind");
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(tables(db.clone()).await, all);
+    db.close().await.ok();
+}
