@@ -890,11 +890,8 @@ pub(crate) async fn lock(
     tenant: TenantId,
     id: Uuid,
 ) -> AppResult<applications::Model> {
-    let mut select = scoped::<applications::Entity>(tenant).filter(applications::Column::Id.eq(id));
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
-    let app = select
+    let select = scoped::<applications::Entity>(tenant).filter(applications::Column::Id.eq(id));
+    let app = crate::db::for_update(select, txn)
         .one(txn)
         .await?
         .ok_or(AppError::NotFound("application"))?;

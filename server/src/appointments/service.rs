@@ -9,8 +9,8 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -636,14 +636,11 @@ async fn lock_resources(
     tenant: TenantId,
     location: Uuid,
 ) -> AppResult<Vec<booking_resources::Model>> {
-    let mut select = scoped::<booking_resources::Entity>(tenant)
+    let select = scoped::<booking_resources::Entity>(tenant)
         .filter(booking_resources::Column::LocationId.eq(location))
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key);
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
-    Ok(select.all(txn).await?)
+    Ok(crate::db::for_update(select, txn).all(txn).await?)
 }
 
 /// The bookings of a location on a local date (staff), in time order, cancelled ones included.

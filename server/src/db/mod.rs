@@ -206,6 +206,17 @@ tenant_scoped!(
     provider_events
 );
 
+/// `select` with `FOR UPDATE` on PostgreSQL: the rows stay locked until the transaction ends.
+/// SQLite has no row locks; its write transactions ([`begin_tenant_write`]) are exclusive already.
+pub fn for_update<E: EntityTrait, C: ConnectionTrait>(select: Select<E>, conn: &C) -> Select<E> {
+    use sea_orm::QuerySelect as _;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        select.lock_exclusive()
+    } else {
+        select
+    }
+}
+
 /// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients
 /// for pipelined tenant reads ([`read_tenant`]). Derefs to the sea-orm connection, which serves
 /// everything else.

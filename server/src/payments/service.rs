@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{applications, payment_accounts, payment_refunds, payments, provider_events};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use secrecy::SecretString;
 use serde_json::json;
@@ -25,7 +25,7 @@ use super::{
 use crate::applications::rules::FeeLine;
 use crate::applications::service::{self as apps, Deps, Event, Viewer};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{begin_tenant, begin_tenant_write, for_update, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email};
@@ -225,11 +225,8 @@ async fn lock_payment(
     tenant: TenantId,
     id: Uuid,
 ) -> AppResult<Option<payments::Model>> {
-    let mut select = scoped::<payments::Entity>(tenant).filter(payments::Column::Id.eq(id));
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
-    Ok(select.one(txn).await?)
+    let select = scoped::<payments::Entity>(tenant).filter(payments::Column::Id.eq(id));
+    Ok(for_update(select, txn).one(txn).await?)
 }
 
 async fn payments_of_app<C: ConnectionTrait>(
@@ -829,11 +826,10 @@ async fn lock_target(
     kind: ProviderKind,
     reference: &PaymentRef,
 ) -> AppResult<Option<payments::Model>> {
-    let mut select =
-        scoped::<payments::Entity>(tenant).filter(payments::Column::Provider.eq(kind.as_str()));
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
+    let select = for_update(
+        scoped::<payments::Entity>(tenant).filter(payments::Column::Provider.eq(kind.as_str())),
+        txn,
+    );
     let found = match reference {
         PaymentRef::Ours { id, session } => select
             .filter(payments::Column::Id.eq(*id))
