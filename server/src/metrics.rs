@@ -15,6 +15,8 @@ pub struct Metrics {
     graphql_requests: IntCounterVec,
     graphql_seconds: HistogramVec,
     http_responses: IntCounterVec,
+    loader_batches: IntCounterVec,
+    loader_keys: IntCounterVec,
     known_operations: Mutex<HashSet<String>>,
 }
 
@@ -48,7 +50,23 @@ impl Metrics {
             Opts::new("http_responses_total", "HTTP responses by route and status"),
             &["route", "status"],
         )?;
+        let loader_batches = IntCounterVec::new(
+            Opts::new(
+                "dataloader_batches_total",
+                "DataLoader batches (one query each) by key type",
+            ),
+            &["key"],
+        )?;
+        let loader_keys = IntCounterVec::new(
+            Opts::new(
+                "dataloader_keys_total",
+                "Keys loaded by DataLoader batches, by key type",
+            ),
+            &["key"],
+        )?;
         registry.register(Box::new(graphql_requests.clone()))?;
+        registry.register(Box::new(loader_batches.clone()))?;
+        registry.register(Box::new(loader_keys.clone()))?;
         registry.register(Box::new(graphql_seconds.clone()))?;
         registry.register(Box::new(http_responses.clone()))?;
         Ok(Self {
@@ -56,6 +74,8 @@ impl Metrics {
             graphql_requests,
             graphql_seconds,
             http_responses,
+            loader_batches,
+            loader_keys,
             known_operations: Mutex::new(HashSet::new()),
         })
     }
@@ -96,6 +116,14 @@ impl Metrics {
         self.http_responses
             .with_label_values(&[route, &status.to_string()])
             .inc();
+    }
+
+    /// A DataLoader batch of `keys` keys of the type `key`.
+    pub fn observe_batch(&self, key: &str, keys: usize) {
+        self.loader_batches.with_label_values(&[key]).inc();
+        self.loader_keys
+            .with_label_values(&[key])
+            .inc_by(u64::try_from(keys).unwrap_or(u64::MAX));
     }
 
     /// The text exposition format.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use entity::{application_events, application_tasks, applications, drafts, messages};
@@ -15,7 +15,8 @@ use super::rules::FeeLine;
 use super::service::{self, Deps, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
-use crate::graphql::{state, tenant_ctx};
+use crate::graphql::loaders::RequestLoader;
+use crate::graphql::{request_loader, state, tenant_ctx};
 use crate::ids::TenantId;
 use crate::messaging::mailbox;
 use crate::services::graphql::{ContentOf, ServicesLoader};
@@ -175,8 +176,8 @@ impl Loader<PaymentsOf> for ApplicationsLoader {
     }
 }
 
-fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<ApplicationsLoader>> {
-    state::<DataLoader<ApplicationsLoader>>(ctx)
+fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<ApplicationsLoader>> {
+    request_loader::<ApplicationsLoader>(ctx)
 }
 
 // ---- output types ------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ impl Application {
     }
     /// One task per routed department.
     async fn tasks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Task>> {
-        let tasks = state::<DataLoader<ApplicationsLoader>>(ctx)?
+        let tasks = request_loader::<ApplicationsLoader>(ctx)?
             .load_one(TasksOf(TenantId(self.model.tenant_id), self.model.id))
             .await
             .map_err(|e| AppError::internal("loading tasks", anyhow::anyhow!("{}", e.message)))?
@@ -399,7 +400,7 @@ impl Application {
     }
 
     async fn content_value(&self, ctx: &Context<'_>) -> AppResult<Value> {
-        state::<DataLoader<ServicesLoader>>(ctx)?
+        request_loader::<ServicesLoader>(ctx)?
             .load_one(ContentOf(
                 TenantId(self.model.tenant_id),
                 self.model.service_id,
@@ -430,7 +431,7 @@ impl Task {
         &self.0.rule_key
     }
     async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Department>> {
-        Ok(state::<DataLoader<TenancyLoader>>(ctx)?
+        Ok(request_loader::<TenancyLoader>(ctx)?
             .load_one(DepartmentById(
                 TenantId(self.0.tenant_id),
                 self.0.department_id,

@@ -3,8 +3,10 @@
 
 pub mod connection;
 mod limits;
+pub mod loaders;
 
 pub use limits::CheckedSchema;
+pub use loaders::request_loader;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 

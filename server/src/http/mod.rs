@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
-use async_graphql::dataloader::DataLoader;
 use async_graphql_actix_web::GraphQLSubscription;
 use futures_util::StreamExt as _;
 use tracing_actix_web::{RequestId, RootSpan};
@@ -21,7 +20,7 @@ use crate::applications::graphql::ApplicationsLoader;
 use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
-use crate::graphql::CheckedSchema;
+use crate::graphql::{CheckedSchema, loaders};
 use crate::ids::TenantId;
 use crate::marketplace::graphql::MarketplaceLoader;
 use crate::services::graphql::ServicesLoader;
@@ -407,31 +406,17 @@ async fn graphql_post(
 
 /// The request-wide DataLoaders, shared by HTTP and WebSocket requests.
 fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &RequestCtx) {
-    data.insert(DataLoader::new(
-        TenancyLoader {
-            db: state.db.clone(),
-        },
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
+    let (db, metrics) = (&state.db, &state.metrics);
+    data.insert(loaders::new(TenancyLoader { db: db.clone() }, metrics));
+    data.insert(loaders::new(
         MarketplaceLoader {
-            db: state.db.clone(),
+            db: db.clone(),
             viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
         },
-        tokio::spawn,
+        metrics,
     ));
-    data.insert(DataLoader::new(
-        ServicesLoader {
-            db: state.db.clone(),
-        },
-        tokio::spawn,
-    ));
-    data.insert(DataLoader::new(
-        ApplicationsLoader {
-            db: state.db.clone(),
-        },
-        tokio::spawn,
-    ));
+    data.insert(loaders::new(ServicesLoader { db: db.clone() }, metrics));
+    data.insert(loaders::new(ApplicationsLoader { db: db.clone() }, metrics));
 }
 
 /// GraphQL over WebSocket (graphql-transport-ws). The `connection_init` payload carries what

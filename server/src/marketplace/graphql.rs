@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use entity::{template_versions, templates, tenants};
 use sea_orm::EntityTrait;
@@ -16,7 +16,8 @@ use super::service::{
 };
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
-use crate::graphql::{request_ctx, state, tenant_ctx};
+use crate::graphql::loaders::RequestLoader;
+use crate::graphql::{request_ctx, request_loader, state, tenant_ctx};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
 use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
@@ -30,8 +31,8 @@ fn viewer(ctx: &Context<'_>) -> AppResult<Viewer> {
     Ok(request_ctx(ctx)?.tenant.as_ref().map(|t| TenantId(t.id)))
 }
 
-fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<MarketplaceLoader>> {
-    state::<DataLoader<MarketplaceLoader>>(ctx)
+fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<MarketplaceLoader>> {
+    request_loader::<MarketplaceLoader>(ctx)
 }
 
 // ---- loader ------------------------------------------------------------------------------------
@@ -79,10 +80,10 @@ impl Loader<AdoptionOf> for MarketplaceLoader {
         keys: &[AdoptionOf],
     ) -> Result<HashMap<AdoptionOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let (per_version, per_template) = tokio::try_join!(
-            service::adoption_of(&self.db, &ids),
-            service::adopters_of(&self.db, &ids)
-        )?;
+        let service::Adoptions {
+            per_version,
+            per_template,
+        } = service::adoption_of(&self.db, &ids).await?;
         Ok(ids
             .iter()
             .map(|id| {
@@ -273,8 +274,12 @@ impl Template {
     /// How many municipalities use the template, and which version.
     async fn adoption(&self, ctx: &Context<'_>) -> async_graphql::Result<Adoption> {
         let l = loader(ctx)?;
-        let counts = l.load_one(AdoptionOf(self.0.id)).await?.unwrap_or_default();
-        let versions = l.load_one(VersionsOf(self.0.id)).await?.unwrap_or_default();
+        // Both asked at once: the versions join the batch of the page's `versions` fields.
+        let (counts, versions) = tokio::try_join!(
+            l.load_one(AdoptionOf(self.0.id)),
+            l.load_one(VersionsOf(self.0.id))
+        )?;
+        let (counts, versions) = (counts.unwrap_or_default(), versions.unwrap_or_default());
         Ok(Adoption {
             tenants: counts.get(&Uuid::nil()).copied().unwrap_or(0),
             by_version: versions

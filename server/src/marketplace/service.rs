@@ -548,56 +548,57 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored version {}: {e}", m.version)))
 }
 
-/// Tenants using each version of the given templates: `version id → (template id, tenants)`.
-pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<HashMap<Uuid, (Uuid, i64)>> {
+/// Adoption of templates in one query: distinct tenants per version (`version id → (template
+/// id, tenants)`) and per template across its versions (`template id → tenants`).
+///
+/// Two groupings of the same rows in one UNION ALL (what `GROUPING SETS` does on PostgreSQL,
+/// which SQLite lacks): the per-template rows have no version.
+pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
+    use template_adoptions::Column as A;
     #[derive(FromQueryResult, serde::Deserialize)]
     struct Row {
-        template_version_id: Uuid,
+        template_version_id: Option<Uuid>,
         template_id: Uuid,
         tenants: i64,
     }
-    let query = template_adoptions::Entity::find()
-        .select_only()
-        .column(template_adoptions::Column::TemplateVersionId)
-        .column(template_adoptions::Column::TemplateId)
-        .column_as(
-            Expr::col(template_adoptions::Column::TenantId).count_distinct(),
-            "tenants",
-        )
-        .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
-        .group_by(template_adoptions::Column::TemplateVersionId)
-        .group_by(template_adoptions::Column::TemplateId)
-        .into_query();
+    let grouped = |by_version: bool| {
+        let mut q = template_adoptions::Entity::find().select_only();
+        q = if by_version {
+            q.column(A::TemplateVersionId)
+                .group_by(A::TemplateVersionId)
+        } else {
+            q.column_as(Expr::cust("CAST(NULL AS uuid)"), "template_version_id")
+        };
+        q.column(A::TemplateId)
+            .column_as(Expr::col(A::TenantId).count_distinct(), "tenants")
+            .filter(A::TemplateId.is_in(templates.iter().copied()))
+            .group_by(A::TemplateId)
+            .into_query()
+    };
+    let query = grouped(true)
+        .union(sea_orm::sea_query::UnionType::All, grouped(false))
+        .to_owned();
     // Lineage rows are readable without a tenant.
     let rows: Vec<Row> = read_as(db, None, query).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.template_version_id, (r.template_id, r.tenants)))
-        .collect())
+    let mut out = Adoptions::default();
+    for r in rows {
+        match r.template_version_id {
+            Some(version) => {
+                out.per_version.insert(version, (r.template_id, r.tenants));
+            }
+            None => {
+                out.per_template.insert(r.template_id, r.tenants);
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// Distinct tenants using any version of each template: `template id → tenants`.
-pub async fn adopters_of(db: &Db, templates: &[Uuid]) -> AppResult<HashMap<Uuid, i64>> {
-    #[derive(FromQueryResult, serde::Deserialize)]
-    struct Row {
-        template_id: Uuid,
-        tenants: i64,
-    }
-    let query = template_adoptions::Entity::find()
-        .select_only()
-        .column(template_adoptions::Column::TemplateId)
-        .column_as(
-            Expr::col(template_adoptions::Column::TenantId).count_distinct(),
-            "tenants",
-        )
-        .filter(template_adoptions::Column::TemplateId.is_in(templates.iter().copied()))
-        .group_by(template_adoptions::Column::TemplateId)
-        .into_query();
-    let rows: Vec<Row> = read_as(db, None, query).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.template_id, r.tenants))
-        .collect())
+/// See [`adoption_of`].
+#[derive(Default)]
+pub struct Adoptions {
+    pub per_version: HashMap<Uuid, (Uuid, i64)>,
+    pub per_template: HashMap<Uuid, i64>,
 }
 
 #[cfg(test)]

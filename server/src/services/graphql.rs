@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject};
 use entity::{service_revisions, template_proposals, tenant_services};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use super::merge::{Choice, Conflict, ConflictKind};
 use super::service::{self, ServiceStatus};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
-use crate::graphql::{state, tenant_ctx};
+use crate::graphql::{request_loader, state, tenant_ctx};
 use crate::ids::{ProposalId, ServiceId, TenantId};
 use crate::marketplace::content::{Condition, Fee, Field, I18n, Key, RoutingRule, Step};
 use crate::marketplace::graphql::{Template, TemplateVersion, parse_version};
@@ -130,7 +130,7 @@ impl Service {
             self.0.id,
             self.0.current_revision,
         );
-        let content = state::<DataLoader<ServicesLoader>>(ctx)?
+        let content = request_loader::<ServicesLoader>(ctx)?
             .load_one(key)
             .await?
             .ok_or(AppError::NotFound("service revision"))?;

@@ -1,7 +1,6 @@
 //! GraphQL types and operations of the tenancy domain. Resolvers stay thin: parse the input into
 //! domain types, call the service with the context, map the result.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use uuid::Uuid;
 
@@ -16,7 +15,8 @@ use crate::context::Role;
 use crate::context::{Principal, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
-use crate::graphql::{request_ctx, state, tenant_ctx};
+use crate::graphql::loaders::RequestLoader;
+use crate::graphql::{request_ctx, request_loader, state, tenant_ctx};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
 /// Parses an `ID` argument as a UUID; anything else is `VALIDATION_FAILED` on that field.
@@ -24,8 +24,8 @@ pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
     Uuid::parse_str(id.as_str()).map_err(|_| AppError::invalid(field, "is not a valid ID"))
 }
 
-fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DataLoader<TenancyLoader>> {
-    state::<DataLoader<TenancyLoader>>(ctx)
+fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<TenancyLoader>> {
+    request_loader::<TenancyLoader>(ctx)
 }
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {

@@ -1081,3 +1081,47 @@ async fn concurrent_customizations_never_both_win() {
     assert_eq!(s["revision"], 1 + won);
     assert_eq!(s["revisions"]["totalCount"], 1 + won);
 }
+
+/// The value of a Prometheus counter (0 when it has not been counted yet).
+async fn counter(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn nested_lists_of_a_marketplace_page_load_in_one_batch_each() {
+    let app = spawn_app().await;
+    let series =
+        |kind: &str, key: &str| format!("amtsplatz_dataloader_{kind}_total{{key=\"{key}\"}}");
+    let before = [
+        counter(&app, &series("batches", "VersionsOf")).await,
+        counter(&app, &series("batches", "AdoptionOf")).await,
+        counter(&app, &series("keys", "VersionsOf")).await,
+    ];
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "{ templates(first: 20) { edges { node { slug versions { version } adoption { tenants byVersion { version tenants } } } } } }",
+            json!({}),
+        )
+        .await;
+    let page = data(&resp)["templates"]["edges"].as_array().unwrap().len();
+    assert!(page >= 4, "{resp}");
+    // One query for the versions of every template on the page, one for their adoption: each
+    // template's versions and adoption are loaded by its own resolvers, batched together.
+    assert_eq!(
+        counter(&app, &series("batches", "VersionsOf")).await - before[0],
+        1.0
+    );
+    assert_eq!(
+        counter(&app, &series("batches", "AdoptionOf")).await - before[1],
+        1.0
+    );
+    assert_eq!(
+        counter(&app, &series("keys", "VersionsOf")).await - before[2],
+        page as f64
+    );
+}
