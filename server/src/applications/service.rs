@@ -128,11 +128,16 @@ impl Deps {
         changes: Vec<StatusChange>,
     ) -> AppResult<()> {
         txn.commit().await?;
+        self.committed(changes);
+        Ok(())
+    }
+
+    /// After a commit: delivers the announced changes and wakes the outbox worker.
+    pub(crate) fn committed(&self, changes: Vec<StatusChange>) {
         for c in changes {
             self.live.committed(c);
         }
         self.outbox_wake.notify_one();
-        Ok(())
     }
 }
 

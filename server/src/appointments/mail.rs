@@ -126,6 +126,11 @@ pub async fn booked<C: ConnectionTrait>(
     notice: &Notice<'_>,
     remind_before: Duration,
 ) -> AppResult<()> {
+    outbox::enqueue_all(conn, Some(tenant), booked_mails(notice, remind_before)).await
+}
+
+/// The mails of a new booking: the confirmation with the calendar file, and the reminder.
+pub fn booked_mails(notice: &Notice<'_>, remind_before: Duration) -> Vec<Email> {
     let mut mails = vec![Email {
         files: vec![notice.calendar_file()],
         ..notice.mail(
@@ -135,7 +140,7 @@ pub async fn booked<C: ConnectionTrait>(
         )
     }];
     mails.extend(notice.reminder(remind_before, Utc::now()));
-    outbox::enqueue_all(conn, Some(tenant), mails).await
+    mails
 }
 
 /// Withdraws the old reminder, queues a notice with the new calendar file and a new reminder.

@@ -21,6 +21,8 @@ use crate::settings::Settings;
 
 mod pipelined;
 
+pub use pipelined::{Answer, Step, Txn as PipelinedTxn};
+
 fn options(url: &str, settings: &Settings) -> ConnectOptions {
     let mut opt = ConnectOptions::new(url.to_owned());
     opt.max_connections(settings.database.max_connections)
@@ -258,6 +260,15 @@ impl Db {
     /// The sea-orm connection itself.
     pub fn orm(&self) -> &DatabaseConnection {
         &self.orm
+    }
+
+    /// A tenant write transaction that sends its statements in flights (see
+    /// [`PipelinedTxn`]); `None` on SQLite or without the pipelined pool.
+    pub async fn pipelined_txn(&self, tenant: TenantId) -> AppResult<Option<PipelinedTxn>> {
+        match &self.pipelined {
+            Some(pool) => Ok(Some(PipelinedTxn::new(pool, tenant).await?)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -132,6 +132,8 @@ fn bindable(v: &Value) -> bool {
             | Value::BigUnsigned(_)
             | Value::Uuid(_)
             | Value::String(_)
+            | Value::ChronoDateTimeUtc(_)
+            | Value::Json(_)
     )
 }
 
@@ -168,6 +170,209 @@ fn to_sql(v: &Value, ty: &Type) -> Option<Box<dyn ToSql + Sync + Send>> {
         Value::BigUnsigned(n) => int(n.map(i128::from)),
         Value::Uuid(u) if *ty == Type::UUID => Some(Box::new(*u)),
         Value::String(s) if *ty == Type::TEXT || *ty == Type::VARCHAR => Some(Box::new(s.clone())),
+        Value::ChronoDateTimeUtc(t) if *ty == Type::TIMESTAMPTZ => Some(Box::new(*t)),
+        Value::Json(j) if *ty == Type::JSONB || *ty == Type::JSON => {
+            Some(Box::new(j.as_deref().cloned()))
+        }
         _ => None,
+    }
+}
+
+/// One statement of a [`Txn`] flight.
+pub enum Step {
+    /// A SELECT (SQL and values); its rows come back as JSON text, one per row (see
+    /// [`Answer::decode`]).
+    Rows(String, Vec<Value>),
+    /// An INSERT, UPDATE or DELETE; its answer is how many rows it touched.
+    Write(String, Vec<Value>),
+}
+
+impl Step {
+    pub fn rows<E: sea_orm::EntityTrait>(select: sea_orm::Select<E>) -> Self {
+        use sea_orm::QueryTrait as _;
+        let (sql, values) = select.into_query().build(PostgresQueryBuilder);
+        Self::Rows(
+            format!("SELECT row_to_json(t)::text FROM ({sql}) AS t"),
+            values.0,
+        )
+    }
+
+    pub fn write(statement: &impl sea_orm::sea_query::QueryStatementWriter) -> Self {
+        let (sql, values) = statement.build(PostgresQueryBuilder);
+        Self::Write(sql, values.0)
+    }
+}
+
+/// The answer to a [`Step`].
+pub enum Answer {
+    Rows(Vec<String>),
+    Written(u64),
+}
+
+impl Answer {
+    /// The rows of a [`Step::Rows`] decoded as `M`.
+    pub fn decode<M: serde::de::DeserializeOwned>(&self) -> AppResult<Vec<M>> {
+        match self {
+            Self::Rows(rows) => rows
+                .iter()
+                .map(|json| serde_json::from_str(json).map_err(|e| internal("decoding a row", e)))
+                .collect(),
+            Self::Written(_) => Err(AppError::internal(
+                "pipelined transaction",
+                anyhow::anyhow!("a write has no rows"),
+            )),
+        }
+    }
+
+    /// How many rows a [`Step::Write`] touched.
+    pub fn written(&self) -> u64 {
+        match self {
+            Self::Written(n) => *n,
+            Self::Rows(rows) => rows.len() as u64,
+        }
+    }
+}
+
+/// A tenant write transaction whose statements go out in *flights*: each flight's statements
+/// leave back to back and come back together, one round trip however many they are. The first
+/// flight carries BEGIN and the tenant setting; [`Txn::commit`] carries the last writes and
+/// COMMIT. A transaction dropped before its commit is rolled back (the ROLLBACK is queued on the
+/// connection before it returns to the pool, so the next borrower never sees it open).
+///
+/// Statements of one flight run one after the other in PostgreSQL, each (READ COMMITTED) with a
+/// fresh snapshot: a read after a `FOR UPDATE` in the same flight sees what the lock's previous
+/// holder committed.
+pub struct Txn {
+    client: Option<deadpool_postgres::Object>,
+    tenant: String,
+    begun: bool,
+}
+
+type Pending<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Option<Answer>, tokio_postgres::Error>> + Send + 'a,
+    >,
+>;
+
+impl Txn {
+    pub async fn new(pool: &Pool, tenant: TenantId) -> AppResult<Self> {
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| internal("pipelined write pool", e))?;
+        Ok(Self {
+            client: Some(client),
+            tenant: tenant.to_string(),
+            begun: false,
+        })
+    }
+
+    fn client(&self) -> AppResult<&deadpool_postgres::Object> {
+        self.client.as_ref().ok_or_else(|| {
+            AppError::internal("pipelined transaction", anyhow::anyhow!("already ended"))
+        })
+    }
+
+    /// Sends `steps` in one flight and answers each in order.
+    pub async fn flight(&mut self, steps: Vec<Step>) -> AppResult<Vec<Answer>> {
+        self.send(steps, false).await
+    }
+
+    /// Sends `steps` and COMMIT in one flight.
+    pub async fn commit(mut self, steps: Vec<Step>) -> AppResult<Vec<Answer>> {
+        let answers = self.send(steps, true).await?;
+        // Committed: nothing to roll back; the connection goes back to the pool.
+        self.client = None;
+        Ok(answers)
+    }
+
+    async fn send(&mut self, steps: Vec<Step>, commit: bool) -> AppResult<Vec<Answer>> {
+        // Set before anything is sent: a flight that fails half-way still needs its ROLLBACK.
+        let first = !self.begun;
+        self.begun = true;
+        let client = self.client()?;
+        // Prepared (once per connection) before the flight: a cached statement costs nothing.
+        let mut prepared = Vec::with_capacity(steps.len());
+        for step in &steps {
+            let (Step::Rows(sql, values) | Step::Write(sql, values)) = step;
+            let statement = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| internal("preparing a statement", e))?;
+            let params = values
+                .iter()
+                .zip(statement.params())
+                .map(|(v, ty)| to_sql(v, ty))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    AppError::internal(
+                        "pipelined transaction",
+                        anyhow::anyhow!("a value of a kind this path does not bind: {sql}"),
+                    )
+                })?;
+            prepared.push((statement, params, matches!(step, Step::Rows(..))));
+        }
+        let set_tenant = client
+            .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+            .await
+            .map_err(|e| internal("preparing set_config", e))?;
+
+        // In order: each future sends its request on its first poll, and try_join_all polls
+        // them in order, so they leave in this order and PostgreSQL runs them so.
+        let mut flight: Vec<Pending<'_>> = Vec::with_capacity(prepared.len() + 3);
+        if first {
+            flight.push(Box::pin(async {
+                client.batch_execute("BEGIN").await.map(|()| None)
+            }));
+            let tenant = &self.tenant;
+            let set_tenant = &set_tenant;
+            flight.push(Box::pin(async move {
+                client.execute(set_tenant, &[tenant]).await.map(|_| None)
+            }));
+        }
+        for (statement, params, rows) in &prepared {
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+            flight.push(Box::pin(async move {
+                if *rows {
+                    let rows = client.query(statement, &refs).await?;
+                    let rows = rows
+                        .iter()
+                        .map(|row| row.try_get::<_, String>(0))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Some(Answer::Rows(rows)))
+                } else {
+                    Ok(Some(Answer::Written(
+                        client.execute(statement, &refs).await?,
+                    )))
+                }
+            }));
+        }
+        if commit {
+            flight.push(Box::pin(async {
+                client.batch_execute("COMMIT").await.map(|()| None)
+            }));
+        }
+        let answers = futures_util::future::try_join_all(flight)
+            .await
+            .map_err(|e| internal("pipelined transaction", e))?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if !self.begun {
+            return;
+        }
+        // Queued now (the request leaves on the task's first poll, before the client can be
+        // borrowed again: it returns to the pool only when this task drops it).
+        tokio::spawn(async move {
+            if let Err(e) = client.batch_execute("ROLLBACK").await {
+                tracing::warn!(error = %e, "rolling back a pipelined transaction");
+            }
+        });
     }
 }

@@ -81,8 +81,20 @@ pub async fn enqueue_all<C: ConnectionTrait>(
     tenant: Option<TenantId>,
     emails: Vec<Email>,
 ) -> AppResult<()> {
+    if let Some(insert) = insert_all(tenant, emails) {
+        insert.exec_without_returning(conn).await?;
+    }
+    Ok(())
+}
+
+/// The one INSERT that queues `emails` (none for no emails), for callers that send their
+/// statements themselves ([`crate::db::PipelinedTxn`]).
+pub fn insert_all(
+    tenant: Option<TenantId>,
+    emails: Vec<Email>,
+) -> Option<sea_orm::InsertMany<outbox::ActiveModel>> {
     if emails.is_empty() {
-        return Ok(());
+        return None;
     }
     let now = Utc::now();
     let rows = emails.into_iter().map(|email| outbox::ActiveModel {
@@ -102,10 +114,7 @@ pub async fn enqueue_all<C: ConnectionTrait>(
             .then(|| serde_json::to_value(&email.files).unwrap_or_default())),
         topic: Set(email.topic),
     });
-    outbox::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    Some(outbox::Entity::insert_many(rows))
 }
 
 /// Withdraws the unsent mail about `topic` (a reminder of a booking that was moved or cancelled),
