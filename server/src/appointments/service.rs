@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Value};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait as _, Set,
@@ -109,7 +110,7 @@ async fn why_not_bookable<C: ConnectionTrait>(
 fn busy_query(
     tenant: TenantId,
     location: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    (from, to): (DateTime<Utc>, Expr),
     except: Option<Uuid>,
 ) -> sea_orm::Select<bookings::Entity> {
     let mut select = scoped::<bookings::Entity>(tenant);
@@ -125,7 +126,7 @@ fn busy_query(
                 .add(bookings::Column::HoldExpiresAt.is_null())
                 .add(bookings::Column::HoldExpiresAt.gt(Utc::now())),
         )
-        .filter(bookings::Column::StartAt.lt(to))
+        .filter(Expr::col((bookings::Entity, bookings::Column::StartAt)).lt(to))
         .filter(bookings::Column::BlockedUntil.gt(from))
 }
 
@@ -143,11 +144,11 @@ async fn busy<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
     location: Uuid,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     except: Option<Uuid>,
 ) -> AppResult<Vec<Busy>> {
     Ok(as_busy(
-        busy_query(tenant, location, window, except)
+        busy_query(tenant, location, (from, Expr::val(to)), except)
             .all(conn)
             .await?,
     ))
@@ -472,9 +473,12 @@ pub async fn book(
 /// [`book`] without a hold or an application, on a [`PipelinedTxn`]: the same reads, checks and
 /// writes in three round trips.
 ///
-/// 1. BEGIN, the tenant, the live service, the location and the offer;
+/// 1. BEGIN, the tenant, the live service, the location, the offer, and without any lock the
+///    location's resources and the bookings in the way: a slot that is full already is
+///    `SLOT_FULL` here, so the crowd that asks for a taken slot never queues on the lock;
 /// 2. the spent challenge, the resources locked `FOR UPDATE`, then (a fresh snapshot, after the
-///    lock) the bookings in the way and the contact's open bookings;
+///    lock) the bookings in the way and the contact's open bookings: only this read decides
+///    that there is room;
 /// 3. the booking, its mails and COMMIT. A refusal drops the transaction: it rolls back.
 async fn book_in_flights(
     mut txn: PipelinedTxn,
@@ -495,11 +499,31 @@ async fn book_in_flights(
         .filter(tenant_services::Column::Status.eq("live"));
     let location =
         scoped::<locations::Entity>(tenant).filter(locations::Column::Id.eq(input.location_id));
+    // The end of what an appointment at `start` occupies, from the offer in the same statement.
+    let occupied_until = Expr::cust_with_values(
+        "CAST($1 AS timestamptz) + make_interval(mins => (\
+         SELECT o.duration_minutes + o.buffer_minutes FROM appointment_offers o \
+         JOIN tenant_services s ON s.id = o.service_id \
+         WHERE o.tenant_id = $2 AND o.location_id = $3 AND s.slug = $4 AND s.status = 'live'))",
+        [
+            Value::from(input.start),
+            Value::from(tenant.0),
+            Value::from(input.location_id),
+            Value::from(input.service_slug.clone()),
+        ],
+    );
     let found = txn
         .flight(vec![
             Step::rows(live),
             Step::rows(location),
             Step::rows(offer),
+            Step::rows(resources_to_lock(tenant, input.location_id)),
+            Step::rows(busy_query(
+                tenant,
+                input.location_id,
+                (input.start, occupied_until),
+                None,
+            )),
         ])
         .await?;
     let (service, location, offer) = (
@@ -519,6 +543,11 @@ async fn book_in_flights(
     };
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
+    b.place(
+        input.start,
+        &found[3].decode()?,
+        &as_busy(found[4].decode()?),
+    )?;
     let spend = super::guard::spend_insert(tenant, solved_challenge(appts, ctx, &b, &input, now)?);
     required_application(&b, None)?;
 
@@ -530,7 +559,7 @@ async fn book_in_flights(
         Step::rows(busy_query(
             tenant,
             b.location.id,
-            (input.start, blocked),
+            (input.start, Expr::val(blocked)),
             None,
         )),
         Step::rows(

@@ -217,6 +217,65 @@ async fn concurrent_bookings_never_exceed_capacity() {
     assert_eq!(left[0]["remaining"], 0);
 }
 
+/// A taken slot is refused without waiting for the location's lock (the crowd asking for a full
+/// slot never queues behind bookings in progress); a free slot waits for it and is booked.
+#[tokio::test]
+async fn a_full_slot_is_refused_without_queueing_on_the_location_lock() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let app = spawn_app().await;
+    if !app.is_postgres {
+        return; // SQLite has no row locks; its write transactions queue as a whole.
+    }
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let rathaus = rathaus(&app, &admin, 1).await;
+    let (full, free) = (ten_oclock_in(4), ten_oclock_in(4) + Duration::minutes(30));
+    assert!(book(&app, &rathaus, full, "first@example.org").await["errors"].is_null());
+
+    // Another transaction (a booking in progress) holds the location's resources.
+    let owner = Database::connect(&app.db_url).await.unwrap();
+    let lock = owner.begin().await.unwrap();
+    lock.execute_unprepared(&format!(
+        "SELECT id FROM booking_resources WHERE location_id = '{rathaus}' FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        book(&app, &rathaus, full, "second@example.org"),
+    )
+    .await
+    .expect("a full slot must be refused while the location is locked");
+    assert_code(&refused, "SLOT_FULL");
+
+    let waiting = tokio::spawn({
+        let (base, client, rathaus) = (app.base_url.clone(), app.client.clone(), rathaus.clone());
+        async move {
+            client
+                .post(format!("{base}/graphql"))
+                .header("X-Tenant", MUSTER)
+                .json(&json!({ "query": BOOK, "variables": { "i": {
+                    "serviceSlug": "hundesteuer", "locationId": rathaus, "start": free,
+                    "contact": { "name": "Erika Mustermann", "email": "third@example.org" } } } }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a free slot is booked only under the lock"
+    );
+    lock.rollback().await.unwrap();
+    let booked = waiting.await.unwrap();
+    assert!(booked["errors"].is_null(), "{booked}");
+    assert_eq!(count_where(&app, "bookings", "state = 'booked'").await, 2);
+}
+
 #[tokio::test]
 async fn bookings_are_checked_cancelled_by_token_and_isolated() {
     let app = spawn_app().await;
