@@ -20,7 +20,7 @@ use super::availability::{self, Busy, Calendar, Offer, Resource, Slot};
 use super::mail;
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
-use crate::db::{Db, PipelinedTxn, Step, begin_tenant, begin_tenant_write, scoped};
+use crate::db::{Answer, Db, PipelinedTxn, Step, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
 
@@ -526,10 +526,11 @@ async fn book_in_flights(
             )),
         ])
         .await?;
+    let [service, location, offer, resources, taken] = Answer::exactly(found)?;
     let (service, location, offer) = (
-        first(found[0].decode()?),
-        first(found[1].decode()?),
-        first(found[2].decode()?),
+        first(service.decode()?),
+        first(location.decode()?),
+        first(offer.decode()?),
     );
     let b = match (service, location, offer) {
         (None, _, _) => return Err(AppError::NotFound("service")),
@@ -543,17 +544,14 @@ async fn book_in_flights(
     };
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
-    b.place(
-        input.start,
-        &found[3].decode()?,
-        &as_busy(found[4].decode()?),
-    )?;
+    b.place(input.start, &resources.decode()?, &as_busy(taken.decode()?))?;
     let spend = super::guard::spend_insert(tenant, solved_challenge(appts, ctx, &b, &input, now)?);
     required_application(&b, None)?;
 
     let (_, blocked) = b.occupies(input.start);
-    let mut steps: Vec<Step> = spend.iter().map(|i| Step::write(i.as_query())).collect();
-    let spends = steps.len();
+    let spend = spend.map(|i| Step::write(i.as_query()));
+    let spends = spend.is_some();
+    let mut steps: Vec<Step> = spend.into_iter().collect();
     steps.extend([
         Step::rows(resources_to_lock(tenant, b.location.id).lock_exclusive()),
         Step::rows(busy_query(
@@ -568,13 +566,11 @@ async fn book_in_flights(
                 .column_as(bookings::Column::Id.count(), "n"),
         ),
     ]);
-    let answers = txn.flight(steps).await?;
-    if spends == 1 {
-        super::guard::check_spent(answers[0].written())?;
+    let mut answers = txn.flight(steps).await?;
+    if spends {
+        super::guard::check_spent(answers.remove(0).written())?;
     }
-    let [resources, taken, open] = &answers[spends..] else {
-        unreachable!("three steps were sent after the spend");
-    };
+    let [resources, taken, open] = Answer::exactly(answers)?;
     #[derive(serde::Deserialize)]
     struct Count {
         n: i64,

@@ -224,12 +224,22 @@ impl Answer {
         }
     }
 
-    /// How many rows a [`Step::Write`] touched.
+    /// How many rows a [`Step::Write`] touched (0 for a SELECT: it writes none).
     pub fn written(&self) -> u64 {
         match self {
             Self::Written(n) => *n,
-            Self::Rows(rows) => rows.len() as u64,
+            Self::Rows(_) => 0,
         }
+    }
+
+    /// The answers of a flight of `N` steps, one binding each.
+    pub fn exactly<const N: usize>(answers: Vec<Self>) -> AppResult<[Self; N]> {
+        answers.try_into().map_err(|got: Vec<Self>| {
+            AppError::internal(
+                "pipelined transaction",
+                anyhow::anyhow!("{N} answers expected, {} came", got.len()),
+            )
+        })
     }
 }
 
