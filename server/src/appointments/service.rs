@@ -407,7 +407,7 @@ pub async fn book(
         check_slot(&b, input.start, now)?;
     }
     if hold.is_none() {
-        let solved = solved_challenge(appts, ctx, &b, &input, now)?;
+        let solved = solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?;
         super::guard::spend(&txn, ctx.tenant_id, solved).await?;
     }
     if let Some(id) = required_application(&b, input.application_id)? {
@@ -545,7 +545,10 @@ async fn book_in_flights(
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
     b.place(input.start, &resources.decode()?, &as_busy(taken.decode()?))?;
-    let spend = super::guard::spend_insert(tenant, solved_challenge(appts, ctx, &b, &input, now)?);
+    let spend = super::guard::spend_insert(
+        tenant,
+        solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?,
+    );
     required_application(&b, None)?;
 
     let (_, blocked) = b.occupies(input.start);
@@ -610,17 +613,14 @@ fn solved_challenge(
     appts: &super::Appointments,
     ctx: &TenantCtx,
     b: &Bookable,
-    input: &BookInput,
+    challenge: Option<&(String, String)>,
     now: DateTime<Utc>,
 ) -> AppResult<Option<super::guard::Solved>> {
     appts.guard.check(
         ctx.tenant_id,
         b.offer.id,
         u32::try_from(b.offer.challenge_bits).unwrap_or(0),
-        input
-            .challenge
-            .as_ref()
-            .map(|(c, s)| (c.as_str(), s.as_str())),
+        challenge.map(|(c, s)| (c.as_str(), s.as_str())),
         now,
     )
 }
@@ -719,16 +719,7 @@ pub async fn hold(
     }
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
-    let solved = appts.guard.check(
-        ctx.tenant_id,
-        b.offer.id,
-        u32::try_from(b.offer.challenge_bits).unwrap_or(0),
-        input
-            .challenge
-            .as_ref()
-            .map(|(c, s)| (c.as_str(), s.as_str())),
-        now,
-    )?;
+    let solved = solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?;
     super::guard::spend(&txn, ctx.tenant_id, solved).await?;
     let Place {
         resource,

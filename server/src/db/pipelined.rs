@@ -74,16 +74,8 @@ pub async fn read<M: serde::de::DeserializeOwned>(
         .get()
         .await
         .map_err(|e| internal("pipelined read pool", e))?;
-    let prepared = client
-        .prepare_cached(&format!("SELECT row_to_json(t)::text FROM ({sql}) AS t"))
-        .await
-        .map_err(|e| internal("preparing a tenant read", e))?;
-    let params = values
-        .iter()
-        .zip(prepared.params())
-        .map(|(v, ty)| to_sql(v, ty))
-        .collect::<Option<Vec<_>>>();
-    let Some(params) = params else {
+    let sql = format!("SELECT row_to_json(t)::text FROM ({sql}) AS t");
+    let Some((prepared, params)) = prepare_bound(&client, &sql, &values.0).await? else {
         return Ok(None);
     };
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
@@ -118,6 +110,28 @@ pub async fn read<M: serde::de::DeserializeOwned>(
         })
         .collect::<AppResult<Vec<M>>>()
         .map(Some)
+}
+
+/// Bound parameters, as the statement's parameter types.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// `sql` prepared (once per connection) with `values` as its parameter types; `None` when a
+/// value is of a kind this path does not bind.
+async fn prepare_bound(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+    values: &[Value],
+) -> AppResult<Option<(tokio_postgres::Statement, Params)>> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| internal("preparing a statement", e))?;
+    let params = values
+        .iter()
+        .zip(statement.params())
+        .map(|(v, ty)| to_sql(v, ty))
+        .collect::<Option<Vec<_>>>();
+    Ok(params.map(|p| (statement, p)))
 }
 
 fn bindable(v: &Value) -> bool {
@@ -305,16 +319,8 @@ impl Txn {
         let mut prepared = Vec::with_capacity(steps.len());
         for step in &steps {
             let (Step::Rows(sql, values) | Step::Write(sql, values)) = step;
-            let statement = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| internal("preparing a statement", e))?;
-            let params = values
-                .iter()
-                .zip(statement.params())
-                .map(|(v, ty)| to_sql(v, ty))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
+            let (statement, params) =
+                prepare_bound(client, sql, values).await?.ok_or_else(|| {
                     AppError::internal(
                         "pipelined transaction",
                         anyhow::anyhow!("a value of a kind this path does not bind: {sql}"),
