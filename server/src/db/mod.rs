@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::settings::Settings;
 
@@ -266,7 +266,7 @@ impl Db {
     /// [`PipelinedTxn`]); `None` on SQLite or without the pipelined pool.
     pub async fn pipelined_txn(&self, tenant: TenantId) -> AppResult<Option<PipelinedTxn>> {
         match &self.pipelined {
-            Some(pool) => Ok(Some(PipelinedTxn::new(pool, tenant).await?)),
+            Some(pool) => Ok(Some(PipelinedTxn::new(pool, Some(tenant)).await?)),
             None => Ok(None),
         }
     }
@@ -311,4 +311,106 @@ where
     let rows = M::find_by_statement(stmt).all(&txn).await?;
     txn.commit().await?;
     Ok(rows)
+}
+
+/// Reads that go out together: one pipelined flight on PostgreSQL. A read's rows are taken by
+/// its handle from the [`ReadRows`] of a [`ReadTxn`] step.
+#[derive(Default)]
+pub struct Reads {
+    queries: Vec<sea_orm::sea_query::SelectStatement>,
+}
+
+/// The handle of one read in a [`Reads`], typed by its row.
+pub struct Read<M>(usize, std::marker::PhantomData<fn() -> M>);
+
+impl Reads {
+    pub fn add<M>(&mut self, query: sea_orm::sea_query::SelectStatement) -> Read<M>
+    where
+        M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
+    {
+        self.queries.push(query);
+        Read(self.queries.len() - 1, std::marker::PhantomData)
+    }
+}
+
+/// A read transaction of one tenant (or of none) whose steps are [`Reads`]: on PostgreSQL each
+/// step is one round trip on one connection (the first carries BEGIN and the tenant, the last
+/// COMMIT); elsewhere a sea-orm transaction runs them one by one.
+pub enum ReadTxn {
+    Pipelined(Box<PipelinedTxn>),
+    Orm(DatabaseTransaction),
+}
+
+impl Db {
+    pub async fn read_txn(&self, tenant: Option<TenantId>) -> AppResult<ReadTxn> {
+        Ok(match &self.pipelined {
+            Some(pool) => ReadTxn::Pipelined(Box::new(PipelinedTxn::new(pool, tenant).await?)),
+            None => ReadTxn::Orm(begin_for(self, tenant).await?),
+        })
+    }
+}
+
+impl ReadTxn {
+    /// Runs one step; the transaction stays open for the next.
+    pub async fn read(&mut self, reads: Reads) -> AppResult<ReadRows> {
+        match self {
+            Self::Pipelined(txn) => Ok(ReadRows::Pipelined(
+                txn.flight(reads.queries.iter().map(Step::select).collect())
+                    .await?,
+            )),
+            Self::Orm(txn) => Ok(ReadRows::Orm(orm_reads(txn, &reads).await?)),
+        }
+    }
+
+    /// Runs the last step and commits with it.
+    pub async fn read_and_commit(self, reads: Reads) -> AppResult<ReadRows> {
+        match self {
+            Self::Pipelined(txn) => Ok(ReadRows::Pipelined(
+                txn.commit(reads.queries.iter().map(Step::select).collect())
+                    .await?,
+            )),
+            Self::Orm(txn) => {
+                let rows = orm_reads(&txn, &reads).await?;
+                txn.commit().await?;
+                Ok(ReadRows::Orm(rows))
+            }
+        }
+    }
+}
+
+async fn orm_reads(
+    txn: &DatabaseTransaction,
+    reads: &Reads,
+) -> AppResult<Vec<Vec<sea_orm::QueryResult>>> {
+    let mut rows = Vec::with_capacity(reads.queries.len());
+    for query in &reads.queries {
+        let stmt = txn.get_database_backend().build(query);
+        rows.push(txn.query_all_raw(stmt).await?);
+    }
+    Ok(rows)
+}
+
+/// The rows of a [`ReadTxn`] step, as they came.
+pub enum ReadRows {
+    Pipelined(Vec<Answer>),
+    Orm(Vec<Vec<sea_orm::QueryResult>>),
+}
+
+impl ReadRows {
+    pub fn take<M>(&self, read: Read<M>) -> AppResult<Vec<M>>
+    where
+        M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
+    {
+        let missing =
+            || AppError::internal("reads", anyhow::anyhow!("no answer for read {}", read.0));
+        match self {
+            Self::Pipelined(all) => all.get(read.0).ok_or_else(missing)?.decode(),
+            Self::Orm(all) => Ok(all
+                .get(read.0)
+                .ok_or_else(missing)?
+                .iter()
+                .map(|row| M::from_query_result(row, ""))
+                .collect::<Result<Vec<M>, _>>()?),
+        }
+    }
 }

@@ -72,7 +72,11 @@ pub struct Page<T> {
 
 /// The keyset query of one page: rows after the cursor, in ID order, one more than asked for (to
 /// tell whether a next page exists).
-fn page_query<E: EntityTrait>(select: Select<E>, id_col: E::Column, args: PageArgs) -> Select<E> {
+pub fn page_query<E: EntityTrait>(
+    select: Select<E>,
+    id_col: E::Column,
+    args: PageArgs,
+) -> Select<E> {
     let mut query = select.order_by_asc(id_col);
     if let Some(after) = args.after {
         query = query.filter(id_col.gt(after));
@@ -80,7 +84,7 @@ fn page_query<E: EntityTrait>(select: Select<E>, id_col: E::Column, args: PageAr
     query.limit(args.first as u64 + 1)
 }
 
-fn into_page<M>(
+pub fn into_page<M>(
     mut items: Vec<M>,
     id_of: fn(&M) -> Uuid,
     args: PageArgs,
@@ -181,7 +185,7 @@ pub type Conn<N> = Connection<String, N, ConnectionTotal, EmptyFields>;
 pub fn into_connection<M, N: OutputType>(
     page: Page<M>,
     id_of: fn(&M) -> Uuid,
-    node: impl Fn(M) -> N,
+    mut node: impl FnMut(M) -> N,
 ) -> Conn<N> {
     let mut conn = Connection::with_additional_fields(
         page.has_previous,

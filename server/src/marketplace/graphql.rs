@@ -62,12 +62,10 @@ impl Loader<VersionsOf> for MarketplaceLoader {
     ) -> Result<HashMap<VersionsOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = service::version_infos_of(&self.db, self.viewer, &ids).await?;
-        let mut out: HashMap<VersionsOf, Self::Value> =
-            ids.iter().map(|id| (VersionsOf(*id), vec![])).collect();
-        for v in rows {
-            out.entry(VersionsOf(v.template_id)).or_default().push(v);
-        }
-        Ok(out)
+        Ok(service::versions_by_template(ids, rows)
+            .into_iter()
+            .map(|(id, versions)| (VersionsOf(id), versions))
+            .collect())
     }
 }
 
@@ -80,21 +78,10 @@ impl Loader<AdoptionOf> for MarketplaceLoader {
         keys: &[AdoptionOf],
     ) -> Result<HashMap<AdoptionOf, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let service::Adoptions {
-            per_version,
-            per_template,
-        } = service::adoption_of(&self.db, &ids).await?;
+        let adoptions = service::adoption_of(&self.db, &ids).await?;
         Ok(ids
             .iter()
-            .map(|id| {
-                let mut counts: HashMap<Uuid, i64> = per_version
-                    .iter()
-                    .filter(|(_, (template, _))| template == id)
-                    .map(|(version, (_, n))| (*version, *n))
-                    .collect();
-                counts.insert(Uuid::nil(), per_template.get(id).copied().unwrap_or(0));
-                (AdoptionOf(*id), counts)
-            })
+            .map(|id| (AdoptionOf(*id), adoptions.counts_of(*id)))
             .collect())
     }
 }
@@ -171,8 +158,47 @@ impl From<TemplateVisibility> for Visibility {
     }
 }
 
-/// A service template in the marketplace.
-pub struct Template(pub templates::Model);
+/// A service template in the marketplace, with what its page read brought along (else its
+/// versions and adoption come from the request's loader).
+pub struct Template(pub templates::Model, pub Along);
+
+/// Read with a template's page (see [`service::list_templates`]).
+#[derive(Default)]
+pub struct Along {
+    versions: Option<Vec<VersionInfo>>,
+    adoption: Option<HashMap<Uuid, i64>>,
+}
+
+impl Template {
+    pub fn alone(model: templates::Model) -> Self {
+        Self(model, Along::default())
+    }
+
+    /// All versions, newest first.
+    async fn all_versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<VersionInfo>> {
+        if let Some(v) = &self.1.versions {
+            return Ok(v.clone());
+        }
+        Ok(loader(ctx)?
+            .load_one(VersionsOf(self.0.id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Tenants per version, and the template's total under `Uuid::nil()`.
+    async fn adoption_counts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<HashMap<Uuid, i64>> {
+        if let Some(a) = &self.1.adoption {
+            return Ok(a.clone());
+        }
+        Ok(loader(ctx)?
+            .load_one(AdoptionOf(self.0.id))
+            .await?
+            .unwrap_or_default())
+    }
+}
 
 #[Object]
 impl Template {
@@ -226,10 +252,9 @@ impl Template {
     }
     /// All published versions, newest first.
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TemplateVersion>> {
-        Ok(loader(ctx)?
-            .load_one(VersionsOf(self.0.id))
+        Ok(self
+            .all_versions(ctx)
             .await?
-            .unwrap_or_default()
             .into_iter()
             .map(|v| TemplateVersion(v, None))
             .collect())
@@ -239,9 +264,10 @@ impl Template {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<TemplateVersion>> {
-        let versions = loader(ctx)?.load_one(VersionsOf(self.0.id)).await?;
+        let versions = self.all_versions(ctx).await?;
         Ok(versions
-            .and_then(|v| v.into_iter().next())
+            .into_iter()
+            .next()
             .map(|v| TemplateVersion(v, None)))
     }
     /// One version by number (`1.2.0`).
@@ -250,19 +276,17 @@ impl Template {
         ctx: &Context<'_>,
         version: String,
     ) -> async_graphql::Result<Option<TemplateVersion>> {
-        let versions = loader(ctx)?.load_one(VersionsOf(self.0.id)).await?;
+        let versions = self.all_versions(ctx).await?;
         Ok(versions
-            .unwrap_or_default()
             .into_iter()
             .find(|v| v.version == version.trim())
             .map(|v| TemplateVersion(v, None)))
     }
     /// Change notes of every version, newest first.
     async fn changelog(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChangelogEntry>> {
-        Ok(loader(ctx)?
-            .load_one(VersionsOf(self.0.id))
+        Ok(self
+            .all_versions(ctx)
             .await?
-            .unwrap_or_default()
             .into_iter()
             .map(|v| ChangelogEntry {
                 version: v.version,
@@ -273,13 +297,9 @@ impl Template {
     }
     /// How many municipalities use the template, and which version.
     async fn adoption(&self, ctx: &Context<'_>) -> async_graphql::Result<Adoption> {
-        let l = loader(ctx)?;
         // Both asked at once: the versions join the batch of the page's `versions` fields.
-        let (counts, versions) = tokio::try_join!(
-            l.load_one(AdoptionOf(self.0.id)),
-            l.load_one(VersionsOf(self.0.id))
-        )?;
-        let (counts, versions) = (counts.unwrap_or_default(), versions.unwrap_or_default());
+        let (counts, versions) =
+            tokio::try_join!(self.adoption_counts(ctx), self.all_versions(ctx))?;
         Ok(Adoption {
             tenants: counts.get(&Uuid::nil()).copied().unwrap_or(0),
             by_version: versions
@@ -400,7 +420,7 @@ impl TemplateVersion {
             .await
             .map_err(AppError::from)?;
         txn.commit().await.map_err(AppError::from)?;
-        Ok(Template(t.ok_or(AppError::NotFound("template"))?))
+        Ok(Template::alone(t.ok_or(AppError::NotFound("template"))?))
     }
 }
 
@@ -441,19 +461,51 @@ impl MarketplaceQuery {
             leika_code: f.leika_code,
             author: f.author,
         };
-        let page = service::list_templates(
+        // What the page's nodes will ask for comes along in the page's round trip.
+        let node = ctx.look_ahead().field("edges").field("node");
+        let along = service::Along {
+            versions: [
+                "versions",
+                "latestVersion",
+                "version",
+                "changelog",
+                "adoption",
+            ]
+            .iter()
+            .any(|f| node.field(f).exists()),
+            adoption: node.field("adoption").exists(),
+        };
+        let service::TemplatePage {
+            page,
+            mut versions,
+            adoption,
+        } = service::list_templates(
             db(ctx)?,
             viewer(ctx)?,
             &filter,
             PageArgs::parse(ctx, first, after)?,
+            along,
         )
         .await?;
-        Ok(into_connection(page, |m| m.id, Template))
+        Ok(into_connection(
+            page,
+            |m| m.id,
+            |m| {
+                let id = m.id;
+                Template(
+                    m,
+                    Along {
+                        versions: versions.as_mut().map(|v| v.remove(&id).unwrap_or_default()),
+                        adoption: adoption.as_ref().map(|a| a.counts_of(id)),
+                    },
+                )
+            },
+        ))
     }
 
     /// A template by slug, if visible.
     async fn template(&self, ctx: &Context<'_>, slug: String) -> async_graphql::Result<Template> {
-        Ok(Template(
+        Ok(Template::alone(
             service::template_by_slug(db(ctx)?, viewer(ctx)?, slug.trim()).await?,
         ))
     }
@@ -562,7 +614,7 @@ impl MarketplaceMutation {
         };
         let t = service::create_template(db(ctx)?, &tenant_ctx(ctx)?, new).await?;
         Ok(TemplatePayload {
-            template: Template(t),
+            template: Template::alone(t),
         })
     }
 
@@ -608,7 +660,7 @@ impl MarketplaceMutation {
         let t = service::set_visibility(db(ctx)?, &tenant_ctx(ctx)?, id, input.visibility.into())
             .await?;
         Ok(TemplatePayload {
-            template: Template(t),
+            template: Template::alone(t),
         })
     }
 }

@@ -22,9 +22,9 @@ use uuid::Uuid;
 use super::content::{Impact, ServiceContent};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{Db, begin_for, begin_tenant_write, read_as};
+use crate::db::{Db, Reads, begin_for, begin_tenant_write, read_as};
 use crate::error::{AppError, AppResult, on_unique};
-use crate::graphql::connection::{Page, PageArgs, fetch_page_as};
+use crate::graphql::connection::{Page, PageArgs, fetch_page_as, into_page, page_query};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
 use crate::tenancy::types::Slug;
 
@@ -101,14 +101,31 @@ pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
     templates::Entity::find().filter(cond)
 }
 
+/// What a page of templates brings along (asked for by the fields the client selected).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Along {
+    pub versions: bool,
+    pub adoption: bool,
+}
+
+/// A page of templates with what was asked to come along (in the page's own transaction).
+pub struct TemplatePage {
+    pub page: Page<templates::Model>,
+    pub versions: Option<HashMap<Uuid, Vec<VersionInfo>>>,
+    pub adoption: Option<Adoptions>,
+}
+
 /// Browses the marketplace: visible templates with at least one version (authors also see their
-/// own empty ones), filtered, oldest first.
+/// own empty ones), filtered, oldest first. What comes `along` is read right after the page, on
+/// its connection and in its transaction (one query per nested list, as the loaders would, minus
+/// their extra transactions); with `totalCount` the page is counted and the loaders serve it.
 pub async fn list_templates(
     db: &Db,
     viewer: Viewer,
     filter: &TemplateFilter,
     args: PageArgs,
-) -> AppResult<Page<templates::Model>> {
+    along: Along,
+) -> AppResult<TemplatePage> {
     let mut select = visible(viewer);
     let has_version = Expr::col((templates::Entity, templates::Column::Id)).in_subquery(
         Query::select()
@@ -143,7 +160,45 @@ pub async fn list_templates(
             None => select,
         };
     }
-    fetch_page_as(db, viewer, select, templates::Column::Id, |m| m.id, args).await
+    if args.want_total || !(along.versions || along.adoption) {
+        let page = fetch_page_as(db, viewer, select, templates::Column::Id, |m| m.id, args).await?;
+        return Ok(TemplatePage {
+            page,
+            versions: None,
+            adoption: None,
+        });
+    }
+    // The page, then its templates' versions and adoption, on one connection in one
+    // transaction: two round trips, the second with COMMIT.
+    let mut txn = db.read_txn(viewer).await?;
+    let mut reads = Reads::default();
+    let items =
+        reads.add::<templates::Model>(page_query(select, templates::Column::Id, args).into_query());
+    let mut items = txn.read(reads).await?.take(items)?;
+    items.sort_by_key(|m| m.id);
+    let page = into_page(items, |m| m.id, args, None);
+    let ids = TemplateIds(page.items.iter().map(|t| t.id).collect());
+    let mut reads = Reads::default();
+    let versions = along
+        .versions
+        .then(|| reads.add::<VersionInfo>(version_infos_query(&ids)));
+    let adoption = along
+        .adoption
+        .then(|| reads.add::<AdoptionRow>(adoption_query(&ids)));
+    let rows = txn.read_and_commit(reads).await?;
+    let versions = match versions {
+        Some(read) => Some(versions_by_template(ids.0, rows.take(read)?)),
+        None => None,
+    };
+    let adoption = match adoption {
+        Some(read) => Some(Adoptions::from(rows.take(read)?)),
+        None => None,
+    };
+    Ok(TemplatePage {
+        page,
+        versions,
+        adoption,
+    })
 }
 
 /// Words of a search (letters and digits only, so they are safe inside FTS query syntax), at most 8.
@@ -312,8 +367,27 @@ pub async fn version_infos_of(
     viewer: Viewer,
     templates: &[Uuid],
 ) -> AppResult<Vec<VersionInfo>> {
+    read_as(
+        db,
+        viewer,
+        version_infos_query(&TemplateIds(templates.to_vec())),
+    )
+    .await
+}
+
+/// The templates a batch read covers.
+pub struct TemplateIds(Vec<Uuid>);
+
+impl TemplateIds {
+    fn contain(&self, column: impl ColumnTrait) -> Expr {
+        column.is_in(self.0.iter().copied())
+    }
+}
+
+/// The versions of templates (without content), newest first.
+fn version_infos_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectStatement {
     use template_versions::Column as V;
-    let query = template_versions::Entity::find()
+    template_versions::Entity::find()
         .select_only()
         .columns([
             V::Id,
@@ -324,12 +398,11 @@ pub async fn version_infos_of(
             V::DeprecationNote,
             V::PublishedAt,
         ])
-        .filter(V::TemplateId.is_in(templates.iter().copied()))
+        .filter(templates.contain(V::TemplateId))
         .order_by_desc(V::Major)
         .order_by_desc(V::Minor)
         .order_by_desc(V::Patch)
-        .into_query();
-    read_as(db, viewer, query).await
+        .into_query()
 }
 
 /// The content of versions by ID.
@@ -550,17 +623,25 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
 
 /// Adoption of templates in one query: distinct tenants per version (`version id → (template
 /// id, tenants)`) and per template across its versions (`template id → tenants`).
-///
+pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
+    // Lineage rows are readable without a tenant.
+    let rows: Vec<AdoptionRow> =
+        read_as(db, None, adoption_query(&TemplateIds(templates.to_vec()))).await?;
+    Ok(Adoptions::from(rows))
+}
+
+/// A row of [`adoption_query`]: per version, or (without version) per template.
+#[derive(FromQueryResult, serde::Deserialize)]
+pub struct AdoptionRow {
+    template_version_id: Option<Uuid>,
+    template_id: Uuid,
+    tenants: i64,
+}
+
 /// Two groupings of the same rows in one UNION ALL (what `GROUPING SETS` does on PostgreSQL,
 /// which SQLite lacks): the per-template rows have no version.
-pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
+fn adoption_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectStatement {
     use template_adoptions::Column as A;
-    #[derive(FromQueryResult, serde::Deserialize)]
-    struct Row {
-        template_version_id: Option<Uuid>,
-        template_id: Uuid,
-        tenants: i64,
-    }
     let grouped = |by_version: bool| {
         let mut q = template_adoptions::Entity::find().select_only();
         q = if by_version {
@@ -571,27 +652,13 @@ pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
         };
         q.column(A::TemplateId)
             .column_as(Expr::col(A::TenantId).count_distinct(), "tenants")
-            .filter(A::TemplateId.is_in(templates.iter().copied()))
+            .filter(templates.contain(A::TemplateId))
             .group_by(A::TemplateId)
             .into_query()
     };
-    let query = grouped(true)
+    grouped(true)
         .union(sea_orm::sea_query::UnionType::All, grouped(false))
-        .to_owned();
-    // Lineage rows are readable without a tenant.
-    let rows: Vec<Row> = read_as(db, None, query).await?;
-    let mut out = Adoptions::default();
-    for r in rows {
-        match r.template_version_id {
-            Some(version) => {
-                out.per_version.insert(version, (r.template_id, r.tenants));
-            }
-            None => {
-                out.per_template.insert(r.template_id, r.tenants);
-            }
-        }
-    }
-    Ok(out)
+        .to_owned()
 }
 
 /// See [`adoption_of`].
@@ -599,6 +666,53 @@ pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
 pub struct Adoptions {
     pub per_version: HashMap<Uuid, (Uuid, i64)>,
     pub per_template: HashMap<Uuid, i64>,
+}
+
+impl From<Vec<AdoptionRow>> for Adoptions {
+    fn from(rows: Vec<AdoptionRow>) -> Self {
+        let mut out = Self::default();
+        for r in rows {
+            match r.template_version_id {
+                Some(version) => {
+                    out.per_version.insert(version, (r.template_id, r.tenants));
+                }
+                None => {
+                    out.per_template.insert(r.template_id, r.tenants);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Adoptions {
+    /// Tenants per version of `template`, and its total under `Uuid::nil()`.
+    pub fn counts_of(&self, template: Uuid) -> HashMap<Uuid, i64> {
+        let mut counts: HashMap<Uuid, i64> = self
+            .per_version
+            .iter()
+            .filter(|(_, (t, _))| *t == template)
+            .map(|(version, (_, n))| (*version, *n))
+            .collect();
+        counts.insert(
+            Uuid::nil(),
+            self.per_template.get(&template).copied().unwrap_or(0),
+        );
+        counts
+    }
+}
+
+/// Versions grouped by template (every template of `templates` present, maybe empty).
+pub fn versions_by_template(
+    templates: impl IntoIterator<Item = Uuid>,
+    rows: Vec<VersionInfo>,
+) -> HashMap<Uuid, Vec<VersionInfo>> {
+    let mut out: HashMap<Uuid, Vec<VersionInfo>> =
+        templates.into_iter().map(|id| (id, vec![])).collect();
+    for v in rows {
+        out.entry(v.template_id).or_default().push(v);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ impl Service {
         Ok(service::upstream(db(ctx)?, &tctx, &self.0)
             .await?
             .map(|u| Upstream {
-                template: Template(u.template),
+                template: Template::alone(u.template),
                 pinned_version: TemplateVersion(u.pinned, None),
                 latest_version: TemplateVersion(u.latest, None),
                 behind: i32::try_from(u.behind).unwrap_or(i32::MAX),

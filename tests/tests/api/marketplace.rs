@@ -1091,37 +1091,64 @@ async fn counter(app: &TestApp, series: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn nested_lists_of_a_marketplace_page_load_in_one_batch_each() {
+async fn nested_lists_of_a_marketplace_page_load_with_the_page_or_in_one_batch_each() {
     let app = spawn_app().await;
     let series =
         |kind: &str, key: &str| format!("amtsplatz_dataloader_{kind}_total{{key=\"{key}\"}}");
-    let before = [
-        counter(&app, &series("batches", "VersionsOf")).await,
-        counter(&app, &series("batches", "AdoptionOf")).await,
-        counter(&app, &series("keys", "VersionsOf")).await,
-    ];
+    let batches = || async {
+        [
+            counter(&app, &series("batches", "VersionsOf")).await,
+            counter(&app, &series("batches", "AdoptionOf")).await,
+            counter(&app, &series("keys", "VersionsOf")).await,
+        ]
+    };
+    const NODE: &str = "slug versions { version changelog } latestVersion { version } adoption { tenants byVersion { version tenants } }";
+    let page = |extra: &str| {
+        format!("{{ templates(first: 20) {{ {extra} edges {{ node {{ {NODE} }} }} }} }}")
+    };
+
+    // Versions and adoption come along with the page: no loader batch at all.
+    let before = batches().await;
+    let resp = app.gql(Some(MUSTER), None, &page(""), json!({})).await;
+    let edges = data(&resp)["templates"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(edges.len() >= 4, "{resp}");
+    assert_eq!(batches().await, before);
+
+    // Each node as the single template query (loader path) shows it.
+    for e in &edges {
+        let slug = e["node"]["slug"].as_str().unwrap();
+        let one = app
+            .gql(
+                Some(MUSTER),
+                None,
+                &format!("{{ template(slug: \"{slug}\") {{ {NODE} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(data(&one)["template"], e["node"], "{slug}");
+    }
+    let dog = edges
+        .iter()
+        .find(|e| e["node"]["slug"] == "hundesteuer-anmeldung")
+        .unwrap();
+    assert_eq!(dog["node"]["latestVersion"]["version"], "1.1.0");
+    assert_eq!(dog["node"]["adoption"]["tenants"], 2);
+
+    // With totalCount the page takes the counting path; its nested lists are still one batch
+    // each for the whole page, not one query per template.
+    let before = batches().await;
     let resp = app
-        .gql(
-            Some(MUSTER),
-            None,
-            "{ templates(first: 20) { edges { node { slug versions { version } adoption { tenants byVersion { version tenants } } } } } }",
-            json!({}),
-        )
+        .gql(Some(MUSTER), None, &page("totalCount"), json!({}))
         .await;
-    let page = data(&resp)["templates"]["edges"].as_array().unwrap().len();
-    assert!(page >= 4, "{resp}");
-    // One query for the versions of every template on the page, one for their adoption: each
-    // template's versions and adoption are loaded by its own resolvers, batched together.
     assert_eq!(
-        counter(&app, &series("batches", "VersionsOf")).await - before[0],
-        1.0
+        data(&resp)["templates"]["edges"].as_array().unwrap(),
+        &edges
     );
-    assert_eq!(
-        counter(&app, &series("batches", "AdoptionOf")).await - before[1],
-        1.0
-    );
-    assert_eq!(
-        counter(&app, &series("keys", "VersionsOf")).await - before[2],
-        page as f64
-    );
+    let after = batches().await;
+    assert_eq!(after[0] - before[0], 1.0);
+    assert_eq!(after[1] - before[1], 1.0);
+    assert_eq!(after[2] - before[2], edges.len() as f64);
 }
