@@ -176,13 +176,7 @@ impl Template {
 
     /// All versions, newest first.
     async fn all_versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<VersionInfo>> {
-        if let Some(v) = &self.1.versions {
-            return Ok(v.clone());
-        }
-        Ok(loader(ctx)?
-            .load_one(VersionsOf(self.0.id))
-            .await?
-            .unwrap_or_default())
+        along_or_load(ctx, &self.1.versions, VersionsOf(self.0.id)).await
     }
 
     /// Tenants per version, and the template's total under `Uuid::nil()`.
@@ -190,14 +184,25 @@ impl Template {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<HashMap<Uuid, i64>> {
-        if let Some(a) = &self.1.adoption {
-            return Ok(a.clone());
-        }
-        Ok(loader(ctx)?
-            .load_one(AdoptionOf(self.0.id))
-            .await?
-            .unwrap_or_default())
+        along_or_load(ctx, &self.1.adoption, AdoptionOf(self.0.id)).await
     }
+}
+
+/// What came along with the page, else the request's loader.
+async fn along_or_load<K, V>(
+    ctx: &Context<'_>,
+    along: &Option<V>,
+    key: K,
+) -> async_graphql::Result<V>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    V: Clone + Default + Send + Sync + 'static,
+    MarketplaceLoader: Loader<K, Value = V, Error = async_graphql::Error>,
+{
+    if let Some(v) = along {
+        return Ok(v.clone());
+    }
+    Ok(loader(ctx)?.load_one(key).await?.unwrap_or_default())
 }
 
 #[Object]
