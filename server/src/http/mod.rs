@@ -257,11 +257,23 @@ async fn read_body(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| AppError::invalid("body", "could not be read"))?;
         if body.len() + chunk.len() > limit {
+            leave_unread(payload);
             return Err(AppError::PayloadTooLarge { limit_bytes: limit });
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Keeps the rest of a refused body unread for a while instead of dropping it. actix drains
+/// (reads and throws away) a dropped chunked body to keep the connection, so the client would
+/// go on sending; a body still held is not read further (backpressure stops the client at
+/// once) and makes actix answer with `Connection: close` and close after the answer.
+fn leave_unread(payload: web::Payload) {
+    actix_web::rt::spawn(async move {
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(10)).await;
+        drop(payload);
+    });
 }
 
 /// A GraphQL multipart request (file uploads). The body streams through a channel into
@@ -302,15 +314,23 @@ async fn receive_multipart(
                         seen += c.len() as u64;
                         if seen > limit {
                             over.store(true, Ordering::Relaxed);
-                            Err(std::io::Error::other("body over the limit"))
-                        } else {
-                            Ok(c)
+                            let _ = tx
+                                .send(Err(std::io::Error::other("body over the limit")))
+                                .await;
+                            leave_unread(payload);
+                            return;
                         }
+                        Ok(c)
                     }
                     Err(e) => Err(std::io::Error::other(e.to_string())),
                 };
                 let last = item.is_err();
-                if tx.send(item).await.is_err() || last {
+                if tx.send(item).await.is_err() {
+                    // The parser stopped early (a file over its limit, a malformed body).
+                    leave_unread(payload);
+                    return;
+                }
+                if last {
                     break;
                 }
             }
