@@ -66,93 +66,55 @@ pub async fn read<M: serde::de::DeserializeOwned>(
     tenant: Option<TenantId>,
     query: &SelectStatement,
 ) -> AppResult<Option<Vec<M>>> {
-    let Some(mut answers) = read_all(pool, tenant, std::slice::from_ref(query)).await? else {
+    let (sql, values) = query.build(PostgresQueryBuilder);
+    if !values.iter().all(bindable) {
         return Ok(None);
-    };
-    decode(&answers.pop().unwrap_or_default()).map(Some)
-}
-
-/// Decodes JSON rows as `M`.
-pub fn decode<M: serde::de::DeserializeOwned>(rows: &[String]) -> AppResult<Vec<M>> {
-    rows.iter()
-        .map(|json| serde_json::from_str(json).map_err(|e| internal("decoding a row", e)))
-        .collect()
-}
-
-/// Runs `queries` for `tenant` in one flight and one read-only transaction, each row as JSON
-/// text; `None` when a bound value is of a kind this path does not
-/// bind. A single query with no tenant goes alone, without a transaction.
-pub async fn read_all(
-    pool: &Pool,
-    tenant: Option<TenantId>,
-    queries: &[SelectStatement],
-) -> AppResult<Option<Vec<Vec<String>>>> {
+    }
     let client = pool
         .get()
         .await
         .map_err(|e| internal("pipelined read pool", e))?;
-    let mut prepared = Vec::with_capacity(queries.len());
-    for query in queries {
-        let (sql, values) = query.build(PostgresQueryBuilder);
-        if !values.iter().all(bindable) {
-            return Ok(None);
+    let sql = format!("SELECT row_to_json(t)::text FROM ({sql}) AS t");
+    let Some((prepared, params)) = prepare_bound(&client, &sql, &values.0).await? else {
+        return Ok(None);
+    };
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+    let rows = match tenant {
+        None => client
+            .query(&prepared, &refs)
+            .await
+            .map_err(|e| internal("shared read", e))?,
+        Some(tenant) => {
+            let set_tenant = client
+                .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+                .await
+                .map_err(|e| internal("preparing set_config", e))?;
+            let tenant = tenant.to_string();
+            let tenant_param: [&(dyn ToSql + Sync); 1] = [&tenant];
+            // Polled together: all four requests are queued in this order before any answer is
+            // awaited. A failing statement makes PostgreSQL turn the COMMIT into a rollback.
+            let (_, _, rows, _) = tokio::try_join!(
+                client.batch_execute("BEGIN READ ONLY"),
+                client.execute(&set_tenant, &tenant_param),
+                client.query(&prepared, &refs),
+                client.batch_execute("COMMIT"),
+            )
+            .map_err(|e| internal("pipelined tenant read", e))?;
+            rows
         }
-        let sql = format!("SELECT row_to_json(t)::text FROM ({sql}) AS t");
-        let Some(bound) = prepare_bound(&client, &sql, &values.0).await? else {
-            return Ok(None);
-        };
-        prepared.push(bound);
-    }
-    let set_tenant = client
-        .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
-        .await
-        .map_err(|e| internal("preparing set_config", e))?;
-    let tenant = tenant.map(|t| t.to_string());
-    let alone = tenant.is_none() && prepared.len() == 1;
-    let client = &client;
-
-    // Polled together, in this order: every request is queued before any answer is awaited,
-    // so they leave in one write. A failing statement makes PostgreSQL turn COMMIT into ROLLBACK.
-    let mut flight: Vec<PendingRead<'_>> = Vec::with_capacity(prepared.len() + 3);
-    if !alone {
-        flight.push(Box::pin(async {
-            client.batch_execute("BEGIN READ ONLY").await.map(|()| None)
-        }));
-    }
-    if let Some(tenant) = &tenant {
-        let set_tenant = &set_tenant;
-        flight.push(Box::pin(async move {
-            client.execute(set_tenant, &[tenant]).await.map(|_| None)
-        }));
-    }
-    for (statement, params) in &prepared {
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        flight.push(Box::pin(async move {
-            let rows = client.query(statement, &refs).await?;
-            rows.iter()
-                .map(|row| row.try_get::<_, String>(0))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some)
-        }));
-    }
-    if !alone {
-        flight.push(Box::pin(async {
-            client.batch_execute("COMMIT").await.map(|()| None)
-        }));
-    }
-    let answers = futures_util::future::try_join_all(flight)
-        .await
-        .map_err(|e| internal("pipelined read", e))?;
-    Ok(Some(answers.into_iter().flatten().collect()))
+    };
+    rows.iter()
+        .map(|row| {
+            let json: &str = row.try_get(0).map_err(|e| internal("reading a row", e))?;
+            decode_row(json)
+        })
+        .collect::<AppResult<Vec<M>>>()
+        .map(Some)
 }
 
-type PendingRead<'a> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<Option<Vec<String>>, tokio_postgres::Error>>
-            + Send
-            + 'a,
-    >,
->;
+fn decode_row<M: serde::de::DeserializeOwned>(json: &str) -> AppResult<M> {
+    serde_json::from_str(json).map_err(|e| internal("decoding a row", e))
+}
 
 /// Bound parameters, as the statement's parameter types.
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
@@ -273,10 +235,7 @@ impl Answer {
     /// The rows of a [`Step::Rows`] decoded as `M`.
     pub fn decode<M: serde::de::DeserializeOwned>(&self) -> AppResult<Vec<M>> {
         match self {
-            Self::Rows(rows) => rows
-                .iter()
-                .map(|json| serde_json::from_str(json).map_err(|e| internal("decoding a row", e)))
-                .collect(),
+            Self::Rows(rows) => rows.iter().map(|json| decode_row(json)).collect(),
             Self::Written(_) => Err(AppError::internal(
                 "pipelined transaction",
                 anyhow::anyhow!("a write has no rows"),

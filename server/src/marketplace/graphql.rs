@@ -160,18 +160,18 @@ impl From<TemplateVisibility> for Visibility {
 
 /// A service template in the marketplace, with what its page read brought along (else its
 /// versions and adoption come from the request's loader).
-pub struct Template(pub templates::Model, pub Along);
+pub struct Template(pub templates::Model, pub FromPage);
 
 /// Read with a template's page (see [`service::list_templates`]).
 #[derive(Default)]
-pub struct Along {
+pub struct FromPage {
     versions: Option<Vec<VersionInfo>>,
     adoption: Option<HashMap<Uuid, i64>>,
 }
 
 impl Template {
     pub fn alone(model: templates::Model) -> Self {
-        Self(model, Along::default())
+        Self(model, FromPage::default())
     }
 
     /// All versions, newest first.
@@ -499,7 +499,7 @@ impl MarketplaceQuery {
                 let id = m.id;
                 Template(
                     m,
-                    Along {
+                    FromPage {
                         versions: versions.as_mut().map(|v| v.remove(&id).unwrap_or_default()),
                         adoption: adoption.as_ref().map(|a| a.counts_of(id)),
                     },
