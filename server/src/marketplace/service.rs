@@ -127,10 +127,20 @@ pub async fn list_templates(
     along: Along,
 ) -> AppResult<TemplatePage> {
     let mut select = visible(viewer);
-    let has_version = Expr::col((templates::Entity, templates::Column::Id)).in_subquery(
+    // Correlated (an index probe per template) rather than `IN (all versions)`, which hashes
+    // every visible version on each request.
+    let has_version = Expr::exists(
         Query::select()
-            .column(template_versions::Column::TemplateId)
+            // A literal, not a bound value: PostgreSQL cannot type a parameter in a select list.
+            .expr(Expr::cust("1"))
             .from(template_versions::Entity)
+            .and_where(
+                Expr::col((
+                    template_versions::Entity,
+                    template_versions::Column::TemplateId,
+                ))
+                .equals((templates::Entity, templates::Column::Id)),
+            )
             .to_owned(),
     );
     select = match viewer {
