@@ -47,8 +47,7 @@ async fn bookable<C: ConnectionTrait>(
         .filter(appointment_offers::Column::LocationId.eq(location_id))
         .find_also_related(tenant_services::Entity)
         .find_also_related(locations::Entity)
-        .filter(tenant_services::Column::Slug.eq(service_slug))
-        .filter(tenant_services::Column::Status.eq("live"))
+        .filter(is_live(service_slug))
         .one(conn)
         .await?;
     let Some((offer, Some(service), Some(location))) = found else {
@@ -82,9 +81,14 @@ impl Bookable {
 
 /// The live service `slug` of a tenant.
 fn live_service(tenant: TenantId, slug: &str) -> sea_orm::Select<tenant_services::Entity> {
-    scoped::<tenant_services::Entity>(tenant)
-        .filter(tenant_services::Column::Slug.eq(slug))
-        .filter(tenant_services::Column::Status.eq("live"))
+    scoped::<tenant_services::Entity>(tenant).filter(is_live(slug))
+}
+
+/// The service is `slug` and live (on a query that selects or joins services).
+fn is_live(slug: &str) -> Condition {
+    Condition::all()
+        .add(tenant_services::Column::Slug.eq(slug))
+        .add(tenant_services::Column::Status.eq("live"))
 }
 
 /// Why (service, location) has no bookable offer: the service, the location or the offer.
@@ -495,8 +499,7 @@ async fn book_in_flights(
     let offer = scoped::<appointment_offers::Entity>(tenant)
         .filter(appointment_offers::Column::LocationId.eq(input.location_id))
         .inner_join(tenant_services::Entity)
-        .filter(tenant_services::Column::Slug.eq(input.service_slug.as_str()))
-        .filter(tenant_services::Column::Status.eq("live"));
+        .filter(is_live(&input.service_slug));
     let location =
         scoped::<locations::Entity>(tenant).filter(locations::Column::Id.eq(input.location_id));
     // The end of what an appointment at `start` occupies, from the offer in the same statement.

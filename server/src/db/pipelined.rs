@@ -66,7 +66,7 @@ pub async fn read<M: serde::de::DeserializeOwned>(
     tenant: Option<TenantId>,
     query: &SelectStatement,
 ) -> AppResult<Option<Vec<M>>> {
-    let (sql, values) = query.build(PostgresQueryBuilder);
+    let (sql, values) = json_rows(query);
     if !values.iter().all(bindable) {
         return Ok(None);
     }
@@ -74,8 +74,7 @@ pub async fn read<M: serde::de::DeserializeOwned>(
         .get()
         .await
         .map_err(|e| internal("pipelined read pool", e))?;
-    let sql = format!("SELECT row_to_json(t)::text FROM ({sql}) AS t");
-    let Some((prepared, params)) = prepare_bound(&client, &sql, &values.0).await? else {
+    let Some((prepared, params)) = prepare_bound(&client, &sql, &values).await? else {
         return Ok(None);
     };
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
@@ -86,7 +85,7 @@ pub async fn read<M: serde::de::DeserializeOwned>(
             .map_err(|e| internal("shared read", e))?,
         Some(tenant) => {
             let set_tenant = client
-                .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+                .prepare_cached(SET_TENANT)
                 .await
                 .map_err(|e| internal("preparing set_config", e))?;
             let tenant = tenant.to_string();
@@ -110,6 +109,18 @@ pub async fn read<M: serde::de::DeserializeOwned>(
         })
         .collect::<AppResult<Vec<M>>>()
         .map(Some)
+}
+
+/// Sets the tenant for the rest of the transaction (row-level security reads it).
+const SET_TENANT: &str = "SELECT set_config('app.tenant_id', $1, true)";
+
+/// `query` wrapped to answer each row as one JSON text (see the module docs).
+fn json_rows(query: &SelectStatement) -> (String, Vec<Value>) {
+    let (sql, values) = query.build(PostgresQueryBuilder);
+    (
+        format!("SELECT row_to_json(t)::text FROM ({sql}) AS t"),
+        values.0,
+    )
 }
 
 fn decode_row<M: serde::de::DeserializeOwned>(json: &str) -> AppResult<M> {
@@ -212,11 +223,8 @@ impl Step {
     }
 
     pub fn select(query: &SelectStatement) -> Self {
-        let (sql, values) = query.build(PostgresQueryBuilder);
-        Self::Rows(
-            format!("SELECT row_to_json(t)::text FROM ({sql}) AS t"),
-            values.0,
-        )
+        let (sql, values) = json_rows(query);
+        Self::Rows(sql, values)
     }
 
     pub fn write(statement: &impl sea_orm::sea_query::QueryStatementWriter) -> Self {
@@ -335,7 +343,7 @@ impl Txn {
             prepared.push((statement, params, matches!(step, Step::Rows(..))));
         }
         let set_tenant = client
-            .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+            .prepare_cached(SET_TENANT)
             .await
             .map_err(|e| internal("preparing set_config", e))?;
 

@@ -187,7 +187,7 @@ pub async fn list_templates(
     let mut items = txn.read(reads).await?.take(items)?;
     items.sort_by_key(|m| m.id);
     let page = into_page(items, |m| m.id, args, None);
-    let ids = TemplateIds(page.items.iter().map(|t| t.id).collect());
+    let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
     let mut reads = Reads::default();
     let versions = along
         .versions
@@ -197,7 +197,7 @@ pub async fn list_templates(
         .then(|| reads.add::<AdoptionRow>(adoption_query(&ids)));
     let rows = txn.read_and_commit(reads).await?;
     let versions = match versions {
-        Some(read) => Some(versions_by_template(ids.0, rows.take(read)?)),
+        Some(read) => Some(versions_by_template(ids, rows.take(read)?)),
         None => None,
     };
     let adoption = match adoption {
@@ -377,25 +377,11 @@ pub async fn version_infos_of(
     viewer: Viewer,
     templates: &[Uuid],
 ) -> AppResult<Vec<VersionInfo>> {
-    read_as(
-        db,
-        viewer,
-        version_infos_query(&TemplateIds(templates.to_vec())),
-    )
-    .await
-}
-
-/// The templates a batch read covers.
-pub struct TemplateIds(Vec<Uuid>);
-
-impl TemplateIds {
-    fn contain(&self, column: impl ColumnTrait) -> Expr {
-        column.is_in(self.0.iter().copied())
-    }
+    read_as(db, viewer, version_infos_query(templates)).await
 }
 
 /// The versions of templates (without content), newest first.
-fn version_infos_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectStatement {
+fn version_infos_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatement {
     use template_versions::Column as V;
     template_versions::Entity::find()
         .select_only()
@@ -408,7 +394,7 @@ fn version_infos_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectSta
             V::DeprecationNote,
             V::PublishedAt,
         ])
-        .filter(templates.contain(V::TemplateId))
+        .filter(V::TemplateId.is_in(templates.iter().copied()))
         .order_by_desc(V::Major)
         .order_by_desc(V::Minor)
         .order_by_desc(V::Patch)
@@ -635,8 +621,7 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
 /// id, tenants)`) and per template across its versions (`template id → tenants`).
 pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
     // Lineage rows are readable without a tenant.
-    let rows: Vec<AdoptionRow> =
-        read_as(db, None, adoption_query(&TemplateIds(templates.to_vec()))).await?;
+    let rows: Vec<AdoptionRow> = read_as(db, None, adoption_query(templates)).await?;
     Ok(Adoptions::from(rows))
 }
 
@@ -650,7 +635,7 @@ pub struct AdoptionRow {
 
 /// Two groupings of the same rows in one UNION ALL (what `GROUPING SETS` does on PostgreSQL,
 /// which SQLite lacks): the per-template rows have no version.
-fn adoption_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectStatement {
+fn adoption_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatement {
     use template_adoptions::Column as A;
     let grouped = |by_version: bool| {
         let mut q = template_adoptions::Entity::find().select_only();
@@ -662,7 +647,7 @@ fn adoption_query(templates: &TemplateIds) -> sea_orm::sea_query::SelectStatemen
         };
         q.column(A::TemplateId)
             .column_as(Expr::col(A::TenantId).count_distinct(), "tenants")
-            .filter(templates.contain(A::TemplateId))
+            .filter(A::TemplateId.is_in(templates.iter().copied()))
             .group_by(A::TemplateId)
             .into_query()
     };
