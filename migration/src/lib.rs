@@ -18,6 +18,10 @@ pub mod postgres;
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
 pub const APP_ROLE: &str = "amtsplatz_app";
 
+/// The transaction-local setting that names the tenant a request acts for; every row-level
+/// security policy compares `tenant_id` with it (see [`postgres::enable_tenant_rls`]).
+pub const TENANT_SETTING: &str = "app.tenant_id";
+
 /// All migrations, oldest first.
 #[derive(Debug)]
 pub struct Migrator;

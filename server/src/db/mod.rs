@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use migration::{APP_ROLE, Migrator, MigratorTrait};
+use migration::{APP_ROLE, Migrator, MigratorTrait, TENANT_SETTING};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     EntityTrait, QueryTrait as _, Select, Statement, TransactionTrait,
@@ -154,8 +154,8 @@ pub async fn set_tenant(txn: &DatabaseTransaction, tenant: TenantId) -> AppResul
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT set_config('app.tenant_id', $1, true)",
-            [tenant.to_string().into()],
+            "SELECT set_config($1, $2, true)",
+            [TENANT_SETTING.into(), tenant.to_string().into()],
         ))
         .await?;
     }
@@ -275,10 +275,10 @@ impl Db {
 /// Reads rows of one tenant.
 ///
 /// A tenant read through sea-orm is four statements in four round trips (BEGIN, set_config,
-/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends the same four as
-/// prepared statements pipelined in one flight (see [`pipelined`]) and decodes the rows from
-/// JSON; on SQLite, or when a bound value is of a kind the pipelined path does not bind, it takes
-/// the ordinary [`begin_tenant`] path.
+/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends one message that
+/// sets the tenant and runs the statement prepared on the connection (see [`pipelined`]) and
+/// decodes the rows from JSON; on SQLite, or when a value has no literal on the pipelined path,
+/// it takes the ordinary [`begin_tenant`] path.
 pub async fn read_tenant<E>(
     db: &Db,
     tenant: TenantId,
