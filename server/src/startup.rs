@@ -137,11 +137,12 @@ impl Application {
             settings: Arc::new(settings),
         };
         let schema = CheckedSchema::new(
-            build_schema(&state.settings.graphql)
-                .data(state.clone())
-                .data(state.db.clone())
-                .data(state.applications.clone())
-                .finish(),
+            || {
+                build_schema(&state.settings.graphql)
+                    .data(state.clone())
+                    .data(state.db.clone())
+                    .data(state.applications.clone())
+            },
             state.settings.graphql.max_aliases,
         );
 

@@ -6,7 +6,15 @@
 //! registered, async-graphql sends every resolved field through the extension chain (a registry
 //! lookup and boxed futures per field), which made list-heavy queries markedly slower. The query
 //! is parsed once here and handed on parsed; clients send the same few documents over and over,
-//! so parsed documents are kept by their text (validation still runs on every request).
+//! so parsed documents are kept by their text.
+//!
+//! Validation is kept too. Without variables, whether an operation of a document passes the full
+//! (strict) validation depends on nothing but the document and the schema, so once it has run
+//! without any error, later requests of the same operation without variables take a second
+//! schema in async-graphql's fast mode: it still computes depth and complexity and holds them to
+//! their limits, and skips the rules already passed (7% of the server's CPU time on the
+//! departments page). Requests with variables are always validated in full, since argument
+//! checks depend on the values.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +54,14 @@ fn aliases(doc: &ExecutableDocument) -> usize {
 
 /// Parsed documents that passed the alias limit, by query text. Bounded: cleared when full.
 #[derive(Default)]
-pub struct ParseCache(Mutex<HashMap<String, ExecutableDocument>>);
+pub struct ParseCache(Mutex<HashMap<String, Parsed>>);
+
+/// A parsed document and the operations of it that passed full validation without variables.
+#[derive(Clone)]
+struct Parsed {
+    doc: ExecutableDocument,
+    validated: Vec<Option<String>>,
+}
 
 /// Only documents up to this size are kept, at most this many.
 const CACHED_QUERY_MAX_BYTES: usize = 8 * 1024;
@@ -56,32 +71,89 @@ const CACHED_QUERIES_MAX: usize = 256;
 #[derive(Clone)]
 pub struct CheckedSchema {
     pub schema: AppSchema,
+    /// The same schema in fast validation mode, for operations already validated in full.
+    validated: AppSchema,
     pub max_aliases: usize,
-    pub parsed: Arc<ParseCache>,
+    parsed: Arc<ParseCache>,
+}
+
+/// How a checked request is to be validated.
+enum Validation {
+    /// In full; when it passes, the operation is remembered (query text and operation name).
+    Full(Option<(String, Option<String>)>),
+    /// Already passed in full: fast mode.
+    Passed,
 }
 
 impl CheckedSchema {
-    pub fn new(schema: AppSchema, max_aliases: usize) -> Self {
+    /// `build` makes the schema (with its data attached); it is called twice, once per
+    /// validation mode.
+    pub fn new(
+        build: impl Fn() -> async_graphql::SchemaBuilder<
+            super::Query,
+            super::Mutation,
+            super::Subscription,
+        >,
+        max_aliases: usize,
+    ) -> Self {
         Self {
-            schema,
+            schema: build().finish(),
+            validated: build()
+                .validation_mode(async_graphql::ValidationMode::Fast)
+                .finish(),
             max_aliases,
             parsed: Arc::default(),
         }
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parsed>> {
+        self.parsed
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers that `operation` of `query` passed full validation without variables.
+    fn passed(&self, (query, operation): (String, Option<String>)) {
+        if let Some(parsed) = self.cache().get_mut(&query)
+            && !parsed.validated.contains(&operation)
+        {
+            parsed.validated.push(operation);
+        }
+    }
+
+    /// The schema for `validation`, and what to remember when the response has no errors.
+    async fn run(&self, request: Request, validation: Validation) -> Response {
+        match validation {
+            Validation::Passed => self.validated.execute(request).await,
+            Validation::Full(remember) => {
+                let resp = self.schema.execute(request).await;
+                if let Some(remember) = remember
+                    && resp.errors.is_empty()
+                {
+                    self.passed(remember);
+                }
+                resp
+            }
+        }
+    }
+
     /// Parses the query (or takes the parsed document from the cache), checks the alias limit,
     /// and hands the document to the schema with the request, so it is not parsed again.
-    fn check(&self, mut request: Request) -> Result<Request, ServerError> {
-        let cache = || {
-            self.parsed
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let cached = cache().get(&request.query).cloned();
-        if let Some(doc) = cached {
+    fn check(&self, mut request: Request) -> Result<(Request, Validation), ServerError> {
+        let plain = request.variables.is_empty();
+        let cached = self.cache().get(&request.query).cloned();
+        if let Some(Parsed { doc, validated }) = cached {
+            let passed = plain && validated.contains(&request.operation_name);
+            let remember =
+                (plain && !passed).then(|| (request.query.clone(), request.operation_name.clone()));
             request.set_parsed_query(doc);
-            return Ok(request);
+            let validation = if passed {
+                Validation::Passed
+            } else {
+                Validation::Full(remember)
+            };
+            return Ok((request, validation));
         }
         let doc = request.parsed_query()?.clone();
         let n = aliases(&doc);
@@ -94,14 +166,22 @@ impl CheckedSchema {
                 None,
             ));
         }
+        let mut remember = None;
         if request.query.len() <= CACHED_QUERY_MAX_BYTES {
-            let mut cache = cache();
+            let mut cache = self.cache();
             if cache.len() >= CACHED_QUERIES_MAX {
                 cache.clear();
             }
-            cache.insert(request.query.clone(), doc);
+            cache.insert(
+                request.query.clone(),
+                Parsed {
+                    doc,
+                    validated: Vec::new(),
+                },
+            );
+            remember = plain.then(|| (request.query.clone(), request.operation_name.clone()));
         }
-        Ok(request)
+        Ok((request, Validation::Full(remember)))
     }
 }
 
@@ -113,7 +193,7 @@ fn coded(mut resp: Response) -> Response {
 impl Executor for CheckedSchema {
     async fn execute(&self, request: Request) -> Response {
         coded(match self.check(request) {
-            Ok(request) => self.schema.execute(request).await,
+            Ok((request, validation)) => self.run(request, validation).await,
             Err(e) => Response::from_errors(vec![e]),
         })
     }
@@ -123,11 +203,69 @@ impl Executor for CheckedSchema {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
+        // Subscriptions and WebSocket requests are few: always validated in full.
         match self.check(request) {
-            Ok(request) => Executor::execute_stream(&self.schema, request, session_data)
+            Ok((request, _)) => Executor::execute_stream(&self.schema, request, session_data)
                 .map(coded)
                 .boxed(),
             Err(e) => stream::once(async move { coded(Response::from_errors(vec![e])) }).boxed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::GraphqlSettings;
+
+    fn schema() -> CheckedSchema {
+        CheckedSchema::new(
+            || super::super::build_schema(&GraphqlSettings::default()),
+            20,
+        )
+    }
+
+    fn passes(schema: &CheckedSchema, request: Request) -> bool {
+        matches!(schema.check(request), Ok((_, Validation::Passed)))
+    }
+
+    /// Only an operation that ran without errors and without variables skips full validation
+    /// next time; with variables, or after an error, it is validated in full again.
+    #[tokio::test]
+    async fn only_operations_validated_without_errors_or_variables_skip_full_validation() {
+        let schema = schema();
+        let plain = "query Plain { __typename }";
+        assert!(!passes(&schema, Request::new(plain)));
+        let first = schema.execute(Request::new(plain)).await;
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert!(passes(&schema, Request::new(plain)));
+        let again = schema.execute(Request::new(plain)).await;
+        assert_eq!(again.data, first.data);
+
+        // The same text under another operation name was not validated.
+        assert!(!passes(
+            &schema,
+            Request::new(plain).operation_name("Other")
+        ));
+
+        // With variables: always in full, before and after a clean run.
+        let typed = "query Typed($n: String!) { __type(name: $n) { name } }";
+        let with = || {
+            Request::new(typed).variables(async_graphql::Variables::from_json(
+                serde_json::json!({ "n": "Query" }),
+            ))
+        };
+        let resp = schema.execute(with()).await;
+        assert!(resp.errors.is_empty(), "{:?}", resp.errors);
+        assert!(!passes(&schema, with()));
+
+        // An operation that fails validation is never remembered: it fails every time.
+        let unknown = "{ noSuchField }";
+        for _ in 0..2 {
+            assert!(!passes(&schema, Request::new(unknown)));
+            let resp = schema.execute(Request::new(unknown)).await;
+            assert_eq!(resp.errors.len(), 1);
+            assert_eq!(resp.data, async_graphql::Value::Null);
         }
     }
 }
