@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, Loader};
@@ -55,9 +55,89 @@ pub fn new<T: Send + Sync + 'static>(fetch: T, metrics: &Arc<Metrics>) -> Reques
     .delay(std::time::Duration::ZERO)
 }
 
+/// The request's DataLoaders, each made on first use: most requests use none or one of them.
+pub struct Loaders {
+    db: crate::db::Db,
+    metrics: Arc<Metrics>,
+    /// The tenant the request is for (the marketplace shows it its private templates).
+    viewer: Option<crate::ids::TenantId>,
+    tenancy: OnceLock<RequestLoader<crate::tenancy::loader::TenancyLoader>>,
+    marketplace: OnceLock<RequestLoader<crate::marketplace::graphql::MarketplaceLoader>>,
+    services: OnceLock<RequestLoader<crate::services::graphql::ServicesLoader>>,
+    applications: OnceLock<RequestLoader<crate::applications::graphql::ApplicationsLoader>>,
+}
+
+impl Loaders {
+    pub fn new(
+        db: &crate::db::Db,
+        metrics: &Arc<Metrics>,
+        viewer: Option<crate::ids::TenantId>,
+    ) -> Self {
+        Self {
+            db: db.clone(),
+            metrics: metrics.clone(),
+            viewer,
+            tenancy: OnceLock::new(),
+            marketplace: OnceLock::new(),
+            services: OnceLock::new(),
+            applications: OnceLock::new(),
+        }
+    }
+}
+
+/// A loader that [`Loaders`] makes on first use.
+pub trait Lazy: Sized + Send + Sync + 'static {
+    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>>;
+    fn make(loaders: &Loaders) -> Self;
+}
+
+impl Lazy for crate::tenancy::loader::TenancyLoader {
+    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
+        &loaders.tenancy
+    }
+    fn make(loaders: &Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
+}
+
+impl Lazy for crate::marketplace::graphql::MarketplaceLoader {
+    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
+        &loaders.marketplace
+    }
+    fn make(loaders: &Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+            viewer: loaders.viewer,
+        }
+    }
+}
+
+impl Lazy for crate::services::graphql::ServicesLoader {
+    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
+        &loaders.services
+    }
+    fn make(loaders: &Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
+}
+
+impl Lazy for crate::applications::graphql::ApplicationsLoader {
+    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
+        &loaders.applications
+    }
+    fn make(loaders: &Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
+}
+
 /// The request's DataLoader around `T`.
-pub fn request_loader<'a, T: Send + Sync + 'static>(
-    ctx: &'a Context<'_>,
-) -> AppResult<&'a RequestLoader<T>> {
-    super::state::<RequestLoader<T>>(ctx)
+pub fn request_loader<'a, T: Lazy>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<T>> {
+    let loaders = super::state::<Loaders>(ctx)?;
+    Ok(T::slot(loaders).get_or_init(|| new(T::make(loaders), &loaders.metrics)))
 }

@@ -16,16 +16,12 @@ use tracing_actix_web::{RequestId, RootSpan};
 
 pub use span::AmtsplatzRootSpan;
 
-use crate::applications::graphql::ApplicationsLoader;
 use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::{CheckedSchema, loaders};
 use crate::ids::TenantId;
-use crate::marketplace::graphql::MarketplaceLoader;
-use crate::services::graphql::ServicesLoader;
 use crate::state::{AppState, ClientIp};
-use crate::tenancy::loader::TenancyLoader;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
@@ -424,19 +420,13 @@ async fn graphql_post(
     HttpResponse::Ok().json(resp)
 }
 
-/// The request-wide DataLoaders, shared by HTTP and WebSocket requests.
+/// The request-wide DataLoaders, shared by HTTP and WebSocket requests (each made on first use).
 fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &RequestCtx) {
-    let (db, metrics) = (&state.db, &state.metrics);
-    data.insert(loaders::new(TenancyLoader { db: db.clone() }, metrics));
-    data.insert(loaders::new(
-        MarketplaceLoader {
-            db: db.clone(),
-            viewer: ctx.tenant.as_ref().map(|t| TenantId(t.id)),
-        },
-        metrics,
+    data.insert(loaders::Loaders::new(
+        &state.db,
+        &state.metrics,
+        ctx.tenant.as_ref().map(|t| TenantId(t.id)),
     ));
-    data.insert(loaders::new(ServicesLoader { db: db.clone() }, metrics));
-    data.insert(loaders::new(ApplicationsLoader { db: db.clone() }, metrics));
 }
 
 /// GraphQL over WebSocket (graphql-transport-ws). The `connection_init` payload carries what
