@@ -106,6 +106,35 @@ pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
 pub struct Along {
     pub versions: bool,
     pub adoption: bool,
+    /// The descriptive columns (summary, tags, LeiKa code, license), which make up most of a
+    /// row: without them a listing reads and decodes a fraction of the bytes.
+    pub details: bool,
+}
+
+/// `select` with the descriptive columns (see [`Along::details`]) read as empty values. Only on
+/// PostgreSQL, whose pipelined reads decode every row from JSON; the page's templates never
+/// resolve those fields, since the client did not ask for them.
+fn without_details(
+    select: sea_orm::Select<templates::Entity>,
+) -> sea_orm::Select<templates::Entity> {
+    use templates::Column as C;
+    select
+        .select_only()
+        .columns([
+            C::Id,
+            C::AuthorTenantId,
+            C::Slug,
+            C::Title,
+            C::Category,
+            C::Visibility,
+            C::CreatedBy,
+            C::CreatedAt,
+            C::UpdatedAt,
+        ])
+        .column_as(Expr::cust("CAST('' AS text)"), "summary")
+        .column_as(Expr::cust("CAST(NULL AS text)"), "leika_code")
+        .column_as(Expr::cust("CAST('[]' AS jsonb)"), "tags")
+        .column_as(Expr::cust("CAST('' AS text)"), "license")
 }
 
 /// A page of templates with what was asked to come along (in the page's own transaction).
@@ -169,6 +198,9 @@ pub async fn list_templates(
             Some(cond) => select.filter(cond),
             None => select,
         };
+    }
+    if !along.details && db.get_database_backend() == DbBackend::Postgres {
+        select = without_details(select);
     }
     if args.want_total || !(along.versions || along.adoption) {
         let page = fetch_page_as(db, viewer, select, templates::Column::Id, |m| m.id, args).await?;

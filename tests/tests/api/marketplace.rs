@@ -1152,3 +1152,74 @@ async fn nested_lists_of_a_marketplace_page_load_with_the_page_or_in_one_batch_e
     assert_eq!(after[1] - before[1], 1.0);
     assert_eq!(after[2] - before[2], edges.len() as f64);
 }
+
+#[tokio::test]
+async fn a_listing_shows_the_descriptive_fields_exactly_when_asked_for() {
+    let app = spawn_app().await;
+    let list =
+        |node: &str| format!("{{ templates(first: 20) {{ edges {{ node {{ {node} }} }} }} }}");
+    const DETAILS: &str = "slug title summary tags leikaCode license";
+    let resp = app.gql(Some(MUSTER), None, &list(DETAILS), json!({})).await;
+    let edges = data(&resp)["templates"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(edges.len() >= 4, "{resp}");
+    // As the single template query (which always reads whole rows) shows each.
+    for e in &edges {
+        let slug = e["node"]["slug"].as_str().unwrap();
+        let one = app
+            .gql(
+                Some(MUSTER),
+                None,
+                &format!("{{ template(slug: \"{slug}\") {{ {DETAILS} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(data(&one)["template"], e["node"], "{slug}");
+    }
+    // The seeded templates have them: an empty listing would compare nothing.
+    assert!(
+        edges
+            .iter()
+            .all(|e| !e["node"]["summary"].as_str().unwrap().is_empty())
+    );
+    assert!(
+        edges
+            .iter()
+            .any(|e| !e["node"]["tags"].as_array().unwrap().is_empty())
+    );
+    assert!(edges.iter().any(|e| e["node"]["leikaCode"].is_string()));
+    // Without them (read without those columns on PostgreSQL), the same templates in the same
+    // order; each detail asked alone comes in full.
+    let resp = app
+        .gql(Some(MUSTER), None, &list("slug title"), json!({}))
+        .await;
+    let short: Vec<Value> = edges
+        .iter()
+        .map(|e| json!({"node": {"slug": e["node"]["slug"], "title": e["node"]["title"]}}))
+        .collect();
+    assert_eq!(
+        data(&resp)["templates"]["edges"].as_array().unwrap(),
+        &short
+    );
+    for field in ["summary", "tags", "leikaCode", "license"] {
+        let resp = app
+            .gql(
+                Some(MUSTER),
+                None,
+                &list(&format!("slug {field}")),
+                json!({}),
+            )
+            .await;
+        let got = data(&resp)["templates"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let want: Vec<Value> = edges
+            .iter()
+            .map(|e| json!({"node": {"slug": e["node"]["slug"], field: e["node"][field]}}))
+            .collect();
+        assert_eq!(got, want, "{field}");
+    }
+}
