@@ -212,6 +212,7 @@ pub async fn list_templates(
     }
     // The page, then its templates' versions and adoption, on one connection in one
     // transaction: two round trips, the second with COMMIT.
+    let backend = db.get_database_backend();
     let mut txn = db.read_txn(viewer).await?;
     let mut reads = Reads::default();
     let items =
@@ -223,10 +224,10 @@ pub async fn list_templates(
     let mut reads = Reads::default();
     let versions = along
         .versions
-        .then(|| reads.add::<VersionInfo>(version_infos_query(&ids)));
+        .then(|| reads.add::<VersionInfo>(version_infos_query(&ids, backend)));
     let adoption = along
         .adoption
-        .then(|| reads.add::<AdoptionRow>(adoption_query(&ids)));
+        .then(|| reads.add::<AdoptionRow>(adoption_query(&ids, backend)));
     let rows = txn.read_and_commit(reads).await?;
     let versions = match versions {
         Some(read) => Some(versions_by_template(ids, rows.take(read)?)),
@@ -409,11 +410,19 @@ pub async fn version_infos_of(
     viewer: Viewer,
     templates: &[Uuid],
 ) -> AppResult<Vec<VersionInfo>> {
-    read_as(db, viewer, version_infos_query(templates)).await
+    read_as(
+        db,
+        viewer,
+        version_infos_query(templates, db.get_database_backend()),
+    )
+    .await
 }
 
 /// The versions of templates (without content), newest first.
-fn version_infos_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatement {
+fn version_infos_query(
+    templates: &[Uuid],
+    backend: DbBackend,
+) -> sea_orm::sea_query::SelectStatement {
     use template_versions::Column as V;
     template_versions::Entity::find()
         .select_only()
@@ -426,7 +435,7 @@ fn version_infos_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatemen
             V::DeprecationNote,
             V::PublishedAt,
         ])
-        .filter(V::TemplateId.is_in(templates.iter().copied()))
+        .filter(crate::db::id_in(V::TemplateId, templates, backend))
         .order_by_desc(V::Major)
         .order_by_desc(V::Minor)
         .order_by_desc(V::Patch)
@@ -653,7 +662,8 @@ pub fn version_of(m: &template_versions::Model) -> AppResult<Version> {
 /// id, tenants)`) and per template across its versions (`template id → tenants`).
 pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
     // Lineage rows are readable without a tenant.
-    let rows: Vec<AdoptionRow> = read_as(db, None, adoption_query(templates)).await?;
+    let query = adoption_query(templates, db.get_database_backend());
+    let rows: Vec<AdoptionRow> = read_as(db, None, query).await?;
     Ok(Adoptions::from(rows))
 }
 
@@ -665,10 +675,24 @@ pub struct AdoptionRow {
     tenants: i64,
 }
 
-/// Two groupings of the same rows in one UNION ALL (what `GROUPING SETS` does on PostgreSQL,
-/// which SQLite lacks): the per-template rows have no version.
-fn adoption_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatement {
+/// Two groupings of the same rows: per version (with its template) and per template (without
+/// a version). PostgreSQL groups both in one scan (`GROUPING SETS`); SQLite, which lacks them,
+/// takes a UNION ALL of two queries.
+fn adoption_query(templates: &[Uuid], backend: DbBackend) -> sea_orm::sea_query::SelectStatement {
     use template_adoptions::Column as A;
+    if backend == DbBackend::Postgres {
+        return template_adoptions::Entity::find()
+            .select_only()
+            .column(A::TemplateVersionId)
+            .column(A::TemplateId)
+            .column_as(Expr::col(A::TenantId).count_distinct(), "tenants")
+            .filter(crate::db::id_in(A::TemplateId, templates, backend))
+            .into_query()
+            .add_group_by([Expr::cust(
+                "GROUPING SETS ((template_id, template_version_id), (template_id))",
+            )])
+            .to_owned();
+    }
     let grouped = |by_version: bool| {
         let mut q = template_adoptions::Entity::find().select_only();
         q = if by_version {
