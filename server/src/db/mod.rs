@@ -296,11 +296,7 @@ pub fn id_in(
     // Written out whole: sea-query would put `ANY(…)` in parentheses as the right-hand side.
     let (table, column) = column.as_column_ref();
     Expr::cust_with_values(
-        format!(
-            "\"{}\".\"{}\" = ANY(CAST($1 AS uuid[]))",
-            table.to_string(),
-            column.to_string()
-        ),
+        format!("\"{table}\".\"{column}\" = ANY(CAST($1 AS uuid[]))"),
         [array],
     )
 }
