@@ -186,12 +186,20 @@ pub async fn available_slots(
             ),
         ));
     }
-    let txn = begin_tenant(db, tenant).await?;
-    let b = bookable(&txn, tenant, service_slug, location_id).await?;
-    let resources = active_resources(&txn, tenant, b.location.id).await?;
-    let window = (from, to + b.rules.duration + b.rules.buffer);
-    let taken = busy(&txn, tenant, b.location.id, window, None).await?;
-    txn.commit().await?;
+    let (b, resources, taken) = match db.pipelined_txn(tenant).await? {
+        Some(txn) => {
+            slot_reads_in_one_flight(txn, tenant, service_slug, location_id, (from, to)).await?
+        }
+        None => {
+            let txn = begin_tenant(db, tenant).await?;
+            let b = bookable(&txn, tenant, service_slug, location_id).await?;
+            let resources = active_resources(&txn, tenant, b.location.id).await?;
+            let window = (from, to + b.rules.duration + b.rules.buffer);
+            let taken = busy(&txn, tenant, b.location.id, window, None).await?;
+            txn.commit().await?;
+            (b, resources, taken)
+        }
+    };
     Ok(availability::available(
         &b.calendar,
         &b.rules,
@@ -201,6 +209,92 @@ pub async fn available_slots(
         to,
         Utc::now(),
     ))
+}
+
+/// What [`available_slots`] reads, on PostgreSQL in one flight (with BEGIN and COMMIT) instead of
+/// a round trip per statement: the live service, the location, the offer, the location's
+/// resources and the bookings in the way, up to the end of what an appointment at `to` occupies.
+async fn slot_reads_in_one_flight(
+    txn: PipelinedTxn,
+    tenant: TenantId,
+    service_slug: &str,
+    location_id: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> AppResult<(Bookable, Vec<booking_resources::Model>, Vec<Busy>)> {
+    let [live, location, offer] = bookable_steps(tenant, service_slug, location_id);
+    let found = txn
+        .commit(vec![
+            live,
+            location,
+            offer,
+            Step::rows(resources_to_lock(tenant, location_id)),
+            Step::rows(busy_query(
+                tenant,
+                location_id,
+                (from, occupied_until(tenant, service_slug, location_id, to)),
+                None,
+            )),
+        ])
+        .await?;
+    let [service, location, offer, resources, taken] = Answer::exactly(found)?;
+    Ok((
+        bookable_from(service, location, offer)?,
+        resources.decode()?,
+        as_busy(taken.decode()?),
+    ))
+}
+
+/// The reads of a [`Bookable`] as flight steps: the live service, the location and the offer.
+fn bookable_steps(tenant: TenantId, service_slug: &str, location_id: Uuid) -> [Step; 3] {
+    let offer = scoped::<appointment_offers::Entity>(tenant)
+        .filter(appointment_offers::Column::LocationId.eq(location_id))
+        .inner_join(tenant_services::Entity)
+        .filter(is_live(service_slug));
+    let location =
+        scoped::<locations::Entity>(tenant).filter(locations::Column::Id.eq(location_id));
+    [
+        Step::rows(live_service(tenant, service_slug)),
+        Step::rows(location),
+        Step::rows(offer),
+    ]
+}
+
+/// The [`Bookable`] from the answers to [`bookable_steps`], or which of the three is missing.
+fn bookable_from(service: Answer, location: Answer, offer: Answer) -> AppResult<Bookable> {
+    match (
+        first(service.decode()?),
+        first(location.decode()?),
+        first(offer.decode()?),
+    ) {
+        (None, _, _) => Err(AppError::NotFound("service")),
+        (_, None, _) => Err(AppError::NotFound("location")),
+        (Some(service), Some(location), Some(offer)) => Bookable::new(service, location, offer),
+        (Some(_), Some(_), None) => Err(AppError::NotFound(
+            "appointment offer (this service is not bookable at this location)",
+        )),
+    }
+}
+
+/// The end of what an appointment at `start` occupies (the offer's duration and buffer), from
+/// the offer in the same statement.
+fn occupied_until(
+    tenant: TenantId,
+    service_slug: &str,
+    location_id: Uuid,
+    start: DateTime<Utc>,
+) -> Expr {
+    Expr::cust_with_values(
+        "CAST($1 AS timestamptz) + make_interval(mins => (\
+         SELECT o.duration_minutes + o.buffer_minutes FROM appointment_offers o \
+         JOIN tenant_services s ON s.id = o.service_id \
+         WHERE o.tenant_id = $2 AND o.location_id = $3 AND s.slug = $4 AND s.status = 'live'))",
+        [
+            Value::from(start),
+            Value::from(tenant.0),
+            Value::from(location_id),
+            Value::from(service_slug.to_owned()),
+        ],
+    )
 }
 
 /// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
@@ -495,56 +589,26 @@ async fn book_in_flights(
 ) -> AppResult<(bookings::Model, String)> {
     use sea_orm::QuerySelect as _;
     let tenant = ctx.tenant_id;
-    let live = live_service(tenant, &input.service_slug);
-    let offer = scoped::<appointment_offers::Entity>(tenant)
-        .filter(appointment_offers::Column::LocationId.eq(input.location_id))
-        .inner_join(tenant_services::Entity)
-        .filter(is_live(&input.service_slug));
-    let location =
-        scoped::<locations::Entity>(tenant).filter(locations::Column::Id.eq(input.location_id));
-    // The end of what an appointment at `start` occupies, from the offer in the same statement.
-    let occupied_until = Expr::cust_with_values(
-        "CAST($1 AS timestamptz) + make_interval(mins => (\
-         SELECT o.duration_minutes + o.buffer_minutes FROM appointment_offers o \
-         JOIN tenant_services s ON s.id = o.service_id \
-         WHERE o.tenant_id = $2 AND o.location_id = $3 AND s.slug = $4 AND s.status = 'live'))",
-        [
-            Value::from(input.start),
-            Value::from(tenant.0),
-            Value::from(input.location_id),
-            Value::from(input.service_slug.clone()),
-        ],
-    );
+    let [live, location, offer] = bookable_steps(tenant, &input.service_slug, input.location_id);
     let found = txn
         .flight(vec![
-            Step::rows(live),
-            Step::rows(location),
-            Step::rows(offer),
+            live,
+            location,
+            offer,
             Step::rows(resources_to_lock(tenant, input.location_id)),
             Step::rows(busy_query(
                 tenant,
                 input.location_id,
-                (input.start, occupied_until),
+                (
+                    input.start,
+                    occupied_until(tenant, &input.service_slug, input.location_id, input.start),
+                ),
                 None,
             )),
         ])
         .await?;
     let [service, location, offer, resources, taken] = Answer::exactly(found)?;
-    let (service, location, offer) = (
-        first(service.decode()?),
-        first(location.decode()?),
-        first(offer.decode()?),
-    );
-    let b = match (service, location, offer) {
-        (None, _, _) => return Err(AppError::NotFound("service")),
-        (_, None, _) => return Err(AppError::NotFound("location")),
-        (Some(service), Some(location), Some(offer)) => Bookable::new(service, location, offer)?,
-        (Some(_), Some(_), None) => {
-            return Err(AppError::NotFound(
-                "appointment offer (this service is not bookable at this location)",
-            ));
-        }
-    };
+    let b = bookable_from(service, location, offer)?;
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
     b.place(input.start, &resources.decode()?, &as_busy(taken.decode()?))?;
