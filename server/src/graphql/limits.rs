@@ -57,7 +57,6 @@ fn aliases(doc: &ExecutableDocument) -> usize {
 pub struct ParseCache(Mutex<HashMap<String, Parsed>>);
 
 /// A parsed document and the operations of it that passed full validation without variables.
-#[derive(Clone)]
 struct Parsed {
     doc: ExecutableDocument,
     validated: Vec<Option<String>>,
@@ -142,9 +141,11 @@ impl CheckedSchema {
     /// and hands the document to the schema with the request, so it is not parsed again.
     fn check(&self, mut request: Request) -> Result<(Request, Validation), ServerError> {
         let plain = request.variables.is_empty();
-        let cached = self.cache().get(&request.query).cloned();
-        if let Some(Parsed { doc, validated }) = cached {
-            let passed = plain && validated.contains(&request.operation_name);
+        let cached = self.cache().get(&request.query).map(|parsed| {
+            let passed = plain && parsed.validated.contains(&request.operation_name);
+            (parsed.doc.clone(), passed)
+        });
+        if let Some((doc, passed)) = cached {
             let remember =
                 (plain && !passed).then(|| (request.query.clone(), request.operation_name.clone()));
             request.set_parsed_query(doc);
