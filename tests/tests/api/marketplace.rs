@@ -1090,6 +1090,22 @@ async fn counter(app: &TestApp, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Each listed node (with the fields `node`) is what the single template query answers for it.
+async fn assert_nodes_as_single_templates(app: &TestApp, edges: &[Value], node: &str) {
+    for e in edges {
+        let slug = e["node"]["slug"].as_str().unwrap();
+        let one = app
+            .gql(
+                Some(MUSTER),
+                None,
+                &format!("{{ template(slug: \"{slug}\") {{ {node} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(data(&one)["template"], e["node"], "{slug}");
+    }
+}
+
 #[tokio::test]
 async fn nested_lists_of_a_marketplace_page_load_with_the_page_or_in_one_batch_each() {
     let app = spawn_app().await;
@@ -1118,18 +1134,7 @@ async fn nested_lists_of_a_marketplace_page_load_with_the_page_or_in_one_batch_e
     assert_eq!(batches().await, before);
 
     // Each node as the single template query (loader path) shows it.
-    for e in &edges {
-        let slug = e["node"]["slug"].as_str().unwrap();
-        let one = app
-            .gql(
-                Some(MUSTER),
-                None,
-                &format!("{{ template(slug: \"{slug}\") {{ {NODE} }} }}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(data(&one)["template"], e["node"], "{slug}");
-    }
+    assert_nodes_as_single_templates(&app, &edges, NODE).await;
     let dog = edges
         .iter()
         .find(|e| e["node"]["slug"] == "hundesteuer-anmeldung")
@@ -1166,18 +1171,7 @@ async fn a_listing_shows_the_descriptive_fields_exactly_when_asked_for() {
         .clone();
     assert!(edges.len() >= 4, "{resp}");
     // As the single template query (which always reads whole rows) shows each.
-    for e in &edges {
-        let slug = e["node"]["slug"].as_str().unwrap();
-        let one = app
-            .gql(
-                Some(MUSTER),
-                None,
-                &format!("{{ template(slug: \"{slug}\") {{ {DETAILS} }} }}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(data(&one)["template"], e["node"], "{slug}");
-    }
+    assert_nodes_as_single_templates(&app, &edges, DETAILS).await;
     // The seeded templates have them: an empty listing would compare nothing.
     assert!(
         edges
