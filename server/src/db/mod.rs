@@ -304,10 +304,10 @@ pub fn id_in(
 /// Reads rows of one tenant.
 ///
 /// A tenant read through sea-orm is four statements in four round trips (BEGIN, set_config,
-/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends one message that
+/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends one batch that
 /// sets the tenant and runs the statement prepared on the connection (see [`pipelined`]) and
-/// decodes the rows from JSON; on SQLite, or when a value has no literal on the pipelined path,
-/// it takes the ordinary [`begin_tenant`] path.
+/// decodes the rows from JSON; on SQLite, or when a value has no text form on the pipelined
+/// path, it takes the ordinary [`begin_tenant`] path.
 pub async fn read_tenant<E>(
     db: &Db,
     tenant: TenantId,

@@ -460,13 +460,7 @@ async fn run(
     steps: &[Step],
     commit: bool,
 ) -> AppResult<Vec<Answer>> {
-    let mut statements: Vec<(&str, Vec<Option<String>>)> = Vec::with_capacity(steps.len() + 3);
-    if begin {
-        statements.push(("BEGIN", Vec::new()));
-    }
-    if let Some(tenant) = tenant {
-        statements.push((SET_TENANT.as_str(), vec![Some(tenant.to_string())]));
-    }
+    let mut statements = prologue(begin, tenant, steps.len() + 1);
     let before = statements.len();
     for step in steps {
         let (Step::Rows(sql, values) | Step::Write(sql, values)) = step;
@@ -505,19 +499,44 @@ pub async fn read<M: serde::de::DeserializeOwned>(
     query: &SelectStatement,
 ) -> AppResult<Option<Vec<M>>> {
     let (sql, values) = json_rows(query);
-    if texts(&values).is_none() {
+    let Some(params) = texts(&values) else {
         return Ok(None);
-    }
+    };
     let mut conn = pool
         .get()
         .await
         .map_err(|e| internal("pipelined read pool", e))?;
-    let step = Step::Rows(sql, values);
-    let answers = run(&mut conn, false, tenant, std::slice::from_ref(&step), false).await?;
-    match answers.first() {
-        Some(answer) => answer.decode().map(Some),
-        None => Ok(Some(Vec::new())),
+    let mut statements = prologue(false, tenant, 1);
+    statements.push((&sql, params));
+    let outcome = conn
+        .batch(&statements)
+        .await
+        .map_err(|e| internal("tenant read", e))?
+        .pop()
+        .unwrap_or_default();
+    outcome
+        .rows
+        .iter()
+        .map(|json| decode_row(json))
+        .collect::<AppResult<_>>()
+        .map(Some)
+}
+
+/// The statements before a batch's own, with room for `more`: BEGIN when `begin`, then the
+/// tenant setting when there is a tenant.
+fn prologue(
+    begin: bool,
+    tenant: Option<TenantId>,
+    more: usize,
+) -> Vec<(&'static str, Vec<Option<String>>)> {
+    let mut statements = Vec::with_capacity(more + 2);
+    if begin {
+        statements.push(("BEGIN", Vec::new()));
     }
+    if let Some(tenant) = tenant {
+        statements.push((SET_TENANT.as_str(), vec![Some(tenant.to_string())]));
+    }
+    statements
 }
 
 /// `query` wrapped to answer each row as one JSON text (see the module docs).
