@@ -1,7 +1,7 @@
 //! The timeline of an application: append-only (the database refuses updates).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "application_events")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! One department's share of an application, created by a routing rule at submission.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "application_tasks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A submitted application, pinned to the service revision it was submitted under.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "applications")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A service bookable at a location, and how.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "appointment_offers")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A counter or desk at a location that serves `capacity` citizens at a time.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "booking_resources")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

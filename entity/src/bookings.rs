@@ -2,7 +2,7 @@
 //! (blocking the resource until `blocked_until`, which includes the buffer).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "bookings")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A tenant's organisational units (Ordnungsamt, Bürgerbüro, …).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "departments")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

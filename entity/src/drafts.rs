@@ -2,7 +2,7 @@
 //! anonymous citizens, by whoever holds the access link (only its SHA-256 is stored).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "drafts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A place where citizens come for appointments (Bürgerbüro, Rathaus), with its opening calendar.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "locations")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

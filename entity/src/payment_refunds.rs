@@ -1,7 +1,7 @@
 //! Money given back on a payment.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "payment_refunds")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

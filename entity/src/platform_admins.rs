@@ -1,7 +1,7 @@
 //! Operators of the whole platform; not tied to a tenant.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "platform_admins")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! Every accepted change of a tenant service, numbered from 1. Applications pin one forever.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "service_revisions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

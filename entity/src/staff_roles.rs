@@ -1,7 +1,7 @@
 //! Tenant-wide roles of a staff user (`tenant_admin`, `author`).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "staff_roles")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! A tenant's staff accounts.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "staff_users")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

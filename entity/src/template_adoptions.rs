@@ -1,7 +1,7 @@
 //! Lineage: which tenant service is pinned to which template version (public counts).
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "template_adoptions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! Changes a forking tenant proposes back to the template author.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "template_proposals")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

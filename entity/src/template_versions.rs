@@ -1,7 +1,7 @@
 //! Published template versions. Content and version never change once published.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "template_versions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! Marketplace templates: one service built once, reused by many municipalities.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "templates")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

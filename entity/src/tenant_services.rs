@@ -1,7 +1,7 @@
 //! A tenant's services: forks of a template version plus a local overlay, or purely local.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenant_services")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 //! Municipalities. The tenant directory itself is not tenant-scoped: requests look tenants up by slug.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenants")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

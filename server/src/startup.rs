@@ -44,7 +44,7 @@ impl Application {
         if settings.database.migrate_on_start {
             crate::db::migrate(&owner).await?;
         }
-        let db = crate::db::Db::new(crate::db::connect_app(&settings, &owner).await?, &settings)?;
+        let db = crate::db::Db::new(crate::db::connect_app(&settings, &owner).await?);
         if settings.is_postgres() {
             // Requests never run as the owner; nothing else needs the owner pool.
             owner.close().await.context("closing the owner pool")?;

@@ -8,10 +8,9 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Value};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait as _, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -20,7 +19,7 @@ use super::availability::{self, Busy, Calendar, Offer, Resource, Slot};
 use super::mail;
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
-use crate::db::{Answer, Db, PipelinedTxn, Step, begin_tenant, begin_tenant_write, scoped};
+use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
 
@@ -111,17 +110,18 @@ async fn why_not_bookable<C: ConnectionTrait>(
 
 /// Bookings of a location that occupy a resource somewhere in `[from, to)`, except `except` (a
 /// booking being moved does not compete with itself).
-fn busy_query(
+async fn busy<C: ConnectionTrait>(
+    conn: &C,
     tenant: TenantId,
     location: Uuid,
-    (from, to): (DateTime<Utc>, Expr),
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     except: Option<Uuid>,
-) -> sea_orm::Select<bookings::Entity> {
+) -> AppResult<Vec<Busy>> {
     let mut select = scoped::<bookings::Entity>(tenant);
     if let Some(id) = except {
         select = select.filter(bookings::Column::Id.ne(id));
     }
-    select
+    let rows = select
         .filter(bookings::Column::LocationId.eq(location))
         .filter(bookings::Column::State.is_not_in(["cancelled", "expired"]))
         // A hold counts until it lapses.
@@ -130,32 +130,18 @@ fn busy_query(
                 .add(bookings::Column::HoldExpiresAt.is_null())
                 .add(bookings::Column::HoldExpiresAt.gt(Utc::now())),
         )
-        .filter(Expr::col((bookings::Entity, bookings::Column::StartAt)).lt(to))
+        .filter(bookings::Column::StartAt.lt(to))
         .filter(bookings::Column::BlockedUntil.gt(from))
-}
-
-fn as_busy(rows: Vec<bookings::Model>) -> Vec<Busy> {
-    rows.into_iter()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
         .map(|b| Busy {
             resource: b.resource_id,
             start: b.start_at,
             end: b.blocked_until,
         })
-        .collect()
-}
-
-async fn busy<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    location: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-    except: Option<Uuid>,
-) -> AppResult<Vec<Busy>> {
-    Ok(as_busy(
-        busy_query(tenant, location, (from, Expr::val(to)), except)
-            .all(conn)
-            .await?,
-    ))
+        .collect())
 }
 
 fn as_resources(rows: &[booking_resources::Model]) -> Vec<Resource> {
@@ -186,20 +172,12 @@ pub async fn available_slots(
             ),
         ));
     }
-    let (b, resources, taken) = match db.pipelined_txn(tenant).await? {
-        Some(txn) => {
-            slot_reads_in_one_flight(txn, tenant, service_slug, location_id, (from, to)).await?
-        }
-        None => {
-            let txn = begin_tenant(db, tenant).await?;
-            let b = bookable(&txn, tenant, service_slug, location_id).await?;
-            let resources = active_resources(&txn, tenant, b.location.id).await?;
-            let window = (from, to + b.rules.duration + b.rules.buffer);
-            let taken = busy(&txn, tenant, b.location.id, window, None).await?;
-            txn.commit().await?;
-            (b, resources, taken)
-        }
-    };
+    let txn = begin_tenant(db, tenant).await?;
+    let b = bookable(&txn, tenant, service_slug, location_id).await?;
+    let resources = active_resources(&txn, tenant, b.location.id).await?;
+    let window = (from, to + b.rules.duration + b.rules.buffer);
+    let taken = busy(&txn, tenant, b.location.id, window, None).await?;
+    txn.commit().await?;
     Ok(availability::available(
         &b.calendar,
         &b.rules,
@@ -209,92 +187,6 @@ pub async fn available_slots(
         to,
         Utc::now(),
     ))
-}
-
-/// What [`available_slots`] reads, on PostgreSQL in one flight (with BEGIN and COMMIT) instead of
-/// a round trip per statement: the live service, the location, the offer, the location's
-/// resources and the bookings in the way, up to the end of what an appointment at `to` occupies.
-async fn slot_reads_in_one_flight(
-    txn: PipelinedTxn,
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-) -> AppResult<(Bookable, Vec<booking_resources::Model>, Vec<Busy>)> {
-    let [live, location, offer] = bookable_steps(tenant, service_slug, location_id);
-    let found = txn
-        .commit(vec![
-            live,
-            location,
-            offer,
-            Step::rows(resources_to_lock(tenant, location_id)),
-            Step::rows(busy_query(
-                tenant,
-                location_id,
-                (from, occupied_until(tenant, service_slug, location_id, to)),
-                None,
-            )),
-        ])
-        .await?;
-    let [service, location, offer, resources, taken] = Answer::exactly(found)?;
-    Ok((
-        bookable_from(service, location, offer)?,
-        resources.decode()?,
-        as_busy(taken.decode()?),
-    ))
-}
-
-/// The reads of a [`Bookable`] as flight steps: the live service, the location and the offer.
-fn bookable_steps(tenant: TenantId, service_slug: &str, location_id: Uuid) -> [Step; 3] {
-    let offer = scoped::<appointment_offers::Entity>(tenant)
-        .filter(appointment_offers::Column::LocationId.eq(location_id))
-        .inner_join(tenant_services::Entity)
-        .filter(is_live(service_slug));
-    let location =
-        scoped::<locations::Entity>(tenant).filter(locations::Column::Id.eq(location_id));
-    [
-        Step::rows(live_service(tenant, service_slug)),
-        Step::rows(location),
-        Step::rows(offer),
-    ]
-}
-
-/// The [`Bookable`] from the answers to [`bookable_steps`], or which of the three is missing.
-fn bookable_from(service: Answer, location: Answer, offer: Answer) -> AppResult<Bookable> {
-    match (
-        first(service.decode()?),
-        first(location.decode()?),
-        first(offer.decode()?),
-    ) {
-        (None, _, _) => Err(AppError::NotFound("service")),
-        (_, None, _) => Err(AppError::NotFound("location")),
-        (Some(service), Some(location), Some(offer)) => Bookable::new(service, location, offer),
-        (Some(_), Some(_), None) => Err(AppError::NotFound(
-            "appointment offer (this service is not bookable at this location)",
-        )),
-    }
-}
-
-/// The end of what an appointment at `start` occupies (the offer's duration and buffer), from
-/// the offer in the same statement.
-fn occupied_until(
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-    start: DateTime<Utc>,
-) -> Expr {
-    Expr::cust_with_values(
-        "CAST($1 AS timestamptz) + make_interval(mins => (\
-         SELECT o.duration_minutes + o.buffer_minutes FROM appointment_offers o \
-         JOIN tenant_services s ON s.id = o.service_id \
-         WHERE o.tenant_id = $2 AND o.location_id = $3 AND s.slug = $4 AND s.status = 'live'))",
-        [
-            Value::from(start),
-            Value::from(tenant.0),
-            Value::from(location_id),
-            Value::from(service_slug.to_owned()),
-        ],
-    )
 }
 
 /// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
@@ -479,14 +371,6 @@ pub async fn book(
 ) -> AppResult<(bookings::Model, String)> {
     let email = check_contact(&input.contact_name, &input.contact_email)?;
     appts.guard.check_contact(ctx.tenant_id, &email)?;
-    // The common booking (no hold, no application) is the one fought over: on PostgreSQL it
-    // goes out in three flights instead of a round trip per statement.
-    if input.hold.is_none()
-        && input.application_id.is_none()
-        && let Some(txn) = deps.db.pipelined_txn(ctx.tenant_id).await?
-    {
-        return book_in_flights(txn, deps, appts, ctx, input, email, origin).await;
-    }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
     let now = Utc::now();
@@ -503,6 +387,20 @@ pub async fn book(
         .is_some_and(|h| h.hold_expires_at.is_some_and(|t| t > now));
     if !held {
         check_slot(&b, input.start, now)?;
+        // A slot that is full already is refused before taking the location lock (on
+        // PostgreSQL), so the crowd asking for a taken slot never queues on it. Only the read
+        // under the lock (`free_place`) decides that there is room.
+        let resources = active_resources(&txn, ctx.tenant_id, b.location.id).await?;
+        let (_, blocked) = b.occupies(input.start);
+        let taken = busy(
+            &txn,
+            ctx.tenant_id,
+            b.location.id,
+            (input.start, blocked),
+            None,
+        )
+        .await?;
+        b.place(input.start, &resources, &taken)?;
     }
     if hold.is_none() {
         let solved = solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?;
@@ -566,113 +464,6 @@ pub async fn book(
     mail::booked(&txn, ctx.tenant_id, &n, appts.remind_before).await?;
     deps.finish(txn, Vec::new()).await?;
     Ok((booking, token))
-}
-
-/// [`book`] without a hold or an application, on a [`PipelinedTxn`]: the same reads, checks and
-/// writes in three round trips.
-///
-/// 1. BEGIN, the tenant, the live service, the location, the offer, and without any lock the
-///    location's resources and the bookings in the way: a slot that is full already is
-///    `SLOT_FULL` here, so the crowd that asks for a taken slot never queues on the lock;
-/// 2. the spent challenge, the resources locked `FOR UPDATE`, then (a fresh snapshot, after the
-///    lock) the bookings in the way and the contact's open bookings: only this read decides
-///    that there is room;
-/// 3. the booking, its mails and COMMIT. A refusal drops the transaction: it rolls back.
-async fn book_in_flights(
-    mut txn: PipelinedTxn,
-    deps: &crate::applications::service::Deps,
-    appts: &super::Appointments,
-    ctx: &TenantCtx,
-    input: BookInput,
-    email: String,
-    origin: &str,
-) -> AppResult<(bookings::Model, String)> {
-    use sea_orm::QuerySelect as _;
-    let tenant = ctx.tenant_id;
-    let [live, location, offer] = bookable_steps(tenant, &input.service_slug, input.location_id);
-    let found = txn
-        .flight(vec![
-            live,
-            location,
-            offer,
-            Step::rows(resources_to_lock(tenant, input.location_id)),
-            Step::rows(busy_query(
-                tenant,
-                input.location_id,
-                (
-                    input.start,
-                    occupied_until(tenant, &input.service_slug, input.location_id, input.start),
-                ),
-                None,
-            )),
-        ])
-        .await?;
-    let [service, location, offer, resources, taken] = Answer::exactly(found)?;
-    let b = bookable_from(service, location, offer)?;
-    let now = Utc::now();
-    check_slot(&b, input.start, now)?;
-    b.place(input.start, &resources.decode()?, &as_busy(taken.decode()?))?;
-    let spend = super::guard::spend_insert(
-        tenant,
-        solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?,
-    );
-    required_application(&b, None)?;
-
-    let (_, blocked) = b.occupies(input.start);
-    let spend = spend.map(|i| Step::write(i.as_query()));
-    let spends = spend.is_some();
-    let mut steps: Vec<Step> = spend.into_iter().collect();
-    steps.extend([
-        Step::rows(resources_to_lock(tenant, b.location.id).lock_exclusive()),
-        Step::rows(busy_query(
-            tenant,
-            b.location.id,
-            (input.start, Expr::val(blocked)),
-            None,
-        )),
-        Step::rows(
-            open_bookings(tenant, b.service.id, &email, now)
-                .select_only()
-                .column_as(bookings::Column::Id.count(), "n"),
-        ),
-    ]);
-    let mut answers = txn.flight(steps).await?;
-    if spends {
-        super::guard::check_spent(answers.remove(0).written())?;
-    }
-    let [resources, taken, open] = Answer::exactly(answers)?;
-    #[derive(serde::Deserialize)]
-    struct Count {
-        n: i64,
-    }
-    let open = first(open.decode::<Count>()?).map_or(0, |c| c.n);
-    check_open(&b, u64::try_from(open).unwrap_or(0))?;
-    let place = b.place(input.start, &resources.decode()?, &as_busy(taken.decode()?))?;
-
-    let token = random_secret();
-    let booking = new_booking(ctx, &b, &place, &input, email, &token, now);
-    let links = Links {
-        origin,
-        token: &token,
-    };
-    let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
-    let mut writes = vec![Step::write(
-        bookings::Entity::insert(booking.clone().into_active_model().reset_all()).as_query(),
-    )];
-    writes.extend(
-        crate::messaging::outbox::insert_all(
-            Some(tenant),
-            mail::booked_mails(&n, appts.remind_before),
-        )
-        .map(|i| Step::write(i.as_query())),
-    );
-    txn.commit(writes).await?;
-    deps.committed(Vec::new());
-    Ok((booking, token))
-}
-
-fn first<T>(rows: Vec<T>) -> Option<T> {
-    rows.into_iter().next()
 }
 
 /// The challenge the offer asks for, checked (not yet spent); `None` when it asks none.

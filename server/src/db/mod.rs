@@ -11,17 +11,13 @@ use anyhow::Context as _;
 use migration::{APP_ROLE, Migrator, MigratorTrait, TENANT_SETTING};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryTrait as _, Select, Statement, TransactionTrait,
+    EntityTrait, Select, Statement, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::ids::TenantId;
 use crate::settings::Settings;
-
-mod pipelined;
-
-pub use pipelined::{Answer, Step, Txn as PipelinedTxn};
 
 fn options(url: &str, settings: &Settings) -> ConnectOptions {
     let mut opt = ConnectOptions::new(url.to_owned());
@@ -219,13 +215,10 @@ pub fn for_update<E: EntityTrait, C: ConnectionTrait>(select: Select<E>, conn: &
     }
 }
 
-/// The request database: the sea-orm pool, plus on PostgreSQL a pool of tokio-postgres clients
-/// for pipelined tenant reads ([`read_tenant`]). Derefs to the sea-orm connection, which serves
-/// everything else.
+/// The request database: the sea-orm pool of the app role. Derefs to the sea-orm connection.
 #[derive(Clone)]
 pub struct Db {
     orm: DatabaseConnection,
-    pipelined: Option<pipelined::Pool>,
 }
 
 impl std::ops::Deref for Db {
@@ -239,75 +232,22 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
             .field("backend", &self.orm.get_database_backend())
-            .field("pipelined", &self.pipelined.is_some())
             .finish()
     }
 }
 
 impl Db {
-    /// Wraps the app connection; on PostgreSQL also opens the pipelined read pool as the same
-    /// role (unless the URL demands TLS, which that pool does not speak: reads then take the
-    /// sea-orm path).
-    pub fn new(orm: DatabaseConnection, settings: &Settings) -> anyhow::Result<Self> {
-        let pipelined = if orm.get_database_backend() == DbBackend::Postgres {
-            pipelined::pool(settings)?
-        } else {
-            None
-        };
-        Ok(Self { orm, pipelined })
+    pub fn new(orm: DatabaseConnection) -> Self {
+        Self { orm }
     }
 
     /// The sea-orm connection itself.
     pub fn orm(&self) -> &DatabaseConnection {
         &self.orm
     }
-
-    /// A tenant write transaction that sends its statements in flights (see
-    /// [`PipelinedTxn`]); `None` on SQLite or without the pipelined pool.
-    pub async fn pipelined_txn(&self, tenant: TenantId) -> AppResult<Option<PipelinedTxn>> {
-        match &self.pipelined {
-            Some(pool) => Ok(Some(PipelinedTxn::new(pool, Some(tenant)).await?)),
-            None => Ok(None),
-        }
-    }
 }
 
-/// `column IN (ids)`. On PostgreSQL `column = ANY($1)` with the IDs as one array value instead:
-/// the statement's text, and so the statement parsed and planned once per connection, is the same
-/// whatever the number of IDs, and binding one value is cheaper than binding one per ID.
-pub fn id_in(
-    column: impl sea_orm::ColumnTrait,
-    ids: &[uuid::Uuid],
-    backend: DbBackend,
-) -> sea_orm::sea_query::SimpleExpr {
-    use sea_orm::sea_query::Expr;
-    if backend != DbBackend::Postgres {
-        return column.is_in(ids.iter().copied());
-    }
-    let mut array = String::with_capacity(2 + ids.len() * 37);
-    array.push('{');
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            array.push(',');
-        }
-        array.push_str(&id.to_string());
-    }
-    array.push('}');
-    // Written out whole: sea-query would put `ANY(…)` in parentheses as the right-hand side.
-    let (table, column) = column.as_column_ref();
-    Expr::cust_with_values(
-        format!("\"{table}\".\"{column}\" = ANY(CAST($1 AS uuid[]))"),
-        [array],
-    )
-}
-
-/// Reads rows of one tenant.
-///
-/// A tenant read through sea-orm is four statements in four round trips (BEGIN, set_config,
-/// SELECT, COMMIT), each planned anew by PostgreSQL. On PostgreSQL this sends one batch that
-/// sets the tenant and runs the statement prepared on the connection (see [`pipelined`]) and
-/// decodes the rows from JSON; on SQLite, or when a value has no text form on the pipelined
-/// path, it takes the ordinary [`begin_tenant`] path.
+/// Reads rows of one tenant in a tenant transaction.
 pub async fn read_tenant<E>(
     db: &Db,
     tenant: TenantId,
@@ -315,131 +255,38 @@ pub async fn read_tenant<E>(
 ) -> AppResult<Vec<E::Model>>
 where
     E: EntityTrait,
-    E::Model: serde::de::DeserializeOwned,
 {
-    read_as(db, Some(tenant), select.into_query()).await
+    let txn = begin_tenant(db, tenant).await?;
+    let rows = select.all(&txn).await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 /// Reads rows as `M` for a tenant, or with no tenant set (then row-level security shows only
-/// shared rows, e.g. public templates). Same paths as [`read_tenant`]; `M` may be a partial row.
+/// shared rows, e.g. public templates). `M` may be a partial row.
 pub async fn read_as<M>(
     db: &Db,
     tenant: Option<TenantId>,
     query: sea_orm::sea_query::SelectStatement,
 ) -> AppResult<Vec<M>>
 where
-    M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
+    M: sea_orm::FromQueryResult,
 {
-    if let Some(pool) = &db.pipelined
-        && let Some(rows) = pipelined::read::<M>(pool, tenant, &query).await?
-    {
-        return Ok(rows);
-    }
     let txn = begin_for(db, tenant).await?;
-    let stmt = txn.get_database_backend().build(&query);
-    let rows = M::find_by_statement(stmt).all(&txn).await?;
+    let rows = read_in(&txn, query).await?;
     txn.commit().await?;
     Ok(rows)
 }
 
-/// Reads that go out together: one pipelined flight on PostgreSQL. A read's rows are taken by
-/// its handle from the [`ReadRows`] of a [`ReadTxn`] step.
-#[derive(Default)]
-pub struct Reads {
-    queries: Vec<sea_orm::sea_query::SelectStatement>,
-}
-
-/// The handle of one read in a [`Reads`], typed by its row.
-pub struct Read<M>(usize, std::marker::PhantomData<fn() -> M>);
-
-impl Reads {
-    pub fn add<M>(&mut self, query: sea_orm::sea_query::SelectStatement) -> Read<M>
-    where
-        M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
-    {
-        self.queries.push(query);
-        Read(self.queries.len() - 1, std::marker::PhantomData)
-    }
-}
-
-/// A read transaction of one tenant (or of none) whose steps are [`Reads`]: on PostgreSQL each
-/// step is one round trip on one connection (the first carries BEGIN and the tenant, the last
-/// COMMIT); elsewhere a sea-orm transaction runs them one by one.
-pub enum ReadTxn {
-    Pipelined(Box<PipelinedTxn>),
-    Orm(DatabaseTransaction),
-}
-
-impl Db {
-    pub async fn read_txn(&self, tenant: Option<TenantId>) -> AppResult<ReadTxn> {
-        Ok(match &self.pipelined {
-            Some(pool) => ReadTxn::Pipelined(Box::new(PipelinedTxn::new(pool, tenant).await?)),
-            None => ReadTxn::Orm(begin_for(self, tenant).await?),
-        })
-    }
-}
-
-impl ReadTxn {
-    /// Runs one step; the transaction stays open for the next.
-    pub async fn read(&mut self, reads: Reads) -> AppResult<ReadRows> {
-        match self {
-            Self::Pipelined(txn) => Ok(ReadRows::Pipelined(
-                txn.flight(reads.queries.iter().map(Step::select).collect())
-                    .await?,
-            )),
-            Self::Orm(txn) => Ok(ReadRows::Orm(orm_reads(txn, &reads).await?)),
-        }
-    }
-
-    /// Runs the last step and commits with it.
-    pub async fn read_and_commit(self, reads: Reads) -> AppResult<ReadRows> {
-        match self {
-            Self::Pipelined(txn) => Ok(ReadRows::Pipelined(
-                txn.commit(reads.queries.iter().map(Step::select).collect())
-                    .await?,
-            )),
-            Self::Orm(txn) => {
-                let rows = orm_reads(&txn, &reads).await?;
-                txn.commit().await?;
-                Ok(ReadRows::Orm(rows))
-            }
-        }
-    }
-}
-
-async fn orm_reads(
-    txn: &DatabaseTransaction,
-    reads: &Reads,
-) -> AppResult<Vec<Vec<sea_orm::QueryResult>>> {
-    let mut rows = Vec::with_capacity(reads.queries.len());
-    for query in &reads.queries {
-        let stmt = txn.get_database_backend().build(query);
-        rows.push(txn.query_all_raw(stmt).await?);
-    }
-    Ok(rows)
-}
-
-/// The rows of a [`ReadTxn`] step, as they came.
-pub enum ReadRows {
-    Pipelined(Vec<Answer>),
-    Orm(Vec<Vec<sea_orm::QueryResult>>),
-}
-
-impl ReadRows {
-    pub fn take<M>(&self, read: Read<M>) -> AppResult<Vec<M>>
-    where
-        M: sea_orm::FromQueryResult + serde::de::DeserializeOwned,
-    {
-        let missing =
-            || AppError::internal("reads", anyhow::anyhow!("no answer for read {}", read.0));
-        match self {
-            Self::Pipelined(all) => all.get(read.0).ok_or_else(missing)?.decode(),
-            Self::Orm(all) => Ok(all
-                .get(read.0)
-                .ok_or_else(missing)?
-                .iter()
-                .map(|row| M::from_query_result(row, ""))
-                .collect::<Result<Vec<M>, _>>()?),
-        }
-    }
+/// Reads rows as `M` inside an open transaction.
+pub async fn read_in<M, C>(
+    conn: &C,
+    query: sea_orm::sea_query::SelectStatement,
+) -> AppResult<Vec<M>>
+where
+    M: sea_orm::FromQueryResult,
+    C: ConnectionTrait,
+{
+    let stmt = conn.get_database_backend().build(&query);
+    Ok(M::find_by_statement(stmt).all(conn).await?)
 }

@@ -123,9 +123,8 @@ where
     Ok(into_page(items, id_of, args, total))
 }
 
-/// Runs a keyset page of one tenant's rows. Without `totalCount` this is a single
-/// [`read_as`] (one round trip on PostgreSQL); with it, count and page share a transaction so
-/// they agree.
+/// Runs a keyset page of one tenant's rows. With `totalCount`, count and page share a
+/// transaction so they agree.
 pub async fn fetch_tenant_page<E>(
     db: &Db,
     tenant: TenantId,
@@ -136,7 +135,7 @@ pub async fn fetch_tenant_page<E>(
 ) -> AppResult<Page<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync + serde::de::DeserializeOwned,
+    E::Model: Sync,
 {
     fetch_page_as(db, Some(tenant), select, id_col, id_of, args).await
 }
@@ -152,7 +151,7 @@ pub async fn fetch_page_as<E>(
 ) -> AppResult<Page<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync + serde::de::DeserializeOwned,
+    E::Model: Sync,
 {
     if args.want_total {
         let txn = begin_for(db, tenant).await?;
@@ -162,7 +161,7 @@ where
     }
     let mut items: Vec<E::Model> =
         read_as(db, tenant, page_query(select, id_col, args).into_query()).await?;
-    // The subquery's order survives on PostgreSQL in practice; sorting makes it a guarantee.
+    // The subquery's order survives in practice; sorting makes it a guarantee.
     items.sort_by_key(id_of);
     Ok(into_page(items, id_of, args, None))
 }

@@ -479,9 +479,6 @@ impl MarketplaceQuery {
             .iter()
             .any(|f| node.field(f).exists()),
             adoption: node.field("adoption").exists(),
-            details: ["summary", "tags", "leikaCode", "license"]
-                .iter()
-                .any(|f| node.field(f).exists()),
         };
         let service::TemplatePage {
             page,

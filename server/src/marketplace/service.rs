@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::content::{Impact, ServiceContent};
 use crate::audit;
 use crate::context::TenantCtx;
-use crate::db::{Db, Reads, begin_for, begin_tenant_write, read_as};
+use crate::db::{Db, begin_for, begin_tenant_write, read_as, read_in};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page_as, into_page, page_query};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
@@ -106,35 +106,6 @@ pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
 pub struct Along {
     pub versions: bool,
     pub adoption: bool,
-    /// The descriptive columns (summary, tags, LeiKa code, license), which make up most of a
-    /// row: without them a listing reads and decodes a fraction of the bytes.
-    pub details: bool,
-}
-
-/// `select` with the descriptive columns (see [`Along::details`]) read as empty values. Only on
-/// PostgreSQL, whose pipelined reads decode every row from JSON; the page's templates never
-/// resolve those fields, since the client did not ask for them.
-fn without_details(
-    select: sea_orm::Select<templates::Entity>,
-) -> sea_orm::Select<templates::Entity> {
-    use templates::Column as C;
-    select
-        .select_only()
-        .columns([
-            C::Id,
-            C::AuthorTenantId,
-            C::Slug,
-            C::Title,
-            C::Category,
-            C::Visibility,
-            C::CreatedBy,
-            C::CreatedAt,
-            C::UpdatedAt,
-        ])
-        .column_as(Expr::cust("CAST('' AS text)"), "summary")
-        .column_as(Expr::cust("CAST(NULL AS text)"), "leika_code")
-        .column_as(Expr::cust("CAST('[]' AS jsonb)"), "tags")
-        .column_as(Expr::cust("CAST('' AS text)"), "license")
 }
 
 /// A page of templates with what was asked to come along (in the page's own transaction).
@@ -199,9 +170,6 @@ pub async fn list_templates(
             None => select,
         };
     }
-    if !along.details && db.get_database_backend() == DbBackend::Postgres {
-        select = without_details(select);
-    }
     if args.want_total || !(along.versions || along.adoption) {
         let page = fetch_page_as(db, viewer, select, templates::Column::Id, |m| m.id, args).await?;
         return Ok(TemplatePage {
@@ -210,33 +178,29 @@ pub async fn list_templates(
             adoption: None,
         });
     }
-    // The page, then its templates' versions and adoption, on one connection in one
-    // transaction: two round trips, the second with COMMIT.
-    let backend = db.get_database_backend();
-    let mut txn = db.read_txn(viewer).await?;
-    let mut reads = Reads::default();
-    let items =
-        reads.add::<templates::Model>(page_query(select, templates::Column::Id, args).into_query());
-    let mut items = txn.read(reads).await?.take(items)?;
+    // The page, then its templates' versions and adoption, in one transaction (one snapshot).
+    let txn = begin_for(db, viewer).await?;
+    let mut items = page_query(select, templates::Column::Id, args)
+        .all(&txn)
+        .await?;
     items.sort_by_key(|m| m.id);
     let page = into_page(items, |m| m.id, args, None);
     let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
-    let mut reads = Reads::default();
-    let versions = along
-        .versions
-        .then(|| reads.add::<VersionInfo>(version_infos_query(&ids, backend)));
-    let adoption = along
-        .adoption
-        .then(|| reads.add::<AdoptionRow>(adoption_query(&ids, backend)));
-    let rows = txn.read_and_commit(reads).await?;
-    let versions = match versions {
-        Some(read) => Some(versions_by_template(ids, rows.take(read)?)),
-        None => None,
+    let versions = if along.versions {
+        let rows = read_in(&txn, version_infos_query(&ids)).await?;
+        Some(versions_by_template(ids.clone(), rows))
+    } else {
+        None
     };
-    let adoption = match adoption {
-        Some(read) => Some(Adoptions::from(rows.take(read)?)),
-        None => None,
+    let adoption = if along.adoption {
+        let query = adoption_query(&ids, txn.get_database_backend());
+        Some(Adoptions::from(
+            read_in::<AdoptionRow, _>(&txn, query).await?,
+        ))
+    } else {
+        None
     };
+    txn.commit().await?;
     Ok(TemplatePage {
         page,
         versions,
@@ -379,7 +343,7 @@ pub(crate) async fn own_template<C: ConnectionTrait>(
 }
 
 /// A version without its content: what listings need (content is large; it loads on demand).
-#[derive(Clone, Debug, FromQueryResult, serde::Deserialize)]
+#[derive(Clone, Debug, FromQueryResult)]
 pub struct VersionInfo {
     pub id: Uuid,
     pub template_id: Uuid,
@@ -410,19 +374,11 @@ pub async fn version_infos_of(
     viewer: Viewer,
     templates: &[Uuid],
 ) -> AppResult<Vec<VersionInfo>> {
-    read_as(
-        db,
-        viewer,
-        version_infos_query(templates, db.get_database_backend()),
-    )
-    .await
+    read_as(db, viewer, version_infos_query(templates)).await
 }
 
 /// The versions of templates (without content), newest first.
-fn version_infos_query(
-    templates: &[Uuid],
-    backend: DbBackend,
-) -> sea_orm::sea_query::SelectStatement {
+fn version_infos_query(templates: &[Uuid]) -> sea_orm::sea_query::SelectStatement {
     use template_versions::Column as V;
     template_versions::Entity::find()
         .select_only()
@@ -435,7 +391,7 @@ fn version_infos_query(
             V::DeprecationNote,
             V::PublishedAt,
         ])
-        .filter(crate::db::id_in(V::TemplateId, templates, backend))
+        .filter(V::TemplateId.is_in(templates.iter().copied()))
         .order_by_desc(V::Major)
         .order_by_desc(V::Minor)
         .order_by_desc(V::Patch)
@@ -668,7 +624,7 @@ pub async fn adoption_of(db: &Db, templates: &[Uuid]) -> AppResult<Adoptions> {
 }
 
 /// A row of [`adoption_query`]: per version, or (without version) per template.
-#[derive(FromQueryResult, serde::Deserialize)]
+#[derive(FromQueryResult)]
 pub struct AdoptionRow {
     template_version_id: Option<Uuid>,
     template_id: Uuid,
@@ -686,7 +642,7 @@ fn adoption_query(templates: &[Uuid], backend: DbBackend) -> sea_orm::sea_query:
             .column(A::TemplateVersionId)
             .column(A::TemplateId)
             .column_as(Expr::col(A::TenantId).count_distinct(), "tenants")
-            .filter(crate::db::id_in(A::TemplateId, templates, backend))
+            .filter(A::TemplateId.is_in(templates.iter().copied()))
             .into_query()
             .add_group_by([Expr::cust(
                 "GROUPING SETS ((template_id, template_version_id), (template_id))",

@@ -47,8 +47,13 @@ impl PgDatabase {
             .await
             .expect("create test database");
         admin.close().await.ok();
-        let url = match base.rsplit_once('/') {
-            Some((server, _db)) => format!("{server}/{name}"),
+        // Options such as `?sslmode=require` stay on the new database's URL.
+        let (path, options) = match base.split_once('?') {
+            Some((path, options)) => (path, format!("?{options}")),
+            None => (base, String::new()),
+        };
+        let url = match path.rsplit_once('/') {
+            Some((server, _db)) => format!("{server}/{name}{options}"),
             None => panic!("AMTSPLATZ_TEST_DATABASE_URL must end in /<database>"),
         };
         Self {

@@ -233,39 +233,3 @@ async fn marketplace_rows_follow_visibility_and_published_content_is_immutable()
     assert!(deprecated.rows_affected() >= 1);
     txn.rollback().await.unwrap();
 }
-
-#[tokio::test]
-async fn tenant_reads_take_the_pipelined_path_and_still_see_only_their_tenant() {
-    let app = spawn_app().await;
-    if !app.is_postgres {
-        eprintln!("skipped: the pipelined read path exists on PostgreSQL only");
-        return;
-    }
-    let resp = app
-        .gql(
-            Some(MUSTER),
-            None,
-            "{ tenant { departments { edges { node { key } } } } }",
-            serde_json::json!({}),
-        )
-        .await;
-    let keys: Vec<_> = data(&resp)["tenant"]["departments"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"]["key"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(keys.len(), 3, "{keys:?}");
-    assert!(
-        keys.iter()
-            .all(|k| ["buergerbuero", "ordnungsamt", "kasse"].contains(&k.as_str()))
-    );
-    // The read went through the pipelined pool (its connections name themselves).
-    let owner = Database::connect(&app.db_url).await.unwrap();
-    let readers = count(
-        &owner,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'amtsplatz-reads'",
-    )
-    .await;
-    assert!(readers >= 1, "no pipelined reader connection");
-}
