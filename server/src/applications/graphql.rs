@@ -1059,27 +1059,19 @@ impl ApplicationsSubscription {
         // Subscribe before reading, so no change between the read and the subscription is lost.
         let rx = d.live.subscribe();
         let (model, _viewer) = service::application(d, &tctx, id, access_token.as_deref()).await?;
-        let tenant = tctx.tenant_id.0;
-        let current = ApplicationStatus {
-            application_id: ID(model.id.to_string()),
-            reference: model.reference.clone(),
-            state: model.state.clone(),
+        let current = super::live::StatusChange {
+            tenant_id: tctx.tenant_id.0,
+            application_id: model.id,
+            reference: model.reference,
+            state: model.state,
             at: model.updated_at,
         };
-        let changes = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |c| {
-            let out = match c {
-                Ok(c) if c.tenant_id == tenant && c.application_id == id => {
-                    Some(ApplicationStatus {
-                        application_id: ID(c.application_id.to_string()),
-                        reference: c.reference,
-                        state: c.state,
-                        at: c.at,
-                    })
-                }
-                _ => None,
-            };
-            async move { out }
-        });
-        Ok(futures_util::stream::once(async move { current }).chain(changes))
+        let changes = super::live::follow(rx, d.db.clone(), tctx.tenant_id, current);
+        Ok(changes.map(|c| ApplicationStatus {
+            application_id: ID(c.application_id.to_string()),
+            reference: c.reference,
+            state: c.state,
+            at: c.at,
+        }))
     }
 }

@@ -4,6 +4,9 @@
 //! `pg_notify` (migration `m20261123_000003`), which is delivered when — and only if — the
 //! changing transaction commits, to every server listening on [`CHANNEL`], this one included.
 //! On SQLite (one process) the change is delivered locally after the commit.
+//!
+//! Notifications sent while the listener is reconnecting are lost; so once it listens again,
+//! every subscriber re-reads its application and gets the status it missed ([`follow`]).
 
 use std::time::Duration;
 
@@ -12,6 +15,9 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::db::Db;
+use crate::ids::TenantId;
 
 /// The PostgreSQL channel.
 pub const CHANNEL: &str = "amtsplatz_application_status";
@@ -25,9 +31,17 @@ pub struct StatusChange {
     pub at: DateTime<Utc>,
 }
 
+/// What the hub broadcasts.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Changed(StatusChange),
+    /// Changes may have been missed (the listener was reconnecting): subscribers re-read.
+    Missed,
+}
+
 #[derive(Clone, Debug)]
 pub struct StatusHub {
-    tx: broadcast::Sender<StatusChange>,
+    tx: broadcast::Sender<Event>,
     via_postgres: bool,
 }
 
@@ -37,7 +51,7 @@ impl StatusHub {
         Self { tx, via_postgres }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
@@ -51,14 +65,101 @@ impl StatusHub {
 
     fn deliver(&self, change: StatusChange) {
         // No subscribers is not an error.
-        let _ = self.tx.send(change);
+        let _ = self.tx.send(Event::Changed(change));
+    }
+
+    fn missed(&self) {
+        let _ = self.tx.send(Event::Missed);
+    }
+}
+
+/// The status of the application `current` is of, for one subscriber: `current` first, then
+/// every change. After a gap (the listener reconnected, or this subscriber fell behind the
+/// broadcast) the status is read again and sent if it is not the one sent last.
+pub fn follow(
+    rx: broadcast::Receiver<Event>,
+    db: Db,
+    tenant: TenantId,
+    current: StatusChange,
+) -> impl futures_util::Stream<Item = StatusChange> + Send + 'static {
+    let first = futures_util::stream::once(std::future::ready(current.clone()));
+    let rest = futures_util::stream::unfold((rx, current), move |(mut rx, mut last)| {
+        let db = db.clone();
+        async move {
+            loop {
+                let next = match rx.recv().await {
+                    Ok(Event::Changed(c))
+                        if c.tenant_id == last.tenant_id
+                            && c.application_id == last.application_id =>
+                    {
+                        c
+                    }
+                    Ok(Event::Changed(_)) => continue,
+                    Ok(Event::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        match reread(&db, tenant, last.application_id).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not read a missed status");
+                                continue;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                if next.state != last.state || next.at != last.at {
+                    last = next.clone();
+                    return Some((next, (rx, last)));
+                }
+            }
+        }
+    });
+    first.chain(rest)
+}
+
+async fn reread(db: &Db, tenant: TenantId, id: Uuid) -> crate::error::AppResult<StatusChange> {
+    let txn = crate::db::begin_tenant(db, tenant).await?;
+    let app = super::service::find(&txn, tenant, id).await?;
+    txn.commit().await?;
+    Ok(StatusChange {
+        tenant_id: tenant.0,
+        application_id: app.id,
+        reference: app.reference,
+        state: app.state,
+        at: app.updated_at,
+    })
+}
+
+/// Delays between reconnects: doubling up to a cap, and from the start again once a connection
+/// worked (a drop after hours of listening is a first failure, not the seventh).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt.
+    fn failed(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        delay
+    }
+
+    fn connected(&mut self) {
+        self.next = Self::FIRST;
     }
 }
 
 /// Listens on [`CHANNEL`] with its own connection and feeds the hub; reconnects with backoff.
 /// Runs until `stop` fires.
 pub async fn listen(hub: StatusHub, url: String, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new();
     loop {
         let session = async {
             let (client, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -75,6 +176,9 @@ pub async fn listen(hub: StatusHub, url: String, mut stop: tokio::sync::watch::R
                     r = &mut listen, if !listening => {
                         r.map_err(|e| e.to_string())?;
                         listening = true;
+                        backoff.connected();
+                        // Whatever changed while nobody listened reaches subscribers this way.
+                        hub.missed();
                         tracing::debug!("listening for application status changes");
                     }
                     msg = messages.next() => match msg {
@@ -91,18 +195,32 @@ pub async fn listen(hub: StatusHub, url: String, mut stop: tokio::sync::watch::R
                 }
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             _ = stop.changed() => return,
-            r = session => {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "status listener lost its connection");
-                }
-            }
+            r = session => r,
+        };
+        let delay = backoff.failed();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "status listener lost its connection");
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconnect_delay_doubles_up_to_its_cap_and_starts_over_after_a_connection() {
+        let mut b = Backoff::new();
+        let delays: Vec<u128> = (0..8).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        b.connected();
+        assert_eq!(b.failed(), Duration::from_millis(200));
+        assert_eq!(b.failed(), Duration::from_millis(400));
     }
 }

@@ -376,7 +376,7 @@ pub async fn book(
     let now = Utc::now();
     let hold = match &input.hold {
         Some((id, token)) => {
-            let hold = by_token(&txn, ctx.tenant_id, *id, token).await?;
+            let hold = hold_by_token(&txn, ctx.tenant_id, *id, token).await?;
             check_hold(&hold, &b, input.start)?;
             Some(hold)
         }
@@ -433,17 +433,23 @@ pub async fn book(
     let token = random_secret();
     let booking = match hold {
         Some(h) => {
-            let mut a: bookings::ActiveModel = h.into();
-            a.resource_id = Set(place.resource);
-            a.end_at = Set(place.end);
-            a.blocked_until = Set(place.blocked);
-            a.state = Set("booked".into());
-            a.contact_name = Set(input.contact_name.trim().to_owned());
-            a.contact_email = Set(email);
-            a.application_id = Set(input.application_id);
-            a.cancel_hash = Set(hash_secret(&token));
-            a.hold_expires_at = Set(None);
-            a.update(&txn).await?
+            // Only the first of several bookings with one hold (a double click) turns it into a
+            // booking; the others find it booked already.
+            let set = bookings::ActiveModel {
+                resource_id: Set(place.resource),
+                end_at: Set(place.end),
+                blocked_until: Set(place.blocked),
+                state: Set("booked".into()),
+                contact_name: Set(input.contact_name.trim().to_owned()),
+                contact_email: Set(email),
+                application_id: Set(input.application_id),
+                cancel_hash: Set(hash_secret(&token)),
+                hold_expires_at: Set(None),
+                ..Default::default()
+            };
+            change_if(&txn, ctx.tenant_id, h.id, &h.state, set)
+                .await?
+                .ok_or_else(|| AppError::conflict("input.holdId", "this hold was used already"))?
         }
         None => {
             let booking = new_booking(ctx, &b, &place, &input, email, &token, now);
@@ -630,6 +636,60 @@ async fn by_token<C: ConnectionTrait>(
     }
 }
 
+/// The hold `id` given with a booking, if `token` is its token. A hold booked already carries
+/// the booking's token: booking it again with the hold's token (a second click) is `CONFLICT`,
+/// as for the click that lost the race, not `NOT_FOUND`.
+async fn hold_by_token<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    id: Uuid,
+    token: &str,
+) -> AppResult<bookings::Model> {
+    match by_token(conn, tenant, id, token).await {
+        Err(AppError::NotFound(what)) => {
+            let used = scoped::<bookings::Entity>(tenant)
+                .filter(bookings::Column::Id.eq(id))
+                .filter(bookings::Column::State.ne("held"))
+                .count(conn)
+                .await?;
+            Err(if used > 0 {
+                AppError::conflict("input.holdId", "this hold was used already")
+            } else {
+                AppError::NotFound(what)
+            })
+        }
+        found => found,
+    }
+}
+
+/// Applies `set` to the booking `id` only while it is still in `state`, checked and changed in
+/// one statement. Of concurrent changes of one booking (two cancellations, a cancellation and a
+/// move, one hold booked twice) the first to commit wins: PostgreSQL re-checks the condition on
+/// the committed row after waiting for its lock, SQLite write transactions run one at a time.
+/// Returns the row as changed (other columns as last committed), or `None` for the losers.
+async fn change_if(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+    id: Uuid,
+    state: &str,
+    set: bookings::ActiveModel,
+) -> AppResult<Option<bookings::Model>> {
+    let changed = bookings::Entity::update_many()
+        .set(set)
+        .filter(bookings::Column::Id.eq(id))
+        .filter(bookings::Column::TenantId.eq(tenant.0))
+        .filter(bookings::Column::State.eq(state))
+        .exec(txn)
+        .await?;
+    if changed.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(scoped::<bookings::Entity>(tenant)
+        .filter(bookings::Column::Id.eq(id))
+        .one(txn)
+        .await?)
+}
+
 /// `cancelBooking`: frees the slot (a booking, or a hold released early). Only before the
 /// appointment, only with the booking's token. A booking's holder gets a cancellation mail and
 /// no reminder.
@@ -654,11 +714,16 @@ pub async fn cancel(
         ));
     }
     let was_booked = booking.state == "booked";
-    let mut a: bookings::ActiveModel = booking.into();
-    a.state = Set("cancelled".into());
-    a.cancelled_at = Set(Some(Utc::now()));
-    a.hold_expires_at = Set(None);
-    let booking = a.update(&txn).await?;
+    let set = bookings::ActiveModel {
+        state: Set("cancelled".into()),
+        cancelled_at: Set(Some(Utc::now())),
+        hold_expires_at: Set(None),
+        ..Default::default()
+    };
+    // Of concurrent cancellations only the first changes the booking and mails.
+    let booking = change_if(&txn, ctx.tenant_id, booking.id, &booking.state, set)
+        .await?
+        .ok_or_else(|| AppError::conflict("input.id", "this booking is already cancelled"))?;
     if was_booked {
         let (location, title) = notice_parts(&txn, ctx.tenant_id, &booking).await?;
         let links = Links { origin: "", token };
@@ -702,12 +767,22 @@ pub async fn reschedule(
         end,
         blocked,
     } = free_place(&txn, ctx.tenant_id, &b, start, Some(booking.id)).await?;
-    let mut a: bookings::ActiveModel = booking.into();
-    a.start_at = Set(start);
-    a.end_at = Set(end);
-    a.blocked_until = Set(blocked);
-    a.resource_id = Set(resource);
-    let booking = a.update(&txn).await?;
+    let set = bookings::ActiveModel {
+        start_at: Set(start),
+        end_at: Set(end),
+        blocked_until: Set(blocked),
+        resource_id: Set(resource),
+        ..Default::default()
+    };
+    // A booking cancelled since it was read above stays cancelled where it was.
+    let booking = change_if(&txn, ctx.tenant_id, booking.id, "booked", set)
+        .await?
+        .ok_or_else(|| {
+            AppError::conflict(
+                "input.id",
+                "only future, not cancelled appointments can be moved",
+            )
+        })?;
     let links = Links { origin, token };
     let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
     mail::moved(&txn, ctx.tenant_id, &n, appts.remind_before).await?;

@@ -77,7 +77,7 @@ async fn attach_certificate(app: &TestApp, token: Option<&str>, draft: &str, acc
     data(&resp);
 }
 
-async fn submitted(app: &TestApp, data: Value) -> (Value, String) {
+pub(crate) async fn submitted(app: &TestApp, data: Value) -> (Value, String) {
     let resp = submit(app, None, data).await;
     let p = &data_of(&resp)["submitApplication"];
     (p["application"].clone(), str_at(p, "accessToken"))
@@ -953,7 +953,7 @@ async fn notifications_are_sent_over_smtp_and_retried() {
     let _ = token;
 }
 
-async fn subscribe_status(
+pub(crate) async fn subscribe_status(
     app: &TestApp,
     id: &str,
     token: &str,

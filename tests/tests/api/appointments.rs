@@ -1,7 +1,7 @@
 //! Appointments: locations and offers, availability across DST and holidays, bookings that never
 //! overbook under concurrency, cancellation by token, isolation.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, Datelike as _, Duration, NaiveDate, TimeZone as _, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -14,8 +14,8 @@ pub(crate) const CANCEL: &str =
     "mutation($i: CancelBookingInput!) { cancelBooking(input: $i) { booking { state } } }";
 
 /// Musterstadt's Rathaus: every day 08:00–18:00 in Berlin, one counter for `capacity`, closed on
-/// Christmas Eve, short hours on New Year's Eve; the dog tax bookable there in 30-minute slots
-/// up to a year ahead. Returns the location id.
+/// a holiday, short hours on the day after; the dog tax bookable there in 30-minute slots up to a
+/// year ahead. Returns the location id.
 pub(crate) async fn rathaus(app: &TestApp, admin: &Session, capacity: i32) -> String {
     let hours: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
@@ -31,8 +31,8 @@ pub(crate) async fn rathaus(app: &TestApp, admin: &Session, capacity: i32) -> St
                 "resources": [{ "key": "schalter-1", "name": "Schalter 1", "capacity": capacity }],
                 "hours": hours,
                 "exceptions": [
-                    { "date": "2026-12-24", "closed": true, "reason": "Heiligabend" },
-                    { "date": "2026-12-31", "hours": [{ "opens": "09:00", "closes": "12:00" }] }
+                    { "date": holiday(), "closed": true, "reason": "Heiligabend" },
+                    { "date": short_day(), "hours": [{ "opens": "09:00", "closes": "12:00" }] }
                 ]
             } }),
         )
@@ -53,12 +53,51 @@ pub(crate) async fn rathaus(app: &TestApp, admin: &Session, capacity: i32) -> St
     id
 }
 
+/// Berlin's date `days` from today.
+fn berlin_date_in(days: i64) -> NaiveDate {
+    (Utc::now() + Duration::days(days))
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive()
+}
+
+/// The Rathaus's closed day. Computed from today, like every date of these tests: a fixed date
+/// passes by, and then its check proves nothing (past slots are dropped) or fails.
+/// Three weeks ahead, but not on the Friday to Monday around the next switch of summer time,
+/// whose usual hours the DST check needs.
+pub(crate) fn holiday() -> NaiveDate {
+    let switch = next_dst_switch();
+    let around_switch = switch - Duration::days(2)..=switch + Duration::days(1);
+    let mut day = berlin_date_in(20);
+    while around_switch.contains(&day) || around_switch.contains(&(day + Duration::days(1))) {
+        day += Duration::days(1);
+    }
+    day
+}
+
+/// The Rathaus's day of short hours (09:00–12:00): the day after the holiday.
+pub(crate) fn short_day() -> NaiveDate {
+    holiday() + Duration::days(1)
+}
+
+/// The Sunday of the next switch between winter and summer time in Berlin, at least three days
+/// ahead (so that the Friday before is still to come).
+fn next_dst_switch() -> NaiveDate {
+    let offset = |d: NaiveDate| {
+        use chrono::Offset as _;
+        berlin(d, 12)
+            .with_timezone(&chrono_tz::Europe::Berlin)
+            .offset()
+            .fix()
+    };
+    (3..400)
+        .map(berlin_date_in)
+        .find(|d| offset(*d) != offset(*d - Duration::days(1)))
+        .expect("Berlin switches within a year")
+}
+
 /// 10:00 in Berlin, `days` from today.
 pub(crate) fn ten_oclock_in(days: i64) -> DateTime<Utc> {
-    let date = (Utc::now() + Duration::days(days))
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .date_naive();
-    berlin(date, 10)
+    berlin(berlin_date_in(days), 10)
 }
 
 fn berlin(date: NaiveDate, hour: u32) -> DateTime<Utc> {
@@ -120,11 +159,19 @@ async fn availability_follows_local_time_across_dst_holidays_and_special_hours()
     let app = spawn_app().await;
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let rathaus = rathaus(&app, &admin, 2).await;
-    let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
 
-    // Friday before and Monday after the spring switch (2027-03-28): the first slot is 08:00 in
-    // Berlin both times, i.e. 07:00Z in winter and 06:00Z in summer.
-    for (date, first_utc) in [(d(2027, 3, 26), "07:00"), (d(2027, 3, 29), "06:00")] {
+    // Friday before and Monday after the next switch: the first slot is 08:00 in Berlin both
+    // times, i.e. 07:00Z in winter and 06:00Z in summer.
+    let switch = next_dst_switch();
+    assert_eq!(switch.weekday(), chrono::Weekday::Sun, "{switch}");
+    let (friday, monday) = (switch - Duration::days(2), switch + Duration::days(1));
+    let (winter, summer) = ("07:00", "06:00");
+    let days = match switch.month() {
+        3 => [(friday, winter), (monday, summer)],
+        10 => [(friday, summer), (monday, winter)],
+        m => panic!("Berlin switches in March and October, not in month {m}"),
+    };
+    for (date, first_utc) in days {
         let day = slots(&app, &rathaus, berlin(date, 0), berlin(date, 23)).await;
         assert_eq!(day.len(), 20, "08:00–18:00 in 30-minute slots");
         assert!(
@@ -143,29 +190,29 @@ async fn availability_follows_local_time_across_dst_holidays_and_special_hours()
         );
         assert!(day.iter().all(|s| s["remaining"] == 2));
     }
-    // Christmas Eve closed; New Year's Eve 09:00–12:00 only.
+    // The holiday closed, the day after 09:00–12:00 only, the day before open as usual.
+    let whole_day = |d: NaiveDate| (berlin(d, 0), berlin(d, 23));
+    let (from, to) = whole_day(holiday() - Duration::days(1));
+    assert_eq!(slots(&app, &rathaus, from, to).await.len(), 20);
+    let (from, to) = whole_day(holiday());
+    assert!(slots(&app, &rathaus, from, to).await.is_empty());
+    let (from, to) = whole_day(short_day());
+    let short = local_times(&slots(&app, &rathaus, from, to).await);
     assert!(
-        slots(
-            &app,
-            &rathaus,
-            berlin(d(2026, 12, 24), 0),
-            berlin(d(2026, 12, 24), 23)
-        )
-        .await
-        .is_empty()
+        short
+            .first()
+            .unwrap()
+            .starts_with(&format!("{} 09:00 ", short_day())),
+        "{short:?}"
     );
-    let nye = local_times(
-        &slots(
-            &app,
-            &rathaus,
-            berlin(d(2026, 12, 31), 0),
-            berlin(d(2026, 12, 31), 23),
-        )
-        .await,
+    assert!(
+        short
+            .last()
+            .unwrap()
+            .starts_with(&format!("{} 11:30 ", short_day())),
+        "{short:?}"
     );
-    assert_eq!(nye.first().unwrap(), "2026-12-31 09:00 CET");
-    assert_eq!(nye.last().unwrap(), "2026-12-31 11:30 CET");
-    assert_eq!(nye.len(), 6);
+    assert_eq!(short.len(), 6);
     // Beyond the horizon (366 days): nothing; more than 62 days at once: refused.
     let far = Utc::now() + Duration::days(400);
     assert!(
@@ -298,13 +345,10 @@ async fn bookings_are_checked_cancelled_by_token_and_isolated() {
         &book(&app, &rathaus, ten_oclock_in(-1), "a@example.org").await,
         "SLOT_FULL",
     );
-    let eve = berlin(NaiveDate::from_ymd_opt(2026, 12, 24).unwrap(), 10);
-    if eve > Utc::now() {
-        assert_code(
-            &book(&app, &rathaus, eve, "a@example.org").await,
-            "SLOT_FULL",
-        );
-    }
+    assert_code(
+        &book(&app, &rathaus, berlin(holiday(), 10), "a@example.org").await,
+        "SLOT_FULL",
+    );
     assert_code(
         &book(&app, &rathaus, start, "keine-adresse").await,
         "VALIDATION_FAILED",
@@ -409,7 +453,7 @@ async fn only_administrators_define_locations_and_bad_calendars_name_their_field
                 "key": "buero", "name": "Büro", "timeZone": "Mars/Olympus",
                 "resources": [{ "key": "a", "name": "A", "capacity": 0 }],
                 "hours": [{ "weekday": "montag", "opens": "12:00", "closes": "08:00" }],
-                "exceptions": [{ "date": "2026-12-24" }]
+                "exceptions": [{ "date": holiday() }]
             } }),
         )
         .await;

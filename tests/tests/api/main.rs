@@ -16,5 +16,6 @@ mod marketplace;
 mod ops;
 mod payments;
 mod process;
+mod races;
 mod rls;
 mod tenancy;
