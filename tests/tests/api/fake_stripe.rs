@@ -61,11 +61,15 @@ pub struct Delivered {
     pub body: Value,
 }
 
+/// An idempotency key as Stripe scopes it: (the account acted on, the key).
+type IdempotencyKey = (Option<String>, String);
+/// The first request with a key: its path, its sorted parameters, and the answer.
+type FirstRequest = (String, Vec<(String, String)>, Value);
+
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
-    /// (account, idempotency key) → (path and parameters of the first request, its answer).
-    by_key: HashMap<(Option<String>, String), (String, Vec<(String, String)>, Value)>,
+    by_key: HashMap<IdempotencyKey, FirstRequest>,
     endpoints: HashMap<String, Endpoint>,
     delivered: Vec<Delivered>,
     /// Answer the next checkout creations with this status and error code.
