@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -28,6 +28,56 @@ const ALLOWED: &[Algorithm] = &[
 ];
 
 /// The claims we read from an ID token.
+/// At most this many keys are tried for a token without `kid` (a provider publishes a few).
+const MAX_KEYS_TRIED: usize = 8;
+
+/// Whether `jwk` is a signing key of the family `alg` belongs to (and of `alg` itself, if the
+/// key names one).
+fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
+    use jsonwebtoken::jwk::{AlgorithmParameters, PublicKeyUse};
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && format!("{key_alg:?}") != format!("{alg:?}")
+    {
+        return false;
+    }
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return false;
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        ),
+        AlgorithmParameters::EllipticCurve(_) => {
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384)
+        }
+        AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
+        // Symmetric keys never verify an ID token here (see ALLOWED), nor do kinds unknown yet.
+        _ => false,
+    }
+}
+
+/// The claims of `token` as verified by the first fitting key of `set` that accepts it.
+fn verify_with_any(
+    token: &str,
+    set: &JwkSet,
+    alg: Algorithm,
+    validation: &Validation,
+) -> Option<IdClaims> {
+    set.keys
+        .iter()
+        .filter(|jwk| fits(jwk, alg))
+        .take(MAX_KEYS_TRIED)
+        .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
+        .find_map(|key| jsonwebtoken::decode::<IdClaims>(token, &key, validation).ok())
+        .map(|data| data.claims)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdClaims {
     pub iss: String,
@@ -82,46 +132,52 @@ impl OidcVerifier {
     }
 
     /// Verifies an ID token for the tenant's provider: signature by a JWKS key, `iss`, `aud`
-    /// (the client ID), `exp`, `nbf` when present, `sub`.
+    /// (the client ID; a string or an array naming it), `exp`, `nbf` when present, `sub`.
     pub async fn verify(&self, token: &str, cfg: &OidcSettings) -> AppResult<IdClaims> {
         let header = jsonwebtoken::decode_header(token).map_err(reject)?;
         if !ALLOWED.contains(&header.alg) {
             return Err(reject(format!("algorithm {:?} not allowed", header.alg)));
         }
-        let kid = header.kid.clone().ok_or_else(|| reject("no kid"))?;
-        let jwk = match self.cached_key(&cfg.jwks_url, &kid, false).await? {
-            Some(jwk) => jwk,
-            None => self
-                .cached_key(&cfg.jwks_url, &kid, true)
-                .await?
-                .ok_or_else(|| reject("unknown kid"))?,
-        };
-        if let Some(key_alg) = jwk.common.key_algorithm
-            && format!("{key_alg:?}") != format!("{:?}", header.alg)
-        {
-            return Err(reject("algorithm does not match the key"));
-        }
-        let key = DecodingKey::from_jwk(&jwk).map_err(reject)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&cfg.issuer]);
         validation.set_audience(&[&cfg.client_id]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
+        let Some(kid) = header.kid.as_deref() else {
+            // No `kid` (allowed by the spec; some providers omit it): the keys of the set that
+            // fit the algorithm are tried. A signer not among them refetches the set once, as
+            // an unknown `kid` does.
+            let set = self.cached_set(&cfg.jwks_url, false).await?;
+            if let Some(claims) = verify_with_any(token, &set, header.alg, &validation) {
+                return Ok(claims);
+            }
+            let set = self.cached_set(&cfg.jwks_url, true).await?;
+            return verify_with_any(token, &set, header.alg, &validation)
+                .ok_or_else(|| reject("no key of the set verifies the token"));
+        };
+        let jwk = match self.cached_set(&cfg.jwks_url, false).await?.find(kid) {
+            Some(jwk) => jwk.clone(),
+            None => self
+                .cached_set(&cfg.jwks_url, true)
+                .await?
+                .find(kid)
+                .cloned()
+                .ok_or_else(|| reject("unknown kid"))?,
+        };
+        if !fits(&jwk, header.alg) {
+            return Err(reject("algorithm does not match the key"));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(reject)?;
         let data = jsonwebtoken::decode::<IdClaims>(token, &key, &validation).map_err(reject)?;
         Ok(data.claims)
     }
 
-    /// The key with `kid` from the cached set; with `refresh`, refetches first (rate-limited).
-    async fn cached_key(
-        &self,
-        url: &str,
-        kid: &str,
-        refresh: bool,
-    ) -> AppResult<Option<jsonwebtoken::jwk::Jwk>> {
+    /// The provider's key set from the cache; with `refresh`, refetches first (rate-limited).
+    async fn cached_set(&self, url: &str, refresh: bool) -> AppResult<JwkSet> {
         {
-            // A cached set answers while it is fresh; a refetch for an unknown kid waits out the
-            // cooldown, so a flood of tokens with made-up kids cannot hammer the provider.
+            // A cached set answers while it is fresh; a refetch for an unknown signer waits out
+            // the cooldown, so a flood of tokens with made-up kids cannot hammer the provider.
             let cache = self.cache.lock().map_err(|_| cache_poisoned())?;
             if let Some(c) = cache.get(url) {
                 let max_age = if refresh {
@@ -130,21 +186,20 @@ impl OidcVerifier {
                     CACHE_TTL
                 };
                 if c.fetched_at.elapsed() < max_age {
-                    return Ok(c.set.find(kid).cloned());
+                    return Ok(c.set.clone());
                 }
             }
         }
         let set = self.fetch(url).await?;
-        let key = set.find(kid).cloned();
         let mut cache = self.cache.lock().map_err(|_| cache_poisoned())?;
         cache.insert(
             url.to_owned(),
             Cached {
-                set,
+                set: set.clone(),
                 fetched_at: Instant::now(),
             },
         );
-        Ok(key)
+        Ok(set)
     }
 
     async fn fetch(&self, url: &str) -> AppResult<JwkSet> {

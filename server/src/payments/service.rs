@@ -328,9 +328,17 @@ pub async fn start(
         if state != PaymentState::Pending {
             continue;
         }
-        let lapsed = p
-            .expires_at
-            .is_some_and(|t| t <= now + Duration::minutes(1));
+        let lapsed = match p.expires_at {
+            Some(t) => t <= now + Duration::minutes(1),
+            // Never answered by the provider (a crash or a lost answer): it is asked again with
+            // the same parameters, and Stripe wants at least 30 minutes of a checkout left.
+            None => {
+                p.checkout_url.is_none()
+                    && !provider.confirmed_by_staff()
+                    && p.provider == input.provider.as_str()
+                    && checkout_expiry(settings, &p) <= now + Duration::minutes(31)
+            }
+        };
         match ProviderKind::parse(&p.provider) {
             Some(kind) if kind == input.provider && !lapsed => reuse = Some(p),
             // A checkout still open elsewhere could yet be paid: do not open a second way.
@@ -410,7 +418,7 @@ pub async fn start(
         lines: &lines,
         currency: &payment.currency,
         customer_email: app.contact_email.as_deref(),
-        expires_at: now + Duration::minutes(i64::from(settings.checkout_expiry_minutes)),
+        expires_at: checkout_expiry(settings, &payment),
     };
     let started = provider.start(account.as_ref(), &charge).await;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -444,6 +452,16 @@ pub async fn start(
             Err(e.into())
         }
     }
+}
+
+/// When the payment's checkout ends: fixed by the payment's creation, so that asking the
+/// provider again (same idempotency key) sends the same parameters. Stripe answers a key reused
+/// with other parameters with an error instead of the first session.
+fn checkout_expiry(
+    settings: &crate::settings::PaymentSettings,
+    payment: &payments::Model,
+) -> DateTime<Utc> {
+    payment.created_at + Duration::minutes(i64::from(settings.checkout_expiry_minutes))
 }
 
 // ---- at the counter ----------------------------------------------------------------------------

@@ -626,6 +626,10 @@ pub struct CustomizeServiceInput {
     pub changes: Vec<ServiceChangeInput>,
     /// Why (shown in the revision list).
     pub note: Option<String>,
+    /// The revision these changes were made on: if the service has moved on since (another
+    /// administrator's change), nothing changes and the answer is `CONFLICT`. Without it the
+    /// changes apply to whatever revision is current.
+    pub expected_revision: Option<i64>,
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -767,7 +771,15 @@ impl ServicesMutation {
             .map(|(i, c)| c.parse(i))
             .collect::<AppResult<Vec<_>>>()?;
         let note = input.note.map(|n| n.chars().take(500).collect());
-        let s = service::customize(db(ctx)?, &tenant_ctx(ctx)?, id, changes, note).await?;
+        let s = service::customize(
+            db(ctx)?,
+            &tenant_ctx(ctx)?,
+            id,
+            changes,
+            note,
+            input.expected_revision,
+        )
+        .await?;
         Ok(ServicePayload {
             service: Service(s),
         })

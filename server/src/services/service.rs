@@ -360,6 +360,7 @@ pub async fn customize(
     id: ServiceId,
     edits: Vec<Change>,
     note: Option<String>,
+    expected_revision: Option<i64>,
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
     if edits.is_empty() {
@@ -370,6 +371,16 @@ pub async fn customize(
     }
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
+    // Edits made on an older revision would silently overwrite the change in between.
+    if expected_revision.is_some_and(|r| r != service.current_revision) {
+        return Err(AppError::conflict(
+            "input.expectedRevision",
+            format!(
+                "the service is at revision {} now; reload and try again",
+                service.current_revision
+            ),
+        ));
+    }
     let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
     let mut content = ServiceContent::parse(&current.content)?;
     changes::apply(&mut content, edits)?;

@@ -1213,3 +1213,143 @@ async fn citizens_writes_are_rate_limited_per_ip() {
     );
     assert_eq!(count(&app, "applications").await, 1);
 }
+
+#[tokio::test]
+async fn staff_filter_applications_by_service_and_submission_time() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let admin = app.caller(MUSTER, &admin);
+    let submit_as = |slug: &'static str, data: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .gql(
+                    Some(MUSTER),
+                    None,
+                    "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { application { id submittedAt } } }",
+                    json!({ "i": { "serviceSlug": slug, "data": data } }),
+                )
+                .await;
+            data_of(&resp)["submitApplication"]["application"].clone()
+        }
+    };
+    let certificate = json!({
+        "name": "Max Mustermann", "birth_date": "1980-01-01", "street": "Hauptstraße 2",
+        "postcode": "12345", "city": "Musterstadt", "kind": "einfach", "delivery": "post"
+    });
+    let first = submit_as("hundesteuer", dog(false)).await;
+    let second = submit_as("meldebescheinigung", certificate.clone()).await;
+    let third = submit_as("hundesteuer", dog(false)).await;
+
+    let list = "query($f: ApplicationsFilter) { applications(filter: $f, first: 20) { totalCount edges { node { id serviceSlug } } } }";
+    let ids = |resp: &Value| -> BTreeSet<String> {
+        data_of(resp)["applications"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| str_at(&e["node"], "id"))
+            .collect()
+    };
+    let id = |a: &Value| str_at(a, "id");
+    let resp = admin.gql(list, json!({ "f": null })).await;
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 3);
+
+    // By service (slug).
+    let resp = admin
+        .gql(list, json!({ "f": { "service": "hundesteuer" } }))
+        .await;
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 2);
+    assert_eq!(ids(&resp), BTreeSet::from([id(&first), id(&third)]));
+    let resp = admin
+        .gql(list, json!({ "f": { "service": "meldebescheinigung" } }))
+        .await;
+    assert_eq!(ids(&resp), BTreeSet::from([id(&second)]));
+    let resp = admin
+        .gql(list, json!({ "f": { "service": "keiner" } }))
+        .await;
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 0);
+
+    // Submitted strictly after a time; with the service filter both must hold.
+    let resp = admin
+        .gql(
+            list,
+            json!({ "f": { "submittedAfter": first["submittedAt"] } }),
+        )
+        .await;
+    assert_eq!(ids(&resp), BTreeSet::from([id(&second), id(&third)]));
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 2);
+    let resp = admin
+        .gql(
+            list,
+            json!({ "f": { "submittedAfter": second["submittedAt"], "service": "hundesteuer" } }),
+        )
+        .await;
+    assert_eq!(ids(&resp), BTreeSet::from([id(&third)]));
+    let resp = admin
+        .gql(
+            list,
+            json!({ "f": { "submittedAfter": third["submittedAt"] } }),
+        )
+        .await;
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 0);
+    // The same instant written with an offset is the same instant.
+    let before_all = chrono::DateTime::parse_from_rfc3339(first["submittedAt"].as_str().unwrap())
+        .unwrap()
+        - chrono::Duration::seconds(1);
+    let resp = admin
+        .gql(
+            list,
+            json!({ "f": { "submittedAfter": before_all.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339() } }),
+        )
+        .await;
+    assert_eq!(data_of(&resp)["applications"]["totalCount"], 3);
+}
+
+#[tokio::test]
+async fn an_illegal_move_is_a_conflict_naming_the_allowed_moves() {
+    let app = spawn_app().await;
+    let (a, _token) = submitted(&app, dog(false)).await;
+    let id = str_at(&a, "id");
+    let staff = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    let staff = app.caller(MUSTER, &staff);
+    let message = |resp: &Value| {
+        assert_code(resp, "CONFLICT");
+        str_at(&resp["errors"][0], "message")
+    };
+    let resp = transition(&staff, &id, "completed", None).await;
+    assert_eq!(
+        message(&resp),
+        "conflict: an application in state `submitted` cannot move to `completed`; allowed: in_review"
+    );
+    data_of(&transition(&staff, &id, "in_review", None).await);
+    let resp = transition(&staff, &id, "submitted", None).await;
+    let allowed: Vec<String> = data_of(
+        &staff
+            .gql(
+                "query($id: ID!) { application(id: $id) { allowedTransitions { to } } }",
+                json!({ "id": id }),
+            )
+            .await,
+    )["application"]["allowedTransitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| str_at(t, "to"))
+        .collect();
+    assert!(allowed.len() >= 2, "{allowed:?}");
+    assert_eq!(
+        message(&resp),
+        format!(
+            "conflict: an application in state `in_review` cannot move to `submitted`; allowed: {}",
+            allowed.join(", ")
+        )
+    );
+    // Nothing moved.
+    let resp = staff
+        .gql(
+            "query($id: ID!) { application(id: $id) { state } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data_of(&resp)["application"]["state"], "in_review");
+}

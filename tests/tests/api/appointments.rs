@@ -266,13 +266,12 @@ async fn concurrent_bookings_never_exceed_capacity() {
 
 /// A taken slot is refused without waiting for the location's lock (the crowd asking for a full
 /// slot never queues behind bookings in progress); a free slot waits for it and is booked.
+// SQLite has no row locks; its write transactions queue as a whole.
 #[tokio::test]
+#[cfg_attr(not(pg), ignore = "PostgreSQL only")]
 async fn a_full_slot_is_refused_without_queueing_on_the_location_lock() {
     use sea_orm::{ConnectionTrait, Database, TransactionTrait};
     let app = spawn_app().await;
-    if !app.is_postgres {
-        return; // SQLite has no row locks; its write transactions queue as a whole.
-    }
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let rathaus = rathaus(&app, &admin, 1).await;
     let (full, free) = (ten_oclock_in(4), ten_oclock_in(4) + Duration::minutes(30));
@@ -286,6 +285,16 @@ async fn a_full_slot_is_refused_without_queueing_on_the_location_lock() {
     ))
     .await
     .unwrap();
+    let holder: i32 = lock
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "pid")
+        .unwrap();
 
     let refused = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -312,7 +321,32 @@ async fn a_full_slot_is_refused_without_queueing_on_the_location_lock() {
                 .unwrap()
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Proof that the booking waits for the lock: PostgreSQL names the holder's backend among
+    // the blockers of another session of this database.
+    let mut blocked = 0;
+    for _ in 0..200 {
+        blocked = owner
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!(
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND {holder} = ANY(pg_blocking_pids(pid))"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if blocked > 0 || waiting.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        blocked, 1,
+        "the booking of a free slot waits on the location's lock"
+    );
     assert!(
         !waiting.is_finished(),
         "a free slot is booked only under the lock"
@@ -321,6 +355,185 @@ async fn a_full_slot_is_refused_without_queueing_on_the_location_lock() {
     let booked = waiting.await.unwrap();
     assert!(booked["errors"].is_null(), "{booked}");
     assert_eq!(count_where(&app, "bookings", "state = 'booked'").await, 2);
+}
+
+#[tokio::test]
+async fn saving_a_location_again_by_key_replaces_it_and_matches_counters_by_key() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let save = |name: &str, resources: Value, opens: &str| {
+        json!({ "i": {
+            "key": "stadtteilbuero", "name": name, "address": "Am Markt 2", "timeZone": "Europe/Berlin",
+            "resources": resources,
+            "hours": [{ "weekday": "mon", "opens": opens, "closes": "12:00" }],
+            "exceptions": []
+        } })
+    };
+    let query = "mutation($i: SaveLocationInput!) { saveLocation(input: $i) { location { id key name hours resources { id key name capacity } } } }";
+    let c = app.caller(MUSTER, &admin);
+    let first = c
+        .gql(
+            query,
+            save(
+                "Stadtteilbüro",
+                json!([{ "key": "schalter-a", "name": "Schalter A", "capacity": 1 },
+                       { "key": "schalter-b", "name": "Schalter B", "capacity": 2 }]),
+                "08:00",
+            ),
+        )
+        .await;
+    let first = data(&first)["saveLocation"]["location"].clone();
+    let resource = |l: &Value, key: &str| {
+        l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .cloned()
+    };
+    let a_id = str_at(&resource(&first, "schalter-a").unwrap(), "id");
+
+    // The same key again: the same location, its definition replaced; counter `schalter-a`
+    // kept (same id, new capacity), `schalter-b` no longer listed, `schalter-c` new.
+    let second = c
+        .gql(
+            query,
+            save(
+                "Stadtteilbüro Nord",
+                json!([{ "key": "schalter-a", "name": "Schalter A", "capacity": 3 },
+                       { "key": "schalter-c", "name": "Schalter C", "capacity": 1 }]),
+                "09:00",
+            ),
+        )
+        .await;
+    let second = data(&second)["saveLocation"]["location"].clone();
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(second["name"], "Stadtteilbüro Nord");
+    assert_eq!(second["hours"][0]["opens"], "09:00");
+    assert_eq!(second["hours"].as_array().unwrap().len(), 1);
+    let a = resource(&second, "schalter-a").unwrap();
+    assert_eq!((str_at(&a, "id"), a["capacity"].clone()), (a_id, json!(3)));
+    assert!(resource(&second, "schalter-b").is_none(), "{second:#}");
+    assert_eq!(resource(&second, "schalter-c").unwrap()["capacity"], 1);
+
+    // Stored: one location of that key, `schalter-b` kept but inactive (its bookings stay valid).
+    assert_eq!(
+        count_where(&app, "locations", "key = 'stadtteilbuero'").await,
+        1
+    );
+    let of_location = "location_id IN (SELECT id FROM locations WHERE key = 'stadtteilbuero')";
+    assert_eq!(count_where(&app, "booking_resources", of_location).await, 3);
+    let inactive = if app.is_postgres { "false" } else { "0" };
+    assert_eq!(
+        count_where(
+            &app,
+            "booking_resources",
+            &format!("{of_location} AND key = 'schalter-b' AND active = {inactive}")
+        )
+        .await,
+        1
+    );
+    // The public list shows the new definition.
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "{ locations { key name resources { key capacity } } }",
+            json!({}),
+        )
+        .await;
+    let listed = data(&resp)["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == "stadtteilbuero")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        listed["resources"],
+        json!([{ "key": "schalter-a", "capacity": 3 }, { "key": "schalter-c", "capacity": 1 }])
+    );
+}
+
+#[tokio::test]
+async fn an_offer_requiring_an_application_books_only_for_the_applicants_own_application() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let rathaus = rathaus(&app, &admin, 2).await;
+    let resp = app
+        .caller(MUSTER, &admin)
+        .gql(
+            "mutation($i: SetAppointmentOfferInput!) { setAppointmentOffer(input: $i) { offer { requiresApplication } } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "locationId": rathaus, "durationMinutes": 30,
+                           "minNoticeMinutes": 0, "horizonDays": 366, "requiresApplication": true } }),
+        )
+        .await;
+    assert_eq!(
+        data(&resp)["setAppointmentOffer"]["offer"]["requiresApplication"],
+        true
+    );
+    let start = ten_oclock_in(5);
+    let book_for = |application: Option<&str>, token: Option<&str>| {
+        app.gql(
+            Some(MUSTER),
+            None,
+            BOOK,
+            json!({ "i": { "serviceSlug": "hundesteuer", "locationId": rathaus, "start": start,
+                           "contact": { "name": "Erika Mustermann", "email": "erika@example.org" },
+                           "applicationId": application, "accessToken": token } }),
+        )
+    };
+
+    // Without an application: refused, nothing stored.
+    assert_field_error(
+        &book_for(None, None).await,
+        "input.applicationId",
+        "after submitting the application",
+    );
+    assert_eq!(count_where(&app, "bookings", "1 = 1").await, 0);
+
+    let submit = |slug: &str, form: Value| {
+        app.gql(
+            Some(MUSTER),
+            None,
+            "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken application { id } } }",
+            json!({ "i": { "serviceSlug": slug, "data": form } }),
+        )
+    };
+    let resp = submit("hundesteuer", crate::applications::dog(false)).await;
+    let p = &data(&resp)["submitApplication"];
+    let (id, token) = (str_at(&p["application"], "id"), str_at(p, "accessToken"));
+    let resp = submit(
+        "meldebescheinigung",
+        json!({ "name": "Max Mustermann", "birth_date": "1980-01-01", "street": "Hauptstraße 2",
+                "postcode": "12345", "city": "Musterstadt", "kind": "einfach", "delivery": "post" }),
+    )
+    .await;
+    let p = &data(&resp)["submitApplication"];
+    let (other_id, other_token) = (str_at(&p["application"], "id"), str_at(p, "accessToken"));
+
+    // Someone else's application (a wrong token, or none), or an application of another service.
+    assert_code(&book_for(Some(&id), Some("geraten")).await, "NOT_FOUND");
+    assert_code(&book_for(Some(&id), None).await, "UNAUTHENTICATED");
+    assert_code(
+        &book_for(Some(&other_id), Some(&other_token)).await,
+        "NOT_FOUND",
+    );
+    assert_eq!(count_where(&app, "bookings", "1 = 1").await, 0);
+
+    // The applicant's own application of this service: booked, and tied to it.
+    let resp = book_for(Some(&id), Some(&token)).await;
+    assert_eq!(data(&resp)["bookAppointment"]["booking"]["state"], "booked");
+    assert_eq!(
+        count_where(
+            &app,
+            "bookings",
+            "application_id IN (SELECT id FROM applications WHERE service_slug = 'hundesteuer') AND state = 'booked'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count_where(&app, "bookings", "1 = 1").await, 1);
 }
 
 #[tokio::test]

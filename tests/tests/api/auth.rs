@@ -487,6 +487,98 @@ async fn a_rotated_provider_key_is_fetched_when_its_kid_first_appears() {
     assert_eq!(data(&resp)["me"]["id"], "citizen-after-rotation");
 }
 
+/// Tokens as Keycloak and other providers issue them: RS256, a header without `kid`, `aud` as an
+/// array (the client among other audiences).
+#[tokio::test]
+async fn id_tokens_in_rs256_without_kid_and_with_an_audience_array_are_verified() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let app = spawn_app().await;
+    let idp = FakeIdp::start().await;
+    tenant_with_idp(&app, &idp).await;
+    let me = |token: String| {
+        let app = &app;
+        async move {
+            app.gql(
+                Some("idp-town"),
+                Some(&token),
+                "{ me { kind id } }",
+                json!({}),
+            )
+            .await
+        }
+    };
+    let cases = [
+        (
+            "RS256 with kid",
+            idp.sign(RS256, true, json!({ "sub": "rs-kid" })),
+            "rs-kid",
+        ),
+        (
+            "RS256 without kid",
+            idp.sign(RS256, false, json!({ "sub": "rs-nokid" })),
+            "rs-nokid",
+        ),
+        (
+            "ES256 without kid",
+            idp.sign(ES256, false, json!({ "sub": "es-nokid" })),
+            "es-nokid",
+        ),
+        (
+            "aud as an array",
+            idp.sign(
+                RS256,
+                true,
+                json!({ "sub": "rs-aud", "aud": ["account", "amtsplatz"] }),
+            ),
+            "rs-aud",
+        ),
+        (
+            "aud array, no kid",
+            idp.sign(
+                ES256,
+                false,
+                json!({ "sub": "es-aud", "aud": ["amtsplatz", "broker"] }),
+            ),
+            "es-aud",
+        ),
+    ];
+    for (name, token, sub) in cases {
+        let resp = me(token).await;
+        assert_eq!(data(&resp)["me"]["id"], sub, "{name}: {resp:#}");
+        assert_eq!(data(&resp)["me"]["kind"], "CITIZEN", "{name}");
+    }
+
+    // Still refused: an audience array without this client, an expired token without kid, a
+    // token without kid signed by a key the set does not publish, a kid naming a key of
+    // another type than the header's algorithm.
+    let now = chrono::Utc::now().timestamp();
+    let rogue = FakeIdp::start().await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rs = idp.sign(RS256, true, json!({}));
+    let mut parts: Vec<String> = rs.split('.').map(str::to_owned).collect();
+    parts[0] = b64.encode(br#"{"alg":"ES256","typ":"JWT","kid":"rsa-1"}"#);
+    let refused = [
+        (
+            "aud array without us",
+            idp.sign(RS256, false, json!({ "aud": ["account", "broker"] })),
+        ),
+        (
+            "expired, no kid",
+            idp.sign(RS256, false, json!({ "exp": now - 120 })),
+        ),
+        (
+            "unknown signer, no kid",
+            rogue.sign(ES256, false, json!({ "iss": idp.issuer })),
+        ),
+        ("kid of an RSA key, ES256 header", parts.join(".")),
+    ];
+    for (name, token) in refused {
+        let resp = me(token).await;
+        assert_code(&resp, "UNAUTHENTICATED");
+        let _ = name;
+    }
+}
+
 #[tokio::test]
 async fn unknown_kids_do_not_refetch_the_key_set_within_the_cooldown() {
     let app = spawn_app().await; // default cooldown: 30 s

@@ -321,7 +321,9 @@ pub fn assert_code(resp: &Value, code: &str) {
 }
 
 /// A local OIDC provider: P-256 signing keys and their JWKS served on 127.0.0.1.
-/// [`FakeIdp::rotate`] publishes a new key and signs with it from then on.
+/// [`FakeIdp::rotate`] publishes a new key and signs with it from then on. The set also holds
+/// an RS256 key (Keycloak's default; a fixed test key from `tests/fixtures`, the same for every
+/// `FakeIdp`), used by [`FakeIdp::sign`].
 pub struct FakeIdp {
     pub jwks_url: String,
     pub issuer: String,
@@ -357,14 +359,20 @@ impl FakeIdp {
         let (encoding, jwk) = new_idp_key("key-1");
         let jwks = std::sync::Arc::new(std::sync::Mutex::new(vec![jwk]));
         let served = jwks.clone();
+        let rsa_jwk: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("tests/fixtures/idp-rs256.jwk.json"))
+                .expect("RSA JWK fixture"),
+        )
+        .expect("JWK");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = actix_web::HttpServer::new(move || {
-            let served = served.clone();
+            let (served, rsa_jwk) = (served.clone(), rsa_jwk.clone());
             actix_web::App::new().route(
                 "/certs",
                 actix_web::web::get().to(move || {
-                    let keys = served.lock().expect("jwks").clone();
+                    let mut keys = served.lock().expect("jwks").clone();
+                    keys.push(rsa_jwk.clone());
                     async move { actix_web::HttpResponse::Ok().json(json!({ "keys": keys })) }
                 }),
             )
@@ -395,6 +403,12 @@ impl FakeIdp {
 
     /// Signs an ID token with the given claims (merged over valid defaults).
     pub fn id_token(&self, overrides: Value) -> String {
+        self.sign(jsonwebtoken::Algorithm::ES256, true, overrides)
+    }
+
+    /// An ID token signed with `alg` (ES256: the current P-256 key; RS256: the RSA key), with
+    /// or without `kid` in its header.
+    pub fn sign(&self, alg: jsonwebtoken::Algorithm, with_kid: bool, overrides: Value) -> String {
         let now = chrono::Utc::now().timestamp();
         let mut claims = json!({
             "iss": self.issuer, "aud": "amtsplatz", "sub": "citizen-4711", "exp": now + 300, "iat": now,
@@ -405,9 +419,16 @@ impl FakeIdp {
                 c.insert(k.clone(), v.clone());
             }
         }
+        let mut header = jsonwebtoken::Header::new(alg);
+        if alg == jsonwebtoken::Algorithm::RS256 {
+            let pem = std::fs::read(repo_root().join("tests/fixtures/idp-rs256.pem"))
+                .expect("RSA key fixture");
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA key");
+            header.kid = with_kid.then(|| "rsa-1".to_owned());
+            return jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+        }
         let signing = self.signing.lock().expect("signing");
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(signing.1.clone());
+        header.kid = with_kid.then(|| signing.1.clone());
         jsonwebtoken::encode(&header, &claims, &signing.0).expect("sign")
     }
 }

@@ -1061,7 +1061,7 @@ async fn concurrent_customizations_never_both_win() {
     let b = app.caller(BEISPIEL, &admin);
     let edits: Vec<_> = (0..8)
         .map(|i| {
-            b.gql(CUSTOMIZE, json!({"i": {"serviceId": service, "changes": [{"modifyFee": {"key": "tax", "amountCents": 10000 + i}}]}}))
+            b.gql(CUSTOMIZE, json!({"i": {"serviceId": service, "expectedRevision": 1, "changes": [{"modifyFee": {"key": "tax", "amountCents": 10000 + i}}]}}))
         })
         .collect();
     let results = futures_util::future::join_all(edits).await;
@@ -1074,12 +1074,26 @@ async fn concurrent_customizations_never_both_win() {
             assert_code(r, "CONFLICT");
         }
     }
-    assert!(won >= 1);
-    // Every success is exactly one revision; revisions are gap-free.
+    // All eight edited revision 1: exactly one of them lands, on SQLite and PostgreSQL alike.
+    assert_eq!(won, 1, "{results:#?}");
     let resp = b.gql(SERVICE, json!({"s": "hund"})).await;
     let s = &data(&resp)["service"];
-    assert_eq!(s["revision"], 1 + won);
-    assert_eq!(s["revisions"]["totalCount"], 1 + won);
+    assert_eq!(s["revision"], 2);
+    assert_eq!(s["revisions"]["totalCount"], 2);
+    let winner = results.iter().position(|r| r["errors"].is_null()).unwrap();
+    let fee = s["resolvedContent"]["fees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "tax")
+        .unwrap()["amountCents"]
+        .clone();
+    assert_eq!(fee, 10000 + winner);
+    // The same edit on the current revision goes through.
+    let resp = b
+        .gql(CUSTOMIZE, json!({"i": {"serviceId": service, "expectedRevision": 2, "changes": [{"modifyFee": {"key": "tax", "amountCents": 9000}}]}}))
+        .await;
+    assert_eq!(data(&resp)["customizeService"]["service"]["revision"], 3);
 }
 
 /// The value of a Prometheus counter (0 when it has not been counted yet).

@@ -76,6 +76,103 @@ async fn the_public_signing_key_is_published_as_jwks() {
     );
 }
 
+#[tokio::test]
+async fn a_server_issued_token_verifies_against_the_published_jwks() {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+    let app = spawn_app().await;
+    let session = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let jwks: JwkSet = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A relying party (a back-office system) verifies with nothing but the published set.
+    let header = decode_header(&session.access).unwrap();
+    let kid = header.kid.clone().expect("our tokens name their key");
+    let jwk = jwks.find(&kid).expect("the token's key is published");
+    let key = DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&["amtsplatz"]);
+    validation.set_audience(&["amtsplatz-api"]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    let claims = decode::<Value>(&session.access, &key, &validation)
+        .unwrap()
+        .claims;
+    let me = data(
+        &app.caller(MUSTER, &session)
+            .gql("{ me { id } }", json!({}))
+            .await,
+    )["me"]["id"]
+        .clone();
+    assert_eq!(claims["sub"], me);
+    // Control: the same check refuses a token whose payload was changed after signing.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = session.access.split('.').collect();
+    let mut forged = claims.clone();
+    forged["sub"] = json!(uuid::Uuid::new_v4().to_string());
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::Engine::encode(&b64, serde_json::to_vec(&forged).unwrap()),
+        parts[2]
+    );
+    assert!(decode::<Value>(&forged, &key, &validation).is_err());
+}
+
+/// Readiness follows the database: 503 while the server cannot reach it (connections cut and
+/// refused), 200 again once it can. On SQLite the database is a file of the process itself.
+#[tokio::test]
+#[cfg_attr(not(pg), ignore = "PostgreSQL only")]
+async fn readiness_answers_503_while_the_database_is_unreachable() {
+    use sea_orm::{ConnectionTrait, Database};
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let name = app.db_url.rsplit('/').next().unwrap().to_owned();
+    let admin = Database::connect(postgres_base_url().unwrap())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(30), app.get("/readyz"))
+        .await
+        .expect("readiness answers while the database is down");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({ "database": false, "migrations": false })
+    );
+    eprintln!("readyz answered 503 after {:?}", started.elapsed());
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let mut status = 0;
+    for _ in 0..100 {
+        status = app.get("/readyz").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "ready again once the database is back");
+    admin.close().await.ok();
+}
+
 #[test]
 fn committed_schema_matches_the_code() {
     let committed = std::fs::read_to_string(repo_root().join("frontend-schema/schema.graphql"))

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::applications::{dog, validate_against_xsd};
-use crate::fake_stripe::{FakeStripe, STRIPE_KEY, signature};
+use crate::applications::{dog, exec, validate_against_xsd};
+use crate::fake_stripe::{FakeStripe, STRIPE_KEY, own_endpoint, signature};
 use crate::helpers::*;
 
 const MUSTER_SECRET: &str = "whsec_musterstadt_0123456789abcdef";
@@ -311,6 +311,14 @@ async fn a_citizen_pays_the_dog_tax_online_and_the_treasury_refunds_part_of_it()
         "input.reason",
         "1 to 500",
     );
+    // Stripe reports the refund made through its API with its own charge.refunded, to the
+    // endpoint Musterstadt created on its account (no top-level `account`).
+    fake.endpoint(
+        MUSTER_ACCOUNT,
+        format!("{}/webhooks/stripe/{MUSTER}", app.base_url),
+        MUSTER_SECRET,
+        false,
+    );
     let resp = k
         .gql(REFUND, refund(2500, "Ermäßigung für Schwerbehinderte"))
         .await;
@@ -336,8 +344,28 @@ async fn a_citizen_pays_the_dog_tax_online_and_the_treasury_refunds_part_of_it()
         "input.amountCents",
         "at most 9500",
     );
+    let delivered = fake.wait_for_deliveries(1).await;
+    assert_eq!(delivered[0].event["type"], "charge.refunded");
+    assert!(delivered[0].event.get("account").is_none());
+    assert_eq!(
+        delivered[0].event["data"]["object"]["amount_refunded"],
+        2500
+    );
+    // The event reports what the ledger already has: acknowledged, nothing counted twice.
+    assert_eq!(
+        (delivered[0].status, delivered[0].body["result"].as_str()),
+        (200, Some("no effect"))
+    );
+    assert_eq!(
+        as_applicant(&app, &id, &token).await["payments"][0]["refundedCents"],
+        2500
+    );
     assert_eq!(
         count_where(&app, "payment_refunds", "amount_cents > 0").await,
+        1
+    );
+    assert_eq!(
+        count_where(&app, "outbox", "subject LIKE 'Erstattung%'").await,
         1
     );
     assert_eq!(
@@ -690,10 +718,42 @@ async fn one_tenants_webhook_secret_cannot_confirm_another_tenants_payment() {
             .1["result"],
         "no effect"
     );
-    // Musterstadt's own, at Musterstadt: applied.
+    // The same as Beispielhausen's own endpoint receives it (no `account`): its tenant has no
+    // such payment, whatever the event's metadata says.
+    let mut own = own_endpoint(serde_json::from_str(&event).unwrap());
+    own["id"] = json!("evt_own_1");
+    assert_eq!(
+        deliver(&app, BEISPIEL, &own.to_string(), None, BEISPIEL_SECRET)
+            .await
+            .1["result"],
+        "no effect"
+    );
+    // At Musterstadt, an event of another account (a Connect endpoint's shape) changes nothing.
+    assert_eq!(
+        deliver(&app, MUSTER, &crafted.to_string(), None, MUSTER_SECRET)
+            .await
+            .1["result"],
+        "no effect"
+    );
+    assert_eq!(
+        as_applicant(&app, &id, &token).await["payments"][0]["state"],
+        "PENDING"
+    );
+    // Musterstadt's own endpoint (no `account`): applied by the tenant of the endpoint alone.
+    assert_eq!(
+        deliver(&app, MUSTER, &own.to_string(), None, MUSTER_SECRET)
+            .await
+            .1["result"],
+        "applied"
+    );
+    assert_eq!(
+        as_applicant(&app, &id, &token).await["payments"][0]["state"],
+        "PAID"
+    );
+    // The Connect shape of the same payment afterwards: already paid.
     assert_eq!(
         deliver(&app, MUSTER, &event, None, MUSTER_SECRET).await.1["result"],
-        "applied"
+        "no effect"
     );
 
     // Secrets are stored sealed, and nobody reads them back.
@@ -726,6 +786,253 @@ async fn one_tenants_webhook_secret_cannot_confirm_another_tenants_payment() {
         )
         .await;
     assert_code(&resp, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn delayed_payments_are_settled_by_the_async_payment_events() {
+    let (app, fake) = stripe_app().await;
+    configure(&app, MUSTER, MUSTER_ADMIN, MUSTER_ACCOUNT, MUSTER_SECRET).await;
+    let checkout = |id: String, token: String| {
+        let app = &app;
+        async move {
+            let resp = start(app, MUSTER, &id, &token, "STRIPE").await;
+            session_of(&str_at(&data(&resp)["startPayment"], "checkoutUrl"))
+        }
+    };
+
+    // SEPA debit: the checkout completes unpaid, the money arrives days later.
+    let (id, token) = application(&app, MUSTER).await;
+    let session = checkout(id.clone(), token.clone()).await;
+    let completed = fake.complete_unpaid(&session).to_string();
+    assert_eq!(
+        deliver(&app, MUSTER, &completed, None, MUSTER_SECRET).await,
+        (200, json!({ "result": "no effect" }))
+    );
+    let pending = as_applicant(&app, &id, &token).await;
+    assert_eq!(pending["payments"][0]["state"], "PENDING");
+    assert!(pending["payments"][0]["paidAt"].is_null());
+    // The municipality's own endpoint: no top-level `account`.
+    let succeeded = own_endpoint(fake.async_payment_succeeded(&session)).to_string();
+    assert_eq!(
+        deliver(&app, MUSTER, &succeeded, None, MUSTER_SECRET).await,
+        (200, json!({ "result": "applied" }))
+    );
+    let paid = as_applicant(&app, &id, &token).await;
+    assert_eq!(paid["payments"][0]["state"], "PAID");
+    assert_eq!(
+        paid["payments"][0]["providerPaymentId"],
+        fake.session(&session).payment_intent.as_str()
+    );
+    assert_eq!(
+        timeline_kinds(&paid),
+        ["submitted", "payment_started", "payment_paid"]
+    );
+    assert_eq!(
+        count_where(&app, "outbox", "subject LIKE 'Zahlungseingang%'").await,
+        1
+    );
+
+    // The debit bounces: the payment failed, the application still awaits its fees.
+    let (id, token) = application(&app, MUSTER).await;
+    let session = checkout(id.clone(), token.clone()).await;
+    let completed = fake.complete_unpaid(&session).to_string();
+    assert_eq!(
+        deliver(&app, MUSTER, &completed, None, MUSTER_SECRET)
+            .await
+            .1["result"],
+        "no effect"
+    );
+    let failed = fake.async_payment_failed(&session).to_string();
+    assert_eq!(
+        deliver(&app, MUSTER, &failed, None, MUSTER_SECRET).await,
+        (200, json!({ "result": "applied" }))
+    );
+    let after = as_applicant(&app, &id, &token).await;
+    assert_eq!(after["payments"][0]["state"], "FAILED");
+    assert_eq!(
+        timeline_kinds(&after),
+        ["submitted", "payment_started", "payment_failed"]
+    );
+    assert_eq!(
+        count_where(&app, "outbox", "subject LIKE 'Zahlungseingang%'").await,
+        1,
+        "no receipt for a failed payment"
+    );
+    // A late success of the same session still counts (the money did arrive after all).
+    let late = fake.async_payment_succeeded(&session).to_string();
+    assert_eq!(
+        deliver(&app, MUSTER, &late, None, MUSTER_SECRET).await.1["result"],
+        "applied"
+    );
+    assert_eq!(
+        as_applicant(&app, &id, &token).await["payments"][0]["state"],
+        "PAID"
+    );
+}
+
+#[tokio::test]
+async fn stripe_refusing_the_checkout_is_a_typed_payment_error() {
+    let (app, fake) = stripe_app().await;
+    configure(&app, MUSTER, MUSTER_ADMIN, MUSTER_ACCOUNT, MUSTER_SECRET).await;
+    let (id, token) = application(&app, MUSTER).await;
+    fake.refuse_next_checkout(
+        400,
+        "url_invalid",
+        "Not a valid URL: https://musterstadt.example/bezahlt",
+    );
+    let (status, resp) = app
+        .gql_raw(
+            Some(MUSTER),
+            None,
+            START,
+            json!({ "i": { "applicationId": id, "provider": "STRIPE", "accessToken": token } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_code(&resp, "PAYMENT_FAILED");
+    assert!(
+        str_at(&resp["errors"][0], "message").contains("Not a valid URL"),
+        "Stripe's own message for a request it refused: {resp:#}"
+    );
+    let after = as_applicant(&app, &id, &token).await;
+    assert_eq!(after["payments"][0]["state"], "FAILED");
+    assert!(after["payments"][0]["checkoutUrl"].is_null());
+    // The next attempt is a new payment and works.
+    let resp = start(&app, MUSTER, &id, &token, "STRIPE").await;
+    assert_eq!(data(&resp)["startPayment"]["payment"]["state"], "PENDING");
+    assert_eq!(count_where(&app, "payments", "1 = 1").await, 2);
+}
+
+#[tokio::test]
+async fn a_checkout_asked_again_after_a_lost_answer_is_the_same_session() {
+    let (app, fake) = stripe_app().await;
+    configure(&app, MUSTER, MUSTER_ADMIN, MUSTER_ACCOUNT, MUSTER_SECRET).await;
+    let (id, token) = application(&app, MUSTER).await;
+    let resp = start(&app, MUSTER, &id, &token, "STRIPE").await;
+    let started = &data(&resp)["startPayment"];
+    let (payment, url) = (str_at(started, "paymentId"), str_at(started, "checkoutUrl"));
+    // The server died after Stripe created the session and before it stored the answer.
+    exec(
+        &app,
+        "UPDATE payments SET checkout_url = NULL, checkout_session_id = NULL, expires_at = NULL",
+    )
+    .await;
+    assert_eq!(
+        count_where(&app, "payments", "checkout_url IS NULL").await,
+        1
+    );
+    // Some time later (other `now`), the applicant asks again: the same key must carry the same
+    // parameters, or Stripe refuses it (`idempotency_error`) instead of answering the session.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let resp = start(&app, MUSTER, &id, &token, "STRIPE").await;
+    let again = &data(&resp)["startPayment"];
+    assert_eq!(again["paymentId"], payment.as_str());
+    assert_eq!(again["checkoutUrl"], url.as_str());
+    let sent = fake.received();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].idempotency_key, sent[1].idempotency_key);
+    assert_eq!(sent[0].form, sent[1].form);
+
+    // The fake holds Stripe's rule: the same key with other parameters is refused.
+    let client = reqwest::Client::new();
+    let form = |amount: &str| {
+        vec![
+            ("mode", "payment".to_owned()),
+            ("line_items[0][price_data][unit_amount]", amount.to_owned()),
+            ("line_items[0][quantity]", "1".to_owned()),
+        ]
+    };
+    let post = |account: &'static str, amount: &'static str| {
+        client
+            .post(format!("{}v1/checkout/sessions", fake.base_url))
+            .bearer_auth(STRIPE_KEY)
+            .header("Stripe-Account", account)
+            .header("Idempotency-Key", "checkout-same-key")
+            .form(&form(amount))
+            .send()
+    };
+    let first: Value = post(MUSTER_ACCOUNT, "100")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replay: Value = post(MUSTER_ACCOUNT, "100")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["id"], replay["id"]);
+    let other = post(MUSTER_ACCOUNT, "200").await.unwrap();
+    assert_eq!(other.status(), 400);
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["type"],
+        "idempotency_error"
+    );
+    // Keys are per connected account: another account's same key is another request.
+    let elsewhere: Value = post(BEISPIEL_ACCOUNT, "200")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(elsewhere["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn tasks_of_a_service_paid_first_are_completed_only_once_the_fees_are_paid() {
+    let app = spawn_app().await;
+    require_payment_first(&app).await;
+    let (id, token) = application(&app, MUSTER).await;
+    let kasse = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    let k = app.caller(MUSTER, &kasse);
+    let resp = k
+        .gql(
+            "query($id: ID!) { application(id: $id) { tasks { id state department { key } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let task = data(&resp)["application"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["department"]["key"] == "kasse")
+        .map(|t| str_at(t, "id"))
+        .unwrap();
+    let complete = "mutation($i: CompleteTaskInput!) { completeTask(input: $i) { task { state } application { done } } }";
+
+    // Unpaid: refused, and the task stays open.
+    let resp = k.gql(complete, json!({ "i": { "id": task } })).await;
+    assert_code(&resp, "CONFLICT");
+    assert!(
+        str_at(&resp["errors"][0], "message").contains("once the fees are paid"),
+        "{resp:#}"
+    );
+    assert_eq!(
+        count_where(&app, "application_tasks", "state = 'open'").await,
+        1
+    );
+    assert_eq!(
+        count_where(&app, "application_events", "kind = 'task_completed'").await,
+        0
+    );
+
+    // Paid at the counter: the same call goes through.
+    let resp = start(&app, MUSTER, &id, &token, "ON_SITE").await;
+    let payment = str_at(&data(&resp)["startPayment"], "paymentId");
+    data(&k
+        .gql(
+            "mutation($i: MarkPaymentPaidInput!) { markPaymentPaid(input: $i) { payment { state } } }",
+            json!({ "i": { "paymentId": payment } }),
+        )
+        .await);
+    let resp = k.gql(complete, json!({ "i": { "id": task } })).await;
+    assert_eq!(data(&resp)["completeTask"]["task"]["state"], "done");
+    assert_eq!(
+        count_where(&app, "application_tasks", "state = 'open'").await,
+        0
+    );
 }
 
 #[tokio::test]
