@@ -114,6 +114,9 @@ pub struct GraphqlSettings {
     pub max_aliases: usize,
     /// `AMTSPLATZ_GRAPHQL__MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// `AMTSPLATZ_GRAPHQL__QUERY_BUDGET_MS`: time one query operation may take before it is
+    /// refused (`VALIDATION_FAILED`); mutations are not cut short.
+    pub query_budget_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,6 +378,7 @@ impl Default for GraphqlSettings {
             max_complexity: 1000,
             max_aliases: 30,
             max_body_bytes: 1024 * 1024,
+            query_budget_ms: 10_000,
         }
     }
 }
@@ -475,6 +479,7 @@ impl Settings {
             || g.max_complexity == 0
             || g.max_aliases == 0
             || g.max_body_bytes < 1024
+            || g.query_budget_ms == 0
         {
             return Err(bad(
                 "graphql.*",

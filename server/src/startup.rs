@@ -143,7 +143,7 @@ impl Application {
                     .data(state.db.clone())
                     .data(state.applications.clone())
             },
-            state.settings.graphql.max_aliases,
+            &state.settings.graphql,
         );
 
         let listener =

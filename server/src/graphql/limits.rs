@@ -8,6 +8,10 @@
 //! is parsed once here and handed on parsed; clients send the same few documents over and over,
 //! so parsed documents are kept by their text.
 //!
+//! Before parsing, [`guard::screen`] bounds the nesting of the query text and variables; after
+//! parsing, [`guard::document`] bounds fragment fan-out and refuses NUL characters, and query
+//! operations run within a time budget (see [`super::guard`]).
+//!
 //! Validation is kept too. Without variables, whether an operation of a document passes the full
 //! (strict) validation depends on nothing but the document and the schema, so once it has run
 //! without any error, later requests of the same operation without variables take a second
@@ -20,10 +24,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Data, Executor, Request, Response, ServerError};
 
-use super::{AppSchema, fill_error_codes};
+use super::{AppSchema, fill_error_codes, guard};
+use crate::error::AppError;
+use crate::settings::GraphqlSettings;
 
 fn count(set: &SelectionSet) -> usize {
     set.items
@@ -73,7 +79,18 @@ pub struct CheckedSchema {
     /// The same schema in fast validation mode, for operations already validated in full.
     validated: AppSchema,
     pub max_aliases: usize,
+    /// Time a query operation may take. Static caps keep validation cheap; this bounds what
+    /// still takes long (resolvers waiting on the database). Mutations are not cut short: one
+    /// stopped halfway could have committed without the client learning it.
+    query_budget: std::time::Duration,
     parsed: Arc<ParseCache>,
+}
+
+/// How a checked request is to be validated and run.
+struct Checked {
+    validation: Validation,
+    /// A query operation (held to the time budget), not a mutation or subscription.
+    query: bool,
 }
 
 /// How a checked request is to be validated.
@@ -93,14 +110,15 @@ impl CheckedSchema {
             super::Mutation,
             super::Subscription,
         >,
-        max_aliases: usize,
+        limits: &GraphqlSettings,
     ) -> Self {
         Self {
             schema: build().finish(),
             validated: build()
                 .validation_mode(async_graphql::ValidationMode::Fast)
                 .finish(),
-            max_aliases,
+            max_aliases: limits.max_aliases,
+            query_budget: std::time::Duration::from_millis(limits.query_budget_ms),
             parsed: Arc::default(),
         }
     }
@@ -121,8 +139,26 @@ impl CheckedSchema {
         }
     }
 
+    /// Runs a checked request, a query within the time budget.
+    async fn run(&self, request: Request, checked: Checked) -> Response {
+        if !checked.query {
+            return self.run_validated(request, checked.validation).await;
+        }
+        let run = self.run_validated(request, checked.validation);
+        match tokio::time::timeout(self.query_budget, run).await {
+            Ok(resp) => resp,
+            Err(_) => Response::from_errors(vec![refused(AppError::invalid(
+                "query",
+                format!(
+                    "did not finish within {} ms: ask for less (fewer fields or items)",
+                    self.query_budget.as_millis()
+                ),
+            ))]),
+        }
+    }
+
     /// The schema for `validation`, and what to remember when the response has no errors.
-    async fn run(&self, request: Request, validation: Validation) -> Response {
+    async fn run_validated(&self, request: Request, validation: Validation) -> Response {
         match validation {
             Validation::Passed => self.validated.execute(request).await,
             Validation::Full(remember) => {
@@ -137,15 +173,18 @@ impl CheckedSchema {
         }
     }
 
-    /// Parses the query (or takes the parsed document from the cache), checks the alias limit,
-    /// and hands the document to the schema with the request, so it is not parsed again.
-    fn check(&self, mut request: Request) -> Result<(Request, Validation), ServerError> {
+    /// Parses the query (or takes the parsed document from the cache), checks the guards and the
+    /// alias limit, and hands the document to the schema with the request, so it is not parsed
+    /// again.
+    fn check(&self, mut request: Request) -> Result<(Request, Checked), ServerError> {
+        guard::variables(&request.variables).map_err(refused)?;
         let plain = request.variables.is_empty();
         let cached = self.cache().get(&request.query).map(|parsed| {
             let passed = plain && parsed.validated.contains(&request.operation_name);
             (parsed.doc.clone(), passed)
         });
         if let Some((doc, passed)) = cached {
+            let query = is_query(&doc, request.operation_name.as_deref());
             let remember =
                 (plain && !passed).then(|| (request.query.clone(), request.operation_name.clone()));
             request.set_parsed_query(doc);
@@ -154,9 +193,11 @@ impl CheckedSchema {
             } else {
                 Validation::Full(remember)
             };
-            return Ok((request, validation));
+            return Ok((request, Checked { validation, query }));
         }
+        guard::text(&request.query).map_err(refused)?;
         let doc = request.parsed_query()?.clone();
+        guard::document(&doc).map_err(refused)?;
         let n = aliases(&doc);
         if n > self.max_aliases {
             return Err(ServerError::new(
@@ -167,6 +208,7 @@ impl CheckedSchema {
                 None,
             ));
         }
+        let query = is_query(&doc, request.operation_name.as_deref());
         let mut remember = None;
         if request.query.len() <= CACHED_QUERY_MAX_BYTES {
             let mut cache = self.cache();
@@ -182,8 +224,26 @@ impl CheckedSchema {
             );
             remember = plain.then(|| (request.query.clone(), request.operation_name.clone()));
         }
-        Ok((request, Validation::Full(remember)))
+        let validation = Validation::Full(remember);
+        Ok((request, Checked { validation, query }))
     }
+}
+
+/// Whether the operation to run is a query (an unknown operation is not: it fails anyway).
+fn is_query(doc: &ExecutableDocument, operation: Option<&str>) -> bool {
+    let mut ops = doc.operations.iter();
+    let op = match operation {
+        Some(name) => ops.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => ops.next(),
+    };
+    op.is_some_and(|(_, op)| op.node.ty == OperationType::Query)
+}
+
+/// A request refused before it ran, as a GraphQL error carrying its [`AppError`].
+fn refused(err: AppError) -> ServerError {
+    let mut e = ServerError::new(err.to_string(), None);
+    e.source = Some(Arc::new(err));
+    e
 }
 
 fn coded(mut resp: Response) -> Response {
@@ -194,7 +254,7 @@ fn coded(mut resp: Response) -> Response {
 impl Executor for CheckedSchema {
     async fn execute(&self, request: Request) -> Response {
         coded(match self.check(request) {
-            Ok((request, validation)) => self.run(request, validation).await,
+            Ok((request, checked)) => self.run(request, checked).await,
             Err(e) => Response::from_errors(vec![e]),
         })
     }
@@ -220,14 +280,24 @@ mod tests {
     use crate::settings::GraphqlSettings;
 
     fn schema() -> CheckedSchema {
-        CheckedSchema::new(
-            || super::super::build_schema(&GraphqlSettings::default()),
-            20,
-        )
+        let limits = GraphqlSettings {
+            max_aliases: 20,
+            ..GraphqlSettings::default()
+        };
+        CheckedSchema::new(|| super::super::build_schema(&limits), &limits)
     }
 
     fn passes(schema: &CheckedSchema, request: Request) -> bool {
-        matches!(schema.check(request), Ok((_, Validation::Passed)))
+        matches!(
+            schema.check(request),
+            Ok((
+                _,
+                Checked {
+                    validation: Validation::Passed,
+                    ..
+                }
+            ))
+        )
     }
 
     /// Only an operation that ran without errors and without variables skips full validation

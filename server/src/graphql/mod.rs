@@ -2,6 +2,7 @@
 //! every request is held to (depth, complexity, aliases; body size and batching in [`crate::http`]).
 
 pub mod connection;
+pub mod guard;
 mod limits;
 pub mod loaders;
 
@@ -119,4 +120,20 @@ pub fn fill_error_codes(errors: &mut [async_graphql::ServerError]) {
             ext.set("code", "VALIDATION_FAILED");
         }
     }
+}
+
+/// The wait of a `RATE_LIMITED` error among `errors` (the longest, if several), for HTTP's
+/// 429 and `Retry-After`.
+pub fn retry_after(errors: &[async_graphql::ServerError]) -> Option<u64> {
+    errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref())
+        .filter(|ext| {
+            matches!(ext.get("code"), Some(async_graphql::Value::String(c)) if c == "RATE_LIMITED")
+        })
+        .map(|ext| match ext.get("retryAfterSeconds") {
+            Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+            _ => 1,
+        })
+        .max()
 }

@@ -386,8 +386,10 @@ async fn graphql_post(
             let body = read_body(&req, payload, state.settings.graphql.max_body_bytes).await?;
             parse_request(&body)?
         };
+        // Nesting is bounded before anything parses the query.
+        crate::graphql::guard::screen(&gql).map_err(Refused::Malformed)?;
         let ctx = request_ctx(&state, &req).await?;
-        Ok::<_, AppError>((gql, ctx))
+        Ok::<_, Refused>((gql, ctx))
     }
     .await;
     let (gql, ctx) = match prepared {
@@ -396,7 +398,7 @@ async fn graphql_post(
             state
                 .metrics
                 .observe_graphql("rejected", false, started.elapsed().as_secs_f64());
-            return error_response(&err);
+            return err.response();
         }
     };
     if let Some(t) = &ctx.tenant {
@@ -417,7 +419,37 @@ async fn graphql_post(
         .metrics
         .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
     tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
-    HttpResponse::Ok().json(resp)
+    let mut answer = HttpResponse::Ok();
+    // The body stays the GraphQL response; status and header tell HTTP clients and proxies.
+    if let Some(secs) = crate::graphql::retry_after(&resp.errors) {
+        answer
+            .status(actix_web::http::StatusCode::TOO_MANY_REQUESTS)
+            .insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    answer.json(resp)
+}
+
+/// Why a GraphQL POST was refused before GraphQL ran.
+enum Refused {
+    /// With the error's own status.
+    Error(AppError),
+    /// Input no parser may see (nesting too deep): `VALIDATION_FAILED` with HTTP 400.
+    Malformed(AppError),
+}
+
+impl From<AppError> for Refused {
+    fn from(err: AppError) -> Self {
+        Self::Error(err)
+    }
+}
+
+impl Refused {
+    fn response(&self) -> HttpResponse {
+        match self {
+            Self::Error(err) => error_response(err),
+            Self::Malformed(err) => HttpResponse::BadRequest().json(err.graphql_body()),
+        }
+    }
 }
 
 /// The request-wide DataLoaders, shared by HTTP and WebSocket requests (each made on first use).
@@ -439,6 +471,8 @@ async fn graphql_ws(
 ) -> actix_web::Result<HttpResponse> {
     let state = state.get_ref().clone();
     let header_tenant = tenant_hint(&req, state.settings.base_domain.as_deref());
+    // Rate limits per client IP hold over the WebSocket too.
+    let ip = client_ip(&state, &req);
     GraphQLSubscription::new(CheckedSchema::clone(&schema))
         .on_connection_init(move |value: serde_json::Value| async move {
             let field = |name: &str| {
@@ -460,6 +494,7 @@ async fn graphql_ws(
             let mut data = async_graphql::Data::default();
             attach_loaders(&mut data, &state, &ctx);
             data.insert(ctx);
+            data.insert(ClientIp(ip));
             Ok(data)
         })
         .start(&req, payload)

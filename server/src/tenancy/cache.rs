@@ -35,6 +35,10 @@ impl TenantCache {
         db: &DatabaseConnection,
         slug: &str,
     ) -> AppResult<Option<Arc<tenants::Model>>> {
+        // No slug holds a NUL (PostgreSQL would refuse to even compare it): unknown, not an error.
+        if slug.contains('\0') {
+            return Ok(None);
+        }
         if let Some((at, t)) = self.by_slug.lock().map_err(|_| poisoned())?.get(slug)
             && at.elapsed() < TTL
         {

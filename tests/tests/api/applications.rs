@@ -1203,7 +1203,7 @@ async fn citizens_writes_are_rate_limited_per_ip() {
             json!({ "i": { "serviceSlug": "hundesteuer", "data": dog(false) } }),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 429, "RATE_LIMITED speaks HTTP");
     assert_code(&resp, "RATE_LIMITED");
     assert!(
         resp["errors"][0]["extensions"]["retryAfterSeconds"]

@@ -315,7 +315,7 @@ async fn login_is_rate_limited_per_account() {
             .unwrap()
             >= 1
     );
-    assert_eq!(status, 200, "errors during execution keep the GraphQL 200");
+    assert_eq!(status, 429, "RATE_LIMITED speaks HTTP");
     // Another account is not affected.
     data(
         &app.try_login(Some(MUSTER), MUSTER_STAFF.0, MUSTER_STAFF.1)

@@ -309,3 +309,357 @@ async fn random_uploads_never_cause_a_server_error_and_only_allowed_types_are_st
         "the generator also makes allowed files ({stored})"
     );
 }
+
+/// Random nesting in every place the issue found (arguments, object values, directives,
+/// variable defaults, a draft's data literal, variables): up to 64 brackets are answered by
+/// GraphQL, deeper ones refused with 400 before parsing; the server never dies.
+#[tokio::test]
+async fn random_nesting_is_answered_up_to_the_limit_and_refused_beyond() {
+    use crate::guard::{MAX_NESTING, nest, post};
+    let app = spawn_app().await;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (0..6u8, prop_oneof![1..80usize, 80..3000usize]);
+    for i in 0..80 {
+        let (kind, depth) = strategy.new_tree(&mut runner).unwrap().current();
+        let (query, variables) = match kind {
+            0 => (
+                format!("{{ __typename(x: {}) }}", nest("[", "]", "1", depth)),
+                json!({}),
+            ),
+            1 => (
+                format!("{{ __typename(x: {}) }}", nest("{a:", "}", "1", depth)),
+                json!({}),
+            ),
+            2 => (
+                format!(
+                    "{{ __typename @skip(if: {}) }}",
+                    nest("[", "]", "false", depth)
+                ),
+                json!({}),
+            ),
+            3 => (
+                format!(
+                    "query($v: [Int] = {}) {{ __typename }}",
+                    nest("[", "]", "1", depth)
+                ),
+                json!({}),
+            ),
+            4 => (
+                format!(
+                    "mutation {{ saveDraft(input: {{serviceSlug: \"hundesteuer\", data: {}}}) {{ draft {{ id }} }} }}",
+                    nest("{a:", "}", "1", depth)
+                ),
+                json!({}),
+            ),
+            // Variables: serde_json refuses more than 128 levels itself (422).
+            _ => (
+                "query($v: JSON) { __typename }".to_owned(),
+                json!({ "v": serde_json::from_str::<Value>(&nest("[", "]", "1", depth.min(120))).unwrap() }),
+            ),
+        };
+        // No string in these documents holds a bracket: counting them all is exact.
+        let mut deepest = 0usize;
+        let mut level = 0usize;
+        for c in query.chars() {
+            match c {
+                '{' | '[' | '(' => {
+                    level += 1;
+                    deepest = deepest.max(level);
+                }
+                '}' | ']' | ')' => level -= 1,
+                _ => {}
+            }
+        }
+        let too_deep = if kind == 5 {
+            depth.min(120) > MAX_NESTING
+        } else {
+            deepest > MAX_NESTING
+        };
+        let (status, body) = post(&app, &json!({ "query": query, "variables": variables })).await;
+        if too_deep {
+            assert_eq!(status, 400, "case {i} (kind {kind}, depth {depth}): {body}");
+            assert_code(&body, "VALIDATION_FAILED");
+        } else {
+            assert_eq!(status, 200, "case {i} (kind {kind}, depth {depth}): {body}");
+            for e in body["errors"].as_array().into_iter().flatten() {
+                assert_ne!(e["extensions"]["code"], "INTERNAL", "case {i}: {e}");
+            }
+        }
+    }
+    data(
+        &app.gql(Some(MUSTER), None, "{ __typename }", json!({}))
+            .await,
+    );
+}
+
+/// Random fragment fan-out (chains of fragments, each spreading the next `fan` times): the
+/// expanded size decides, the time does not grow with it.
+#[tokio::test]
+async fn random_fragment_fan_out_is_refused_beyond_the_cap_quickly() {
+    use crate::guard::{fragment_bomb, post};
+    let app = spawn_app().await;
+    let mut runner = TestRunner::deterministic();
+    let leaves = prop::sample::select(vec![
+        ("__typename", 1usize),
+        ("tenant { name }", 2),
+        ("tenant { departments { totalCount } }", 3),
+    ]);
+    let strategy = (1..10usize, 1..13usize, leaves);
+    for i in 0..60 {
+        let (n, fan, (leaf, leaf_size)) = strategy.new_tree(&mut runner).unwrap().current();
+        // Selections with spreads expanded: each spread counts one plus what it expands to.
+        let mut size = leaf_size;
+        for _ in 0..n - 1 {
+            size = size.saturating_mul(fan).saturating_add(fan).min(1 << 40);
+        }
+        let total = 1 + size;
+        let query = fragment_bomb(n, fan, leaf);
+        let started = std::time::Instant::now();
+        let (status, body) = post(&app, &json!({ "query": query })).await;
+        let took = started.elapsed();
+        assert_eq!(status, 200, "case {i}: {body}");
+        if total > 5_000 {
+            assert_code(&body, "VALIDATION_FAILED");
+            assert!(
+                body["errors"][0]["extensions"]["fields"]["query"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("selections")),
+                "case {i} (n {n}, fan {fan}, {total}): {body}"
+            );
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "case {i}: {took:?}"
+            );
+        } else {
+            for e in body["errors"].as_array().into_iter().flatten() {
+                assert_ne!(e["extensions"]["code"], "INTERNAL", "case {i}: {e}");
+            }
+        }
+    }
+}
+
+const INTROSPECTION: &str = "{ __schema { queryType { name } mutationType { name } types { kind name enumValues { name } inputFields { name type { ...T } } fields { name type { ...T } args { name type { ...T } } } } } }
+fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }";
+
+/// The schema's types by name, from introspection.
+struct Types(std::collections::HashMap<String, Value>);
+
+impl Types {
+    fn named(&self, t: &Value) -> Value {
+        match t["kind"].as_str() {
+            Some("NON_NULL" | "LIST") => self.named(&t["ofType"]),
+            _ => self.0[t["name"].as_str().unwrap()].clone(),
+        }
+    }
+
+    /// A GraphQL type reference as written in a variable definition.
+    fn render(t: &Value) -> String {
+        match t["kind"].as_str().unwrap() {
+            "NON_NULL" => format!("{}!", Self::render(&t["ofType"])),
+            "LIST" => format!("[{}]", Self::render(&t["ofType"])),
+            _ => t["name"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A plausible value of type `t`; with `nul`, the string at that path (`.field`, `[0]`)
+    /// holds a NUL character. Nullable input fields are left out unless the path leads there.
+    fn fill(&self, t: &Value, nul: Option<&[String]>) -> Value {
+        match t["kind"].as_str().unwrap() {
+            "NON_NULL" => return self.fill(&t["ofType"], nul),
+            "LIST" => {
+                let rest = nul.map(|p| &p[1..]);
+                return json!([self.fill(&t["ofType"], rest)]);
+            }
+            _ => {}
+        }
+        let ty = self.named(t);
+        let name = ty["name"].as_str().unwrap();
+        match ty["kind"].as_str().unwrap() {
+            "ENUM" => ty["enumValues"][0]["name"].clone(),
+            "INPUT_OBJECT" => {
+                let mut obj = serde_json::Map::new();
+                for f in ty["inputFields"].as_array().unwrap() {
+                    let fname = f["name"].as_str().unwrap();
+                    let here = nul.filter(|p| p.first().is_some_and(|s| s == &format!(".{fname}")));
+                    if here.is_some() || f["type"]["kind"] == "NON_NULL" {
+                        obj.insert(
+                            fname.to_owned(),
+                            self.fill(&f["type"], here.map(|p| &p[1..])),
+                        );
+                    }
+                }
+                Value::Object(obj)
+            }
+            _ if nul.is_some() => match name {
+                "JSON" => json!({ "text": "a\u{0}b" }),
+                _ => json!("a\u{0}b"),
+            },
+            _ => match name {
+                "Int" => json!(1),
+                "Float" => json!(1.5),
+                "Boolean" => json!(true),
+                "DateTime" => json!("2027-01-04T10:00:00Z"),
+                "NaiveDate" => json!("2027-01-04"),
+                "JSON" => json!({}),
+                "Upload" => Value::Null,
+                "ID" | "UUID" => json!("00000000-0000-0000-0000-000000000000"),
+                _ => json!("x"),
+            },
+        }
+    }
+
+    /// Paths (`.field`, `[0]`, …) to every place a string can sit in a value of type `t`:
+    /// String and ID scalars, JSON values, through lists and input objects.
+    fn string_paths(&self, t: &Value, depth: usize) -> Vec<Vec<String>> {
+        match t["kind"].as_str().unwrap() {
+            "NON_NULL" => return self.string_paths(&t["ofType"], depth),
+            "LIST" => {
+                return self
+                    .string_paths(&t["ofType"], depth)
+                    .into_iter()
+                    .map(|mut p| {
+                        p.insert(0, "[0]".to_owned());
+                        p
+                    })
+                    .collect();
+            }
+            _ => {}
+        }
+        let ty = self.named(t);
+        match (ty["kind"].as_str().unwrap(), ty["name"].as_str().unwrap()) {
+            ("SCALAR", "String" | "ID" | "JSON") => vec![vec![]],
+            ("INPUT_OBJECT", _) if depth < 4 => ty["inputFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|f| {
+                    let name = format!(".{}", f["name"].as_str().unwrap());
+                    self.string_paths(&f["type"], depth + 1)
+                        .into_iter()
+                        .map(move |mut p| {
+                            p.insert(0, name.clone());
+                            p
+                        })
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+}
+
+/// Every string argument of every query and mutation, and every string field of their input
+/// objects (from introspection), with a NUL character: `VALIDATION_FAILED` naming exactly that
+/// path, never a 5xx or `INTERNAL`, and nothing stored.
+#[tokio::test]
+async fn nul_characters_in_every_string_argument_are_validation_errors() {
+    let app = spawn_app_with(|s| {
+        // The introspection query nests deeper than clients' queries.
+        s.graphql.max_depth = 20;
+        s.graphql.max_complexity = 100_000;
+    })
+    .await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let schema = app
+        .caller(MUSTER, &admin)
+        .gql(INTROSPECTION, json!({}))
+        .await;
+    let schema = &data(&schema)["__schema"];
+    let types = Types(
+        schema["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().to_owned(), t.clone()))
+            .collect(),
+    );
+    let tables = ["drafts", "applications", "bookings", "outbox"];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(count_where(&app, table, "1 = 1").await);
+    }
+    let mut checked = 0;
+    for (keyword, root) in [
+        ("query", &schema["queryType"]),
+        ("mutation", &schema["mutationType"]),
+    ] {
+        let root = &types.0[root["name"].as_str().unwrap()];
+        for field in root["fields"].as_array().unwrap() {
+            let fname = field["name"].as_str().unwrap();
+            let args = field["args"].as_array().unwrap();
+            let ret = types.named(&field["type"]);
+            let selection = match ret["kind"].as_str().unwrap() {
+                "OBJECT" | "INTERFACE" | "UNION" => " { __typename }",
+                _ => "",
+            };
+            for (target, arg) in args.iter().enumerate() {
+                for path in types.string_paths(&arg["type"], 0) {
+                    let mut defs = Vec::new();
+                    let mut uses = Vec::new();
+                    let mut vars = serde_json::Map::new();
+                    for (k, a) in args.iter().enumerate() {
+                        let aname = a["name"].as_str().unwrap();
+                        defs.push(format!("$a{k}: {}", Types::render(&a["type"])));
+                        uses.push(format!("{aname}: $a{k}"));
+                        if k == target {
+                            vars.insert(format!("a{k}"), types.fill(&a["type"], Some(&path)));
+                        } else if a["type"]["kind"] == "NON_NULL" {
+                            vars.insert(format!("a{k}"), types.fill(&a["type"], None));
+                        }
+                    }
+                    let query = format!(
+                        "{keyword}({}) {{ {fname}({}){selection} }}",
+                        defs.join(", "),
+                        uses.join(", ")
+                    );
+                    let mut expected = format!("variables.a{target}{}", path.concat());
+                    // A JSON value holds the NUL one level further down.
+                    if vars_leaf_is_json(&types, &arg["type"], &path) {
+                        expected.push_str(".text");
+                    }
+                    let (status, body) = app
+                        .gql_raw(
+                            Some(MUSTER),
+                            Some(&admin.access),
+                            &query,
+                            Value::Object(vars),
+                        )
+                        .await;
+                    assert!(status < 500, "{query} answered {status}: {body}");
+                    assert_code(&body, "VALIDATION_FAILED");
+                    let fields = &body["errors"][0]["extensions"]["fields"];
+                    assert!(
+                        fields[&expected]
+                            .as_str()
+                            .is_some_and(|m| m.contains("NUL")),
+                        "{query}: expected {expected}, got {body}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "every string argument was tried ({checked})");
+    println!("{checked} string positions refused with NUL");
+    for (table, before) in tables.into_iter().zip(before) {
+        assert_eq!(count_where(&app, table, "1 = 1").await, before, "{table}");
+    }
+}
+
+/// Whether the string at `path` in a value of type `t` is a JSON scalar.
+fn vars_leaf_is_json(types: &Types, t: &Value, path: &[String]) -> bool {
+    match t["kind"].as_str().unwrap() {
+        "NON_NULL" => return vars_leaf_is_json(types, &t["ofType"], path),
+        "LIST" => return vars_leaf_is_json(types, &t["ofType"], &path[1..]),
+        _ => {}
+    }
+    let ty = types.named(t);
+    match path.first() {
+        None => ty["name"] == "JSON",
+        Some(seg) => ty["inputFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| format!(".{}", f["name"].as_str().unwrap()) == *seg)
+            .is_some_and(|f| vars_leaf_is_json(types, &f["type"], &path[1..])),
+    }
+}
