@@ -9,6 +9,7 @@ pub mod appointment_offers;
 pub mod attachments;
 pub mod audit_log;
 pub mod booking_resources;
+pub mod break_glass_grants;
 pub mod bookings;
 pub mod departments;
 pub mod drafts;

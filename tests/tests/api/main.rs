@@ -11,6 +11,7 @@ mod attachments;
 mod auth;
 mod bookings;
 mod fuzz;
+mod isolation;
 mod limits;
 mod marketplace;
 mod ops;
