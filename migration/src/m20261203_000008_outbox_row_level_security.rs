@@ -47,7 +47,9 @@ impl MigrationTrait for Migration {
         }
         postgres::enable_nullable_tenant_rls(manager, "outbox").await?;
         for sql in [
-            format!("CREATE POLICY outbox_worker_read ON outbox FOR SELECT TO {OUTBOX_ROLE} USING (true)"),
+            format!(
+                "CREATE POLICY outbox_worker_read ON outbox FOR SELECT TO {OUTBOX_ROLE} USING (true)"
+            ),
             format!(
                 "CREATE POLICY outbox_worker_settle ON outbox FOR UPDATE TO {OUTBOX_ROLE} \
                  USING (true) WITH CHECK (true)"

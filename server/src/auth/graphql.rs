@@ -270,13 +270,9 @@ impl AuthMutation {
     ) -> async_graphql::Result<OpenBreakGlassPayload> {
         let st = state::<AppState>(ctx)?;
         let tctx = tenant_ctx(ctx)?;
-        let grant = super::break_glass::open(
-            &st.db,
-            &tctx,
-            &input.reason,
-            input.minutes.unwrap_or(60),
-        )
-        .await?;
+        let grant =
+            super::break_glass::open(&st.db, &tctx, &input.reason, input.minutes.unwrap_or(60))
+                .await?;
         Ok(OpenBreakGlassPayload {
             grant: BreakGlassGrant {
                 id: ID(grant.id.to_string()),
@@ -285,5 +281,4 @@ impl AuthMutation {
             },
         })
     }
-
 }

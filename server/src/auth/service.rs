@@ -405,7 +405,9 @@ pub async fn authenticate(
             "platform" => {
                 state.sessions.platform(&state.db, sub, session).await?;
                 let break_glass = match tenant {
-                    Some(t) => super::break_glass::open_grant(&state.db, TenantId(t.id), sub).await?,
+                    Some(t) => {
+                        super::break_glass::open_grant(&state.db, TenantId(t.id), sub).await?
+                    }
                     None => None,
                 };
                 Ok((

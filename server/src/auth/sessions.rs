@@ -81,17 +81,17 @@ impl SessionCache {
             .one(&txn)
             .await?
             .is_some();
-        let standing = if active && session_alive(&txn, Some(tenant), "staff", user, session).await?
-        {
-            Some(
-                crate::tenancy::service::roles_of(&txn, tenant, &[user])
-                    .await?
-                    .remove(&user)
-                    .unwrap_or_default(),
-            )
-        } else {
-            None
-        };
+        let standing =
+            if active && session_alive(&txn, Some(tenant), "staff", user, session).await? {
+                Some(
+                    crate::tenancy::service::roles_of(&txn, tenant, &[user])
+                        .await?
+                        .remove(&user)
+                        .unwrap_or_default(),
+                )
+            } else {
+                None
+            };
         txn.commit().await?;
         self.store(key, epoch, standing.clone())?;
         standing.ok_or(AppError::Unauthenticated)

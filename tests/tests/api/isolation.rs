@@ -26,8 +26,7 @@ async fn ws_with_headers(
         "graphql-transport-ws".parse().unwrap(),
     );
     for (name, value) in headers {
-        req.headers_mut()
-            .insert(*name, value.parse().unwrap());
+        req.headers_mut().insert(*name, value.parse().unwrap());
     }
     let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
     let init = json!({ "type": "connection_init", "payload": {} });
@@ -37,7 +36,9 @@ async fn ws_with_headers(
         .expect("an answer in time")
     {
         Some(Ok(Message::Text(t))) => Ok(serde_json::from_str(&t).unwrap()),
-        Some(Ok(Message::Close(frame))) => Err(frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+        Some(Ok(Message::Close(frame))) => {
+            Err(frame.map(|f| f.reason.to_string()).unwrap_or_default())
+        }
         other => Err(format!("{other:?}")),
     };
     (ws, first)
@@ -50,7 +51,12 @@ async fn websocket_upgrade_headers_authenticate_like_a_post() {
 
     // POST: Musterstadt's token on Beispielhausen is refused.
     let (status, resp) = app
-        .gql_raw(Some(BEISPIEL), Some(&muster.access), "{ me { email } }", json!({}))
+        .gql_raw(
+            Some(BEISPIEL),
+            Some(&muster.access),
+            "{ me { email } }",
+            json!({}),
+        )
         .await;
     assert_code(&resp, "FORBIDDEN");
     assert_eq!(status, 403);
@@ -91,7 +97,10 @@ async fn websocket_upgrade_headers_authenticate_like_a_post() {
     let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ me { email } }" } });
     ws.send(Message::text(sub.to_string())).await.unwrap();
     let next = ws_next(&mut ws).await;
-    assert_eq!(next["payload"]["data"]["me"]["email"], MUSTER_STAFF.0, "{next}");
+    assert_eq!(
+        next["payload"]["data"]["me"]["email"], MUSTER_STAFF.0,
+        "{next}"
+    );
 }
 
 // ---- revocation takes effect on the next request -----------------------------------------------
@@ -116,7 +125,10 @@ async fn logout_ends_the_sessions_access_tokens_at_once() {
     let s = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let other = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     // Used once, so the answer is cached: the logout must reach the cache too.
-    assert_eq!(me(&app, Some(MUSTER), &s.access).await.unwrap(), MUSTER_ADMIN.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &s.access).await.unwrap(),
+        MUSTER_ADMIN.0
+    );
     let out = app
         .gql(
             Some(MUSTER),
@@ -131,7 +143,10 @@ async fn logout_ends_the_sessions_access_tokens_at_once() {
         Err((401, "UNAUTHENTICATED".to_owned()))
     );
     // Only that session ended: another login of the same user goes on.
-    assert_eq!(me(&app, Some(MUSTER), &other.access).await.unwrap(), MUSTER_ADMIN.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &other.access).await.unwrap(),
+        MUSTER_ADMIN.0
+    );
 
     // The same for a platform administrator.
     let p = app.login(None, PLATFORM_ADMIN).await;
@@ -159,8 +174,14 @@ async fn a_revoked_session_family_ends_its_access_tokens_at_once() {
         .gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh }))
         .await;
     let access2 = str_at(&data(&rotated)["refreshSession"], "accessToken");
-    assert_eq!(me(&app, Some(MUSTER), &s.access).await.unwrap(), MUSTER_ADMIN.0);
-    assert_eq!(me(&app, Some(MUSTER), &access2).await.unwrap(), MUSTER_ADMIN.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &s.access).await.unwrap(),
+        MUSTER_ADMIN.0
+    );
+    assert_eq!(
+        me(&app, Some(MUSTER), &access2).await.unwrap(),
+        MUSTER_ADMIN.0
+    );
     // The first refresh token again: reuse, the whole family is revoked.
     assert_code(
         &app.gql(Some(MUSTER), None, REFRESH, json!({ "t": s.refresh }))
@@ -182,7 +203,11 @@ async fn a_revoked_role_is_gone_from_the_old_token_on_the_next_request() {
     let staff_id = app.staff_id(MUSTER, &admin, MUSTER_STAFF.0).await;
     let grant = "mutation($u: ID!) { grantRole(input: {userId: $u, role: TENANT_ADMIN}) { staffUser { id } } }";
     let revoke = "mutation($u: ID!) { revokeRole(input: {userId: $u, role: TENANT_ADMIN}) { staffUser { id } } }";
-    data(&app.caller(MUSTER, &admin).gql(grant, json!({ "u": staff_id })).await);
+    data(
+        &app.caller(MUSTER, &admin)
+            .gql(grant, json!({ "u": staff_id }))
+            .await,
+    );
     let promoted = app.login(Some(MUSTER), MUSTER_STAFF).await;
     let caller = app.caller(MUSTER, &promoted);
     assert!(
@@ -191,12 +216,23 @@ async fn a_revoked_role_is_gone_from_the_old_token_on_the_next_request() {
             .unwrap()
             >= 1
     );
-    data(&app.caller(MUSTER, &admin).gql(revoke, json!({ "u": staff_id })).await);
+    data(
+        &app.caller(MUSTER, &admin)
+            .gql(revoke, json!({ "u": staff_id }))
+            .await,
+    );
     // The token still claims TENANT_ADMIN; the server goes by the roles of now.
     assert_code(&caller.gql(ADMIN_ONLY, json!({})).await, "FORBIDDEN");
-    assert_eq!(me(&app, Some(MUSTER), &promoted.access).await.unwrap(), MUSTER_STAFF.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &promoted.access).await.unwrap(),
+        MUSTER_STAFF.0
+    );
     // And a role granted now is there on the next request, too.
-    data(&app.caller(MUSTER, &admin).gql(grant, json!({ "u": staff_id })).await);
+    data(
+        &app.caller(MUSTER, &admin)
+            .gql(grant, json!({ "u": staff_id }))
+            .await,
+    );
     data(&caller.gql(ADMIN_ONLY, json!({})).await);
 }
 
@@ -206,7 +242,10 @@ async fn a_deactivated_account_is_refused_on_the_next_request() {
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let staff_id = app.staff_id(MUSTER, &admin, MUSTER_STAFF.0).await;
     let staff = app.login(Some(MUSTER), MUSTER_STAFF).await;
-    assert_eq!(me(&app, Some(MUSTER), &staff.access).await.unwrap(), MUSTER_STAFF.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &staff.access).await.unwrap(),
+        MUSTER_STAFF.0
+    );
     let set_active = "mutation($u: ID!, $a: Boolean!) { updateStaffUser(input: {id: $u, active: $a}) { staffUser { id } } }";
     data(
         &app.caller(MUSTER, &admin)
@@ -228,7 +267,10 @@ async fn a_deactivated_account_is_refused_on_the_next_request() {
         Err((401, "UNAUTHENTICATED".to_owned()))
     );
     let again = app.login(Some(MUSTER), MUSTER_STAFF).await;
-    assert_eq!(me(&app, Some(MUSTER), &again.access).await.unwrap(), MUSTER_STAFF.0);
+    assert_eq!(
+        me(&app, Some(MUSTER), &again.access).await.unwrap(),
+        MUSTER_STAFF.0
+    );
 }
 
 // ---- platform administrators and personal data -------------------------------------------------
@@ -259,21 +301,35 @@ async fn platform_admins_read_personal_data_only_under_an_audited_break_glass_gr
     let reads = || count_where(&app, "audit_log", "action = 'break_glass.read'");
 
     // No grant: the operator runs the tenant, but citizens' data stay closed.
-    data(&op.gql("{ tenant { staff(first: 1) { totalCount } } }", json!({})).await);
+    data(
+        &op.gql("{ tenant { staff(first: 1) { totalCount } } }", json!({}))
+            .await,
+    );
     assert_code(&op.gql(list, json!({})).await, "FORBIDDEN");
     assert_code(&op.gql(detail, json!({ "id": id })).await, "FORBIDDEN");
-    let r = export(format!("/api/applications/{id}.json")).await.unwrap();
+    let r = export(format!("/api/applications/{id}.json"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
-    assert_code(&body, "FORBIDDEN");
-    assert_eq!(export("/api/applications/export".into()).await.unwrap().status(), 403);
+    assert_eq!(body["error"]["extensions"]["code"], "FORBIDDEN", "{body}");
+    assert_eq!(
+        export("/api/applications/export".into())
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(reads().await, 0);
 
     // A grant needs a reason, and only platform administrators open one.
     let open = "mutation($r: String!) { openBreakGlass(input: {reason: $r, minutes: 30}) { grant { id reason expiresAt } } }";
     let resp = op.gql(open, json!({ "r": "kurz" })).await;
     assert_code(&resp, "VALIDATION_FAILED");
-    assert!(resp["errors"][0]["extensions"]["fields"]["input.reason"].is_string(), "{resp}");
+    assert!(
+        resp["errors"][0]["extensions"]["fields"]["input.reason"].is_string(),
+        "{resp}"
+    );
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     assert_code(
         &app.caller(MUSTER, &admin)
@@ -300,9 +356,14 @@ async fn platform_admins_read_personal_data_only_under_an_audited_break_glass_gr
     assert_eq!(data(&resp)["applications"]["totalCount"], 1);
     assert_eq!(reads().await, 1);
     let resp = op.gql(detail, json!({ "id": id })).await;
-    assert_eq!(data(&resp)["application"]["data"]["name"], "Erika Mustermann");
+    assert_eq!(
+        data(&resp)["application"]["data"]["name"],
+        "Erika Mustermann"
+    );
     assert_eq!(reads().await, 2);
-    let r = export(format!("/api/applications/{id}.json")).await.unwrap();
+    let r = export(format!("/api/applications/{id}.json"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(reads().await, 3);
     assert_eq!(

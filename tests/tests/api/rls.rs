@@ -295,11 +295,22 @@ async fn every_table_with_a_tenant_id_forces_row_level_security() {
         .unwrap();
     let tables: Vec<(String, bool)> = rows
         .iter()
-        .map(|r| (r.try_get("", "name").unwrap(), r.try_get("", "forced").unwrap()))
+        .map(|r| {
+            (
+                r.try_get("", "name").unwrap(),
+                r.try_get("", "forced").unwrap(),
+            )
+        })
         .collect();
     // The list is read from the catalogue, so a new tenant table is covered without editing
     // this test; a few known ones prove the query found them.
-    for known in ["applications", "audit_log", "outbox", "payments", "refresh_tokens"] {
+    for known in [
+        "applications",
+        "audit_log",
+        "outbox",
+        "payments",
+        "refresh_tokens",
+    ] {
         assert!(
             tables.iter().any(|(name, _)| name == known),
             "{known} missing from {tables:?}"
@@ -327,7 +338,10 @@ async fn the_outbox_shows_the_request_role_only_its_tenants_mail() {
     let muster = tenant_id(&owner, "musterstadt").await;
     let beispiel = tenant_id(&owner, "beispielhausen").await;
     // One queued mail per tenant, due in a day (the worker leaves them alone meanwhile).
-    for (tenant, to) in [(&muster, "erika@example.org"), (&beispiel, "max@example.org")] {
+    for (tenant, to) in [
+        (&muster, "erika@example.org"),
+        (&beispiel, "max@example.org"),
+    ] {
         owner
             .execute_unprepared(&format!(
                 "INSERT INTO outbox (id, tenant_id, kind, recipient, subject, body, attempts, next_attempt_at, created_at, topic) \
@@ -361,7 +375,11 @@ async fn the_outbox_shows_the_request_role_only_its_tenants_mail() {
         ))
         .await
         .unwrap();
-    assert_eq!(rewritten.rows_affected(), 0, "another tenant's mail is not writable");
+    assert_eq!(
+        rewritten.rows_affected(),
+        0,
+        "another tenant's mail is not writable"
+    );
     let moved = txn
         .execute_unprepared(&format!(
             "UPDATE outbox SET tenant_id = '{muster}' WHERE tenant_id = '{beispiel}'"
@@ -386,7 +404,11 @@ async fn the_outbox_shows_the_request_role_only_its_tenants_mail() {
     .await
     .unwrap();
     assert_eq!(
-        count(&worker, "SELECT count(*) FROM outbox WHERE topic = 'rls-test'").await,
+        count(
+            &worker,
+            "SELECT count(*) FROM outbox WHERE topic = 'rls-test'"
+        )
+        .await,
         2
     );
     assert!(
