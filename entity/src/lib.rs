@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod audit_log;
 pub mod booking_resources;
 pub mod bookings;
+pub mod break_glass_grants;
 pub mod departments;
 pub mod drafts;
 pub mod locations;

@@ -13,7 +13,11 @@ mod m20261123_000004_create_attachments;
 mod m20261123_000005_create_appointments;
 mod m20261123_000006_appointment_mail_holds_challenges;
 mod m20261127_000007_create_payments;
+mod m20261203_000008_outbox_row_level_security;
+mod m20261203_000009_break_glass_grants;
 pub mod postgres;
+
+pub use m20261203_000008_outbox_row_level_security::OUTBOX_ROLE;
 
 /// The PostgreSQL role requests run as. It owns nothing, so `FORCE ROW LEVEL SECURITY` binds it.
 pub const APP_ROLE: &str = "amtsplatz_app";
@@ -37,6 +41,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_appointments::Migration),
             Box::new(m20261123_000006_appointment_mail_holds_challenges::Migration),
             Box::new(m20261127_000007_create_payments::Migration),
+            Box::new(m20261203_000008_outbox_row_level_security::Migration),
+            Box::new(m20261203_000009_break_glass_grants::Migration),
         ]
     }
 }

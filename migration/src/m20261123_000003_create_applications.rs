@@ -446,8 +446,8 @@ impl MigrationTrait for Migration {
         postgres::grant(manager, "application_tasks", "SELECT, INSERT, UPDATE").await?;
         postgres::grant(manager, "application_events", "SELECT, INSERT, DELETE").await?;
         postgres::grant(manager, "messages", "SELECT, INSERT, UPDATE, DELETE").await?;
-        // The outbox is the platform's queue, drained by a worker across tenants; no request
-        // reads it, so it has no row-level security.
+        // The outbox is the platform's queue, drained by a worker across tenants. (Row-level
+        // security and the worker's own role came later: m20261203_000008.)
         postgres::grant(manager, "outbox", "SELECT, INSERT, UPDATE").await?;
         for table in [
             "application_counters",

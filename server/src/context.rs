@@ -77,11 +77,22 @@ pub enum Principal {
     },
     PlatformAdmin {
         admin_id: PlatformAdminId,
+        /// The open break-glass grant for the request's tenant, if any: without one, citizens'
+        /// personal data stay closed to platform administrators ([`TenantCtx::break_glass`]).
+        break_glass: Option<BreakGlass>,
     },
     Citizen(Citizen),
     /// The server itself applying declarative files (tenant onboarding, marketplace seeds).
     /// Never built from a request.
     System(&'static str),
+}
+
+/// An open break-glass grant: a platform administrator's audited access to one tenant's
+/// personal data, until it expires or is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakGlass {
+    pub tenant_id: TenantId,
+    pub grant_id: uuid::Uuid,
 }
 
 /// A citizen identified by their tenant's OIDC provider.
@@ -110,7 +121,7 @@ impl Principal {
         match self {
             Self::Anonymous => "anonymous".into(),
             Self::Staff { user_id, .. } => format!("staff:{user_id}"),
-            Self::PlatformAdmin { admin_id } => format!("platform:{admin_id}"),
+            Self::PlatformAdmin { admin_id, .. } => format!("platform:{admin_id}"),
             Self::Citizen(c) => format!("citizen:{}", c.subject),
             Self::System(job) => format!("system:{job}"),
         }
@@ -121,7 +132,7 @@ impl Principal {
         match self {
             Self::Anonymous => None,
             Self::Staff { user_id, .. } => Some(format!("staff:{user_id}")),
-            Self::PlatformAdmin { admin_id } => Some(format!("platform:{admin_id}")),
+            Self::PlatformAdmin { admin_id, .. } => Some(format!("platform:{admin_id}")),
             Self::Citizen(c) => Some(format!("citizen:{}", c.subject)),
             Self::System(job) => Some(format!("system:{job}")),
         }
@@ -152,7 +163,7 @@ impl RequestCtx {
 
     pub fn require_platform_admin(&self) -> AppResult<PlatformAdminId> {
         match &self.principal {
-            Principal::PlatformAdmin { admin_id } => Ok(*admin_id),
+            Principal::PlatformAdmin { admin_id, .. } => Ok(*admin_id),
             Principal::Anonymous => Err(AppError::Unauthenticated),
             _ => Err(AppError::Forbidden("platform administrators only")),
         }
@@ -190,12 +201,29 @@ impl TenantCtx {
         }
     }
 
+    /// Citizens' personal data (applications, drafts, files, messages, payments, bookings):
+    /// whoever else may see them may; a platform administrator only under an open break-glass
+    /// grant for this tenant, whose ID this returns (every read under it is audited, see
+    /// [`crate::audit::break_glass_read`]). Operators do not read personal data by default.
+    pub fn break_glass(&self) -> AppResult<Option<uuid::Uuid>> {
+        match &self.principal {
+            Principal::PlatformAdmin {
+                break_glass: Some(grant),
+                ..
+            } if grant.tenant_id == self.tenant_id => Ok(Some(grant.grant_id)),
+            Principal::PlatformAdmin { .. } => Err(AppError::Forbidden(
+                "citizens' personal data: open a break-glass grant for this tenant first",
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// The treasury: cashiers and tenant administrators of this tenant (and platform
-    /// administrators).
+    /// administrators under a break-glass grant: payments are personal data).
     pub fn require_cashier(&self) -> AppResult<()> {
         match &self.principal {
             Principal::Anonymous => Err(AppError::Unauthenticated),
-            Principal::PlatformAdmin { .. } => Ok(()),
+            Principal::PlatformAdmin { .. } => self.break_glass().map(|_| ()),
             p if p.has_role(Role::Cashier) || p.has_role(Role::TenantAdmin) => Ok(()),
             _ => Err(AppError::Forbidden(
                 "cashiers and tenant administrators only",

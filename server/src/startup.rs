@@ -35,6 +35,8 @@ pub struct Application {
     state: AppState,
     demo_logins: Vec<DemoLogin>,
     mailer: Arc<crate::messaging::outbox::Mailer>,
+    /// The outbox worker's connection (its own role on PostgreSQL).
+    outbox_db: sea_orm::DatabaseConnection,
 }
 
 impl Application {
@@ -45,6 +47,7 @@ impl Application {
             crate::db::migrate(&owner).await?;
         }
         let db = crate::db::Db::new(crate::db::connect_app(&settings, &owner).await?);
+        let outbox_db = crate::messaging::outbox::connect_worker(&settings, db.orm()).await?;
         if settings.is_postgres() {
             // Requests never run as the owner; nothing else needs the owner pool.
             owner.close().await.context("closing the owner pool")?;
@@ -126,6 +129,7 @@ impl Application {
                 settings.auth.oidc_allow_http,
                 std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
             )?),
+            sessions: Arc::default(),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             write_limiter: Arc::new(crate::auth::rate_limit::IpLimiter::per_minute(
                 settings.applications.writes_per_ip_per_minute,
@@ -186,6 +190,7 @@ impl Application {
             state,
             demo_logins,
             mailer,
+            outbox_db,
         })
     }
 
@@ -207,7 +212,7 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let settings = &self.state.settings;
         let worker = tokio::spawn(crate::messaging::outbox::run_worker(
-            self.state.db.orm().clone(),
+            self.outbox_db.clone(),
             self.mailer.clone(),
             crate::messaging::outbox::WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(settings.mail.poll_interval_ms),

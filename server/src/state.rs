@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     /// Citizens' ID-token verifier with its JWKS cache.
     pub oidc: Arc<OidcVerifier>,
+    /// Whether access tokens' sessions still stand, cached briefly.
+    pub sessions: Arc<crate::auth::sessions::SessionCache>,
     /// Login attempt limits.
     pub login_limiter: Arc<LoginLimiter>,
     /// Citizens' drafts and submissions per client IP.

@@ -175,11 +175,14 @@ pub async fn departments_of<C: ConnectionTrait>(
         .collect())
 }
 
+/// Tenant administrators, the server itself, and platform administrators under a break-glass
+/// grant for this tenant.
 fn is_admin(ctx: &TenantCtx) -> bool {
-    matches!(
-        ctx.principal,
-        Principal::PlatformAdmin { .. } | Principal::System(_)
-    ) || ctx.principal.has_role(Role::TenantAdmin)
+    match &ctx.principal {
+        Principal::PlatformAdmin { .. } => matches!(ctx.break_glass(), Ok(Some(_))),
+        Principal::System(_) => true,
+        p => p.has_role(Role::TenantAdmin),
+    }
 }
 
 /// Does the caller own something carrying these owner columns?
@@ -210,6 +213,8 @@ pub async fn viewer_of<C: ConnectionTrait>(
     app: &applications::Model,
     access_token: Option<&str>,
 ) -> AppResult<Viewer> {
+    // A platform administrator without a break-glass grant: FORBIDDEN, not NOT_FOUND.
+    ctx.break_glass()?;
     if is_admin(ctx) {
         return Ok(Viewer::Admin);
     }
@@ -705,6 +710,8 @@ pub async fn application(
     id: Uuid,
     access_token: Option<&str>,
 ) -> AppResult<(applications::Model, Viewer)> {
+    crate::audit::break_glass_read(&deps.db, ctx, "application", format!("application:{id}"))
+        .await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let app = find(&txn, ctx.tenant_id, id).await?;
     let viewer = viewer_of(&txn, ctx, &app, access_token).await?;
@@ -757,9 +764,11 @@ fn visible_applications(
     Ok(select)
 }
 
-/// The departments whose work the caller sees: `None` for all (administrators).
-async fn scope_of(db: &Db, ctx: &TenantCtx) -> AppResult<Option<Vec<Uuid>>> {
+/// The departments whose work the caller sees: `None` for all (administrators). `what` names
+/// the read for the audit log when a platform administrator reads under a break-glass grant.
+async fn scope_of(db: &Db, ctx: &TenantCtx, what: &str) -> AppResult<Option<Vec<Uuid>>> {
     ctx.require_staff()?;
+    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
     if is_admin(ctx) {
         return Ok(None);
     }
@@ -786,7 +795,7 @@ pub async fn list_applications(
     filter: ApplicationFilter,
     args: PageArgs,
 ) -> AppResult<Page<applications::Model>> {
-    let mut select = visible_applications(ctx, scope_of(db, ctx).await?)?;
+    let mut select = visible_applications(ctx, scope_of(db, ctx, "applications").await?)?;
     if let Some(state) = filter.state {
         select = select.filter(applications::Column::State.eq(state));
     }
@@ -829,7 +838,7 @@ pub async fn export_batch(
     after: i64,
     limit: u64,
 ) -> AppResult<Vec<applications::Model>> {
-    let select = visible_applications(ctx, scope_of(db, ctx).await?)?
+    let select = visible_applications(ctx, scope_of(db, ctx, "applications export").await?)?
         .filter(applications::Column::Seq.gt(after))
         .order_by_asc(applications::Column::Seq)
         .limit(limit);
@@ -848,7 +857,7 @@ pub async fn list_tasks(
     args: PageArgs,
 ) -> AppResult<Page<application_tasks::Model>> {
     let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
-    match (scope_of(db, ctx).await?, filter.department) {
+    match (scope_of(db, ctx, "tasks").await?, filter.department) {
         (Some(mine), Some(d)) if !mine.contains(&d) => {
             return Err(AppError::Forbidden(
                 "you are not a member of that department",
@@ -1358,6 +1367,7 @@ pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
 /// contact, timeline and messages go; the reference, state and the audit entry remain.
 pub async fn erase(deps: &Deps, ctx: &TenantCtx, id: Uuid) -> AppResult<applications::Model> {
     ctx.require_tenant_admin()?;
+    ctx.break_glass()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let app = lock(&txn, ctx.tenant_id, id).await?;
     let pinned = deps

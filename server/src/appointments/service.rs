@@ -810,6 +810,7 @@ pub async fn day(
     date: NaiveDate,
 ) -> AppResult<(locations::Model, Vec<bookings::Model>)> {
     ctx.require_staff()?;
+    crate::audit::break_glass_read(db, ctx, "bookings", format!("location:{location_id}")).await?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let location = find_location(&txn, ctx.tenant_id, location_id).await?;
     let cal = calendar(&location)?;
@@ -838,6 +839,7 @@ pub async fn day(
 /// Marks that the citizen did not come (staff; once the appointment has begun).
 pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
     ctx.require_staff()?;
+    ctx.break_glass()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let booking = scoped::<bookings::Entity>(ctx.tenant_id)
         .filter(bookings::Column::Id.eq(id))

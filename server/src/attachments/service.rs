@@ -859,6 +859,7 @@ pub async fn find(
         (None, None) => return Err(AppError::NotFound("attachment")),
     };
     txn.commit().await?;
+    crate::audit::break_glass_read(&deps.db, ctx, "attachment", format!("attachment:{id}")).await?;
     Ok((att, viewer))
 }
 

@@ -36,6 +36,33 @@ pub async fn record<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Gate and record for reading citizens' personal data. Everyone but a platform administrator
+/// passes untouched (their own checks apply); a platform administrator needs an open
+/// break-glass grant for the tenant (else `FORBIDDEN`), and each read under it is one audit
+/// entry, committed before the data is returned.
+pub async fn break_glass_read(
+    db: &sea_orm::DatabaseConnection,
+    ctx: &TenantCtx,
+    what: &str,
+    target: String,
+) -> AppResult<()> {
+    let Some(grant) = ctx.break_glass()? else {
+        return Ok(());
+    };
+    let txn = crate::db::begin_tenant_write(db, ctx.tenant_id).await?;
+    record(
+        &txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        "break_glass.read",
+        target,
+        serde_json::json!({ "grant": grant, "read": what }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// The tenant's audit log, oldest first. Tenant administrators only.
 pub async fn list(
     db: &crate::db::Db,

@@ -9,7 +9,7 @@ use super::service::{self, Session};
 use crate::context::{Principal, Role};
 use crate::db::{begin_platform, begin_tenant, read_tenant, scoped};
 use crate::error::AppError;
-use crate::graphql::{request_ctx, state};
+use crate::graphql::{request_ctx, state, tenant_ctx};
 use crate::ids::TenantId;
 use crate::state::{AppState, ClientIp};
 use crate::tenancy::graphql::{Department, StaffUser, Tenant};
@@ -113,7 +113,7 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
     let req = request_ctx(ctx)?;
     Ok(match principal {
         Principal::Anonymous | Principal::System(_) => None,
-        Principal::PlatformAdmin { admin_id } => {
+        Principal::PlatformAdmin { admin_id, .. } => {
             let txn = begin_platform(&st.db).await?;
             let admin = platform_admins::Entity::find_by_id(admin_id.0)
                 .one(&txn)
@@ -195,6 +195,28 @@ async fn payload(ctx: &Context<'_>, session: Session) -> async_graphql::Result<A
     })
 }
 
+#[derive(InputObject)]
+pub struct OpenBreakGlassInput {
+    /// Why the personal data must be read (the support case or incident); written to the
+    /// tenant's audit log.
+    pub reason: String,
+    /// How long the grant stays open, 1 to 240 minutes (default 60).
+    pub minutes: Option<i32>,
+}
+
+/// A platform administrator's open access to one tenant's personal data.
+#[derive(SimpleObject)]
+pub struct BreakGlassGrant {
+    pub id: ID,
+    pub reason: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct OpenBreakGlassPayload {
+    pub grant: BreakGlassGrant,
+}
+
 #[derive(Default)]
 pub struct AuthMutation;
 
@@ -235,5 +257,28 @@ impl AuthMutation {
         let st = state::<AppState>(ctx)?;
         service::logout(st, request_ctx(ctx)?, &input.refresh_token).await?;
         Ok(LogoutPayload { ok: true })
+    }
+
+    /// Platform administrators: opens access to the selected tenant's citizens' personal data
+    /// (applications, files, messages, payments, bookings) for a limited time, with a reason.
+    /// Opening it and every read under it are written to the tenant's audit log.
+    /// Takes effect from the next request.
+    async fn open_break_glass(
+        &self,
+        ctx: &Context<'_>,
+        input: OpenBreakGlassInput,
+    ) -> async_graphql::Result<OpenBreakGlassPayload> {
+        let st = state::<AppState>(ctx)?;
+        let tctx = tenant_ctx(ctx)?;
+        let grant =
+            super::break_glass::open(&st.db, &tctx, &input.reason, input.minutes.unwrap_or(60))
+                .await?;
+        Ok(OpenBreakGlassPayload {
+            grant: BreakGlassGrant {
+                id: ID(grant.id.to_string()),
+                reason: grant.reason,
+                expires_at: grant.expires_at,
+            },
+        })
     }
 }

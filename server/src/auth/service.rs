@@ -145,6 +145,7 @@ async fn issue_staff<C: ConnectionTrait>(
         user.id.to_string(),
         Some(tenant.to_string()),
         roles.clone(),
+        family,
     )?;
     let refresh_token = insert_refresh(conn, state, Some(tenant), "staff", user.id, family).await?;
     Ok(Session {
@@ -170,6 +171,7 @@ async fn issue_platform<C: ConnectionTrait>(
         admin.to_string(),
         None,
         vec![Role::PlatformAdmin],
+        family,
     )?;
     let refresh_token = insert_refresh(conn, state, None, "platform", admin, family).await?;
     Ok(Session {
@@ -178,6 +180,7 @@ async fn issue_platform<C: ConnectionTrait>(
         refresh_token,
         principal: Principal::PlatformAdmin {
             admin_id: PlatformAdminId(admin),
+            break_glass: None,
         },
     })
 }
@@ -306,6 +309,7 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
             .await?;
         }
         txn.commit().await?;
+        state.sessions.forget_session(row.family_id);
         tracing::warn!(auth.family = %row.family_id, "refresh token reuse detected; family revoked");
         return Err(AppError::Unauthenticated);
     }
@@ -337,6 +341,8 @@ pub async fn logout(state: &AppState, req: &RequestCtx, token: &str) -> AppResul
     let (txn, _, row) = presented(state, req, token).await?;
     revoke_family(&txn, row.family_id).await?;
     txn.commit().await?;
+    // The session's access tokens end with it.
+    state.sessions.forget_session(row.family_id);
     Ok(())
 }
 
@@ -353,7 +359,8 @@ async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> AppResult<
     Ok(())
 }
 
-/// Revokes every session of a subject (e.g. when an account is disabled).
+/// Revokes every session of a subject (e.g. when an account is disabled). The caller drops
+/// the subject from [`AppState::sessions`] after commit.
 pub async fn revoke_all_sessions<C: ConnectionTrait>(
     conn: &C,
     tenant: Option<TenantId>,
@@ -388,13 +395,29 @@ pub async fn authenticate(
     if issuer == state.keys.issuer() {
         let claims = state.keys.verify(token)?;
         let sub = Uuid::parse_str(&claims.sub).map_err(|_| AppError::Unauthenticated)?;
+        // Every token we issue names its session; one without is not ours to honour.
+        let session = claims
+            .sid
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or(AppError::Unauthenticated)?;
         return match claims.kind.as_str() {
-            "platform" => Ok((
-                Principal::PlatformAdmin {
-                    admin_id: PlatformAdminId(sub),
-                },
-                None,
-            )),
+            "platform" => {
+                state.sessions.platform(&state.db, sub, session).await?;
+                let break_glass = match tenant {
+                    Some(t) => {
+                        super::break_glass::open_grant(&state.db, TenantId(t.id), sub).await?
+                    }
+                    None => None,
+                };
+                Ok((
+                    Principal::PlatformAdmin {
+                        admin_id: PlatformAdminId(sub),
+                        break_glass,
+                    },
+                    None,
+                ))
+            }
             "staff" => {
                 let token_tenant = claims
                     .tenant
@@ -407,11 +430,16 @@ pub async fn authenticate(
                     return Err(AppError::Forbidden("the token belongs to another tenant"));
                 }
                 let tenant_id = TenantId(token_tenant);
+                // The roles of now (a revoked role ends at once), not those in the token.
+                let roles = state
+                    .sessions
+                    .staff(&state.db, tenant_id, sub, session)
+                    .await?;
                 Ok((
                     Principal::Staff {
                         user_id: StaffUserId(sub),
                         tenant_id,
-                        roles: claims.roles,
+                        roles,
                     },
                     Some(tenant_id),
                 ))

@@ -35,6 +35,10 @@ pub struct AccessClaims {
     pub tenant: Option<String>,
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// The session (refresh-token family) the token was issued in; checked on every request
+    /// ([`super::sessions`]), so logout and revocation end the token at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The signing key pair and what verifiers need.
@@ -147,6 +151,7 @@ impl JwtKeys {
         subject: String,
         tenant: Option<String>,
         roles: Vec<Role>,
+        session: uuid::Uuid,
     ) -> AppResult<(String, chrono::DateTime<chrono::Utc>)> {
         let now = chrono::Utc::now();
         let exp = now + chrono::Duration::seconds(self.ttl_secs);
@@ -161,6 +166,7 @@ impl JwtKeys {
             kind: kind.to_owned(),
             tenant,
             roles,
+            sid: Some(session.to_string()),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
@@ -257,6 +263,7 @@ mod tests {
                 "u1".into(),
                 Some("t1".into()),
                 vec![Role::TenantAdmin],
+                uuid::Uuid::nil(),
             )
             .expect("issue");
         let claims = k.verify(&token).expect("verify");

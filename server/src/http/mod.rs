@@ -462,7 +462,9 @@ fn attach_loaders(data: &mut async_graphql::Data, state: &AppState, ctx: &Reques
 }
 
 /// GraphQL over WebSocket (graphql-transport-ws). The `connection_init` payload carries what
-/// HTTP headers would: `{"X-Tenant": "...", "Authorization": "Bearer ..."}`.
+/// HTTP headers would: `{"X-Tenant": "...", "Authorization": "Bearer ..."}`; what it leaves out
+/// comes from the upgrade request's headers, which count exactly like a POST's (a token of
+/// another tenant is refused, never ignored into an anonymous caller).
 async fn graphql_ws(
     state: web::Data<AppState>,
     schema: web::Data<CheckedSchema>,
@@ -473,6 +475,10 @@ async fn graphql_ws(
     let header_tenant = tenant_hint(&req, state.settings.base_domain.as_deref());
     // Rate limits per client IP hold over the WebSocket too.
     let ip = client_ip(&state, &req);
+    let header_auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map(str::to_owned));
     GraphQLSubscription::new(CheckedSchema::clone(&schema))
         .on_connection_init(move |value: serde_json::Value| async move {
             let field = |name: &str| {
@@ -483,7 +489,12 @@ async fn graphql_ws(
                     .map(str::to_owned)
             };
             let tenant = field("x-tenant").or(header_tenant);
-            let auth = field("authorization");
+            let auth = match field("authorization") {
+                Some(auth) => Some(auth),
+                None => header_auth
+                    .transpose()
+                    .map_err(|_| AppError::Unauthenticated)?,
+            };
             let ctx = resolve(
                 &state,
                 tenant.as_deref(),

@@ -6,17 +6,23 @@
 //! PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas never take the same row), sends outside any
 //! transaction, then marks them sent or schedules a retry with exponential backoff. A crash
 //! mid-send only means the lease runs out and the mail is tried again (at least once).
+//!
+//! On PostgreSQL the outbox has row-level security like every tenant table: requests see their
+//! tenant's mail only. The worker, which sends for all tenants, has its own small pool acting as
+//! the role [`migration::OUTBOX_ROLE`], which may read and settle outbox rows and nothing else
+//! ([`connect_worker`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use entity::outbox;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, Set, Statement,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    EntityTrait, FromQueryResult, QueryFilter, Set, Statement,
 };
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -216,6 +222,32 @@ impl Mailer {
             }
         }
     }
+}
+
+/// The worker's connection. On PostgreSQL a pool of its own (two connections) on the owner's
+/// login acting as [`migration::OUTBOX_ROLE`]: the request role sees only one tenant's mail at a
+/// time, and the worker leases due rows of every tenant in one statement. On SQLite, `app` itself.
+pub async fn connect_worker(
+    settings: &crate::settings::Settings,
+    app: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    if app.get_database_backend() != DbBackend::Postgres {
+        return Ok(app.clone());
+    }
+    let mut opt = ConnectOptions::new(settings.database_url());
+    opt.max_connections(2)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .sqlx_logging_level(tracing::log::LevelFilter::Debug)
+        .map_sqlx_postgres_opts(|o| {
+            o.options([("role", migration::OUTBOX_ROLE)])
+                .application_name("amtsplatz-outbox")
+        });
+    Database::connect(opt)
+        .await
+        .context("connecting to the database (outbox worker role)")
 }
 
 /// Retries after the n-th failed attempt: 2^n × base, at most an hour.

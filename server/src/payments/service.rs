@@ -923,6 +923,13 @@ pub async fn report(
     to: DateTime<Utc>,
 ) -> AppResult<Vec<LedgerLine>> {
     ctx.require_cashier()?;
+    crate::audit::break_glass_read(
+        db,
+        ctx,
+        "payments report",
+        format!("tenant:{}", ctx.tenant_id),
+    )
+    .await?;
     if to <= from || to - from > Duration::days(366) {
         return Err(AppError::invalid(
             "to",

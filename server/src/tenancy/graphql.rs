@@ -32,6 +32,15 @@ fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
     state::<crate::db::Db>(ctx)
 }
 
+/// After a committed change to a staff user's status, roles or memberships: their access
+/// tokens are judged anew on the next request (see [`crate::auth::sessions`]).
+fn sessions_changed(ctx: &Context<'_>, user: StaffUserId) -> AppResult<()> {
+    state::<crate::state::AppState>(ctx)?
+        .sessions
+        .forget_subject(user.0);
+    Ok(())
+}
+
 // ---- output types ------------------------------------------------------------------------------
 
 /// A municipality.
@@ -601,8 +610,10 @@ impl TenancyMutation {
                 .transpose()?,
             active: input.active,
         };
+        let user = service::update_staff(db(ctx)?, &tctx, id, patch).await?;
+        sessions_changed(ctx, id)?;
         Ok(StaffUserPayload {
-            staff_user: StaffUser(service::update_staff(db(ctx)?, &tctx, id, patch).await?),
+            staff_user: StaffUser(user),
         })
     }
 
@@ -614,8 +625,10 @@ impl TenancyMutation {
     ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = StaffUserId(parse_id("input.userId", &input.user_id)?);
+        let user = service::grant_role(db(ctx)?, &tctx, id, input.role).await?;
+        sessions_changed(ctx, id)?;
         Ok(StaffUserPayload {
-            staff_user: StaffUser(service::grant_role(db(ctx)?, &tctx, id, input.role).await?),
+            staff_user: StaffUser(user),
         })
     }
 
@@ -627,8 +640,10 @@ impl TenancyMutation {
     ) -> async_graphql::Result<StaffUserPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = StaffUserId(parse_id("input.userId", &input.user_id)?);
+        let user = service::revoke_role(db(ctx)?, &tctx, id, input.role).await?;
+        sessions_changed(ctx, id)?;
         Ok(StaffUserPayload {
-            staff_user: StaffUser(service::revoke_role(db(ctx)?, &tctx, id, input.role).await?),
+            staff_user: StaffUser(user),
         })
     }
 
@@ -640,10 +655,10 @@ impl TenancyMutation {
         let tctx = tenant_ctx(ctx)?;
         let user = StaffUserId(parse_id("input.userId", &input.user_id)?);
         let dept = DepartmentId(parse_id("input.departmentId", &input.department_id)?);
+        let changed = service::add_membership(db(ctx)?, &tctx, user, dept, input.role).await?;
+        sessions_changed(ctx, user)?;
         Ok(StaffUserPayload {
-            staff_user: StaffUser(
-                service::add_membership(db(ctx)?, &tctx, user, dept, input.role).await?,
-            ),
+            staff_user: StaffUser(changed),
         })
     }
 
@@ -655,8 +670,10 @@ impl TenancyMutation {
         let tctx = tenant_ctx(ctx)?;
         let user = StaffUserId(parse_id("input.userId", &input.user_id)?);
         let dept = DepartmentId(parse_id("input.departmentId", &input.department_id)?);
+        let changed = service::remove_membership(db(ctx)?, &tctx, user, dept).await?;
+        sessions_changed(ctx, user)?;
         Ok(StaffUserPayload {
-            staff_user: StaffUser(service::remove_membership(db(ctx)?, &tctx, user, dept).await?),
+            staff_user: StaffUser(changed),
         })
     }
 

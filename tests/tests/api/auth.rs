@@ -164,10 +164,10 @@ fn sign(pem: &str, header: Header, claims: &Value) -> String {
     .unwrap()
 }
 
-fn valid_claims(sub: &str, tenant: &str) -> Value {
+fn valid_claims(sub: &str, tenant: &str, sid: &str) -> Value {
     let now = chrono::Utc::now().timestamp();
     json!({ "iss": "amtsplatz", "aud": "amtsplatz-api", "sub": sub, "exp": now + 600, "nbf": now - 5, "iat": now,
-            "jti": "x", "kind": "staff", "tenant": tenant, "roles": ["tenant_admin"] })
+            "jti": "x", "kind": "staff", "tenant": tenant, "roles": ["tenant_admin"], "sid": sid })
 }
 
 #[tokio::test]
@@ -181,15 +181,16 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
             .unwrap(),
     )
     .unwrap();
-    let (sub, tenant) = (
+    let (sub, tenant, sid) = (
         payload["sub"].as_str().unwrap(),
         payload["tenant"].as_str().unwrap(),
+        payload["sid"].as_str().unwrap(),
     );
     let pem = app.signing_key_pem();
     let es256 = Header::new(Algorithm::ES256);
 
     // Control: a token we sign with the server's key and valid claims works.
-    let ok = sign(&pem, es256.clone(), &valid_claims(sub, tenant));
+    let ok = sign(&pem, es256.clone(), &valid_claims(sub, tenant, sid));
     assert_eq!(
         data(&app.gql(Some(MUSTER), Some(&ok), ME, json!({})).await)["me"]["kind"],
         "STAFF"
@@ -203,12 +204,16 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
         ("wrong issuer", "iss", json!("amtsplatz-evil")),
         ("not yet valid", "nbf", json!(now + 600)),
     ] {
-        let mut c = valid_claims(sub, tenant);
+        let mut c = valid_claims(sub, tenant, sid);
         c[key] = value;
         cases.push((name, sign(&pem, es256.clone(), &c)));
     }
-    for missing in ["nbf", "exp", "aud", "sub"] {
-        let mut c = valid_claims(sub, tenant);
+    // Signed by the server's key, but naming a session that never existed.
+    let mut c = valid_claims(sub, tenant, sid);
+    c["sid"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("unknown session", sign(&pem, es256.clone(), &c)));
+    for missing in ["nbf", "exp", "aud", "sub", "sid"] {
+        let mut c = valid_claims(sub, tenant, sid);
         c.as_object_mut().unwrap().remove(missing);
         cases.push(("missing claim", sign(&pem, es256.clone(), &c)));
     }
@@ -217,7 +222,7 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
     let none = format!(
         "{}.{}.",
         b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
-        b64.encode(serde_json::to_vec(&valid_claims(sub, tenant)).unwrap())
+        b64.encode(serde_json::to_vec(&valid_claims(sub, tenant, sid)).unwrap())
     );
     cases.push(("alg none", none));
     // HS256 keyed with the public key (the classic algorithm-confusion attack).
@@ -232,7 +237,7 @@ async fn forged_expired_and_misaddressed_tokens_are_rejected() {
         "HS256",
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &valid_claims(sub, tenant),
+            &valid_claims(sub, tenant, sid),
             &EncodingKey::from_secret(&public),
         )
         .unwrap(),

@@ -12,6 +12,7 @@ mod auth;
 mod bookings;
 mod fuzz;
 mod guard;
+mod isolation;
 mod limits;
 mod marketplace;
 mod ops;

@@ -320,11 +320,9 @@ async fn allow_connections(app: &TestApp, allow: bool) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(pg), ignore = "PostgreSQL only")]
 async fn a_status_change_while_the_listener_reconnects_still_reaches_subscribers() {
     let app = spawn_app().await;
-    if !app.is_postgres {
-        return;
-    }
     // The subscriber's server, and a replica on the same database that makes the change.
     let url = app.db_url.clone();
     let replica = spawn_app_with(move |s| s.database.url = Some(url.into())).await;
