@@ -15,9 +15,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use async_graphql::parser::types::{
-    Directive, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
-};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Request, Value, Variables};
 
 use crate::error::AppError;
@@ -201,7 +199,6 @@ impl<'a> Expansion<'a> {
         let Some(fragment) = self.doc.fragments.get(name) else {
             return Ok(0); // unknown: validation says so
         };
-        let fragment: &'a Positioned<FragmentDefinition> = fragment;
         // A cycle comes back here before the size is known: counted as 0, refused by validation.
         self.sizes.insert(name, 0);
         let size = self.selection_set(&fragment.node.selection_set.node, depth + 1)?;
