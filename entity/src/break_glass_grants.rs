@@ -1,7 +1,7 @@
 //! A platform administrator's time-limited, audited access to one tenant's personal data.
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "break_glass_grants")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
+use sea_orm::sqlx::postgres::PgListener;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -162,36 +163,23 @@ pub async fn listen(hub: StatusHub, url: String, mut stop: tokio::sync::watch::R
     let mut backoff = Backoff::new();
     loop {
         let session = async {
-            let (client, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            // The connection makes progress only while polled: LISTEN runs beside the stream.
-            let sql = format!("LISTEN {CHANNEL}");
-            let listen = client.batch_execute(&sql);
-            tokio::pin!(listen);
-            let mut listening = false;
+            // sqlx's listener: the same driver, TLS and login methods as every other connection
+            // of the server (`sslmode=require` included).
+            let mut listener = PgListener::connect(&url).await.map_err(|e| e.to_string())?;
+            listener.listen(CHANNEL).await.map_err(|e| e.to_string())?;
+            backoff.connected();
+            // Whatever changed while nobody listened reaches subscribers this way.
+            hub.missed();
+            tracing::debug!("listening for application status changes");
             loop {
-                tokio::select! {
-                    r = &mut listen, if !listening => {
-                        r.map_err(|e| e.to_string())?;
-                        listening = true;
-                        backoff.connected();
-                        // Whatever changed while nobody listened reaches subscribers this way.
-                        hub.missed();
-                        tracing::debug!("listening for application status changes");
-                    }
-                    msg = messages.next() => match msg {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                            match serde_json::from_str::<StatusChange>(n.payload()) {
-                                Ok(change) => hub.deliver(change),
-                                Err(e) => tracing::warn!(error = %e, "unreadable status notification"),
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err::<(), String>(e.to_string()),
-                        None => return Err("connection closed".to_owned()),
-                    }
+                // `try_recv` answers `None` when the connection was lost, where `recv` would
+                // reconnect silently: then subscribers must re-read what they missed.
+                match listener.try_recv().await.map_err(|e| e.to_string())? {
+                    Some(n) => match serde_json::from_str::<StatusChange>(n.payload()) {
+                        Ok(change) => hub.deliver(change),
+                        Err(e) => tracing::warn!(error = %e, "unreadable status notification"),
+                    },
+                    None => return Err::<(), String>("connection closed".to_owned()),
                 }
             }
         };
