@@ -19,7 +19,8 @@ PIDS=()
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
-bench_build() { # [baseline]
+bench_build() { # [baseline]; SKIP_BUILD=1: use the binaries already built
+  [ -z "${SKIP_BUILD:-}" ] || return 0
   echo "== building (release)"
   cargo build --release -q -p server
   [ "${1:-}" != baseline ] || cargo build --release -q --manifest-path deploy/bench/baseline/Cargo.toml
