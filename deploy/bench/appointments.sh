@@ -13,49 +13,20 @@
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), wrk (installed from Debian if missing).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+source "$(dirname "$0")/lib.sh"
 CONNS=${CONNS:-32}
-DURATION=${DURATION:-15s}
-THREADS=${THREADS:-2}
 SLOT_CONNS=${SLOT_CONNS:-1 8}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-DB=amtsplatz_bench_appointments
 OURS=http://127.0.0.1:18082
 BASE=http://127.0.0.1:18083
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/amtsplatz-target}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-
-echo "== building (release)"
-cargo build --release -q -p server
-cargo build --release -q --manifest-path deploy/bench/baseline/Cargo.toml
-BIN="$CARGO_TARGET_DIR/release"
-
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-fail() { # message → logs of both sides, exit 1
-  echo "FAILED: $*" >&2
-  echo "-- server log (tail)" >&2; tail -20 "$WORK/server.log" >&2 || true
-  echo "-- baseline log (tail)" >&2; tail -20 "$WORK/baseline.log" >&2 || true
-  exit 1
-}
-
-# One client IP and a fresh contact per request: lift the per-IP and per-contact limits.
-DATABASE_URL="$PG/$DB?sslmode=disable" AMTSPLATZ_DEMO=true AMTSPLATZ_BIND=${OURS#http://} AMTSPLATZ_DATA_DIR="$WORK" \
-  AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE=4000000000 \
+bench_build baseline
+bench_db amtsplatz_bench_appointments
+# A fresh contact per request: lift the per-IP and per-contact limits.
+start_server "${OURS#http://}" "$DB" \
   AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_IP_PER_MINUTE=4000000000 \
-  AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_CONTACT_PER_HOUR=4000000000 \
-  AMTSPLATZ_TENANTS_DIR="$ROOT/tenants" RUST_LOG=warn "$BIN/server" > "$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 120); do curl -fs "$OURS/readyz" >/dev/null && break; sleep 0.5; done
-curl -fs "$OURS/readyz" >/dev/null || fail "server not ready"
-# The baseline after the server: the server migrates the database.
-DATABASE_URL="$PG/$DB" BIND=${BASE#http://} "$BIN/amtsplatz-bench-baseline" > "$WORK/baseline.log" 2>&1 &
-BASE_PID=$!
-for _ in $(seq 1 60); do curl -s -o /dev/null "$BASE/me" && break; sleep 0.5; done
+  AMTSPLATZ_APPOINTMENTS__BOOKINGS_PER_CONTACT_PER_HOUR=4000000000
+start_baseline "${BASE#http://}" "$DB"
+SERVER_PID=${PIDS[0]} BASE_PID=${PIDS[1]}
 
 gql() { curl -fs "$OURS/graphql" -H 'content-type: application/json' -H 'X-Tenant: musterstadt' -d "$1"; }
 LOCATION=$(gql '{"query":"{ locations { id key } }"}' \
@@ -150,19 +121,6 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Tenant"] = "musterstadt"
 wrk.body = [[$MONTH_BODY]]
 LUA
-
-run() { # connections, wrk args... → prints "rps p50_ms"; the whole output in $WORK/last.txt
-  local conns=$1; shift
-  local threads=$((THREADS < conns ? THREADS : conns))
-  local out; out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency "$@")
-  echo "$out" > "$WORK/last.txt"
-  local rps p50
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
-  local errors; errors=$(echo "$out" | awk '/Non-2xx/ {print $4}')
-  [ -z "$errors" ] || { echo "$out" >&2; echo "non-2xx responses: $errors" >&2; exit 1; }
-  echo "$rps $p50"
-}
 
 booked() { psql -tAq "$PG/$DB" -c "SELECT count(*) FROM bookings WHERE state = 'booked' AND contact_email LIKE '%@$1'"; }
 queued() { psql -tAq "$PG/$DB" -c "SELECT count(*) FROM outbox WHERE recipient LIKE '%@$1'"; }

@@ -8,37 +8,13 @@
 # Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), wrk (installed from Debian if missing).
 # Figures are ratios: absolute numbers depend on the machine; both sides share it.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+source "$(dirname "$0")/lib.sh"
 CONNS=${CONNS:-16}
-DURATION=${DURATION:-15s}
-THREADS=${THREADS:-2}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-DB=amtsplatz_bench
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/amtsplatz-target}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-
-echo "== building (release)"
-cargo build --release -q -p server
-cargo build --release -q --manifest-path deploy/bench/baseline/Cargo.toml
-BIN="$CARGO_TARGET_DIR/release"
-
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-# One client IP sends everything: lift the per-IP limit on citizens' writes. No TLS to the
-# database on loopback, like the baseline (sqlx would otherwise prefer TLS when the server offers it).
-DATABASE_URL="$PG/$DB?sslmode=disable" AMTSPLATZ_DEMO=true AMTSPLATZ_BIND=127.0.0.1:18080 AMTSPLATZ_DATA_DIR="$WORK" \
-  AMTSPLATZ_APPLICATIONS__WRITES_PER_IP_PER_MINUTE=4000000000 \
-  AMTSPLATZ_TENANTS_DIR="$ROOT/tenants" RUST_LOG=warn "$BIN/server" > "$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-DATABASE_URL="$PG/$DB" BIND=127.0.0.1:18081 "$BIN/amtsplatz-bench-baseline" > "$WORK/baseline.log" 2>&1 &
-BASE_PID=$!
-for _ in $(seq 1 60); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.5; done
-for _ in $(seq 1 60); do curl -s -o /dev/null http://127.0.0.1:18081/me && break; sleep 0.5; done
+bench_build baseline
+bench_db amtsplatz_bench
+start_server 127.0.0.1:18080 "$DB"
+start_baseline 127.0.0.1:18081 "$DB"
 
 gql() { curl -fs http://127.0.0.1:18080/graphql -H 'content-type: application/json' "$@"; }
 LOGIN=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"mutation { login(input: {email: \"sachbearbeitung@musterstadt.example\", password: \"musterstadt-staff\"}) { accessToken viewer { id } } }"}')
@@ -104,16 +80,7 @@ A=$(gql -H 'X-Tenant: musterstadt' -d '{"query":"{ tenant { departments { edges 
 B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments | python3 -c 'import json,sys; print(sorted(e["node"]["key"] for e in json.load(sys.stdin)["data"]["tenant"]["departments"]["edges"]))')
 [ "$A" = "$B" ] || { echo "baseline and server disagree: $A vs $B"; exit 1; }
 
-# Fill the marketplace to a full page: 20 more public templates (copies of the seeded ones with all
-# their versions), written as the owner straight into the database both sides read.
-psql -q "$PG/$DB" <<'SQL'
-INSERT INTO templates (id, author_tenant_id, slug, title, summary, category, tags, license, visibility, created_by, created_at, updated_at)
-SELECT gen_random_uuid(), t.author_tenant_id, t.slug || '-kopie-' || n, t.title, t.summary, t.category, t.tags, t.license, 'public', NULL, now(), now()
-FROM templates t CROSS JOIN generate_series(1, 5) AS n WHERE t.slug NOT LIKE '%-kopie-%';
-INSERT INTO template_versions (id, template_id, version, major, minor, patch, content, changelog, status, deprecation_note, published_by, published_at, deprecated_at)
-SELECT gen_random_uuid(), c.id, v.version, v.major, v.minor, v.patch, v.content, v.changelog, v.status, NULL, NULL, v.published_at, NULL
-FROM templates c JOIN templates o ON c.slug LIKE o.slug || '-kopie-%' JOIN template_versions v ON v.template_id = o.id;
-SQL
+fill_marketplace "$DB"
 
 # Sanity: both sides list the same templates in the same order with the same versions (publishedAt
 # and adoption are not compared). An empty page would measure nothing: the demo seeds the marketplace.
@@ -123,17 +90,6 @@ B=$(curl -fs -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates | slugs
 [ "$A" = "$B" ] || { echo "baseline and server disagree on templates: $A vs $B"; exit 1; }
 [ "$A" != "[]" ] || { echo "no templates in the marketplace of musterstadt"; exit 1; }
 
-run() { # name, wrk args... → prints "rps p50_ms"
-  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@")
-  echo "$out" > "$WORK/$(date +%s%N).txt"
-  local rps p50
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
-  echo "$out" | awk '/requests in/ {print $1}' > "$WORK/last-requests"
-  local errors; errors=$(echo "$out" | awk '/Non-2xx/ {print $4}')
-  [ -z "$errors" ] || { echo "non-2xx responses: $errors" >&2; exit 1; }
-  echo "$rps $p50"
-}
 
 # Sanity: both sides list the same applications with the same tasks.
 apps_and_tasks() { python3 -c 'import json,sys; print(json.dumps([[e["node"]["reference"], [t["department"]["key"] for t in e["node"]["tasks"]]] for e in json.load(sys.stdin)["data"]["applications"]["edges"]]))'; }
@@ -157,12 +113,12 @@ PY
 }
 
 echo "== $CONNS connections, $DURATION each, PostgreSQL"
-D_OURS=$(run -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql)
-D_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments)
-M_OURS=$(run -s "$WORK/me.lua" http://127.0.0.1:18080/graphql)
-M_BASE=$(run -H "X-User: $USER_ID" http://127.0.0.1:18081/me)
-T_OURS=$(run -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql)
-T_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates)
+D_OURS=$(run "$CONNS" -s "$WORK/departments.lua" http://127.0.0.1:18080/graphql)
+D_BASE=$(run "$CONNS" -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/departments)
+M_OURS=$(run "$CONNS" -s "$WORK/me.lua" http://127.0.0.1:18080/graphql)
+M_BASE=$(run "$CONNS" -H "X-User: $USER_ID" http://127.0.0.1:18081/me)
+T_OURS=$(run "$CONNS" -s "$WORK/templates.lua" http://127.0.0.1:18080/graphql)
+T_BASE=$(run "$CONNS" -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/templates)
 report "tenant { departments }" "$D_OURS" "$D_BASE"
 report "me" "$M_OURS" "$M_BASE"
 stored() { psql -tAq "$PG/$DB" -c "SELECT count(*) FROM applications"; }
@@ -171,11 +127,11 @@ check_stored() { # rows before, side
   local requests now; requests=$(cat "$WORK/last-requests"); now=$(stored)
   [ $((now - $1)) -ge "$requests" ] || { echo "$2: $requests submissions but $((now - $1)) stored" >&2; exit 1; }
 }
-BEFORE=$(stored); S_OURS=$(run -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql); check_stored "$BEFORE" amtsplatz
-BEFORE=$(stored); S_BASE=$(run -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit); check_stored "$BEFORE" baseline
+BEFORE=$(stored); S_OURS=$(run "$CONNS" -s "$WORK/submit.lua" http://127.0.0.1:18080/graphql); check_stored "$BEFORE" amtsplatz
+BEFORE=$(stored); S_BASE=$(run "$CONNS" -s "$WORK/submit-baseline.lua" http://127.0.0.1:18081/submit); check_stored "$BEFORE" baseline
 psql -q "$PG/$DB" -c "ANALYZE"   # the submissions grew the tables: fresh statistics for both sides
-A_OURS=$(run -s "$WORK/applications.lua" http://127.0.0.1:18080/graphql)
-A_BASE=$(run -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications)
+A_OURS=$(run "$CONNS" -s "$WORK/applications.lua" http://127.0.0.1:18080/graphql)
+A_BASE=$(run "$CONNS" -H 'X-Tenant: musterstadt' http://127.0.0.1:18081/applications)
 report "templates(first: 20)" "$T_OURS" "$T_BASE"
 report "submitApplication" "$S_OURS" "$S_BASE"
 report "applications(first: 20)" "$A_OURS" "$A_BASE"

@@ -16,37 +16,17 @@
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), wrk (installed from Debian if missing).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+source "$(dirname "$0")/lib.sh"
 CONNS=${CONNS:-16}
-DURATION=${DURATION:-15s}
-THREADS=${THREADS:-2}
 EVENTS=${EVENTS:-20000}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-DB=amtsplatz_bench_webhooks
 OURS=http://127.0.0.1:18084
 SECRET=whsec_bench_0123456789abcdef0123
 ACCOUNT=acct_1BenchMusterstadt
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/amtsplatz-target}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-
-echo "== building (release)"
-cargo build --release -q -p server
-BIN="$CARGO_TARGET_DIR/release"
-
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-fail() { echo "FAILED: $*" >&2; echo "-- server log (tail)" >&2; tail -20 "$WORK/server.log" >&2 || true; exit 1; }
-
-DATABASE_URL="$PG/$DB?sslmode=disable" AMTSPLATZ_DEMO=true AMTSPLATZ_BIND=${OURS#http://} AMTSPLATZ_DATA_DIR="$WORK" \
-  AMTSPLATZ_PAYMENTS__STRIPE_SECRET_KEY=sk_test_bench AMTSPLATZ_PAYMENTS__STRIPE_API_BASE=http://127.0.0.1:9/ \
-  AMTSPLATZ_TENANTS_DIR="$ROOT/tenants" RUST_LOG=warn "$BIN/server" > "$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 120); do curl -fs "$OURS/readyz" >/dev/null && break; sleep 0.5; done
-curl -fs "$OURS/readyz" >/dev/null || fail "server not ready"
+bench_build
+bench_db amtsplatz_bench_webhooks
+start_server "${OURS#http://}" "$DB" \
+  AMTSPLATZ_PAYMENTS__STRIPE_SECRET_KEY=sk_test_bench AMTSPLATZ_PAYMENTS__STRIPE_API_BASE=http://127.0.0.1:9/
 
 gql() { # token, body
   curl -fs "$OURS/graphql" -H 'content-type: application/json' -H 'X-Tenant: musterstadt' ${1:+-H "Authorization: Bearer $1"} -d "$2"

@@ -52,9 +52,19 @@ async fn me(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
 
 /// The marketplace page as an anonymous visitor of the `X-Tenant` tenant sees it.
 async fn templates(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
+    templates_answer(pool, req, true).await
+}
+
+/// The same page without the adoption counts: the templates with their versions only (what
+/// deploy/bench/peer.sh compares with PostGraphile).
+async fn template_versions(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
+    templates_answer(pool, req, false).await
+}
+
+async fn templates_answer(pool: web::Data<Pool>, req: HttpRequest, adoption: bool) -> HttpResponse {
     let slug = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let Ok(client) = pool.get().await else { return HttpResponse::ServiceUnavailable().finish() };
-    match templates_page(&client, &slug).await {
+    match templates_page(&client, &slug, adoption).await {
         Ok(edges) => HttpResponse::Ok().json(serde_json::json!({ "data": { "templates": { "edges": edges } } })),
         Err(_) => HttpResponse::InternalServerError().finish(),
     }
@@ -63,8 +73,9 @@ async fn templates(pool: web::Data<Pool>, req: HttpRequest) -> HttpResponse {
 /// Three round trips, like the server's DataLoaders: the page (public templates plus the tenant's
 /// own, with at least one version unless the tenant authored them; oldest first, 21 rows to know
 /// whether a next page exists), then the versions of all its templates (newest first), then the
-/// adoption counts (distinct tenants per template and per version in one grouped query).
-async fn templates_page(client: &deadpool_postgres::Client, slug: &str) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
+/// adoption counts (distinct tenants per template and per version in one grouped query), unless
+/// `adoption` is false.
+async fn templates_page(client: &deadpool_postgres::Client, slug: &str, adoption: bool) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
     let page = client
         .prepare_cached(
             "SELECT t.id, t.slug, t.title, t.category FROM templates t LEFT JOIN tenants v ON v.slug = $1 \
@@ -92,6 +103,17 @@ async fn templates_page(client: &deadpool_postgres::Client, slug: &str) -> Resul
         versions_of.entry(v.get(1)).or_default().push(v);
     }
 
+    if !adoption {
+        return Ok(rows
+            .iter()
+            .map(|t| {
+                let id: Uuid = t.get(0);
+                let list: Vec<_> = versions_of.get(&id).map(Vec::as_slice).unwrap_or_default().iter().map(|v| version_json(v)).collect();
+                serde_json::json!({ "node": { "slug": t.get::<_, &str>(1), "title": t.get::<_, &str>(2), "category": t.get::<_, &str>(3), "versions": list } })
+            })
+            .collect());
+    }
+
     // Grouping sets: a row per template (version id NULL) and a row per version (template id NULL).
     let adoption = client
         .prepare_cached(
@@ -114,13 +136,7 @@ async fn templates_page(client: &deadpool_postgres::Client, slug: &str) -> Resul
         .map(|t| {
             let id: Uuid = t.get(0);
             let vs = versions_of.get(&id).map(Vec::as_slice).unwrap_or_default();
-            let list: Vec<_> = vs
-                .iter()
-                .map(|v| {
-                    let published: chrono::DateTime<chrono::Utc> = v.get(4);
-                    serde_json::json!({ "version": v.get::<_, &str>(2), "changelog": v.get::<_, &str>(3), "publishedAt": published.to_rfc3339() })
-                })
-                .collect();
+            let list: Vec<_> = vs.iter().map(|v| version_json(v)).collect();
             let by_version: Vec<_> = vs
                 .iter()
                 .filter_map(|v| {
@@ -135,6 +151,11 @@ async fn templates_page(client: &deadpool_postgres::Client, slug: &str) -> Resul
             } })
         })
         .collect())
+}
+
+fn version_json(v: &tokio_postgres::Row) -> serde_json::Value {
+    let published: chrono::DateTime<chrono::Utc> = v.get(4);
+    serde_json::json!({ "version": v.get::<_, &str>(2), "changelog": v.get::<_, &str>(3), "publishedAt": published.to_rfc3339() })
 }
 
 /// The inserts of a submission in one transaction: counter, application, the routed task, the
@@ -429,6 +450,7 @@ async fn main() -> std::io::Result<()> {
             .route("/departments", web::get().to(departments))
             .route("/me", web::get().to(me))
             .route("/templates", web::get().to(templates))
+            .route("/template-versions", web::get().to(template_versions))
             .route("/submit", web::post().to(submit))
             .route("/book", web::post().to(book))
             .route("/applications", web::get().to(applications))
