@@ -49,7 +49,7 @@ async fn put_object(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let store = local(&state)?;
     let key = key_of(&path);
@@ -78,12 +78,16 @@ async fn put_object(
             limit_bytes: usize::try_from(size).unwrap_or(usize::MAX),
         });
     }
-    match store.receive(&key, size, payload).await {
+    match store.receive(&key, size, &mut payload).await {
         Ok(()) => Ok(HttpResponse::Ok().finish()),
         Err(Receive::Refused(r)) => Err(refused(r)),
-        Err(Receive::TooLarge { limit }) => Err(AppError::PayloadTooLarge {
-            limit_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
-        }),
+        Err(Receive::TooLarge { limit }) => {
+            // Dropped, the rest would be drained: the client would go on sending.
+            crate::http::leave_unread(payload);
+            Err(AppError::PayloadTooLarge {
+                limit_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
+            })
+        }
         Err(e @ (Receive::WrongSize { .. } | Receive::Broken)) => {
             Err(AppError::invalid("body", e.to_string()))
         }

@@ -265,7 +265,7 @@ async fn read_body(
 /// (reads and throws away) a dropped chunked body to keep the connection, so the client would
 /// go on sending; a body still held is not read further (backpressure stops the client at
 /// once) and makes actix answer with `Connection: close` and close after the answer.
-fn leave_unread(payload: web::Payload) {
+pub(crate) fn leave_unread(payload: web::Payload) {
     actix_web::rt::spawn(async move {
         actix_web::rt::time::sleep(std::time::Duration::from_secs(10)).await;
         drop(payload);
