@@ -28,16 +28,7 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let conn = manager.get_connection();
-        // Roles are cluster-wide and several databases may be migrated at once (tests).
-        conn.execute_unprepared(&format!(
-            "DO $$ BEGIN \
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OUTBOX_ROLE}') THEN \
-                 CREATE ROLE {OUTBOX_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
-               END IF; \
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
-             END $$"
-        ))
-        .await?;
+        postgres::create_role(manager, OUTBOX_ROLE).await?;
         for sql in [
             format!("GRANT {OUTBOX_ROLE} TO CURRENT_USER"),
             format!("GRANT USAGE ON SCHEMA public TO {OUTBOX_ROLE}"),

@@ -10,21 +10,29 @@ fn is_postgres(manager: &SchemaManager<'_>) -> bool {
     manager.get_database_backend() == DbBackend::Postgres
 }
 
+/// Creates the `NOLOGIN` role `role` unless it exists (PostgreSQL only; the caller checks).
+/// Roles are cluster-wide and several databases may be migrated at once (tests), so a
+/// concurrent creation is not an error.
+pub async fn create_role(manager: &SchemaManager<'_>, role: &str) -> Result<(), DbErr> {
+    let sql = format!(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+             CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
+           END IF; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+         END $$"
+    );
+    manager.get_connection().execute_unprepared(&sql).await?;
+    Ok(())
+}
+
 /// Creates [`APP_ROLE`] unless it exists. Roles are cluster-wide and several databases may be
 /// migrated at once (tests), so a concurrent creation is not an error.
 pub async fn ensure_app_role(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     if !is_postgres(manager) {
         return Ok(());
     }
-    let sql = format!(
-        "DO $$ BEGIN \
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN \
-             CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
-           END IF; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
-         END $$"
-    );
-    manager.get_connection().execute_unprepared(&sql).await?;
+    create_role(manager, APP_ROLE).await?;
     // The owner must be able to act as the app role (connection option `role=`), and the
     // app role must see the schema and the migration table (readiness checks it).
     for sql in [

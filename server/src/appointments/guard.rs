@@ -188,42 +188,29 @@ impl BookingGuard {
     }
 }
 
-/// Spends a solved challenge in the booking's transaction; a second use is refused.
+/// Spends a solved challenge in the booking's transaction; a second use is refused (the
+/// INSERT touches no row when the challenge was spent before).
 pub async fn spend<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
     solved: Option<Solved>,
 ) -> AppResult<()> {
-    let Some(insert) = spend_insert(tenant, solved) else {
+    use entity::spent_challenges as spent;
+    let Some(solved) = solved else {
         return Ok(());
     };
-    check_spent(insert.exec_without_returning(conn).await?)
-}
-
-/// The INSERT that records a solved challenge as spent (none without one); it touches no row
-/// when the challenge was spent before (see [`check_spent`]).
-pub fn spend_insert(
-    tenant: TenantId,
-    solved: Option<Solved>,
-) -> Option<sea_orm::Insert<entity::spent_challenges::ActiveModel>> {
-    use entity::spent_challenges as spent;
-    let solved = solved?;
-    Some(
-        spent::Entity::insert(spent::ActiveModel {
-            tenant_id: Set(tenant.0),
-            digest: Set(solved.digest),
-            expires_at: Set(solved.expires_at),
-        })
-        .on_conflict(
-            OnConflict::columns([spent::Column::TenantId, spent::Column::Digest])
-                .do_nothing()
-                .to_owned(),
-        ),
+    let inserted = spent::Entity::insert(spent::ActiveModel {
+        tenant_id: Set(tenant.0),
+        digest: Set(solved.digest),
+        expires_at: Set(solved.expires_at),
+    })
+    .on_conflict(
+        OnConflict::columns([spent::Column::TenantId, spent::Column::Digest])
+            .do_nothing()
+            .to_owned(),
     )
-}
-
-/// A spend that inserted no row was a replay.
-pub fn check_spent(inserted: u64) -> AppResult<()> {
+    .exec_without_returning(conn)
+    .await?;
     if inserted == 0 {
         return Err(refused("this challenge was used already; fetch a new one"));
     }

@@ -93,9 +93,8 @@ pub async fn enqueue_all<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The one INSERT that queues `emails` (none for no emails), for callers that send their
-/// statements themselves ([`crate::db::PipelinedTxn`]).
-pub fn insert_all(
+/// The one INSERT that queues `emails` (none for no emails).
+fn insert_all(
     tenant: Option<TenantId>,
     emails: Vec<Email>,
 ) -> Option<sea_orm::InsertMany<outbox::ActiveModel>> {
