@@ -23,11 +23,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_graphql::futures_util::future::BoxFuture;
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Data, Executor, Request, Response, ServerError};
 
 use super::{AppSchema, fill_error_codes, guard};
+use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::settings::GraphqlSettings;
 
@@ -89,9 +91,20 @@ pub struct CheckedSchema {
 /// How a checked request is to be validated and run.
 struct Checked {
     validation: Validation,
-    /// A query operation (held to the time budget), not a mutation or subscription.
-    query: bool,
+    /// The operation's type (`None`: no such operation; it fails anyway). Queries are held to
+    /// the time budget.
+    operation: Option<OperationType>,
 }
+
+/// Who a WebSocket caller is now, established again from what the connection presented. The
+/// transport keeps it in the connection's data when the caller signed in: before each operation
+/// and before each subscription event the caller is established anew, so logout, a revoked
+/// session, a deactivated account or changed roles hold over an open connection as they do on
+/// the next POST.
+#[derive(Clone)]
+pub struct WsCaller(
+    pub Arc<dyn Fn() -> BoxFuture<'static, Result<RequestCtx, AppError>> + Send + Sync>,
+);
 
 /// How a checked request is to be validated.
 enum Validation {
@@ -141,19 +154,11 @@ impl CheckedSchema {
 
     /// Runs a checked request, a query within the time budget.
     async fn run(&self, request: Request, checked: Checked) -> Response {
-        if !checked.query {
-            return self.run_validated(request, checked.validation).await;
-        }
         let run = self.run_validated(request, checked.validation);
-        match tokio::time::timeout(self.query_budget, run).await {
-            Ok(resp) => resp,
-            Err(_) => Response::from_errors(vec![refused(AppError::invalid(
-                "query",
-                format!(
-                    "did not finish within {} ms: ask for less (fewer fields or items)",
-                    self.query_budget.as_millis()
-                ),
-            ))]),
+        if checked.operation == Some(OperationType::Query) {
+            within(self.query_budget, run).await
+        } else {
+            run.await
         }
     }
 
@@ -184,7 +189,7 @@ impl CheckedSchema {
             (parsed.doc.clone(), passed)
         });
         if let Some((doc, passed)) = cached {
-            let query = is_query(&doc, request.operation_name.as_deref());
+            let operation = operation_type(&doc, request.operation_name.as_deref());
             let remember =
                 (plain && !passed).then(|| (request.query.clone(), request.operation_name.clone()));
             request.set_parsed_query(doc);
@@ -193,7 +198,13 @@ impl CheckedSchema {
             } else {
                 Validation::Full(remember)
             };
-            return Ok((request, Checked { validation, query }));
+            return Ok((
+                request,
+                Checked {
+                    validation,
+                    operation,
+                },
+            ));
         }
         guard::text(&request.query).map_err(refused)?;
         let doc = request.parsed_query()?.clone();
@@ -208,7 +219,7 @@ impl CheckedSchema {
                 None,
             ));
         }
-        let query = is_query(&doc, request.operation_name.as_deref());
+        let operation = operation_type(&doc, request.operation_name.as_deref());
         let mut remember = None;
         if request.query.len() <= CACHED_QUERY_MAX_BYTES {
             let mut cache = self.cache();
@@ -225,18 +236,58 @@ impl CheckedSchema {
             remember = plain.then(|| (request.query.clone(), request.operation_name.clone()));
         }
         let validation = Validation::Full(remember);
-        Ok((request, Checked { validation, query }))
+        Ok((
+            request,
+            Checked {
+                validation,
+                operation,
+            },
+        ))
     }
 }
 
-/// Whether the operation to run is a query (an unknown operation is not: it fails anyway).
-fn is_query(doc: &ExecutableDocument, operation: Option<&str>) -> bool {
+/// The type of the operation to run (`None` for an unknown operation: it fails anyway).
+fn operation_type(doc: &ExecutableDocument, operation: Option<&str>) -> Option<OperationType> {
     let mut ops = doc.operations.iter();
     let op = match operation {
         Some(name) => ops.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
         None => ops.next(),
     };
-    op.is_some_and(|(_, op)| op.node.ty == OperationType::Query)
+    op.map(|(_, op)| op.node.ty)
+}
+
+/// `run`'s response, or a `VALIDATION_FAILED` error when it takes longer than `budget`.
+async fn within(budget: std::time::Duration, run: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(budget, run).await {
+        Ok(resp) => resp,
+        Err(_) => Response::from_errors(vec![refused(AppError::invalid(
+            "query",
+            format!(
+                "did not finish within {} ms: ask for less (fewer fields or items)",
+                budget.as_millis()
+            ),
+        ))]),
+    }
+}
+
+/// A subscription's events while `caller` is still signed in; once not, one error
+/// (`UNAUTHENTICATED`) instead of the event, and the end.
+fn while_signed_in(
+    events: BoxStream<'static, Response>,
+    caller: WsCaller,
+) -> BoxStream<'static, Response> {
+    stream::unfold(Some(events), move |events| {
+        let caller = caller.clone();
+        async move {
+            let mut events = events?;
+            let event = events.next().await?;
+            match (caller.0)().await {
+                Ok(_) => Some((event, Some(events))),
+                Err(e) => Some((Response::from_errors(vec![refused(e)]), None)),
+            }
+        }
+    })
+    .boxed()
 }
 
 /// A request refused before it ran, as a GraphQL error carrying its [`AppError`].
@@ -265,12 +316,51 @@ impl Executor for CheckedSchema {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         // Subscriptions and WebSocket requests are few: always validated in full.
-        match self.check(request) {
-            Ok((request, _)) => Executor::execute_stream(&self.schema, request, session_data)
-                .map(coded)
+        let (mut request, checked) = match self.check(request) {
+            Ok(checked) => checked,
+            Err(e) => {
+                return stream::once(async move { coded(Response::from_errors(vec![e])) }).boxed();
+            }
+        };
+        let caller = session_data
+            .as_deref()
+            .and_then(|data| data.get(&std::any::TypeId::of::<WsCaller>()))
+            .and_then(|caller| caller.downcast_ref::<WsCaller>())
+            .cloned();
+        let (schema, budget) = (self.schema.clone(), self.query_budget);
+        stream::once(async move {
+            if let Some(caller) = &caller {
+                // The request's own data comes before the connection's: this operation runs
+                // as the caller is now.
+                match (caller.0)().await {
+                    Ok(now) => request.data.insert(now),
+                    Err(e) => {
+                        return stream::once(
+                            async move { Response::from_errors(vec![refused(e)]) },
+                        )
+                        .boxed();
+                    }
+                }
+            }
+            let mut responses = Executor::execute_stream(&schema, request, session_data);
+            match (checked.operation, caller) {
+                (Some(OperationType::Query), _) => stream::once(async move {
+                    within(
+                        budget,
+                        async move { responses.next().await.unwrap_or_default() },
+                    )
+                    .await
+                })
                 .boxed(),
-            Err(e) => stream::once(async move { coded(Response::from_errors(vec![e])) }).boxed(),
-        }
+                (Some(OperationType::Subscription), Some(caller)) => {
+                    while_signed_in(responses, caller)
+                }
+                _ => responses,
+            }
+        })
+        .flatten()
+        .map(coded)
+        .boxed()
     }
 }
 

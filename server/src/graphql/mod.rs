@@ -6,7 +6,7 @@ pub mod guard;
 mod limits;
 pub mod loaders;
 
-pub use limits::CheckedSchema;
+pub use limits::{CheckedSchema, WsCaller};
 pub use loaders::request_loader;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};

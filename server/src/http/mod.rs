@@ -19,7 +19,7 @@ pub use span::AmtsplatzRootSpan;
 use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
-use crate::graphql::{CheckedSchema, loaders};
+use crate::graphql::{CheckedSchema, WsCaller, loaders};
 use crate::ids::TenantId;
 use crate::state::{AppState, ClientIp};
 
@@ -506,6 +506,21 @@ async fn graphql_ws(
             attach_loaders(&mut data, &state, &ctx);
             data.insert(ctx);
             data.insert(ClientIp(ip));
+            if let Some(auth) = auth {
+                // A signed-in caller is established again for every operation and event.
+                data.insert(WsCaller(std::sync::Arc::new(move || {
+                    let (state, tenant, auth) = (state.clone(), tenant.clone(), auth.clone());
+                    Box::pin(async move {
+                        resolve(
+                            &state,
+                            tenant.as_deref(),
+                            Some(&auth),
+                            uuid::Uuid::new_v4().to_string(),
+                        )
+                        .await
+                    })
+                })));
+            }
             Ok(data)
         })
         .start(&req, payload)

@@ -232,23 +232,40 @@ pub(crate) fn fragment_bomb(n: usize, fan: usize, leaf: &str) -> String {
     q
 }
 
+/// The issue's documents, written as sent: `{ ...F0 }`, then `fragment Fi on Query { ...F(i+1)
+/// … }` with ten spreads each, the last fragment `{ __typename }`; `width` pads with blanks.
+fn spaced_fragment_bomb(n: usize, width: usize) -> String {
+    let mut q = String::from("{ ...F0 }");
+    for i in 0..n - 1 {
+        let spreads = vec![format!("...F{}", i + 1); 10].join(" ");
+        q.push_str(&format!(" fragment F{i} on Query {{ {spreads} }}"));
+    }
+    q.push_str(&format!(" fragment F{} on Query {{ __typename }}", n - 1));
+    format!("{q:width$}")
+}
+
 #[tokio::test]
 async fn fragment_fan_out_is_refused_at_once_and_does_not_stall_the_server() {
     let app = spawn_app().await;
-    let bomb = fragment_bomb(8, 10, "__typename");
-    let mut fastest = Duration::MAX;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let (status, body) = post(&app, &json!({ "query": &bomb })).await;
-        fastest = fastest.min(started.elapsed());
-        assert_eq!(status, 200, "{body}");
-        assert_field_error(&body, "query", "selections");
+    // 640 bytes took 7.2 s, 738 bytes (one level more) 87 s before the fan-out cap.
+    let issue = [spaced_fragment_bomb(8, 0), spaced_fragment_bomb(9, 738)];
+    assert_eq!(issue.each_ref().map(String::len), [640, 738]);
+    for bomb in issue.iter().chain([&fragment_bomb(8, 10, "__typename")]) {
+        let mut fastest = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (status, body) = post(&app, &json!({ "query": bomb })).await;
+            fastest = fastest.min(started.elapsed());
+            assert_eq!(status, 200, "{body}");
+            assert_field_error(&body, "query", "selections");
+        }
+        println!(
+            "fragment document of {} bytes refused in {fastest:?} (fastest of 3, HTTP included)",
+            bomb.len()
+        );
+        assert!(fastest < Duration::from_millis(50), "{fastest:?}");
     }
-    println!(
-        "fragment document of {} bytes refused in {fastest:?} (fastest of 3, HTTP included)",
-        bomb.len()
-    );
-    assert!(fastest < Duration::from_millis(50), "{fastest:?}");
+    let bomb = fragment_bomb(8, 10, "__typename");
 
     // Ending in real fields: refused as fast, not after seconds of complexity counting.
     let real = fragment_bomb(8, 10, "tenant { name departments { totalCount } }");
@@ -285,6 +302,18 @@ async fn query_operations_have_a_time_budget_mutations_run_to_the_end() {
         .await;
     assert_eq!(status, 200);
     assert_field_error(&resp, "query", "did not finish within 1 ms");
+    // The same query over the WebSocket is held to the same budget.
+    let mut ws = ws_connect(&app).await;
+    let init = json!({ "type": "connection_init", "payload": {
+        "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", admin.access) } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let sub = json!({ "id": "h", "type": "subscribe", "payload": { "query": heavy } });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let over = ws_next(&mut ws).await;
+    assert_eq!(over["type"], "next", "{over}");
+    assert_field_error(&over["payload"], "query", "did not finish within 1 ms");
+    assert_eq!(ws_next(&mut ws).await["type"], "complete");
     // A mutation is not cut short (login ran above); a query that needs no waiting passes.
     data(
         &app.gql(Some(MUSTER), None, "{ __typename }", json!({}))

@@ -387,3 +387,92 @@ async fn platform_admins_read_personal_data_only_under_an_audited_break_glass_gr
     data(&app.caller(MUSTER, &staff).gql(list, json!({})).await);
     assert_eq!(reads().await, 3);
 }
+
+/// Sends `query` as operation `id` over `ws` and returns its one answer (the `complete` after it
+/// is read too).
+async fn ws_once(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: &str,
+    query: &str,
+) -> Value {
+    let sub = json!({ "id": id, "type": "subscribe", "payload": { "query": query } });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let answer = ws_next(ws).await;
+    assert_eq!(answer["id"], id, "{answer}");
+    let complete = ws_next(ws).await;
+    assert_eq!(complete["type"], "complete", "{complete}");
+    assert_eq!(complete["id"], id, "{complete}");
+    answer
+}
+
+/// An open WebSocket does not keep a caller signed in: after logout its next operation is
+/// refused, and a subscription it holds ends with `UNAUTHENTICATED` instead of delivering the
+/// next event.
+#[tokio::test]
+async fn logout_ends_what_an_open_websocket_may_do() {
+    let app = spawn_app().await;
+    let (a, _) = crate::applications::submitted(&app, crate::applications::dog(false)).await;
+    let id = str_at(&a, "id");
+    let clerk = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    let mut ws = ws_connect(&app).await;
+    let init = json!({ "type": "connection_init", "payload": {
+        "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", clerk.access) } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    // The clerk follows the application as staff (no citizen's access token).
+    let sub = json!({ "id": "s", "type": "subscribe", "payload": {
+        "query": "subscription($id: ID!) { applicationStatusChanged(id: $id) { state } }",
+        "variables": { "id": id } } });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let first = ws_next(&mut ws).await;
+    assert_eq!(
+        first["payload"]["data"]["applicationStatusChanged"]["state"], "submitted",
+        "{first}"
+    );
+    let me = ws_once(&mut ws, "me1", "{ me { email } }").await;
+    assert_eq!(me["payload"]["data"]["me"]["email"], MUSTER_KASSE.0, "{me}");
+
+    let out = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }",
+            json!({ "t": clerk.refresh }),
+        )
+        .await;
+    assert_eq!(data(&out)["logout"]["ok"], true);
+
+    let me = ws_once(&mut ws, "me2", "{ me { email } }").await;
+    assert_eq!(
+        me["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{me}"
+    );
+    assert!(me["payload"]["data"]["me"].is_null(), "{me}");
+
+    // A change made now (in another session of the same clerk) does not reach the signed-out
+    // connection: the subscription ends instead.
+    let kasse = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    let moved = app
+        .caller(MUSTER, &kasse)
+        .gql(
+            "mutation($i: TransitionApplicationInput!) { transitionApplication(input: $i) { application { state } } }",
+            json!({ "i": { "id": id, "to": "in_review" } }),
+        )
+        .await;
+    assert_eq!(
+        data(&moved)["transitionApplication"]["application"]["state"],
+        "in_review"
+    );
+    let ended = ws_next(&mut ws).await;
+    assert_eq!(ended["id"], "s", "{ended}");
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    assert!(!ended.to_string().contains("in_review"), "{ended}");
+    let complete = ws_next(&mut ws).await;
+    assert_eq!(complete["type"], "complete", "{complete}");
+    assert_eq!(complete["id"], "s", "{complete}");
+}

@@ -240,9 +240,10 @@ async fn a_hold_booked_ten_times_at_once_becomes_one_booking_with_one_confirmati
     );
 }
 
-/// The database `app` runs on (PostgreSQL).
+/// The database `app` runs on (PostgreSQL), without the URL's options (`?sslmode=…`).
 fn database_name(app: &TestApp) -> String {
-    app.db_url.rsplit('/').next().unwrap().to_owned()
+    let name = app.db_url.rsplit('/').next().unwrap();
+    name.split('?').next().unwrap().to_owned()
 }
 
 /// Runs `sql` on the PostgreSQL server's own database (it works while `app`'s refuses
@@ -262,15 +263,26 @@ async fn on_server(sql: &str) -> Vec<QueryResult> {
     rows
 }
 
-/// The backends listening for status changes on `app`'s database.
+/// The backends listening for status changes on `app`'s database. They use TLS when the
+/// server's URL requires it (`sslmode=require`), like every other connection (without, sqlx
+/// prefers TLS but may go without).
 async fn listeners(app: &TestApp) -> HashSet<i32> {
+    let tls = app.db_url.contains("sslmode=require");
     on_server(&format!(
-        "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'LISTEN%'",
+        "SELECT pid, ssl FROM pg_stat_activity JOIN pg_stat_ssl USING (pid) \
+         WHERE datname = '{}' AND query LIKE 'LISTEN%'",
         database_name(app)
     ))
     .await
     .iter()
-    .map(|r| r.try_get::<i32>("", "pid").unwrap())
+    .map(|r| {
+        let pid = r.try_get::<i32>("", "pid").unwrap();
+        assert!(
+            !tls || r.try_get::<bool>("", "ssl").unwrap(),
+            "listener {pid} without TLS"
+        );
+        pid
+    })
     .collect()
 }
 
