@@ -1,7 +1,8 @@
 //! Amtsplatz server library. Read in this order: [`settings`] and [`startup`] (how the server is
 //! put together), [`http`] (how a request becomes a [`context::RequestCtx`]), [`graphql`] (the
-//! schema), then one folder per domain: [`tenancy`], [`auth`], [`audit`], [`marketplace`],
-//! [`services`], [`applications`], [`attachments`] (with [`storage`]), [`messaging`].
+//! schema), [`content`] (the service content model), then one folder per domain: [`tenancy`],
+//! [`auth`], [`audit`], [`marketplace`], [`services`], [`applications`], [`attachments`] (with
+//! [`storage`]), [`messaging`].
 
 pub mod applications;
 pub mod appointments;
@@ -9,6 +10,7 @@ pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod content;
 pub mod context;
 pub mod db;
 pub mod error;

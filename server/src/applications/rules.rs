@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::content::ServiceContent;
+use crate::content::workflow::{Actor, Transition, Workflow, WorkflowState};
 use crate::error::{AppError, FieldErrors};
-use crate::marketplace::content::{Actor, ServiceContent, Transition, Workflow, WorkflowState};
 
 /// Largest accepted form data (serialized), drafts and submissions alike.
 pub const MAX_DATA_BYTES: usize = 256 * 1024;
@@ -37,13 +38,13 @@ impl FormValidator {
                 jsonschema::error::ValidationErrorKind::Required { property } => {
                     let name = property.as_str().unwrap_or_default();
                     path.push('/');
-                    path.push_str(&crate::marketplace::content::escape(name));
+                    path.push_str(&crate::content::escape(name));
                     "is required".to_owned()
                 }
                 jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
                     for name in unexpected {
                         fields.insert(
-                            format!("{path}/{}", crate::marketplace::content::escape(name)),
+                            format!("{path}/{}", crate::content::escape(name)),
                             "is not a field of this form".to_owned(),
                         );
                     }
@@ -349,7 +350,7 @@ mod tests {
     proptest::proptest! {
         /// Any JSON at all gets a verdict, never a panic.
         #[test]
-        fn validation_never_panics(data in crate::marketplace::content::arbitrary_json()) {
+        fn validation_never_panics(data in crate::content::arbitrary_json()) {
             let c = dog_tax();
             let v = FormValidator::compile(&c.form.schema).unwrap();
             let _ = v.check("data", &data);

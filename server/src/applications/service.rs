@@ -24,12 +24,12 @@ use super::live::{StatusChange, StatusHub};
 use super::rules::{self, FeeLine, FormValidator, Mover};
 use crate::attachments::service as attachments;
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
+use crate::content::ServiceContent;
 use crate::context::{Principal, Role, TenantCtx};
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::TenantId;
-use crate::marketplace::content::ServiceContent;
 use crate::messaging::outbox::{self, Email};
 
 /// A service revision as applications use it: parsed content and its compiled form schema.

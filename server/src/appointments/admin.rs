@@ -376,9 +376,8 @@ async fn content_duration<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or(AppError::NotFound("service revision"))?;
-    let content: crate::marketplace::content::ServiceContent =
-        serde_json::from_value(revision.content)
-            .map_err(|e| AppError::internal("reading a stored service revision", e))?;
+    let content: crate::content::ServiceContent = serde_json::from_value(revision.content)
+        .map_err(|e| AppError::internal("reading a stored service revision", e))?;
     Ok(content
         .appointment
         .as_ref()

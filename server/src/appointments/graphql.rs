@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::admin::{self, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput};
 use super::availability::Slot;
-use super::service::{self, BookInput};
+use super::booking::{self, BookInput};
+use super::{slots, staff};
 use crate::applications::service::Deps;
 use crate::attachments::graphql::RequestOrigin;
 use crate::error::{AppError, AppResult};
@@ -202,7 +203,7 @@ impl AppointmentsQuery {
     ) -> async_graphql::Result<Vec<Booking>> {
         let tctx = tenant_ctx(ctx)?;
         let location = parse_id("locationId", &location_id)?;
-        let (_, rows) = service::day(&deps(ctx)?.db, &tctx, location, date).await?;
+        let (_, rows) = staff::day(&deps(ctx)?.db, &tctx, location, date).await?;
         Ok(rows.into_iter().map(Booking).collect())
     }
 
@@ -216,7 +217,7 @@ impl AppointmentsQuery {
     ) -> async_graphql::Result<BookingChallenge> {
         let tctx = tenant_ctx(ctx)?;
         let location = parse_id("locationId", &location_id)?;
-        let c = service::challenge(
+        let c = booking::challenge(
             &deps(ctx)?.db,
             appointments(ctx)?,
             tctx.tenant_id,
@@ -243,7 +244,7 @@ impl AppointmentsQuery {
     ) -> async_graphql::Result<Vec<AvailableSlot>> {
         let tctx = tenant_ctx(ctx)?;
         let location = parse_id("locationId", &location_id)?;
-        Ok(service::available_slots(
+        Ok(slots::available_slots(
             &deps(ctx)?.db,
             tctx.tenant_id,
             &service_slug,
@@ -547,7 +548,7 @@ impl AppointmentsMutation {
             }
         };
         let origin = RequestOrigin::of(ctx);
-        let (booking, cancel_token) = service::book(
+        let (booking, cancel_token) = booking::book(
             deps(ctx)?,
             appointments(ctx)?,
             &tctx,
@@ -586,11 +587,11 @@ impl AppointmentsMutation {
     ) -> async_graphql::Result<HoldSlotPayload> {
         let tctx = tenant_ctx(ctx)?;
         rate_limit_booking(ctx)?;
-        let (hold, hold_token) = service::hold(
+        let (hold, hold_token) = booking::hold(
             &deps(ctx)?.db,
             appointments(ctx)?,
             &tctx,
-            service::HoldInput {
+            booking::HoldInput {
                 service_slug: input.service_slug,
                 location_id: parse_id("input.locationId", &input.location_id)?,
                 start: input.start,
@@ -613,7 +614,7 @@ impl AppointmentsMutation {
         let tctx = tenant_ctx(ctx)?;
         rate_limit_booking(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let booking = service::reschedule(
+        let booking = booking::reschedule(
             deps(ctx)?,
             appointments(ctx)?,
             &tctx,
@@ -635,7 +636,7 @@ impl AppointmentsMutation {
     ) -> async_graphql::Result<BookingPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let booking = service::mark_no_show(&deps(ctx)?.db, &tctx, id).await?;
+        let booking = staff::mark_no_show(&deps(ctx)?.db, &tctx, id).await?;
         Ok(BookingPayload {
             booking: Booking(booking),
         })
@@ -650,7 +651,7 @@ impl AppointmentsMutation {
     ) -> async_graphql::Result<BookingPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let booking = service::cancel(deps(ctx)?, &tctx, id, &input.token).await?;
+        let booking = booking::cancel(deps(ctx)?, &tctx, id, &input.token).await?;
         Ok(BookingPayload {
             booking: Booking(booking),
         })

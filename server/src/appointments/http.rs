@@ -39,7 +39,7 @@ async fn calendar_file(
     }
     .tenant()?;
     let (booking, location, title) =
-        super::service::for_ics(&state.db, &ctx, id, &query.token).await?;
+        super::booking::for_ics(&state.db, &ctx, id, &query.token).await?;
     let body = super::ics::render(&booking, &location, &title, &ctx.tenant.name);
     Ok(HttpResponse::Ok()
         .content_type("text/calendar; charset=utf-8")

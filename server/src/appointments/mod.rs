@@ -3,8 +3,9 @@
 //! overbook (the location's resource rows are locked while capacity is checked).
 //!
 //! - [`availability`]: the pure slot engine (local time, DST, holidays, capacity, buffers).
-//! - [`service`]: locations, offers, `availableSlots`, holds, bookings, moves, cancellations,
-//!   the staff day view, no-shows.
+//! - [`admin`]: locations (opening calendar, counters) and the services offered there.
+//! - [`slots`]: `availableSlots`. [`booking`]: holds, bookings, moves, cancellations.
+//!   [`staff`]: the staff day view, no-shows.
 //! - [`guard`]: rate limits per IP and contact, proof-of-work challenges per offer.
 //! - [`mail`]: confirmation with the `.ics`, reminder, move and cancellation notices (outbox).
 //! - [`ics`], [`http`]: calendar files. [`seed`]: locations and offers in tenant files.
@@ -12,6 +13,7 @@
 
 pub mod admin;
 pub mod availability;
+pub mod booking;
 pub mod graphql;
 pub mod guard;
 pub mod housekeeping;
@@ -19,7 +21,8 @@ pub mod http;
 pub mod ics;
 pub mod mail;
 pub mod seed;
-pub mod service;
+pub mod slots;
+pub mod staff;
 
 /// What booking needs besides the database: the abuse guard and the reminder lead time.
 #[derive(Debug)]

@@ -20,11 +20,12 @@ use uuid::Uuid;
 
 use super::scan::{self, ScanOutcome};
 use crate::applications::service::{self as apps, Deps, Pinned, Viewer};
+use crate::content::ServiceContent;
+use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
-use crate::marketplace::content::{RequiredDocument, ServiceContent};
 use crate::settings::StorageSettings;
 use crate::storage::{self, DownloadAs, ObjectStore};
 

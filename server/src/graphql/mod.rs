@@ -23,6 +23,7 @@ use crate::context::{RequestCtx, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
 use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
+use crate::services::graphql::proposals::ProposalsMutation;
 use crate::services::graphql::{ServicesMutation, ServicesQuery};
 use crate::settings::GraphqlSettings;
 use crate::tenancy::graphql::{TenancyMutation, TenancyQuery};
@@ -46,6 +47,7 @@ pub struct Mutation(
     TenancyMutation,
     MarketplaceMutation,
     ServicesMutation,
+    ProposalsMutation,
     ApplicationsMutation,
     AttachmentsMutation,
     AppointmentsMutation,

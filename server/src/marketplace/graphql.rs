@@ -10,10 +10,10 @@ use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::content::ServiceContent;
 use super::service::{
     self, NewTemplate, NewVersion, TemplateFilter, VersionInfo, Viewer, Visibility,
 };
+use crate::content::ServiceContent;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::loaders::RequestLoader;
@@ -323,8 +323,8 @@ impl Template {
     async fn proposals(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<crate::services::graphql::Proposal>> {
-        let rows = crate::services::service::proposals_for_template(
+    ) -> async_graphql::Result<Vec<crate::services::graphql::proposals::Proposal>> {
+        let rows = crate::services::proposals::proposals_for_template(
             db(ctx)?,
             &tenant_ctx(ctx)?,
             self.0.id,
@@ -332,7 +332,7 @@ impl Template {
         .await?;
         Ok(rows
             .into_iter()
-            .map(crate::services::graphql::Proposal)
+            .map(crate::services::graphql::proposals::Proposal)
             .collect())
     }
 }
@@ -606,7 +606,7 @@ impl MarketplaceMutation {
         if tags.len() > 20 {
             return Err(AppError::invalid("input.tags", "at most 20 tags").into());
         }
-        let category = crate::marketplace::content::Key::parse(input.category.trim())
+        let category = crate::content::Key::parse(input.category.trim())
             .map_err(|m| AppError::invalid("input.category", m))?;
         let new = NewTemplate {
             slug: Slug::parse("input.slug", &input.slug)?,

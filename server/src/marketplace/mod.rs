@@ -1,7 +1,6 @@
 //! The marketplace: service templates with immutable, semver-checked versions, browsing and
 //! full-text search, and adoption (which tenants use which version).
 
-pub mod content;
 pub mod graphql;
 pub mod seed;
 pub mod service;

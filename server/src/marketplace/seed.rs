@@ -12,8 +12,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use semver::Version;
 use serde::Deserialize;
 
-use super::content::ServiceContent;
 use super::service::{self, NewTemplate, NewVersion, Visibility};
+use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
 use crate::db::begin_platform;
 use crate::error::{AppError, AppResult};
@@ -267,7 +267,7 @@ async fn published_versions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::marketplace::content::Impact;
+    use crate::content::impact::Impact;
 
     #[test]
     fn the_shipped_marketplace_seeds_parse_and_their_versions_follow_semver() {

@@ -19,8 +19,9 @@ use semver::Version;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::content::{Impact, ServiceContent};
 use crate::audit;
+use crate::content::ServiceContent;
+use crate::content::impact::Impact;
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_for, begin_tenant_write, read_as, read_in};
 use crate::error::{AppError, AppResult, on_unique};

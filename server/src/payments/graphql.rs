@@ -6,7 +6,11 @@ use chrono::{DateTime, Utc};
 use entity::{payment_accounts, payments};
 use secrecy::SecretString;
 
-use super::service::{self, AccountInput, LedgerLine, RefundInput, StartInput};
+use super::account::{self, AccountInput};
+use super::checkout::{self, StartInput};
+use super::counter;
+use super::refund::{self, RefundInput};
+use super::report::{self, LedgerLine};
 use super::{PaymentState, Payments, ProviderKind};
 use crate::applications::service::Deps;
 use crate::error::AppResult;
@@ -167,7 +171,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<PaymentAccount>> {
         let tctx = tenant_ctx(ctx)?;
-        Ok(service::accounts(&app_state(ctx)?.db, &tctx)
+        Ok(account::accounts(&app_state(ctx)?.db, &tctx)
             .await?
             .into_iter()
             .map(PaymentAccount)
@@ -184,7 +188,7 @@ impl PaymentsQuery {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<PaymentsReport> {
         let tctx = tenant_ctx(ctx)?;
-        let lines = service::report(&app_state(ctx)?.db, &tctx, from, to).await?;
+        let lines = report::report(&app_state(ctx)?.db, &tctx, from, to).await?;
         let received_cents = lines
             .iter()
             .filter(|l| l.amount_cents > 0)
@@ -277,7 +281,7 @@ impl PaymentsMutation {
         input: ConfigureStripePaymentsInput,
     ) -> async_graphql::Result<PaymentAccountPayload> {
         let tctx = tenant_ctx(ctx)?;
-        let account = service::configure_stripe(
+        let account = account::configure_stripe(
             &app_state(ctx)?.db,
             payments_of(ctx)?,
             &tctx,
@@ -304,7 +308,7 @@ impl PaymentsMutation {
     ) -> async_graphql::Result<StartPaymentPayload> {
         let tctx = tenant_ctx(ctx)?;
         crate::applications::graphql::rate_limit_write(ctx)?;
-        let p = service::start(
+        let p = checkout::start(
             deps(ctx)?,
             payments_of(ctx)?,
             &app_state(ctx)?.settings.payments,
@@ -330,7 +334,7 @@ impl PaymentsMutation {
         input: MarkPaymentPaidInput,
     ) -> async_graphql::Result<PaymentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        let p = service::mark_paid(
+        let p = counter::mark_paid(
             deps(ctx)?,
             &tctx,
             parse_id("input.paymentId", &input.payment_id)?,
@@ -349,7 +353,7 @@ impl PaymentsMutation {
         input: RefundPaymentInput,
     ) -> async_graphql::Result<RefundPaymentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        let (p, refund) = service::refund(
+        let (p, refund) = refund::refund(
             deps(ctx)?,
             payments_of(ctx)?,
             &tctx,

@@ -10,7 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 
 use super::ProviderKind;
-use super::service::{self, Delivery, DeliveryError};
+use super::report;
+use super::webhook::{self, Delivery, DeliveryError};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -53,7 +54,7 @@ async fn webhook(
         .headers()
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    match service::deliver(
+    match webhook::deliver(
         &state.applications,
         &state.payments,
         tenant,
@@ -92,8 +93,8 @@ async fn report_csv(
     let period = web::Query::<Period>::from_query(req.query_string())
         .map_err(|_| AppError::invalid("from", "give `from` and `to` as RFC 3339 times"))?
         .into_inner();
-    let lines = service::report(&state.db, &ctx, period.from, period.to).await?;
-    let csv = service::report_csv(&lines)?;
+    let lines = report::report(&state.db, &ctx, period.from, period.to).await?;
+    let csv = report::report_csv(&lines)?;
     let name = format!(
         "zahlungen-{}-{}-{}.csv",
         ctx.tenant.slug,

@@ -4,24 +4,31 @@
 //!
 //! - [`stripe::Stripe`]: a Stripe Checkout Session on the tenant's connected account (Stripe
 //!   Connect, `Stripe-Account` header); the result arrives by signed webhook.
-//! - [`on_site::OnSite`]: at the counter or by invoice; staff with the cashier role mark it paid.
+//! - [`counter::OnSite`]: at the counter or by invoice; staff with the cashier role mark it paid.
 //!
 //! A third provider (an e-payment platform such as ePayBL, pmPayment or XBezahldienste) is one
 //! more implementation of the trait plus a [`ProviderKind`] value: it starts a payment (usually a
-//! redirect), refunds, and turns its notifications into [`WebhookEvent`]s; [`service`] applies
+//! redirect), refunds, and turns its notifications into [`WebhookEvent`]s; [`webhook`] applies
 //! those the same way for every provider (deduplicated by event id, never undoing `paid`).
 //!
-//! - [`service`]: start, mark paid, refund, webhooks, the treasury report.
+//! - [`account`] (the tenant's provider account), [`checkout`] (starting a payment), [`counter`]
+//!   (paying at the counter), [`refund`], [`webhook`], [`report`] (the treasury report): one use
+//!   case each; [`service`]: what they share.
 //! - [`secrets`]: tenants' webhook secrets sealed at rest. [`signature`]: Stripe's signatures.
 //! - [`graphql`], [`http`] (webhook endpoint, CSV export).
 
+pub mod account;
+pub mod checkout;
+pub mod counter;
 pub mod graphql;
 pub mod http;
-pub mod on_site;
+pub mod refund;
+pub mod report;
 pub mod secrets;
 pub mod service;
 pub mod signature;
 pub mod stripe;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -283,7 +290,7 @@ pub struct Payments {
 impl Payments {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let mut providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>> = HashMap::new();
-        providers.insert(ProviderKind::OnSite, Arc::new(on_site::OnSite));
+        providers.insert(ProviderKind::OnSite, Arc::new(counter::OnSite));
         if let Some(stripe) = stripe::Stripe::from_settings(&settings.payments)? {
             providers.insert(ProviderKind::Stripe, Arc::new(stripe));
         }

@@ -5,10 +5,11 @@
 
 use serde_json::Value;
 
+use crate::content::fees::Fee;
+use crate::content::form::{Condition, Field, Step};
+use crate::content::routing::RoutingRule;
+use crate::content::{I18n, Key, ServiceContent};
 use crate::error::{AppError, AppResult};
-use crate::marketplace::content::{
-    Condition, Fee, Field, I18n, Key, RoutingRule, ServiceContent, Step,
-};
 
 /// One edit.
 #[derive(Clone, Debug)]

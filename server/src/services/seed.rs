@@ -7,10 +7,10 @@ use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
 use super::merge::{self, Overlay};
-use super::service;
+use super::{revisions, service, status};
+use crate::content::ServiceContent;
 use crate::context::TenantCtx;
 use crate::error::{AppError, AppResult};
-use crate::marketplace::content::ServiceContent;
 use crate::marketplace::service as marketplace;
 use crate::tenancy::types::Slug;
 
@@ -69,15 +69,15 @@ pub async fn apply(
     let version =
         marketplace::find_version_by_number(&txn, template.id, &spec.version.to_string()).await?;
     txn.commit().await?;
-    let forked = service::fork(db, ctx, version.id, spec.slug.clone()).await?;
+    let forked = revisions::fork(db, ctx, version.id, spec.slug.clone()).await?;
     if !spec.overlay.0.is_empty() {
         let customized = merge::apply(&version.content, &spec.overlay)
             .map_err(|e| AppError::invalid("overlay", e.to_string()))?;
         let content = ServiceContent::parse(&customized)?;
-        service::replace_content(db, ctx, &forked, content, "customize: tenant file").await?;
+        revisions::replace_content(db, ctx, &forked, content, "customize: tenant file").await?;
     }
     if spec.live {
-        service::publish(db, ctx, crate::ids::ServiceId(forked.id)).await?;
+        status::publish(db, ctx, crate::ids::ServiceId(forked.id)).await?;
     }
     Ok(true)
 }

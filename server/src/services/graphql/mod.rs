@@ -1,25 +1,29 @@
 //! GraphQL of a tenant's services: fork, customize, preview and apply upstream updates, roll
-//! back, go live, retire, and propose changes back to the template.
+//! back, go live, retire. [`changes`]: the edits `customizeService` takes. [`proposals`]: changes
+//! proposed back to the template.
+
+pub mod changes;
+pub mod proposals;
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_graphql::dataloader::Loader;
-use async_graphql::{Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject};
-use entity::{service_revisions, template_proposals, tenant_services};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use entity::{service_revisions, tenant_services};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::changes::Change;
 use super::merge::{Choice, Conflict, ConflictKind};
 use super::service::{self, ServiceStatus};
+use super::{revisions, status, updates};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::{request_loader, state, tenant_ctx};
-use crate::ids::{ProposalId, ServiceId, TenantId};
-use crate::marketplace::content::{Condition, Fee, Field, I18n, Key, RoutingRule, Step};
-use crate::marketplace::graphql::{Template, TemplateVersion, parse_version};
+use crate::ids::{ServiceId, TenantId};
+use crate::marketplace::graphql::{Template, TemplateVersion};
 use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
+use changes::ServiceChangeInput;
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
     state::<crate::db::Db>(ctx)
@@ -146,7 +150,7 @@ impl Service {
     async fn upstream(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Upstream>> {
         let tctx = tenant_ctx(ctx)?;
         tctx.require_staff()?;
-        Ok(service::upstream(db(ctx)?, &tctx, &self.0)
+        Ok(updates::upstream(db(ctx)?, &tctx, &self.0)
             .await?
             .map(|u| Upstream {
                 template: Template::alone(u.template),
@@ -255,57 +259,6 @@ pub struct ServiceUpdatePreview {
     pub clean: bool,
 }
 
-/// A change a forking municipality proposes to a template.
-pub struct Proposal(pub template_proposals::Model);
-
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ProposalStatus {
-    Open,
-    Accepted,
-    Rejected,
-}
-
-#[Object]
-impl Proposal {
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
-    }
-    async fn message(&self) -> &str {
-        &self.0.message
-    }
-    async fn status(&self) -> ProposalStatus {
-        match self.0.status.as_str() {
-            "accepted" => ProposalStatus::Accepted,
-            "rejected" => ProposalStatus::Rejected,
-            _ => ProposalStatus::Open,
-        }
-    }
-    /// The proposed change as keyed operations against `baseVersion`.
-    async fn diff(&self) -> Json<Value> {
-        Json(self.0.overlay.clone())
-    }
-    /// The proposed content as a whole.
-    async fn content(&self) -> Json<Value> {
-        Json(self.0.content.clone())
-    }
-    async fn base_version_id(&self) -> ID {
-        ID(self.0.base_version_id.to_string())
-    }
-    async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.created_at
-    }
-    async fn decided_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.decided_at
-    }
-    async fn decision_note(&self) -> Option<&str> {
-        self.0.decision_note.as_deref()
-    }
-    /// The version that took the proposal in, once accepted.
-    async fn result_version_id(&self) -> Option<ID> {
-        self.0.result_version_id.map(|id| ID(id.to_string()))
-    }
-}
-
 // ---- queries -----------------------------------------------------------------------------------
 
 #[derive(Default)]
@@ -347,7 +300,7 @@ impl ServicesQuery {
         to_version: String,
     ) -> async_graphql::Result<ServiceUpdatePreview> {
         let id = ServiceId(parse_id("serviceId", &service_id)?);
-        let p = service::preview_update(db(ctx)?, &tenant_ctx(ctx)?, id, &to_version).await?;
+        let p = updates::preview_update(db(ctx)?, &tenant_ctx(ctx)?, id, &to_version).await?;
         Ok(ServiceUpdatePreview {
             from_version: p.from_version,
             to_version: p.to_version,
@@ -359,258 +312,6 @@ impl ServicesQuery {
 }
 
 // ---- inputs ------------------------------------------------------------------------------------
-
-#[derive(InputObject, Clone)]
-pub struct I18nInput {
-    pub de: String,
-    pub en: Option<String>,
-}
-
-impl From<I18nInput> for I18n {
-    fn from(t: I18nInput) -> Self {
-        I18n {
-            de: t.de.trim().to_owned(),
-            en: t.en.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()),
-        }
-    }
-}
-
-#[derive(InputObject)]
-pub struct AddFieldInput {
-    /// The step to put the field in.
-    pub step: String,
-    /// Put it after this field (default: at the end of the step).
-    pub after: Option<String>,
-    pub key: String,
-    pub label: I18nInput,
-    pub help: Option<I18nInput>,
-    /// JSON Schema of the value, e.g. `{"type": "string", "maxLength": 100}`.
-    pub schema: Json<Value>,
-    #[graphql(default)]
-    pub required: bool,
-    /// Condition (see the content reference), e.g. `{"equals": {"field": "x", "value": true}}`.
-    pub visible_if: Option<Json<Value>>,
-}
-
-#[derive(InputObject)]
-pub struct ModifyFieldInput {
-    pub key: String,
-    pub label: Option<I18nInput>,
-    pub help: Option<I18nInput>,
-    pub schema: Option<Json<Value>>,
-    pub required: Option<bool>,
-    pub visible_if: Option<Json<Value>>,
-}
-
-#[derive(InputObject)]
-pub struct KeyInput {
-    pub key: String,
-}
-
-#[derive(InputObject)]
-pub struct AddStepInput {
-    pub key: String,
-    pub title: I18nInput,
-    pub description: Option<I18nInput>,
-    /// Put it after this step (default: last).
-    pub after: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct ModifyStepInput {
-    pub key: String,
-    pub title: Option<I18nInput>,
-    pub description: Option<I18nInput>,
-}
-
-#[derive(InputObject)]
-pub struct SetTextInput {
-    pub key: String,
-    /// Null removes the text.
-    pub text: Option<I18nInput>,
-}
-
-#[derive(InputObject)]
-pub struct AddFeeInput {
-    pub key: String,
-    pub label: I18nInput,
-    pub amount_cents: i64,
-    /// Multiply by this integer field (e.g. number of dogs).
-    pub per_field: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct ModifyFeeInput {
-    pub key: String,
-    pub amount_cents: Option<i64>,
-    pub label: Option<I18nInput>,
-}
-
-#[derive(InputObject)]
-pub struct AddRoutingRuleInput {
-    pub key: String,
-    /// Key of one of the tenant's departments.
-    pub department: String,
-    pub when: Option<Json<Value>>,
-}
-
-#[derive(InputObject)]
-pub struct SetRoutingDepartmentInput {
-    /// The routing rule.
-    pub key: String,
-    pub department: String,
-}
-
-#[derive(InputObject)]
-pub struct SetPaymentRequiredInput {
-    /// `true`: staff start processing only once the fees are paid.
-    pub required: bool,
-}
-
-#[derive(InputObject)]
-pub struct SetWorkflowLabelInput {
-    pub state: String,
-    pub label: I18nInput,
-}
-
-/// One edit of a service; give exactly one.
-#[derive(OneofObject)]
-pub enum ServiceChangeInput {
-    AddField(AddFieldInput),
-    ModifyField(ModifyFieldInput),
-    RemoveField(KeyInput),
-    AddStep(AddStepInput),
-    ModifyStep(ModifyStepInput),
-    RemoveStep(KeyInput),
-    SetTitle(I18nInput),
-    SetSummary(I18nInput),
-    SetText(SetTextInput),
-    AddFee(AddFeeInput),
-    ModifyFee(ModifyFeeInput),
-    RemoveFee(KeyInput),
-    AddRoutingRule(AddRoutingRuleInput),
-    SetRoutingDepartment(SetRoutingDepartmentInput),
-    RemoveRoutingRule(KeyInput),
-    SetWorkflowLabel(SetWorkflowLabelInput),
-    SetPaymentRequired(SetPaymentRequiredInput),
-}
-
-fn key(field: &str, raw: &str) -> AppResult<Key> {
-    Key::parse(raw.trim()).map_err(|m| AppError::invalid(field, m))
-}
-
-fn condition(field: &str, raw: Json<Value>) -> AppResult<Condition> {
-    serde_json::from_value(raw.0)
-        .map_err(|e| AppError::invalid(field, format!("not a condition: {e}")))
-}
-
-impl ServiceChangeInput {
-    fn parse(self, i: usize) -> AppResult<Change> {
-        let at = |s: &str| format!("input.changes[{i}].{s}");
-        Ok(match self {
-            Self::AddField(f) => Change::AddField {
-                step: key(&at("addField.step"), &f.step)?,
-                after: f
-                    .after
-                    .map(|a| key(&at("addField.after"), &a))
-                    .transpose()?,
-                field: Field {
-                    key: key(&at("addField.key"), &f.key)?,
-                    label: f.label.into(),
-                    help: f.help.map(Into::into),
-                    visible_if: f
-                        .visible_if
-                        .map(|c| condition(&at("addField.visibleIf"), c))
-                        .transpose()?,
-                },
-                schema: f.schema.0,
-                required: f.required,
-            },
-            Self::ModifyField(f) => Change::ModifyField {
-                key: key(&at("modifyField.key"), &f.key)?,
-                label: f.label.map(Into::into),
-                help: f.help.map(|h| Some(h.into())),
-                schema: f.schema.map(|s| s.0),
-                required: f.required,
-                visible_if: f
-                    .visible_if
-                    .map(|c| condition(&at("modifyField.visibleIf"), c).map(Some))
-                    .transpose()?,
-            },
-            Self::RemoveField(k) => Change::RemoveField {
-                key: key(&at("removeField.key"), &k.key)?,
-            },
-            Self::AddStep(s) => Change::AddStep {
-                after: s.after.map(|a| key(&at("addStep.after"), &a)).transpose()?,
-                step: Step {
-                    key: key(&at("addStep.key"), &s.key)?,
-                    title: s.title.into(),
-                    description: s.description.map(Into::into),
-                    fields: vec![],
-                    visible_if: None,
-                },
-            },
-            Self::ModifyStep(s) => Change::ModifyStep {
-                key: key(&at("modifyStep.key"), &s.key)?,
-                title: s.title.map(Into::into),
-                description: s.description.map(|d| Some(d.into())),
-            },
-            Self::RemoveStep(k) => Change::RemoveStep {
-                key: key(&at("removeStep.key"), &k.key)?,
-            },
-            Self::SetTitle(t) => Change::SetTitle { title: t.into() },
-            Self::SetSummary(t) => Change::SetSummary { summary: t.into() },
-            Self::SetText(t) => Change::SetText {
-                key: key(&at("setText.key"), &t.key)?,
-                text: t.text.map(Into::into),
-            },
-            Self::AddFee(f) => Change::AddFee {
-                fee: Fee {
-                    key: key(&at("addFee.key"), &f.key)?,
-                    label: f.label.into(),
-                    amount_cents: f.amount_cents,
-                    per_field: f
-                        .per_field
-                        .map(|p| key(&at("addFee.perField"), &p))
-                        .transpose()?,
-                    when: None,
-                },
-            },
-            Self::ModifyFee(f) => Change::ModifyFee {
-                key: key(&at("modifyFee.key"), &f.key)?,
-                amount_cents: f.amount_cents,
-                label: f.label.map(Into::into),
-            },
-            Self::RemoveFee(k) => Change::RemoveFee {
-                key: key(&at("removeFee.key"), &k.key)?,
-            },
-            Self::AddRoutingRule(r) => Change::AddRoutingRule {
-                rule: RoutingRule {
-                    key: key(&at("addRoutingRule.key"), &r.key)?,
-                    department: key(&at("addRoutingRule.department"), &r.department)?,
-                    when: r
-                        .when
-                        .map(|c| condition(&at("addRoutingRule.when"), c))
-                        .transpose()?,
-                },
-            },
-            Self::SetRoutingDepartment(r) => Change::SetRoutingDepartment {
-                key: key(&at("setRoutingDepartment.key"), &r.key)?,
-                department: key(&at("setRoutingDepartment.department"), &r.department)?,
-            },
-            Self::RemoveRoutingRule(k) => Change::RemoveRoutingRule {
-                key: key(&at("removeRoutingRule.key"), &k.key)?,
-            },
-            Self::SetWorkflowLabel(w) => Change::SetWorkflowLabel {
-                state: key(&at("setWorkflowLabel.state"), &w.state)?,
-                label: w.label.into(),
-            },
-            Self::SetPaymentRequired(p) => Change::SetPaymentRequired {
-                required: p.required,
-            },
-        })
-    }
-}
 
 #[derive(InputObject)]
 pub struct ForkTemplateInput {
@@ -671,42 +372,9 @@ pub struct ServiceIdInput {
     pub service_id: ID,
 }
 
-#[derive(InputObject)]
-pub struct ProposeTemplateChangeInput {
-    pub service_id: ID,
-    /// What the change is and why.
-    pub message: String,
-}
-
-#[derive(InputObject)]
-pub struct AcceptTemplateProposalInput {
-    pub proposal_id: ID,
-    /// The version to publish with the proposal taken in.
-    pub version: String,
-    #[graphql(default)]
-    pub changelog: String,
-    /// Needed when the template changed since the proposal was made and both touched the same
-    /// place (ours = the latest version, theirs = the proposal).
-    #[graphql(default)]
-    pub resolutions: Vec<MergeResolutionInput>,
-}
-
-#[derive(InputObject)]
-pub struct RejectTemplateProposalInput {
-    pub proposal_id: ID,
-    pub note: Option<String>,
-}
-
 #[derive(SimpleObject)]
 pub struct ServicePayload {
     pub service: Service,
-}
-
-#[derive(SimpleObject)]
-pub struct ProposalPayload {
-    pub proposal: Proposal,
-    /// The version published from it (accept only).
-    pub version: Option<TemplateVersion>,
 }
 
 fn resolutions(list: Vec<MergeResolutionInput>) -> AppResult<BTreeMap<String, Choice>> {
@@ -748,7 +416,7 @@ impl ServicesMutation {
     ) -> async_graphql::Result<ServicePayload> {
         let version = parse_id("input.templateVersionId", &input.template_version_id)?;
         let slug = Slug::parse("input.slug", &input.slug)?;
-        let s = service::fork(db(ctx)?, &tenant_ctx(ctx)?, version, slug).await?;
+        let s = revisions::fork(db(ctx)?, &tenant_ctx(ctx)?, version, slug).await?;
         Ok(ServicePayload {
             service: Service(s),
         })
@@ -771,7 +439,7 @@ impl ServicesMutation {
             .map(|(i, c)| c.parse(i))
             .collect::<AppResult<Vec<_>>>()?;
         let note = input.note.map(|n| n.chars().take(500).collect());
-        let s = service::customize(
+        let s = revisions::customize(
             db(ctx)?,
             &tenant_ctx(ctx)?,
             id,
@@ -794,7 +462,7 @@ impl ServicesMutation {
     ) -> async_graphql::Result<ServicePayload> {
         let id = ServiceId(parse_id("input.serviceId", &input.service_id)?);
         let resolutions = resolutions(input.resolutions)?;
-        let s = service::apply_update(
+        let s = updates::apply_update(
             db(ctx)?,
             &tenant_ctx(ctx)?,
             id,
@@ -814,7 +482,7 @@ impl ServicesMutation {
         input: RollbackServiceInput,
     ) -> async_graphql::Result<ServicePayload> {
         let id = ServiceId(parse_id("input.serviceId", &input.service_id)?);
-        let s = service::rollback(db(ctx)?, &tenant_ctx(ctx)?, id, input.revision).await?;
+        let s = revisions::rollback(db(ctx)?, &tenant_ctx(ctx)?, id, input.revision).await?;
         Ok(ServicePayload {
             service: Service(s),
         })
@@ -827,7 +495,7 @@ impl ServicesMutation {
         input: ServiceIdInput,
     ) -> async_graphql::Result<ServicePayload> {
         let id = ServiceId(parse_id("input.serviceId", &input.service_id)?);
-        let s = service::publish(db(ctx)?, &tenant_ctx(ctx)?, id).await?;
+        let s = status::publish(db(ctx)?, &tenant_ctx(ctx)?, id).await?;
         Ok(ServicePayload {
             service: Service(s),
         })
@@ -840,63 +508,9 @@ impl ServicesMutation {
         input: ServiceIdInput,
     ) -> async_graphql::Result<ServicePayload> {
         let id = ServiceId(parse_id("input.serviceId", &input.service_id)?);
-        let s = service::retire(db(ctx)?, &tenant_ctx(ctx)?, id).await?;
+        let s = status::retire(db(ctx)?, &tenant_ctx(ctx)?, id).await?;
         Ok(ServicePayload {
             service: Service(s),
-        })
-    }
-
-    /// Proposes the service's local changes to the template's author.
-    async fn propose_template_change(
-        &self,
-        ctx: &Context<'_>,
-        input: ProposeTemplateChangeInput,
-    ) -> async_graphql::Result<ProposalPayload> {
-        let id = ServiceId(parse_id("input.serviceId", &input.service_id)?);
-        let p = service::propose(db(ctx)?, &tenant_ctx(ctx)?, id, input.message).await?;
-        Ok(ProposalPayload {
-            proposal: Proposal(p),
-            version: None,
-        })
-    }
-
-    /// Accepts a proposal into a new template version. Authors of the template only.
-    async fn accept_template_proposal(
-        &self,
-        ctx: &Context<'_>,
-        input: AcceptTemplateProposalInput,
-    ) -> async_graphql::Result<ProposalPayload> {
-        let id = ProposalId(parse_id("input.proposalId", &input.proposal_id)?);
-        let version = parse_version("input.version", &input.version)?;
-        let resolutions = resolutions(input.resolutions)?;
-        let changelog = input.changelog.trim().chars().take(10_000).collect();
-        let (p, v) = service::accept_proposal(
-            db(ctx)?,
-            &tenant_ctx(ctx)?,
-            id,
-            version,
-            changelog,
-            resolutions,
-        )
-        .await?;
-        Ok(ProposalPayload {
-            proposal: Proposal(p),
-            version: Some(v.into()),
-        })
-    }
-
-    /// Declines a proposal.
-    async fn reject_template_proposal(
-        &self,
-        ctx: &Context<'_>,
-        input: RejectTemplateProposalInput,
-    ) -> async_graphql::Result<ProposalPayload> {
-        let id = ProposalId(parse_id("input.proposalId", &input.proposal_id)?);
-        let note = input.note.map(|n| n.chars().take(2000).collect());
-        let p = service::reject_proposal(db(ctx)?, &tenant_ctx(ctx)?, id, note).await?;
-        Ok(ProposalPayload {
-            proposal: Proposal(p),
-            version: None,
         })
     }
 }

@@ -1,193 +1,27 @@
-//! Availability and bookings: slots, holds, bookings, moves, cancellations, the staff day view
-//! and no-shows.
+//! Booking: holds, bookings, moves and cancellations by the citizen.
 //!
 //! A booking runs in one write transaction that locks the location's resource rows (PostgreSQL
 //! `FOR UPDATE`; SQLite write transactions are exclusive), reads the bookings that overlap the
 //! requested time, and inserts only if a resource has room. Concurrent bookings of one location
 //! queue on that lock, so capacity is never exceeded; a full slot is `SLOT_FULL`.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
-use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
+use chrono::{DateTime, Duration, Utc};
+use entity::{booking_resources, bookings, locations, tenant_services};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
-use super::admin::{active_resources, calendar, find_location};
-use super::availability::{self, Busy, Calendar, Offer, Resource, Slot};
+use super::admin::{active_resources, find_location};
+use super::availability::{self, Busy};
 use super::mail;
+use super::slots::{Bookable, as_resources, bookable, busy};
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
-
-// ---- availability and booking ------------------------------------------------------------------
-
-/// Everything a booking or an availability query of one (service, location) needs.
-struct Bookable {
-    service: tenant_services::Model,
-    location: locations::Model,
-    offer: appointment_offers::Model,
-    calendar: Calendar,
-    rules: Offer,
-}
-
-async fn bookable<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-) -> AppResult<Bookable> {
-    // One round trip on the hot path (the offer with its live service and its location); only
-    // a miss looks again, to say which of the three is missing.
-    let found = scoped::<appointment_offers::Entity>(tenant)
-        .filter(appointment_offers::Column::LocationId.eq(location_id))
-        .find_also_related(tenant_services::Entity)
-        .find_also_related(locations::Entity)
-        .filter(is_live(service_slug))
-        .one(conn)
-        .await?;
-    let Some((offer, Some(service), Some(location))) = found else {
-        return Err(why_not_bookable(conn, tenant, service_slug, location_id).await);
-    };
-    Bookable::new(service, location, offer)
-}
-
-impl Bookable {
-    fn new(
-        service: tenant_services::Model,
-        location: locations::Model,
-        offer: appointment_offers::Model,
-    ) -> AppResult<Self> {
-        let calendar = calendar(&location)?;
-        let rules = Offer {
-            duration: Duration::minutes(i64::from(offer.duration_minutes)),
-            buffer: Duration::minutes(i64::from(offer.buffer_minutes)),
-            min_notice: Duration::minutes(i64::from(offer.min_notice_minutes)),
-            horizon: Duration::days(i64::from(offer.horizon_days)),
-        };
-        Ok(Self {
-            service,
-            location,
-            offer,
-            calendar,
-            rules,
-        })
-    }
-}
-
-/// The live service `slug` of a tenant.
-fn live_service(tenant: TenantId, slug: &str) -> sea_orm::Select<tenant_services::Entity> {
-    scoped::<tenant_services::Entity>(tenant).filter(is_live(slug))
-}
-
-/// The service is `slug` and live (on a query that selects or joins services).
-fn is_live(slug: &str) -> Condition {
-    Condition::all()
-        .add(tenant_services::Column::Slug.eq(slug))
-        .add(tenant_services::Column::Status.eq("live"))
-}
-
-/// Why (service, location) has no bookable offer: the service, the location or the offer.
-async fn why_not_bookable<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-) -> AppError {
-    let service = live_service(tenant, service_slug).one(conn).await;
-    match (service, find_location(conn, tenant, location_id).await) {
-        (Err(e), _) => e.into(),
-        (Ok(None), _) => AppError::NotFound("service"),
-        (_, Err(e)) => e,
-        (Ok(Some(_)), Ok(_)) => {
-            AppError::NotFound("appointment offer (this service is not bookable at this location)")
-        }
-    }
-}
-
-/// Bookings of a location that occupy a resource somewhere in `[from, to)`, except `except` (a
-/// booking being moved does not compete with itself).
-async fn busy<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    location: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-    except: Option<Uuid>,
-) -> AppResult<Vec<Busy>> {
-    let mut select = scoped::<bookings::Entity>(tenant);
-    if let Some(id) = except {
-        select = select.filter(bookings::Column::Id.ne(id));
-    }
-    let rows = select
-        .filter(bookings::Column::LocationId.eq(location))
-        .filter(bookings::Column::State.is_not_in(["cancelled", "expired"]))
-        // A hold counts until it lapses.
-        .filter(
-            Condition::any()
-                .add(bookings::Column::HoldExpiresAt.is_null())
-                .add(bookings::Column::HoldExpiresAt.gt(Utc::now())),
-        )
-        .filter(bookings::Column::StartAt.lt(to))
-        .filter(bookings::Column::BlockedUntil.gt(from))
-        .all(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|b| Busy {
-            resource: b.resource_id,
-            start: b.start_at,
-            end: b.blocked_until,
-        })
-        .collect())
-}
-
-fn as_resources(rows: &[booking_resources::Model]) -> Vec<Resource> {
-    rows.iter()
-        .map(|r| Resource {
-            id: r.id,
-            capacity: u32::try_from(r.capacity).unwrap_or(0),
-        })
-        .collect()
-}
-
-/// `availableSlots`: the slots of a service at a location in `[from, to)` with their remaining
-/// capacity (public).
-pub async fn available_slots(
-    db: &Db,
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> AppResult<Vec<Slot>> {
-    if to <= from || to - from > Duration::days(availability::MAX_RANGE_DAYS) {
-        return Err(AppError::invalid(
-            "to",
-            format!(
-                "must be after `from`, at most {} days later",
-                availability::MAX_RANGE_DAYS
-            ),
-        ));
-    }
-    let txn = begin_tenant(db, tenant).await?;
-    let b = bookable(&txn, tenant, service_slug, location_id).await?;
-    let resources = active_resources(&txn, tenant, b.location.id).await?;
-    let window = (from, to + b.rules.duration + b.rules.buffer);
-    let taken = busy(&txn, tenant, b.location.id, window, None).await?;
-    txn.commit().await?;
-    Ok(availability::available(
-        &b.calendar,
-        &b.rules,
-        &as_resources(&resources),
-        &taken,
-        from,
-        to,
-        Utc::now(),
-    ))
-}
 
 /// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
 pub async fn challenge(
@@ -800,69 +634,6 @@ fn resources_to_lock(
         .filter(booking_resources::Column::LocationId.eq(location))
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key)
-}
-
-/// The bookings of a location on a local date (staff), in time order, cancelled ones included.
-pub async fn day(
-    db: &Db,
-    ctx: &TenantCtx,
-    location_id: Uuid,
-    date: NaiveDate,
-) -> AppResult<(locations::Model, Vec<bookings::Model>)> {
-    ctx.require_staff()?;
-    crate::audit::break_glass_read(db, ctx, "bookings", format!("location:{location_id}")).await?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let location = find_location(&txn, ctx.tenant_id, location_id).await?;
-    let cal = calendar(&location)?;
-    let local_start = |d: NaiveDate| {
-        use chrono::TimeZone as _;
-        cal.tz
-            .from_local_datetime(&d.and_time(NaiveTime::MIN))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let (Some(from), Some(to)) = (local_start(date), local_start(date + Duration::days(1))) else {
-        return Err(AppError::invalid("date", "is not a date of this location"));
-    };
-    let rows = scoped::<bookings::Entity>(ctx.tenant_id)
-        .filter(bookings::Column::LocationId.eq(location.id))
-        .filter(bookings::Column::State.is_in(["booked", "cancelled", "no_show"]))
-        .filter(bookings::Column::StartAt.gte(from))
-        .filter(bookings::Column::StartAt.lt(to))
-        .order_by_asc(bookings::Column::StartAt)
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
-    Ok((location, rows))
-}
-
-/// Marks that the citizen did not come (staff; once the appointment has begun).
-pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
-    ctx.require_staff()?;
-    ctx.break_glass()?;
-    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let booking = scoped::<bookings::Entity>(ctx.tenant_id)
-        .filter(bookings::Column::Id.eq(id))
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("booking"))?;
-    if booking.state != "booked" {
-        return Err(AppError::conflict(
-            "input.id",
-            "only booked appointments can be missed",
-        ));
-    }
-    if booking.start_at > Utc::now() {
-        return Err(AppError::conflict(
-            "input.id",
-            "the appointment has not begun yet",
-        ));
-    }
-    let mut a: bookings::ActiveModel = booking.into();
-    a.state = Set("no_show".into());
-    let booking = a.update(&txn).await?;
-    txn.commit().await?;
-    Ok(booking)
 }
 
 /// A booking with what its calendar file shows, for its holder.

@@ -1,0 +1,106 @@
+//! A service's status: go live (draft or retired → live), retire (→ retired).
+
+use chrono::Utc;
+use entity::{departments, template_adoptions, tenant_services};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
+
+use super::service::{ServiceStatus, adopt, find_revision, find_service};
+use crate::audit;
+use crate::content::ServiceContent;
+use crate::context::TenantCtx;
+use crate::db::{begin_tenant_write, scoped};
+use crate::error::{AppError, AppResult};
+use crate::ids::ServiceId;
+
+/// Draft (or retired) → live. Every department the routing names must exist in the tenant.
+pub async fn publish(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: ServiceId,
+) -> AppResult<tenant_services::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    if service.status == "live" {
+        return Err(AppError::conflict(
+            "input.serviceId",
+            "the service is already live",
+        ));
+    }
+    let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
+    let content = ServiceContent::parse(&current.content)?;
+    let known: Vec<String> = scoped::<departments::Entity>(ctx.tenant_id)
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    let mut missing = crate::error::FieldErrors::new();
+    for rule in &content.routing {
+        if !known.iter().any(|k| k == rule.department.as_str()) {
+            missing.insert(
+                format!("/routing/{}/department", rule.key),
+                format!(
+                    "the tenant has no department `{}`; add it or change the routing",
+                    rule.department
+                ),
+            );
+        }
+    }
+    if !missing.is_empty() {
+        return Err(AppError::Validation(missing));
+    }
+    let service = set_status(&txn, ctx, service, ServiceStatus::Live).await?;
+    txn.commit().await?;
+    Ok(service)
+}
+
+/// Live (or draft) → retired: no new applications; existing ones continue.
+pub async fn retire(
+    db: &DatabaseConnection,
+    ctx: &TenantCtx,
+    id: ServiceId,
+) -> AppResult<tenant_services::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    if service.status == "retired" {
+        return Err(AppError::conflict(
+            "input.serviceId",
+            "the service is already retired",
+        ));
+    }
+    let service = set_status(&txn, ctx, service, ServiceStatus::Retired).await?;
+    // Retired services no longer count as adoption.
+    template_adoptions::Entity::delete_by_id(service.id)
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(service)
+}
+
+async fn set_status(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    service: tenant_services::Model,
+    status: ServiceStatus,
+) -> AppResult<tenant_services::Model> {
+    let reactivated = service.status == "retired";
+    let mut am: tenant_services::ActiveModel = service.into();
+    am.status = Set(status.as_str().to_owned());
+    am.updated_at = Set(Utc::now());
+    let service = am.update(txn).await?;
+    if reactivated && let (Some(t), Some(v)) = (service.template_id, service.upstream_version_id) {
+        adopt(txn, ctx.tenant_id, service.id, t, v).await?;
+    }
+    audit::record(
+        txn,
+        ctx.tenant_id,
+        &ctx.actor(),
+        &format!("service.{}", status.as_str()),
+        format!("service:{}", service.id),
+        serde_json::json!({ "slug": service.slug }),
+    )
+    .await?;
+    Ok(service)
+}
