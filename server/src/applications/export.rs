@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::queries;
 use super::rules::FeeLine;
 use super::service::{self, Deps};
 use crate::context::TenantCtx;
@@ -123,9 +124,9 @@ pub async fn documents(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = apps.iter().map(|a| a.id).collect();
-    let tasks = service::tasks_of(&deps.db, ctx.tenant_id, ids.clone()).await?;
+    let tasks = queries::tasks_of(&deps.db, ctx.tenant_id, ids.clone()).await?;
     let files =
-        crate::attachments::service::of_applications(&deps.db, ctx.tenant_id, ids.clone()).await?;
+        crate::attachments::download::of_applications(&deps.db, ctx.tenant_id, ids.clone()).await?;
     let payments = crate::payments::service::of_applications(&deps.db, ctx.tenant_id, ids).await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let depts: std::collections::HashMap<Uuid, departments::Model> =

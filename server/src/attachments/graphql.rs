@@ -5,9 +5,12 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload
 use chrono::{DateTime, Utc};
 use entity::attachments;
 
-use super::service::{self, InlineFile, Target, UploadRequest};
+use super::download;
+use super::service::{self, Target};
 use super::sweeper::{self, SweepReport};
-use crate::applications::service::{Deps, Viewer};
+use super::upload::{self, InlineFile, UploadRequest};
+use crate::applications::access::Viewer;
+use crate::applications::service::Deps;
 use crate::error::{AppError, AppResult};
 use crate::graphql::{request_ctx, state, tenant_ctx};
 use crate::settings::StorageSettings;
@@ -121,7 +124,7 @@ impl Attachment {
     async fn download_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
         let tctx = tenant_ctx(ctx)?;
         let url =
-            service::download_url(deps(ctx)?, cfg(ctx)?, &tctx, &self.model, &self.viewer).await?;
+            download::download_url(deps(ctx)?, cfg(ctx)?, &tctx, &self.model, &self.viewer).await?;
         Ok(absolute(ctx, url))
     }
 }
@@ -157,7 +160,8 @@ impl AttachmentsQuery {
     ) -> async_graphql::Result<Attachment> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("id", &id)?;
-        let (model, viewer) = service::find(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
+        let (model, viewer) =
+            download::find(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
         Ok(Attachment { model, viewer })
     }
 }
@@ -244,7 +248,7 @@ impl AttachmentsMutation {
             .file
             .value(ctx)
             .map_err(|_| AppError::invalid("input.file", "send the file as a multipart part"))?;
-        let model = service::upload_inline(
+        let model = upload::upload_inline(
             deps(ctx)?,
             cfg(ctx)?,
             &tctx,
@@ -278,7 +282,7 @@ impl AttachmentsMutation {
         let size = u64::try_from(input.size_bytes)
             .map_err(|_| AppError::invalid("input.sizeBytes", "must not be negative"))?;
         let content_type = input.content_type.clone();
-        let grant = service::request_upload(
+        let grant = upload::request_upload(
             deps(ctx)?,
             cfg(ctx)?,
             &tctx,
@@ -323,7 +327,7 @@ impl AttachmentsMutation {
     ) -> async_graphql::Result<AttachmentPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let model = service::confirm_upload(
+        let model = upload::confirm_upload(
             deps(ctx)?,
             cfg(ctx)?,
             &tctx,
@@ -347,7 +351,7 @@ impl AttachmentsMutation {
     ) -> async_graphql::Result<DeleteAttachmentPayload> {
         let tctx = tenant_ctx(ctx)?;
         let id = parse_id("input.id", &input.id)?;
-        let removed = service::delete(deps(ctx)?, &tctx, id, input.access_token.as_deref()).await?;
+        let removed = upload::delete(deps(ctx)?, &tctx, id, input.access_token.as_deref()).await?;
         Ok(DeleteAttachmentPayload {
             id: ID(removed.id.to_string()),
         })

@@ -149,9 +149,9 @@ async fn attachment_link(
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
     let deps = &state.applications;
-    let (att, viewer) = super::service::find(deps, &ctx, id, token).await?;
+    let (att, viewer) = super::download::find(deps, &ctx, id, token).await?;
     let url =
-        super::service::download_url(deps, &state.settings.storage, &ctx, &att, &viewer).await?;
+        super::download::download_url(deps, &state.settings.storage, &ctx, &att, &viewer).await?;
     let url = super::graphql::on_origin(&crate::http::origin(&req), url);
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, url))

@@ -4,8 +4,11 @@
 //! SHA-256, an optional virus scan, short-lived download URLs for those who may see the file,
 //! and a sweeper that keeps storage and database in step.
 
+pub mod download;
 pub mod graphql;
+pub mod handover;
 pub mod http;
 pub mod scan;
 pub mod service;
 pub mod sweeper;
+pub mod upload;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::scan::ScanOutcome;
 use super::service::{self, SCAN_CLEAN, SCAN_INFECTED, SCAN_PENDING};
+use super::upload;
 use crate::applications::service::Deps;
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::AppResult;
@@ -176,7 +177,7 @@ async fn rescan_pending(deps: &Deps, cfg: &StorageSettings, tenant: TenantId) ->
         let Ok(Some(body)) = deps.store.get(&att.object_key).await else {
             continue;
         };
-        let status = match service::rescan(cfg, body).await {
+        let status = match upload::rescan(cfg, body).await {
             ScanOutcome::Clean | ScanOutcome::Skipped => SCAN_CLEAN,
             ScanOutcome::Infected => SCAN_INFECTED,
             ScanOutcome::Failed => continue,

@@ -11,9 +11,8 @@ pub use loaders::request_loader;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
-use crate::applications::graphql::{
-    ApplicationsMutation, ApplicationsQuery, ApplicationsSubscription,
-};
+use crate::applications::graphql::subscription::ApplicationsSubscription;
+use crate::applications::graphql::{ApplicationsMutation, ApplicationsQuery};
 
 use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};

@@ -91,7 +91,7 @@ async fn export_one(
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
     let deps = &state.applications;
-    let (app, _viewer) = crate::applications::service::application(deps, &ctx, id, token).await?;
+    let (app, _viewer) = crate::applications::access::application(deps, &ctx, id, token).await?;
     let mut docs =
         crate::applications::export::documents(deps, &ctx, vec![app], &origin(&req)).await?;
     let doc = docs.pop().ok_or(AppError::NotFound("application"))?;
@@ -136,7 +136,7 @@ async fn export_batch(
     let ctx = request_ctx(&state, &req).await?.tenant()?;
     let deps = &state.applications;
     let apps =
-        crate::applications::service::export_batch(&deps.db, &ctx, query.after, limit).await?;
+        crate::applications::queries::export_batch(&deps.db, &ctx, query.after, limit).await?;
     let cursor = apps.last().map_or(query.after, |a| a.seq);
     let docs = crate::applications::export::documents(deps, &ctx, apps, &origin(&req)).await?;
     Ok(match query.format.as_deref() {

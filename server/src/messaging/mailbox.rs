@@ -9,7 +9,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::applications::service::{self as apps, Deps, Event, Viewer};
+use crate::applications::access::{self, Viewer};
+use crate::applications::service::Deps;
+use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
@@ -68,8 +70,8 @@ pub struct SendMessage {
 pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult<messages::Model> {
     check_body("input.body", &input.body)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = apps::find(&txn, ctx.tenant_id, input.application_id).await?;
-    let viewer = apps::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
+    let app = access::find(&txn, ctx.tenant_id, input.application_id).await?;
+    let viewer = access::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     if input.internal && !viewer.is_staff() {
         return Err(AppError::Forbidden("internal notes are for staff only"));
     }
@@ -80,7 +82,7 @@ pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult
         ));
     }
     let message = insert(&txn, ctx, &app, &input.body, input.internal).await?;
-    apps::append_event(
+    timeline::append_event(
         &txn,
         ctx,
         app.id,
@@ -143,8 +145,8 @@ pub async fn mark_read(
     access_token: Option<String>,
 ) -> AppResult<u64> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = apps::find(&txn, ctx.tenant_id, application).await?;
-    let viewer = apps::viewer_of(&txn, ctx, &app, access_token.as_deref()).await?;
+    let app = access::find(&txn, ctx.tenant_id, application).await?;
+    let viewer = access::viewer_of(&txn, ctx, &app, access_token.as_deref()).await?;
     let other = if viewer == Viewer::Applicant {
         "staff"
     } else {

@@ -1,26 +1,35 @@
-//! GraphQL of applications: drafts, submission, staff work lists, workflow moves, the mailbox,
-//! GDPR, and the live status subscription.
+//! GraphQL of applications: the object types and their loaders, and the query and mutation
+//! roots merged from one file per use case (field order as before: the printed SDL depends on
+//! it).
+
+mod drafts;
+mod gdpr;
+mod mailbox;
+mod queries;
+mod submit;
+pub mod subscription;
+mod workflow;
 
 use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
-use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, Subscription};
+use async_graphql::{Context, ID, Json, MergedObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{application_events, application_tasks, applications, drafts, messages};
-use futures_util::{Stream, StreamExt as _};
+use entity::{application_events, application_tasks, applications, drafts as draft_rows, messages};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::access::{self, Viewer};
 use super::rules::FeeLine;
-use super::service::{self, Deps, Viewer};
+use super::service::{self, Deps};
+use super::{queries as application_queries, timeline};
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::loaders::RequestLoader;
 use crate::graphql::{request_loader, state, tenant_ctx};
 use crate::ids::TenantId;
-use crate::messaging::mailbox;
+use crate::messaging::mailbox as mailbox_service;
 use crate::services::graphql::{ContentOf, ServicesLoader};
-use crate::tenancy::graphql::{Department, parse_id};
+use crate::tenancy::graphql::Department;
 use crate::tenancy::loader::{DepartmentById, TenancyLoader};
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
@@ -92,7 +101,7 @@ impl Loader<TasksOf> for ApplicationsLoader {
         per_application(
             keys,
             |k| (k.0, false, k.1),
-            |tenant, _, ids| service::tasks_of(&self.db, tenant, ids),
+            |tenant, _, ids| application_queries::tasks_of(&self.db, tenant, ids),
             |t| t.application_id,
         )
         .await
@@ -107,7 +116,7 @@ impl Loader<EventsOf> for ApplicationsLoader {
         per_application(
             keys,
             |k| (k.0, k.2, k.1),
-            |tenant, staff, ids| service::timelines_of(&self.db, tenant, ids, staff),
+            |tenant, staff, ids| timeline::timelines_of(&self.db, tenant, ids, staff),
             |e| e.application_id,
         )
         .await
@@ -125,7 +134,7 @@ impl Loader<MessagesOf> for ApplicationsLoader {
         per_application(
             keys,
             |k| (k.0, k.2, k.1),
-            |tenant, staff, ids| mailbox::threads_of(&self.db, tenant, ids, staff),
+            |tenant, staff, ids| mailbox_service::threads_of(&self.db, tenant, ids, staff),
             |m| m.application_id,
         )
         .await
@@ -147,7 +156,7 @@ impl Loader<AttachmentsOf> for ApplicationsLoader {
         per_application(
             keys,
             |k| (k.0, false, k.1),
-            |tenant, _, ids| crate::attachments::service::of_applications(&self.db, tenant, ids),
+            |tenant, _, ids| crate::attachments::download::of_applications(&self.db, tenant, ids),
             |a| a.application_id.unwrap_or_default(),
         )
         .await
@@ -455,7 +464,7 @@ impl Task {
     async fn application(&self, ctx: &Context<'_>) -> async_graphql::Result<Application> {
         let tctx = tenant_ctx(ctx)?;
         let (model, viewer) =
-            service::application(deps(ctx)?, &tctx, self.0.application_id, None).await?;
+            access::application(deps(ctx)?, &tctx, self.0.application_id, None).await?;
         Ok(Application { model, viewer })
     }
 }
@@ -531,7 +540,7 @@ impl Message {
 }
 
 pub struct Draft {
-    model: drafts::Model,
+    model: draft_rows::Model,
     service_slug: String,
 }
 
@@ -557,7 +566,7 @@ impl Draft {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<crate::attachments::graphql::Attachment>> {
-        let rows = crate::attachments::service::of_draft(
+        let rows = crate::attachments::download::of_draft(
             &deps(ctx)?.db,
             TenantId(self.model.tenant_id),
             self.model.id,
@@ -573,505 +582,25 @@ impl Draft {
     }
 }
 
-// ---- queries -----------------------------------------------------------------------------------
-
-#[derive(InputObject, Default)]
-pub struct ApplicationsFilter {
-    pub state: Option<String>,
-    /// Service slug.
-    pub service: Option<String>,
-    pub submitted_after: Option<DateTime<Utc>>,
-    /// Words in the reference or the form data (all must match).
-    pub search: Option<String>,
-}
-
-#[derive(InputObject, Default)]
-pub struct TasksFilter {
-    pub department: Option<ID>,
-    /// `open`, `done` or `cancelled`.
-    pub state: Option<String>,
-}
-
-#[derive(Default)]
-pub struct ApplicationsQuery;
-
-#[Object]
-impl ApplicationsQuery {
-    /// A draft of the caller (anonymous citizens pass the access token of their resume link).
-    async fn draft(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        access_token: Option<String>,
-    ) -> async_graphql::Result<Draft> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("id", &id)?;
-        let (model, service_slug) =
-            service::draft(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
-        Ok(Draft {
-            model,
-            service_slug,
-        })
-    }
-
-    /// One application: for its applicant (signed in, or with the access token of the status
-    /// link), staff of a department it is routed to, and tenant administrators.
-    async fn application(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        access_token: Option<String>,
-    ) -> async_graphql::Result<Application> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("id", &id)?;
-        let (model, viewer) =
-            service::application(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
-        Ok(Application { model, viewer })
-    }
-
-    /// Applications the caller's departments work on (all of them for administrators).
-    async fn applications(
-        &self,
-        ctx: &Context<'_>,
-        filter: Option<ApplicationsFilter>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> async_graphql::Result<Conn<Application>> {
-        let tctx = tenant_ctx(ctx)?;
-        let args = PageArgs::parse(ctx, first, after)?;
-        let f = filter.unwrap_or_default();
-        let page = service::list_applications(
-            &deps(ctx)?.db,
-            &tctx,
-            service::ApplicationFilter {
-                state: f.state,
-                service: f.service,
-                submitted_after: f.submitted_after,
-                search: f.search,
-                after_seq: None,
-            },
-            args,
-        )
-        .await?;
-        let viewer = if crate::context::Principal::has_role(
-            &tctx.principal,
-            crate::context::Role::TenantAdmin,
-        ) {
-            Viewer::Admin
-        } else {
-            Viewer::Staff {
-                user: tctx.staff_user().unwrap_or_default(),
-            }
-        };
-        Ok(into_connection(
-            page,
-            |m| m.id,
-            |model| Application {
-                model,
-                viewer: viewer.clone(),
-            },
-        ))
-    }
-
-    /// Tasks of the caller's departments.
-    async fn tasks(
-        &self,
-        ctx: &Context<'_>,
-        filter: Option<TasksFilter>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> async_graphql::Result<Conn<Task>> {
-        let tctx = tenant_ctx(ctx)?;
-        let args = PageArgs::parse(ctx, first, after)?;
-        let f = filter.unwrap_or_default();
-        let department = f
-            .department
-            .as_ref()
-            .map(|d| parse_id("filter.department", d))
-            .transpose()?;
-        let page = service::list_tasks(
-            &deps(ctx)?.db,
-            &tctx,
-            service::TaskFilter {
-                department,
-                state: f.state,
-            },
-            args,
-        )
-        .await?;
-        Ok(into_connection(page, |m| m.id, Task))
-    }
-
-    /// Everything stored about the signed-in citizen here (GDPR Art. 15 / 20), as JSON.
-    async fn export_my_data(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
-        let tctx = tenant_ctx(ctx)?;
-        Ok(Json(service::export_my_data(deps(ctx)?, &tctx).await?))
-    }
-}
-
-// ---- mutations ---------------------------------------------------------------------------------
-
-#[derive(InputObject)]
-pub struct SaveDraftInput {
-    pub service_slug: String,
-    pub data: Json<Value>,
-    /// Update this draft instead of starting a new one.
-    pub draft_id: Option<ID>,
-    pub access_token: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct SaveDraftPayload {
-    pub draft: Draft,
-    /// For anonymous citizens, on creation only: the secret of the resume link. Not shown again.
-    pub access_token: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct SubmitApplicationInput {
-    pub service_slug: String,
-    pub data: Json<Value>,
-    /// The draft this submission finishes (it is removed).
-    pub draft_id: Option<ID>,
-    /// The draft's access token (anonymous citizens).
-    pub access_token: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct SubmitApplicationPayload {
-    pub application: Application,
-    /// For anonymous citizens: the secret of the status link. Not shown again.
-    pub access_token: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct TransitionApplicationInput {
-    pub id: ID,
-    /// Target state key.
-    pub to: String,
-    pub comment: Option<String>,
-    pub access_token: Option<String>,
-}
-
 #[derive(SimpleObject)]
 pub struct ApplicationPayload {
     pub application: Application,
 }
 
-#[derive(InputObject)]
-pub struct WithdrawApplicationInput {
-    pub id: ID,
-    pub reason: Option<String>,
-    pub access_token: Option<String>,
-}
+/// The applications' queries, in the order the schema lists them.
+#[derive(MergedObject, Default)]
+pub struct ApplicationsQuery(
+    drafts::DraftsQuery,
+    queries::ApplicationsAndTasksQuery,
+    gdpr::GdprQuery,
+);
 
-#[derive(InputObject)]
-pub struct ProvideInformationInput {
-    pub id: ID,
-    /// Field values to change (`null` removes a field); the result must validate.
-    pub data: Option<Json<Value>>,
-    pub message: Option<String>,
-    pub access_token: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct CompleteTaskInput {
-    pub id: ID,
-    pub comment: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct CompleteTaskPayload {
-    pub task: Task,
-    pub application: Application,
-}
-
-#[derive(InputObject)]
-pub struct SendMessageInput {
-    pub application_id: ID,
-    pub body: String,
-    /// A staff-only note.
-    #[graphql(default)]
-    pub internal: bool,
-    pub access_token: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct SendMessagePayload {
-    pub message: Message,
-}
-
-#[derive(InputObject)]
-pub struct MarkMessagesReadInput {
-    pub application_id: ID,
-    pub access_token: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct MarkMessagesReadPayload {
-    /// Messages newly marked as read.
-    pub marked: u64,
-}
-
-#[derive(InputObject)]
-pub struct EraseApplicationInput {
-    pub id: ID,
-}
-
-#[derive(Default)]
-pub struct ApplicationsMutation;
-
-#[Object]
-impl ApplicationsMutation {
-    /// Saves form data to come back to later. Anonymous citizens get an access token once.
-    async fn save_draft(
-        &self,
-        ctx: &Context<'_>,
-        input: SaveDraftInput,
-    ) -> async_graphql::Result<SaveDraftPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        rate_limit_write(ctx)?;
-        let draft_id = input
-            .draft_id
-            .as_ref()
-            .map(|d| parse_id("input.draftId", d))
-            .transpose()?;
-        let slug = input.service_slug.clone();
-        let (model, access_token) = service::save_draft(
-            deps(ctx)?,
-            &tctx,
-            service::FormInput {
-                service_slug: input.service_slug,
-                draft_id,
-                data: input.data.0,
-                access_token: input.access_token,
-            },
-        )
-        .await?;
-        Ok(SaveDraftPayload {
-            draft: Draft {
-                model,
-                service_slug: slug,
-            },
-            access_token,
-        })
-    }
-
-    /// Submits an application to a live service of this municipality.
-    async fn submit_application(
-        &self,
-        ctx: &Context<'_>,
-        input: SubmitApplicationInput,
-    ) -> async_graphql::Result<SubmitApplicationPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        rate_limit_write(ctx)?;
-        let draft_id = input
-            .draft_id
-            .as_ref()
-            .map(|d| parse_id("input.draftId", d))
-            .transpose()?;
-        let (model, access_token) = service::submit(
-            deps(ctx)?,
-            &tctx,
-            service::FormInput {
-                service_slug: input.service_slug,
-                data: input.data.0,
-                draft_id,
-                access_token: input.access_token,
-            },
-        )
-        .await?;
-        Ok(SubmitApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
-            access_token,
-        })
-    }
-
-    /// Moves an application along its workflow.
-    async fn transition_application(
-        &self,
-        ctx: &Context<'_>,
-        input: TransitionApplicationInput,
-    ) -> async_graphql::Result<ApplicationPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.id", &input.id)?;
-        let d = deps(ctx)?;
-        let (model, viewer) = service::transition(
-            d,
-            &tctx,
-            service::Transition {
-                id,
-                to: input.to,
-                comment: input.comment,
-                access_token: input.access_token,
-            },
-        )
-        .await?;
-        Ok(ApplicationPayload {
-            application: Application { model, viewer },
-        })
-    }
-
-    /// The applicant withdraws the application (before a decision).
-    async fn withdraw_application(
-        &self,
-        ctx: &Context<'_>,
-        input: WithdrawApplicationInput,
-    ) -> async_graphql::Result<ApplicationPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.id", &input.id)?;
-        let model =
-            service::withdraw(deps(ctx)?, &tctx, id, input.reason, input.access_token).await?;
-        Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
-        })
-    }
-
-    /// The applicant answers a request for information (changed data and/or a message).
-    async fn provide_information(
-        &self,
-        ctx: &Context<'_>,
-        input: ProvideInformationInput,
-    ) -> async_graphql::Result<ApplicationPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.id", &input.id)?;
-        let model = service::provide_information(
-            deps(ctx)?,
-            &tctx,
-            service::ProvideInformation {
-                id,
-                data: input.data.map(|d| d.0),
-                message: input.message,
-                access_token: input.access_token,
-            },
-        )
-        .await?;
-        Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
-        })
-    }
-
-    /// A department marks its task done.
-    async fn complete_task(
-        &self,
-        ctx: &Context<'_>,
-        input: CompleteTaskInput,
-    ) -> async_graphql::Result<CompleteTaskPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.id", &input.id)?;
-        let (task, model, viewer) =
-            service::complete_task(deps(ctx)?, &tctx, id, input.comment).await?;
-        Ok(CompleteTaskPayload {
-            task: Task(task),
-            application: Application { model, viewer },
-        })
-    }
-
-    /// Writes to the application's mailbox (staff may write internal notes).
-    async fn send_message(
-        &self,
-        ctx: &Context<'_>,
-        input: SendMessageInput,
-    ) -> async_graphql::Result<SendMessagePayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let application_id = parse_id("input.applicationId", &input.application_id)?;
-        let message = mailbox::send(
-            deps(ctx)?,
-            &tctx,
-            mailbox::SendMessage {
-                application_id,
-                body: input.body,
-                internal: input.internal,
-                access_token: input.access_token,
-            },
-        )
-        .await?;
-        Ok(SendMessagePayload {
-            message: Message(message),
-        })
-    }
-
-    /// Marks the other side's messages as read (read receipts).
-    async fn mark_messages_read(
-        &self,
-        ctx: &Context<'_>,
-        input: MarkMessagesReadInput,
-    ) -> async_graphql::Result<MarkMessagesReadPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.applicationId", &input.application_id)?;
-        let marked = mailbox::mark_read(deps(ctx)?, &tctx, id, input.access_token).await?;
-        Ok(MarkMessagesReadPayload { marked })
-    }
-
-    /// Erases a closed application after its retention period (tenant administrators).
-    async fn erase_application(
-        &self,
-        ctx: &Context<'_>,
-        input: EraseApplicationInput,
-    ) -> async_graphql::Result<ApplicationPayload> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("input.id", &input.id)?;
-        let model = service::erase(deps(ctx)?, &tctx, id).await?;
-        Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Admin,
-            },
-        })
-    }
-}
-
-// ---- subscription ------------------------------------------------------------------------------
-
-/// A status change pushed to subscribers.
-#[derive(SimpleObject, Clone)]
-pub struct ApplicationStatus {
-    pub application_id: ID,
-    pub reference: String,
-    pub state: String,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Default)]
-pub struct ApplicationsSubscription;
-
-#[Subscription]
-impl ApplicationsSubscription {
-    /// The application's status now, then every change (from any server replica).
-    async fn application_status_changed(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        access_token: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = ApplicationStatus>> {
-        let tctx = tenant_ctx(ctx)?;
-        let id = parse_id("id", &id)?;
-        let d = deps(ctx)?;
-        // Subscribe before reading, so no change between the read and the subscription is lost.
-        let rx = d.live.subscribe();
-        let (model, _viewer) = service::application(d, &tctx, id, access_token.as_deref()).await?;
-        let current = super::live::StatusChange {
-            tenant_id: tctx.tenant_id.0,
-            application_id: model.id,
-            reference: model.reference,
-            state: model.state,
-            at: model.updated_at,
-        };
-        let changes = super::live::follow(rx, d.db.clone(), tctx.tenant_id, current);
-        Ok(changes.map(|c| ApplicationStatus {
-            application_id: ID(c.application_id.to_string()),
-            reference: c.reference,
-            state: c.state,
-            at: c.at,
-        }))
-    }
-}
+/// The applications' mutations, in the order the schema lists them.
+#[derive(MergedObject, Default)]
+pub struct ApplicationsMutation(
+    drafts::DraftsMutation,
+    submit::SubmitMutation,
+    workflow::WorkflowMutation,
+    mailbox::MailboxMutation,
+    gdpr::GdprMutation,
+);

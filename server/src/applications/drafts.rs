@@ -1,0 +1,152 @@
+//! Drafts: citizens save form data to come back to, signed in or with the access token of a
+//! resume link.
+
+use chrono::Utc;
+use entity::{drafts, tenant_services};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter, Set,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::access::{citizen_of, owns, require_applicant_side};
+use super::rules;
+use super::service::Deps;
+use crate::auth::tokens::{hash_secret, random_secret};
+use crate::context::{Principal, TenantCtx};
+use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
+
+/// Form data for a service, possibly continuing a draft: what `saveDraft` and
+/// `submitApplication` take.
+pub struct FormInput {
+    pub service_slug: String,
+    pub data: Value,
+    pub draft_id: Option<Uuid>,
+    /// The draft's access token (anonymous citizens).
+    pub access_token: Option<String>,
+}
+
+/// What drafts and submissions begin with: a citizen, a form-shaped payload, a write
+/// transaction, and the live service it is for.
+pub(super) async fn open_form(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    input: &FormInput,
+) -> AppResult<(DatabaseTransaction, tenant_services::Model)> {
+    require_applicant_side(ctx)?;
+    rules::check_shape("data", &input.data)?;
+    let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
+    let service = live_service(&txn, ctx.tenant_id, &input.service_slug).await?;
+    Ok((txn, service))
+}
+
+/// Creates or updates a draft. Returns the draft and, when an anonymous citizen created it, the
+/// access token of its resume link (shown once; only its hash is stored).
+pub async fn save_draft(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    input: FormInput,
+) -> AppResult<(drafts::Model, Option<String>)> {
+    let (txn, service) = open_form(deps, ctx, &input).await?;
+    let now = Utc::now();
+    let (draft, token) = match input.draft_id {
+        Some(id) => {
+            let draft = owned_draft(&txn, ctx, id, input.access_token.as_deref()).await?;
+            if draft.service_id != service.id {
+                return Err(AppError::invalid(
+                    "input.serviceSlug",
+                    "the draft belongs to another service",
+                ));
+            }
+            let mut active: drafts::ActiveModel = draft.into();
+            active.data = Set(input.data);
+            active.updated_at = Set(now);
+            (active.update(&txn).await?, None)
+        }
+        None => {
+            let (issuer, subject) = citizen_of(ctx);
+            let token = issuer.is_none().then(random_secret);
+            let draft = drafts::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(ctx.tenant_id.0),
+                service_id: Set(service.id),
+                data: Set(input.data),
+                citizen_issuer: Set(issuer),
+                citizen_subject: Set(subject),
+                access_hash: Set(token.as_deref().map(hash_secret)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+            (draft, token)
+        }
+    };
+    txn.commit().await?;
+    Ok((draft, token))
+}
+
+pub(crate) async fn owned_draft<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &TenantCtx,
+    id: Uuid,
+    access_token: Option<&str>,
+) -> AppResult<drafts::Model> {
+    let draft = scoped::<drafts::Entity>(ctx.tenant_id)
+        .filter(drafts::Column::Id.eq(id))
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound("draft"))?;
+    if owns(
+        ctx,
+        draft.citizen_issuer.as_deref(),
+        draft.citizen_subject.as_deref(),
+        draft.access_hash.as_deref(),
+        access_token,
+    ) {
+        Ok(draft)
+    } else if matches!(ctx.principal, Principal::Anonymous) && access_token.is_none() {
+        Err(AppError::Unauthenticated)
+    } else {
+        Err(AppError::NotFound("draft"))
+    }
+}
+
+pub async fn draft(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: Uuid,
+    access_token: Option<&str>,
+) -> AppResult<(drafts::Model, String)> {
+    let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
+    let draft = owned_draft(&txn, ctx, id, access_token).await?;
+    let slug = scoped::<tenant_services::Entity>(ctx.tenant_id)
+        .filter(tenant_services::Column::Id.eq(draft.service_id))
+        .one(&txn)
+        .await?
+        .map(|s| s.slug)
+        .unwrap_or_default();
+    txn.commit().await?;
+    Ok((draft, slug))
+}
+
+async fn live_service<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    slug: &str,
+) -> AppResult<tenant_services::Model> {
+    match scoped::<tenant_services::Entity>(tenant)
+        .filter(tenant_services::Column::Slug.eq(slug))
+        .one(conn)
+        .await?
+    {
+        Some(s) if s.status == "live" => Ok(s),
+        Some(_) => Err(AppError::conflict(
+            "input.serviceSlug",
+            "this service does not take applications (it is not live)",
+        )),
+        None => Err(AppError::NotFound("service")),
+    }
+}

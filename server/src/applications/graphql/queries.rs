@@ -1,0 +1,123 @@
+//! GraphQL of reading applications: one application for those who may see it, and the work
+//! lists of staff.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+
+use super::{Application, Task, deps};
+use crate::applications::access::{self, Viewer};
+use crate::applications::queries;
+use crate::graphql::connection::{Conn, PageArgs, into_connection};
+use crate::graphql::tenant_ctx;
+use crate::tenancy::graphql::parse_id;
+
+#[derive(InputObject, Default)]
+pub struct ApplicationsFilter {
+    pub state: Option<String>,
+    /// Service slug.
+    pub service: Option<String>,
+    pub submitted_after: Option<DateTime<Utc>>,
+    /// Words in the reference or the form data (all must match).
+    pub search: Option<String>,
+}
+
+#[derive(InputObject, Default)]
+pub struct TasksFilter {
+    pub department: Option<ID>,
+    /// `open`, `done` or `cancelled`.
+    pub state: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ApplicationsAndTasksQuery;
+
+#[Object]
+impl ApplicationsAndTasksQuery {
+    /// One application: for its applicant (signed in, or with the access token of the status
+    /// link), staff of a department it is routed to, and tenant administrators.
+    async fn application(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        access_token: Option<String>,
+    ) -> async_graphql::Result<Application> {
+        let tctx = tenant_ctx(ctx)?;
+        let id = parse_id("id", &id)?;
+        let (model, viewer) =
+            access::application(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
+        Ok(Application { model, viewer })
+    }
+
+    /// Applications the caller's departments work on (all of them for administrators).
+    async fn applications(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ApplicationsFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Application>> {
+        let tctx = tenant_ctx(ctx)?;
+        let args = PageArgs::parse(ctx, first, after)?;
+        let f = filter.unwrap_or_default();
+        let page = queries::list_applications(
+            &deps(ctx)?.db,
+            &tctx,
+            queries::ApplicationFilter {
+                state: f.state,
+                service: f.service,
+                submitted_after: f.submitted_after,
+                search: f.search,
+                after_seq: None,
+            },
+            args,
+        )
+        .await?;
+        let viewer = if crate::context::Principal::has_role(
+            &tctx.principal,
+            crate::context::Role::TenantAdmin,
+        ) {
+            Viewer::Admin
+        } else {
+            Viewer::Staff {
+                user: tctx.staff_user().unwrap_or_default(),
+            }
+        };
+        Ok(into_connection(
+            page,
+            |m| m.id,
+            |model| Application {
+                model,
+                viewer: viewer.clone(),
+            },
+        ))
+    }
+
+    /// Tasks of the caller's departments.
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TasksFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Task>> {
+        let tctx = tenant_ctx(ctx)?;
+        let args = PageArgs::parse(ctx, first, after)?;
+        let f = filter.unwrap_or_default();
+        let department = f
+            .department
+            .as_ref()
+            .map(|d| parse_id("filter.department", d))
+            .transpose()?;
+        let page = queries::list_tasks(
+            &deps(ctx)?.db,
+            &tctx,
+            queries::TaskFilter {
+                department,
+                state: f.state,
+            },
+            args,
+        )
+        .await?;
+        Ok(into_connection(page, |m| m.id, Task))
+    }
+}

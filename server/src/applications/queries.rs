@@ -1,0 +1,179 @@
+//! Reading applications and tasks for staff: work lists with filters and search, the export
+//! batch for back-office systems, and bulk reads for loaders.
+
+use chrono::{DateTime, Utc};
+use entity::{application_tasks, applications};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::access::{departments_of, is_admin};
+use crate::context::{Principal, TenantCtx};
+use crate::db::{Db, begin_tenant, scoped};
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
+use crate::ids::TenantId;
+
+#[derive(Default)]
+pub struct ApplicationFilter {
+    pub state: Option<String>,
+    pub service: Option<String>,
+    pub submitted_after: Option<DateTime<Utc>>,
+    pub search: Option<String>,
+    /// Only applications after this export sequence number (back-office polling).
+    pub after_seq: Option<i64>,
+}
+
+/// Applications staff may see: all for administrators, else those with a task in one of the
+/// caller's departments.
+fn visible_applications(
+    ctx: &TenantCtx,
+    mine: Option<Vec<Uuid>>,
+) -> AppResult<sea_orm::Select<applications::Entity>> {
+    ctx.require_staff()?;
+    let mut select = scoped::<applications::Entity>(ctx.tenant_id);
+    if let Some(mine) = mine {
+        select = select.filter(
+            applications::Column::Id.in_subquery(
+                Query::select()
+                    .column(application_tasks::Column::ApplicationId)
+                    .from(application_tasks::Entity)
+                    .and_where(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
+                    .and_where(application_tasks::Column::DepartmentId.is_in(mine))
+                    .take(),
+            ),
+        );
+    }
+    Ok(select)
+}
+
+/// The departments whose work the caller sees: `None` for all (administrators). `what` names
+/// the read for the audit log when a platform administrator reads under a break-glass grant.
+async fn scope_of(db: &Db, ctx: &TenantCtx, what: &str) -> AppResult<Option<Vec<Uuid>>> {
+    ctx.require_staff()?;
+    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
+    if is_admin(ctx) {
+        return Ok(None);
+    }
+    match &ctx.principal {
+        Principal::Staff { user_id, .. } => {
+            let txn = begin_tenant(db, ctx.tenant_id).await?;
+            let mine = departments_of(&txn, ctx.tenant_id, user_id.0).await?;
+            txn.commit().await?;
+            Ok(Some(mine))
+        }
+        _ => Ok(Some(Vec::new())),
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub async fn list_applications(
+    db: &Db,
+    ctx: &TenantCtx,
+    filter: ApplicationFilter,
+    args: PageArgs,
+) -> AppResult<Page<applications::Model>> {
+    let mut select = visible_applications(ctx, scope_of(db, ctx, "applications").await?)?;
+    if let Some(state) = filter.state {
+        select = select.filter(applications::Column::State.eq(state));
+    }
+    if let Some(service) = filter.service {
+        select = select.filter(applications::Column::ServiceSlug.eq(service));
+    }
+    if let Some(after) = filter.submitted_after {
+        select = select.filter(applications::Column::SubmittedAt.gt(after));
+    }
+    if let Some(after) = filter.after_seq {
+        select = select.filter(applications::Column::Seq.gt(after));
+    }
+    if let Some(search) = filter.search.map(|s| s.trim().to_lowercase()) {
+        if search.chars().count() > 200 {
+            return Err(AppError::invalid("filter.search", "at most 200 characters"));
+        }
+        for word in search.split_whitespace() {
+            select = select.filter(sea_orm::sea_query::ExprTrait::like(
+                Expr::col(applications::Column::SearchText),
+                sea_orm::sea_query::LikeExpr::new(format!("%{}%", escape_like(word))).escape('\\'),
+            ));
+        }
+    }
+    fetch_tenant_page(
+        db,
+        ctx.tenant_id,
+        select,
+        applications::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await
+}
+
+/// Applications after export sequence `after`, in sequence (= commit) order, for polling
+/// back-office systems.
+pub async fn export_batch(
+    db: &Db,
+    ctx: &TenantCtx,
+    after: i64,
+    limit: u64,
+) -> AppResult<Vec<applications::Model>> {
+    let select = visible_applications(ctx, scope_of(db, ctx, "applications export").await?)?
+        .filter(applications::Column::Seq.gt(after))
+        .order_by_asc(applications::Column::Seq)
+        .limit(limit);
+    crate::db::read_tenant(db, ctx.tenant_id, select).await
+}
+
+pub struct TaskFilter {
+    pub department: Option<Uuid>,
+    pub state: Option<String>,
+}
+
+pub async fn list_tasks(
+    db: &Db,
+    ctx: &TenantCtx,
+    filter: TaskFilter,
+    args: PageArgs,
+) -> AppResult<Page<application_tasks::Model>> {
+    let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
+    match (scope_of(db, ctx, "tasks").await?, filter.department) {
+        (Some(mine), Some(d)) if !mine.contains(&d) => {
+            return Err(AppError::Forbidden(
+                "you are not a member of that department",
+            ));
+        }
+        (_, Some(d)) => select = select.filter(application_tasks::Column::DepartmentId.eq(d)),
+        (Some(mine), None) => {
+            select = select.filter(application_tasks::Column::DepartmentId.is_in(mine))
+        }
+        (None, None) => {}
+    }
+    if let Some(state) = filter.state {
+        select = select.filter(application_tasks::Column::State.eq(state));
+    }
+    fetch_tenant_page(
+        db,
+        ctx.tenant_id,
+        select,
+        application_tasks::Column::Id,
+        |m| m.id,
+        args,
+    )
+    .await
+}
+
+/// Tasks of several applications in one read.
+pub async fn tasks_of(
+    db: &Db,
+    tenant: TenantId,
+    applications: Vec<Uuid>,
+) -> AppResult<Vec<application_tasks::Model>> {
+    let select = scoped::<application_tasks::Entity>(tenant)
+        .filter(application_tasks::Column::ApplicationId.is_in(applications))
+        .order_by_asc(application_tasks::Column::Id);
+    crate::db::read_tenant(db, tenant, select).await
+}

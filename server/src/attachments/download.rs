@@ -1,0 +1,165 @@
+//! Reading attachments and handing them out: lists for loaders, one attachment with the
+//! caller's relation to it, and short-lived download URLs for those who may see the file.
+
+use std::time::Duration;
+
+use entity::attachments;
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::service::{SCAN_CLEAN, SCAN_INFECTED, SCAN_SKIPPED, Target, owner_filter};
+use crate::applications::access::{self, Viewer};
+use crate::applications::drafts::owned_draft;
+use crate::applications::service::Deps;
+use crate::context::{Principal, TenantCtx};
+use crate::db::{begin_tenant, scoped};
+use crate::error::{AppError, AppResult};
+use crate::ids::TenantId;
+use crate::settings::StorageSettings;
+use crate::storage::{self, DownloadAs};
+
+/// The attachments of some applications (one query).
+pub async fn of_applications(
+    db: &crate::db::Db,
+    tenant: TenantId,
+    ids: Vec<Uuid>,
+) -> AppResult<Vec<attachments::Model>> {
+    listed(
+        db,
+        tenant,
+        sea_orm::Condition::all().add(attachments::Column::ApplicationId.is_in(ids)),
+    )
+    .await
+}
+
+/// The attachments of a draft the caller already proved to own.
+pub async fn of_draft(
+    db: &crate::db::Db,
+    tenant: TenantId,
+    draft: Uuid,
+) -> AppResult<Vec<attachments::Model>> {
+    listed(db, tenant, owner_filter(Target::Draft(draft))).await
+}
+
+async fn listed(
+    db: &crate::db::Db,
+    tenant: TenantId,
+    filter: sea_orm::Condition,
+) -> AppResult<Vec<attachments::Model>> {
+    let txn = begin_tenant(db, tenant).await?;
+    let rows = scoped::<attachments::Entity>(tenant)
+        .filter(filter)
+        .order_by_asc(attachments::Column::Id)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(rows)
+}
+
+/// Whether a file may be handed out at all: stored, and scanned clean (or no scanner runs).
+fn available(att: &attachments::Model) -> AppResult<()> {
+    if att.state != "stored" {
+        return Err(AppError::Forbidden("the upload is not complete"));
+    }
+    match att.scan_status.as_str() {
+        SCAN_SKIPPED | SCAN_CLEAN => Ok(()),
+        SCAN_INFECTED => Err(AppError::Forbidden(
+            "the virus scanner found this file infected",
+        )),
+        _ => Err(AppError::Forbidden("the file has not been scanned yet")),
+    }
+}
+
+/// A short-lived download URL, for the applicant and for staff of a department with a task on
+/// the application. Administrators who work on none of its departments, and everyone else, are
+/// refused: a document is shown to those who need it.
+pub async fn download_url(
+    deps: &Deps,
+    cfg: &StorageSettings,
+    ctx: &TenantCtx,
+    att: &attachments::Model,
+    viewer: &Viewer,
+) -> AppResult<String> {
+    match viewer {
+        Viewer::Applicant | Viewer::Staff { .. } => {}
+        Viewer::Admin => {
+            let Some(app_id) = att.application_id else {
+                return Err(AppError::Forbidden("drafts are their citizen's alone"));
+            };
+            let Principal::Staff { user_id, .. } = &ctx.principal else {
+                return Err(AppError::Forbidden(
+                    "documents are for the applicant and the departments working on the application",
+                ));
+            };
+            let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
+            let mine = access::departments_of(&txn, ctx.tenant_id, user_id.0).await?;
+            let assigned = scoped::<entity::application_tasks::Entity>(ctx.tenant_id)
+                .filter(entity::application_tasks::Column::ApplicationId.eq(app_id))
+                .filter(entity::application_tasks::Column::DepartmentId.is_in(mine))
+                .one(&txn)
+                .await?
+                .is_some();
+            txn.commit().await?;
+            if !assigned {
+                return Err(AppError::Forbidden(
+                    "documents are for the applicant and the departments working on the application",
+                ));
+            }
+        }
+    }
+    available(att)?;
+    let download = DownloadAs {
+        disposition: storage::content_disposition(&att.filename),
+        content_type: att
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+    };
+    deps.store
+        .presign_get(
+            &att.object_key,
+            Duration::from_secs(cfg.download_url_ttl_secs),
+            &download,
+        )
+        .await
+        .map_err(|e| AppError::internal("presigning a download", e))
+}
+
+/// One attachment with the caller's relation to its application (drafts: the owner only).
+pub async fn find(
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: Uuid,
+    access_token: Option<&str>,
+) -> AppResult<(attachments::Model, Viewer)> {
+    let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
+    let att = scoped::<attachments::Entity>(ctx.tenant_id)
+        .filter(attachments::Column::Id.eq(id))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("attachment"))?;
+    let viewer = match (att.application_id, att.draft_id) {
+        (Some(app_id), _) => {
+            let app = access::find(&txn, ctx.tenant_id, app_id).await?;
+            match access::viewer_of(&txn, ctx, &app, access_token).await {
+                Ok(v) => v,
+                // Staff who can't see the application get FORBIDDEN for its files: the id came
+                // from somewhere, and saying so is clearer than pretending it does not exist.
+                Err(AppError::NotFound(_)) if matches!(ctx.principal, Principal::Staff { .. }) => {
+                    return Err(AppError::Forbidden(
+                        "this file belongs to an application of another department",
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        (None, Some(draft_id)) => {
+            owned_draft(&txn, ctx, draft_id, access_token).await?;
+            Viewer::Applicant
+        }
+        (None, None) => return Err(AppError::NotFound("attachment")),
+    };
+    txn.commit().await?;
+    crate::audit::break_glass_read(&deps.db, ctx, "attachment", format!("attachment:{id}")).await?;
+    Ok((att, viewer))
+}

@@ -1,0 +1,102 @@
+//! Files at the hand-over points of an application: a submission checks the draft's files
+//! against the required documents and moves them to the application; an erasure deletes them.
+
+use entity::attachments;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use super::service::SCAN_INFECTED;
+use crate::db::scoped;
+use crate::error::{AppResult, FieldErrors};
+use crate::ids::TenantId;
+use crate::content::ServiceContent;
+
+/// Required documents that `data` calls for and `files` do not provide: path → message.
+pub fn missing_documents(
+    content: &ServiceContent,
+    data: &serde_json::Value,
+    files: &[attachments::Model],
+) -> FieldErrors {
+    let mut errors = FieldErrors::new();
+    for doc in &content.required_documents {
+        if !doc.required || doc.when.as_ref().is_some_and(|c| !c.holds(data)) {
+            continue;
+        }
+        let provided = files.iter().any(|f| {
+            f.document_key.as_deref() == Some(doc.key.as_str())
+                && f.state == "stored"
+                && f.scan_status != SCAN_INFECTED
+        });
+        if !provided {
+            errors.insert(
+                format!("input.documents/{}", doc.key),
+                format!(
+                    "„{}“ is missing: attach it to the draft ({})",
+                    doc.label.de,
+                    doc.content_types.join(", ")
+                ),
+            );
+        }
+    }
+    errors
+}
+
+/// The files of a draft being submitted: checked against the required documents.
+pub async fn of_draft_in<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    draft: Option<Uuid>,
+) -> AppResult<Vec<attachments::Model>> {
+    let Some(draft) = draft else {
+        return Ok(Vec::new());
+    };
+    Ok(scoped::<attachments::Entity>(tenant)
+        .filter(attachments::Column::DraftId.eq(draft))
+        .all(conn)
+        .await?)
+}
+
+/// Moves a submitted draft's files to its application (same transaction as the submission).
+pub async fn move_to_application<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    draft: Uuid,
+    application: Uuid,
+) -> AppResult<()> {
+    attachments::Entity::update_many()
+        .col_expr(
+            attachments::Column::ApplicationId,
+            sea_orm::sea_query::Expr::value(application),
+        )
+        .col_expr(
+            attachments::Column::DraftId,
+            sea_orm::sea_query::Expr::value(Option::<Uuid>::None),
+        )
+        .filter(attachments::Column::TenantId.eq(tenant.0))
+        .filter(attachments::Column::DraftId.eq(draft))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the rows of an application's files (in the caller's transaction) and returns their
+/// object keys, to delete from storage after the commit.
+pub async fn delete_rows_of_application<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    application: Uuid,
+) -> AppResult<Vec<String>> {
+    let keys: Vec<String> = scoped::<attachments::Entity>(tenant)
+        .filter(attachments::Column::ApplicationId.eq(application))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|a| a.object_key)
+        .collect();
+    attachments::Entity::delete_many()
+        .filter(attachments::Column::TenantId.eq(tenant.0))
+        .filter(attachments::Column::ApplicationId.eq(application))
+        .exec(conn)
+        .await?;
+    Ok(keys)
+}
