@@ -17,15 +17,10 @@ use uuid::Uuid;
 
 use super::live::{StatusChange, StatusHub};
 use super::rules::{self, FeeLine, FormValidator};
+use crate::content::ServiceContent;
 use crate::db::{Db, begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
-use crate::content::ServiceContent;
-
-// Payments and appointments call these by their old path (`applications::service::…`); the
-// items live in their use cases.
-pub(crate) use super::access::{Viewer, find, lock, viewer_of};
-pub(crate) use super::timeline::{Event, append_event};
 
 /// A service revision as applications use it: parsed content and its compiled form schema.
 /// Revisions never change, so they are cached by (service, revision).

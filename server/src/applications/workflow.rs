@@ -12,11 +12,11 @@ use super::access::{Viewer, departments_of, is_admin, lock, viewer_of};
 use super::rules::{self, Mover};
 use super::service::{Deps, state_label, status_change};
 use super::timeline::{Event, append_event};
+use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
-use crate::content::ServiceContent;
 use crate::messaging::outbox::{self, Email};
 
 pub struct Transition {

@@ -241,11 +241,11 @@ pub async fn book(
         super::guard::spend(&txn, ctx.tenant_id, solved).await?;
     }
     if let Some(id) = required_application(&b, input.application_id)? {
-        let app = crate::applications::service::find(&txn, ctx.tenant_id, id).await?;
+        let app = crate::applications::access::find(&txn, ctx.tenant_id, id).await?;
         let viewer =
-            crate::applications::service::viewer_of(&txn, ctx, &app, input.access_token.as_deref())
+            crate::applications::access::viewer_of(&txn, ctx, &app, input.access_token.as_deref())
                 .await?;
-        if viewer != crate::applications::service::Viewer::Applicant
+        if viewer != crate::applications::access::Viewer::Applicant
             || app.service_id != b.service.id
         {
             return Err(AppError::NotFound("application"));

@@ -6,10 +6,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::service::SCAN_INFECTED;
+use crate::content::ServiceContent;
 use crate::db::scoped;
 use crate::error::{AppResult, FieldErrors};
 use crate::ids::TenantId;
-use crate::content::ServiceContent;
 
 /// Required documents that `data` calls for and `files` do not provide: path → message.
 pub fn missing_documents(

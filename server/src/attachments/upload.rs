@@ -22,12 +22,12 @@ use super::service::{
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::applications::service::{Deps, Pinned};
+use crate::content::ServiceContent;
+use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
-use crate::content::ServiceContent;
-use crate::content::documents::RequiredDocument;
 use crate::settings::StorageSettings;
 use crate::storage::{self, ObjectStore};
 

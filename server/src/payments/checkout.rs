@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::account::account;
 use super::service::{lock_payment, payments_of_app, state_of, total};
 use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started};
-use crate::applications::service::{self as apps, Deps, Event, Viewer};
+use crate::applications::access::{self, Viewer};
+use crate::applications::service::{self as apps, Deps};
+use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
@@ -33,7 +35,7 @@ async fn end_pending(
     a.state = Set(to.as_str().into());
     a.updated_at = Set(Utc::now());
     a.update(txn).await?;
-    apps::append_event(
+    timeline::append_event(
         txn,
         ctx,
         app,
@@ -64,8 +66,8 @@ pub async fn start(
     let provider = payments.provider(input.provider)?.clone();
     let now = Utc::now();
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = apps::lock(&txn, ctx.tenant_id, input.application_id).await?;
-    let viewer = apps::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
+    let app = access::lock(&txn, ctx.tenant_id, input.application_id).await?;
+    let viewer = access::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     if viewer != Viewer::Applicant && !(provider.confirmed_by_staff() && viewer.is_staff()) {
         return Err(AppError::Forbidden(
             "the applicant pays online; staff may only note payment at the counter",
@@ -164,7 +166,7 @@ pub async fn start(
             }
             .insert(&txn)
             .await?;
-            apps::append_event(
+            timeline::append_event(
                 &txn,
                 ctx,
                 app.id,

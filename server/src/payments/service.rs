@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use super::{Outcome, PaymentState, ProviderError};
 use crate::applications::rules::FeeLine;
-use crate::applications::service::{self as apps, Event};
+use crate::applications::service as apps;
+use crate::applications::timeline::{self, Event};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{for_update, scoped};
 use crate::error::{AppError, AppResult};
@@ -123,7 +124,7 @@ pub(super) async fn settle(
     if matches!(outcome, Outcome::RefundedTotal { .. }) {
         details["refundedCents"] = json!(refunded - before);
     }
-    apps::append_event(
+    timeline::append_event(
         txn,
         ctx,
         p.application_id,
