@@ -11,11 +11,11 @@ use super::availability::Slot;
 use super::booking::{self, BookInput};
 use super::{slots, staff};
 use crate::applications::service::Deps;
-use crate::attachments::graphql::RequestOrigin;
 use crate::error::{AppError, AppResult};
+use crate::graphql::RequestOrigin;
+use crate::graphql::parse_id;
 use crate::graphql::{state, tenant_ctx};
 use crate::ids::TenantId;
-use crate::tenancy::graphql::parse_id;
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)

@@ -12,10 +12,10 @@ use super::upload::{self, InlineFile, UploadRequest};
 use crate::applications::access::Viewer;
 use crate::applications::service::Deps;
 use crate::error::{AppError, AppResult};
+use crate::graphql::{RequestOrigin, parse_id};
 use crate::graphql::{request_ctx, state, tenant_ctx};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
-use crate::tenancy::graphql::parse_id;
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)
@@ -23,17 +23,6 @@ fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
 
 fn cfg<'a>(ctx: &'a Context<'_>) -> AppResult<&'a StorageSettings> {
     Ok(&state::<AppState>(ctx)?.settings.storage)
-}
-
-/// Scheme and host the client called: completes the local backend's presigned URLs.
-#[derive(Clone, Debug)]
-pub struct RequestOrigin(pub String);
-
-impl RequestOrigin {
-    /// The origin of the request `ctx` serves (empty where none was attached).
-    pub fn of<'a>(ctx: &'a Context<'_>) -> &'a str {
-        ctx.data_opt::<Self>().map_or("", |o| o.0.as_str())
-    }
 }
 
 /// The local backend signs paths (`/storage/…`); clients get them on `origin`. Other backends'
@@ -242,7 +231,7 @@ impl AttachmentsMutation {
         input: UploadAttachmentInput,
     ) -> async_graphql::Result<AttachmentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::applications::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx)?;
         let target = target(input.application_id.as_ref(), input.draft_id.as_ref())?;
         let upload = input
             .file
@@ -277,7 +266,7 @@ impl AttachmentsMutation {
         input: RequestUploadInput,
     ) -> async_graphql::Result<RequestUploadPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::applications::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx)?;
         let target = target(input.application_id.as_ref(), input.draft_id.as_ref())?;
         let size = u64::try_from(input.size_bytes)
             .map_err(|_| AppError::invalid("input.sizeBytes", "must not be negative"))?;

@@ -5,9 +5,11 @@ pub mod connection;
 pub mod guard;
 mod limits;
 pub mod loaders;
+mod request;
 
 pub use limits::{CheckedSchema, WsCaller};
 pub use loaders::request_loader;
+pub use request::{RequestOrigin, parse_id, rate_limit_write};
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 

@@ -16,9 +16,9 @@ use tracing_actix_web::{RequestId, RootSpan};
 
 pub use span::AmtsplatzRootSpan;
 
-use crate::attachments::graphql::RequestOrigin;
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
+use crate::graphql::RequestOrigin;
 use crate::graphql::{CheckedSchema, WsCaller, loaders};
 use crate::ids::TenantId;
 use crate::state::{AppState, ClientIp};

@@ -17,9 +17,9 @@ use crate::content::ServiceContent;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::loaders::RequestLoader;
+use crate::graphql::parse_id;
 use crate::graphql::{request_ctx, request_loader, state, tenant_ctx};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
-use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {

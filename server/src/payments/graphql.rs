@@ -14,8 +14,8 @@ use super::report::{self, LedgerLine};
 use super::{PaymentState, Payments, ProviderKind};
 use crate::applications::service::Deps;
 use crate::error::AppResult;
+use crate::graphql::parse_id;
 use crate::graphql::{state, tenant_ctx};
-use crate::tenancy::graphql::parse_id;
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)
@@ -307,7 +307,7 @@ impl PaymentsMutation {
         input: StartPaymentInput,
     ) -> async_graphql::Result<StartPaymentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::applications::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx)?;
         let p = checkout::start(
             deps(ctx)?,
             payments_of(ctx)?,

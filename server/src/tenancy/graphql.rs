@@ -16,13 +16,8 @@ use crate::context::{Principal, TenantCtx};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::loaders::RequestLoader;
-use crate::graphql::{request_ctx, request_loader, state, tenant_ctx};
+use crate::graphql::{parse_id, request_ctx, request_loader, state, tenant_ctx};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
-
-/// Parses an `ID` argument as a UUID; anything else is `VALIDATION_FAILED` on that field.
-pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::invalid(field, "is not a valid ID"))
-}
 
 fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<TenancyLoader>> {
     request_loader::<TenancyLoader>(ctx)

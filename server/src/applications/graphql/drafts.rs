@@ -3,10 +3,11 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::Value;
 
-use super::{Draft, deps, rate_limit_write};
+use super::{Draft, deps};
 use crate::applications::drafts;
+use crate::graphql::parse_id;
+use crate::graphql::rate_limit_write;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(Default)]
 pub struct DraftsQuery;

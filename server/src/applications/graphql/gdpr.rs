@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::{Application, ApplicationPayload, deps};
 use crate::applications::access::Viewer;
 use crate::applications::gdpr;
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(Default)]
 pub struct GdprQuery;

@@ -3,9 +3,9 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use super::{Message, deps};
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
 use crate::messaging::mailbox;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(InputObject)]
 pub struct SendMessageInput {

@@ -36,14 +36,6 @@ fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
     state::<Deps>(ctx)
 }
 
-/// Counts a citizen's write (draft or submission) against the client IP's quota.
-pub(crate) fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
-    let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
-    state::<crate::state::AppState>(ctx)?
-        .write_limiter
-        .check(ip)
-}
-
 /// Request-wide loader: the tasks of a page of applications cost one query.
 pub struct ApplicationsLoader {
     pub db: crate::db::Db,

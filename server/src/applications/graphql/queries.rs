@@ -8,8 +8,8 @@ use super::{Application, Task, deps};
 use crate::applications::access::{self, Viewer};
 use crate::applications::queries;
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(InputObject, Default)]
 pub struct ApplicationsFilter {

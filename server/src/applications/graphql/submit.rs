@@ -3,11 +3,12 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::Value;
 
-use super::{Application, deps, rate_limit_write};
+use super::{Application, deps};
 use crate::applications::access::Viewer;
 use crate::applications::{drafts, submit};
+use crate::graphql::parse_id;
+use crate::graphql::rate_limit_write;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(InputObject)]
 pub struct SubmitApplicationInput {

@@ -6,8 +6,8 @@ use futures_util::{Stream, StreamExt as _};
 
 use super::deps;
 use crate::applications::{access, live};
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 /// A status change pushed to subscribers.
 #[derive(SimpleObject, Clone)]

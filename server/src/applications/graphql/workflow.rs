@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::{Application, ApplicationPayload, Task, deps};
 use crate::applications::access::Viewer;
 use crate::applications::workflow;
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
-use crate::tenancy::graphql::parse_id;
 
 #[derive(InputObject)]
 pub struct TransitionApplicationInput {

@@ -18,10 +18,10 @@ use super::service::{self, ServiceStatus};
 use super::{revisions, status, updates};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
+use crate::graphql::parse_id;
 use crate::graphql::{request_loader, state, tenant_ctx};
 use crate::ids::{ServiceId, TenantId};
 use crate::marketplace::graphql::{Template, TemplateVersion};
-use crate::tenancy::graphql::parse_id;
 use crate::tenancy::types::Slug;
 use changes::ServiceChangeInput;
 

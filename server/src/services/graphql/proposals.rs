@@ -6,11 +6,11 @@ use entity::template_proposals;
 use serde_json::Value;
 
 use super::{MergeResolutionInput, db, resolutions};
+use crate::graphql::parse_id;
 use crate::graphql::tenant_ctx;
 use crate::ids::{ProposalId, ServiceId};
 use crate::marketplace::graphql::{TemplateVersion, parse_version};
 use crate::services::proposals;
-use crate::tenancy::graphql::parse_id;
 
 /// A change a forking municipality proposes to a template.
 pub struct Proposal(pub template_proposals::Model);
