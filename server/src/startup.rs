@@ -105,13 +105,6 @@ impl Application {
 
         let keys = JwtKeys::load_or_generate(&settings.signing_key_path(), &settings.auth)?;
         let (store, local_store) = crate::storage::from_settings(&settings)?;
-        let applications = crate::applications::service::Deps {
-            store,
-            db: db.clone(),
-            pinned: Arc::default(),
-            live: crate::applications::live::StatusHub::new(settings.is_postgres()),
-            outbox_wake: Arc::default(),
-        };
         let mailer = Arc::new(crate::messaging::outbox::Mailer::from_settings(
             &settings.mail,
         )?);
@@ -121,7 +114,10 @@ impl Application {
         )?);
         let payments = Arc::new(crate::payments::Payments::new(&settings)?);
         let state = AppState {
-            applications,
+            store,
+            pinned: Arc::default(),
+            live: crate::applications::live::StatusHub::new(settings.is_postgres()),
+            outbox_wake: Arc::default(),
             appointments,
             payments,
             local_store,
@@ -145,7 +141,6 @@ impl Application {
                 build_schema(&state.settings.graphql)
                     .data(state.clone())
                     .data(state.db.clone())
-                    .data(state.applications.clone())
             },
             &state.settings.graphql,
         );
@@ -221,11 +216,11 @@ impl Application {
                 lease: std::time::Duration::from_secs(120),
                 batch: 20,
             },
-            self.state.applications.outbox_wake.clone(),
+            self.state.outbox_wake.clone(),
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(crate::attachments::sweeper::run(
-            self.state.applications.clone(),
+            self.state.clone(),
             settings.storage.clone(),
             stop_rx.clone(),
         ));
@@ -236,7 +231,7 @@ impl Application {
         ));
         let listener = settings.is_postgres().then(|| {
             tokio::spawn(crate::applications::live::listen(
-                self.state.applications.live.clone(),
+                self.state.live.clone(),
                 settings.database_url(),
                 stop_rx,
             ))

@@ -31,8 +31,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The tenant directory, cached for a few seconds.
     pub tenants: Arc<TenantCache>,
-    /// What applications need besides the database: pinned revisions, live status, outbox.
-    pub applications: crate::applications::service::Deps,
+    /// Service revisions that applications were submitted against, parsed once.
+    pub pinned: Arc<crate::applications::service::PinnedCache>,
+    /// Status changes for live subscribers (across replicas on PostgreSQL).
+    pub live: crate::applications::live::StatusHub,
+    /// Wakes the outbox worker after a commit that queued mail.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Object storage of attachments.
+    pub store: Arc<dyn crate::storage::ObjectStore>,
     /// Booking limits, challenges and reminders.
     pub appointments: Arc<crate::appointments::Appointments>,
     /// Payment providers (on site; Stripe when configured) and the key sealing webhook secrets.

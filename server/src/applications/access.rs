@@ -5,12 +5,12 @@ use entity::{application_tasks, applications, staff_memberships};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use uuid::Uuid;
 
-use super::service::Deps;
 use crate::auth::tokens::{constant_time_eq, hash_secret};
 use crate::context::{Principal, Role, TenantCtx};
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::state::AppState;
 
 /// How the caller relates to one application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ pub(crate) fn require_applicant_side(ctx: &TenantCtx) -> AppResult<()> {
 
 /// An application the caller may see, with how they relate to it.
 pub async fn application(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     access_token: Option<&str>,

@@ -11,12 +11,12 @@ use uuid::Uuid;
 
 use super::access::{citizen_of, owns, require_applicant_side};
 use super::rules;
-use super::service::Deps;
 use crate::auth::tokens::{hash_secret, random_secret};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::state::AppState;
 
 /// Form data for a service, possibly continuing a draft: what `saveDraft` and
 /// `submitApplication` take.
@@ -31,7 +31,7 @@ pub struct FormInput {
 /// What drafts and submissions begin with: a citizen, a form-shaped payload, a write
 /// transaction, and the live service it is for.
 pub(super) async fn open_form(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     input: &FormInput,
 ) -> AppResult<(DatabaseTransaction, tenant_services::Model)> {
@@ -45,7 +45,7 @@ pub(super) async fn open_form(
 /// Creates or updates a draft. Returns the draft and, when an anonymous citizen created it, the
 /// access token of its resume link (shown once; only its hash is stored).
 pub async fn save_draft(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     input: FormInput,
 ) -> AppResult<(drafts::Model, Option<String>)> {
@@ -115,7 +115,7 @@ pub(crate) async fn owned_draft<C: ConnectionTrait>(
 }
 
 pub async fn draft(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     access_token: Option<&str>,

@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 use super::queries;
 use super::rules::FeeLine;
-use super::service::{self, Deps};
+use super::service;
 use crate::context::TenantCtx;
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub const XML_NAMESPACE: &str = "https://amtsplatz.example/schema/application-export/1";
 
@@ -115,7 +116,7 @@ pub struct ExportedTask {
 
 /// Builds the export of applications the caller may already see.
 pub async fn documents(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     apps: Vec<applications::Model>,
     origin: &str,

@@ -8,15 +8,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::access::lock;
-use super::service::Deps;
 use super::timeline::timelines_of;
 use crate::attachments;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Everything stored about the signed-in citizen in this tenant.
-pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
+pub async fn export_my_data(deps: &AppState, ctx: &TenantCtx) -> AppResult<Value> {
     let Principal::Citizen(c) = &ctx.principal else {
         return Err(match ctx.principal {
             Principal::Anonymous => AppError::Unauthenticated,
@@ -82,7 +82,7 @@ pub async fn export_my_data(deps: &Deps, ctx: &TenantCtx) -> AppResult<Value> {
 
 /// Erases a closed application's personal data once its retention period has passed: data,
 /// contact, timeline and messages go; the reference, state and the audit entry remain.
-pub async fn erase(deps: &Deps, ctx: &TenantCtx, id: Uuid) -> AppResult<applications::Model> {
+pub async fn erase(deps: &AppState, ctx: &TenantCtx, id: Uuid) -> AppResult<applications::Model> {
     ctx.require_tenant_admin()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;

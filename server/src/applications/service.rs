@@ -1,5 +1,5 @@
-//! What every use case of applications shares: the dependencies ([`Deps`]), pinned service
-//! revisions, and small helpers. The use cases live beside it: [`super::access`],
+//! What every use case of applications shares: pinned service revisions (cached in
+//! [`AppState`]), what follows a commit, and small helpers. The use cases live beside it: [`super::access`],
 //! [`super::drafts`], [`super::submit`], [`super::workflow`], [`super::timeline`],
 //! [`super::queries`], [`super::gdpr`].
 //!
@@ -15,12 +15,13 @@ use entity::{applications, service_revisions};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use uuid::Uuid;
 
-use super::live::{StatusChange, StatusHub};
+use super::live::StatusChange;
 use super::rules::{self, FeeLine, FormValidator};
 use crate::content::ServiceContent;
-use crate::db::{Db, begin_tenant, scoped};
+use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::state::AppState;
 
 /// A service revision as applications use it: parsed content and its compiled form schema.
 /// Revisions never change, so they are cached by (service, revision).
@@ -41,18 +42,8 @@ impl std::fmt::Debug for PinnedCache {
 
 const PINNED_CACHE_MAX: usize = 512;
 
-/// What the application side of the server needs besides the database.
-#[derive(Clone, Debug)]
-pub struct Deps {
-    pub db: Db,
-    pub pinned: Arc<PinnedCache>,
-    pub live: StatusHub,
-    pub outbox_wake: Arc<tokio::sync::Notify>,
-    /// Object storage of attachments.
-    pub store: Arc<dyn crate::storage::ObjectStore>,
-}
-
-impl Deps {
+/// What applications do with the server's state: pinned revisions, and what follows a commit.
+impl AppState {
     /// The pinned revision `revision` of `service`, read in `conn` (the tenant's transaction).
     pub async fn pinned<C: ConnectionTrait>(
         &self,
@@ -86,7 +77,7 @@ impl Deps {
         Ok(pinned)
     }
 
-    /// [`Deps::pinned`] outside a transaction: a cache miss reads in one of its own.
+    /// [`AppState::pinned`] outside a transaction: a cache miss reads in one of its own.
     pub async fn pinned_now(
         &self,
         tenant: TenantId,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::access::citizen_of;
 use super::drafts::{FormInput, open_form, owned_draft};
 use super::rules;
-use super::service::{Deps, state_label, status_change};
+use super::service::{state_label, status_change};
 use super::timeline::{Event, append_event};
 use crate::attachments::handover;
 use crate::auth::tokens::{hash_secret, random_secret};
@@ -23,12 +23,13 @@ use crate::db::scoped;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email};
+use crate::state::AppState;
 
 /// Validates and submits an application: reference number, tasks for the routed departments,
 /// the first timeline event, notifications — one transaction. Returns the application and, for
 /// an anonymous applicant, the access token of its status link.
 pub async fn submit(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     input: FormInput,
 ) -> AppResult<(applications::Model, Option<String>)> {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::access::{Viewer, departments_of, is_admin, lock, viewer_of};
 use super::rules::{self, Mover};
-use super::service::{Deps, state_label, status_change};
+use super::service::{state_label, status_change};
 use super::timeline::{Event, append_event};
 use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
@@ -18,6 +18,7 @@ use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email};
+use crate::state::AppState;
 
 pub struct Transition {
     pub id: Uuid,
@@ -40,7 +41,7 @@ fn check_comment(field: &str, comment: Option<&str>) -> AppResult<()> {
 
 /// Moves an application along its workflow (staff, or the applicant for their own moves).
 pub async fn transition(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     input: Transition,
 ) -> AppResult<(applications::Model, Viewer)> {
@@ -198,7 +199,7 @@ async fn move_to(
 
 /// The applicant withdraws before a decision.
 pub async fn withdraw(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     reason: Option<String>,
@@ -250,7 +251,7 @@ pub struct ProvideInformation {
 /// The applicant answers a request for information with data, a message, or both; the
 /// application moves back to review.
 pub async fn provide_information(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     input: ProvideInformation,
 ) -> AppResult<applications::Model> {
@@ -326,7 +327,7 @@ pub async fn provide_information(
 
 /// A department finishes its part. Staff of that department (or administrators) only.
 pub async fn complete_task(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     task_id: Uuid,
     comment: Option<String>,

@@ -197,7 +197,7 @@ fn check_hold(hold: &bookings::Model, b: &Bookable, start: DateTime<Utc>) -> App
 /// asked again. Queues the confirmation mail with the calendar file and the reminder. Returns
 /// the booking and its cancel token (shown once; only its hash is stored).
 pub async fn book(
-    deps: &crate::applications::service::Deps,
+    deps: &crate::state::AppState,
     appts: &super::Appointments,
     ctx: &TenantCtx,
     input: BookInput,
@@ -528,7 +528,7 @@ async fn change_if(
 /// appointment, only with the booking's token. A booking's holder gets a cancellation mail and
 /// no reminder.
 pub async fn cancel(
-    deps: &crate::applications::service::Deps,
+    deps: &crate::state::AppState,
     ctx: &TenantCtx,
     id: Uuid,
     token: &str,
@@ -572,7 +572,7 @@ pub async fn cancel(
 /// token. If the new slot is full (or not bookable) the booking stays where it was. The holder
 /// gets the new calendar file; the reminder moves with the booking.
 pub async fn reschedule(
-    deps: &crate::applications::service::Deps,
+    deps: &crate::state::AppState,
     appts: &super::Appointments,
     ctx: &TenantCtx,
     (id, token): (Uuid, &str),

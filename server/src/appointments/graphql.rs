@@ -10,15 +10,15 @@ use super::admin::{self, ExceptionEntry, HoursEntry, LocationInput, OfferInput, 
 use super::availability::Slot;
 use super::booking::{self, BookInput};
 use super::{slots, staff};
-use crate::applications::service::Deps;
 use crate::error::{AppError, AppResult};
 use crate::graphql::RequestOrigin;
 use crate::graphql::parse_id;
 use crate::graphql::{state, tenant_ctx};
 use crate::ids::TenantId;
+use crate::state::AppState;
 
-fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
-    state::<Deps>(ctx)
+fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
+    state::<AppState>(ctx)
 }
 
 fn appointments<'a>(ctx: &'a Context<'_>) -> AppResult<&'a super::Appointments> {

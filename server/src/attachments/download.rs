@@ -10,12 +10,12 @@ use uuid::Uuid;
 use super::service::{SCAN_CLEAN, SCAN_INFECTED, SCAN_SKIPPED, Target, owner_filter};
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
-use crate::applications::service::Deps;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::settings::StorageSettings;
+use crate::state::AppState;
 use crate::storage::{self, DownloadAs};
 
 /// The attachments of some applications (one query).
@@ -74,7 +74,7 @@ fn available(att: &attachments::Model) -> AppResult<()> {
 /// the application. Administrators who work on none of its departments, and everyone else, are
 /// refused: a document is shown to those who need it.
 pub async fn download_url(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
     att: &attachments::Model,
@@ -127,7 +127,7 @@ pub async fn download_url(
 
 /// One attachment with the caller's relation to its application (drafts: the owner only).
 pub async fn find(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     access_token: Option<&str>,

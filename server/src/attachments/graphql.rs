@@ -10,15 +10,14 @@ use super::service::{self, Target};
 use super::sweeper::{self, SweepReport};
 use super::upload::{self, InlineFile, UploadRequest};
 use crate::applications::access::Viewer;
-use crate::applications::service::Deps;
 use crate::error::{AppError, AppResult};
 use crate::graphql::{RequestOrigin, parse_id};
 use crate::graphql::{request_ctx, state, tenant_ctx};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
 
-fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
-    state::<Deps>(ctx)
+fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
+    state::<AppState>(ctx)
 }
 
 fn cfg<'a>(ctx: &'a Context<'_>) -> AppResult<&'a StorageSettings> {

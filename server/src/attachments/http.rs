@@ -148,7 +148,7 @@ async fn attachment_link(
         .headers()
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
-    let deps = &state.applications;
+    let deps: &crate::state::AppState = &state;
     let (att, viewer) = super::download::find(deps, &ctx, id, token).await?;
     let url =
         super::download::download_url(deps, &state.settings.storage, &ctx, &att, &viewer).await?;

@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::scan::ScanOutcome;
 use super::service::{self, SCAN_CLEAN, SCAN_INFECTED, SCAN_PENDING};
 use super::upload;
-use crate::applications::service::Deps;
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::AppResult;
 use crate::ids::TenantId;
 use crate::settings::StorageSettings;
+use crate::state::AppState;
 use crate::storage;
 
 /// What one sweep did.
@@ -41,7 +41,7 @@ pub struct SweepReport {
 }
 
 pub async fn sweep(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     now: DateTime<Utc>,
 ) -> AppResult<SweepReport> {
@@ -102,7 +102,7 @@ pub async fn sweep(
 
 /// Expired uploads and files of abandoned drafts: rows first (committed), then objects.
 async fn remove_stale(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     tenant: TenantId,
     now: DateTime<Utc>,
@@ -161,7 +161,11 @@ async fn remove_stale(
 
 /// Files whose scan could not decide, scanned again. Infected ones lose their object (the row
 /// stays, so the citizen sees why the document is missing).
-async fn rescan_pending(deps: &Deps, cfg: &StorageSettings, tenant: TenantId) -> AppResult<u64> {
+async fn rescan_pending(
+    deps: &AppState,
+    cfg: &StorageSettings,
+    tenant: TenantId,
+) -> AppResult<u64> {
     if cfg.scan_command.is_none() {
         return Ok(0);
     }
@@ -197,7 +201,11 @@ async fn rescan_pending(deps: &Deps, cfg: &StorageSettings, tenant: TenantId) ->
 }
 
 /// Sweeps every `interval` until `stop` turns true.
-pub async fn run(deps: Deps, cfg: StorageSettings, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    deps: AppState,
+    cfg: StorageSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let interval = std::time::Duration::from_secs(cfg.sweep_interval_secs);
     loop {
         tokio::select! {

@@ -21,7 +21,7 @@ use super::service::{
 };
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
-use crate::applications::service::{Deps, Pinned};
+use crate::applications::service::Pinned;
 use crate::content::ServiceContent;
 use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
@@ -29,6 +29,7 @@ use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
 use crate::settings::StorageSettings;
+use crate::state::AppState;
 use crate::storage::{self, ObjectStore};
 
 /// Bytes read to recognise a file type by its magic bytes.
@@ -43,7 +44,7 @@ struct Owner {
 /// UPDATE`; SQLite write transactions are exclusive anyway). Files are added by the applicant
 /// only, and only while the application is not finished.
 async fn owner(
-    deps: &Deps,
+    deps: &AppState,
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
     target: Target,
@@ -282,7 +283,7 @@ pub struct InlineFile {
 
 /// `uploadAttachment`: checks, stores and records a small file in one go.
 pub async fn upload_inline(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
     target: Target,
@@ -409,7 +410,7 @@ pub struct UploadGrant {
 /// `requestUpload`: records the announced file and returns a presigned PUT for exactly its size
 /// and type.
 pub async fn request_upload(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
     req: UploadRequest,
@@ -487,7 +488,7 @@ pub async fn request_upload(
 
 /// The attachment `id` if the caller is its uploader (the draft's or application's owner).
 async fn owned_attachment(
-    deps: &Deps,
+    deps: &AppState,
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
     id: Uuid,
@@ -505,7 +506,7 @@ async fn owned_attachment(
 
 /// [`owned_attachment`] in a read transaction of its own.
 async fn uploaded_by_caller(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     access_token: Option<&str>,
@@ -520,7 +521,7 @@ async fn uploaded_by_caller(
 /// bytes, virus scan) and makes it a stored attachment. A file that fails is deleted with its
 /// record, and the error says why.
 pub async fn confirm_upload(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
     id: Uuid,
@@ -593,7 +594,7 @@ pub async fn confirm_upload(
 
 /// Size, SHA-256, type and virus scan of an uploaded object against what was announced.
 async fn check_arrival(
-    deps: &Deps,
+    deps: &AppState,
     cfg: &StorageSettings,
     att: &attachments::Model,
     key: &str,
@@ -636,7 +637,7 @@ async fn check_arrival(
 }
 
 /// Deletes an attachment: its row first (committed), then its objects.
-async fn remove(deps: &Deps, tenant: TenantId, id: &Uuid, keys: &[&str]) -> AppResult<()> {
+async fn remove(deps: &AppState, tenant: TenantId, id: &Uuid, keys: &[&str]) -> AppResult<()> {
     let txn = begin_tenant_write(&deps.db, tenant).await?;
     attachments::Entity::delete_many()
         .filter(attachments::Column::TenantId.eq(tenant.0))
@@ -653,7 +654,7 @@ async fn remove(deps: &Deps, tenant: TenantId, id: &Uuid, keys: &[&str]) -> AppR
 /// `deleteAttachment`: the applicant removes a file from a draft (or an upload not yet confirmed).
 /// Files of submitted applications are part of the record and stay.
 pub async fn delete(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     id: Uuid,
     access_token: Option<&str>,

@@ -90,7 +90,7 @@ async fn export_one(
         .headers()
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
-    let deps = &state.applications;
+    let deps: &crate::state::AppState = &state;
     let (app, _viewer) = crate::applications::access::application(deps, &ctx, id, token).await?;
     let mut docs =
         crate::applications::export::documents(deps, &ctx, vec![app], &origin(&req)).await?;
@@ -134,7 +134,7 @@ async fn export_batch(
         ));
     }
     let ctx = request_ctx(&state, &req).await?.tenant()?;
-    let deps = &state.applications;
+    let deps: &crate::state::AppState = &state;
     let apps =
         crate::applications::queries::export_batch(&deps.db, &ctx, query.after, limit).await?;
     let cursor = apps.last().map_or(query.after, |a| a.seq);

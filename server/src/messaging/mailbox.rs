@@ -10,13 +10,13 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::applications::access::{self, Viewer};
-use crate::applications::service::Deps;
 use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email};
+use crate::state::AppState;
 
 pub const MAX_BODY_CHARS: usize = 10_000;
 
@@ -67,7 +67,11 @@ pub struct SendMessage {
 
 /// Sends a message (or, staff only, an internal note). The applicant is emailed about staff
 /// messages — without their content, which stays in the mailbox.
-pub async fn send(deps: &Deps, ctx: &TenantCtx, input: SendMessage) -> AppResult<messages::Model> {
+pub async fn send(
+    deps: &AppState,
+    ctx: &TenantCtx,
+    input: SendMessage,
+) -> AppResult<messages::Model> {
     check_body("input.body", &input.body)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let app = access::find(&txn, ctx.tenant_id, input.application_id).await?;
@@ -139,7 +143,7 @@ pub async fn threads_of(
 
 /// Marks the other side's messages as read (read receipts); returns how many were new.
 pub async fn mark_read(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     application: Uuid,
     access_token: Option<String>,

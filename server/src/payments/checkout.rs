@@ -11,11 +11,12 @@ use super::account::account;
 use super::service::{lock_payment, payments_of_app, state_of, total};
 use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started};
 use crate::applications::access::{self, Viewer};
-use crate::applications::service::{self as apps, Deps};
+use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub struct StartInput {
     pub application_id: Uuid,
@@ -57,7 +58,7 @@ async fn end_pending(
 /// note that the applicant pays at the counter. An open payment of the same kind is returned
 /// again (same checkout); a paid application is a conflict.
 pub async fn start(
-    deps: &Deps,
+    deps: &AppState,
     payments: &Payments,
     settings: &crate::settings::PaymentSettings,
     ctx: &TenantCtx,

@@ -10,10 +10,10 @@ use super::{
     Account, Charge, Outcome, PaymentProvider, PaymentState, ProviderError, ProviderKind, Started,
     WebhookError, WebhookEvent,
 };
-use crate::applications::service::Deps;
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 #[derive(Debug)]
 pub struct OnSite;
@@ -60,7 +60,7 @@ impl PaymentProvider for OnSite {
 
 /// `markPaymentPaid`: the treasury confirms a payment at the counter or by invoice.
 pub async fn mark_paid(
-    deps: &Deps,
+    deps: &AppState,
     ctx: &TenantCtx,
     payment_id: Uuid,
 ) -> AppResult<payments::Model> {

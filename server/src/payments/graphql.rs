@@ -12,13 +12,13 @@ use super::counter;
 use super::refund::{self, RefundInput};
 use super::report::{self, LedgerLine};
 use super::{PaymentState, Payments, ProviderKind};
-use crate::applications::service::Deps;
 use crate::error::AppResult;
 use crate::graphql::parse_id;
 use crate::graphql::{state, tenant_ctx};
+use crate::state::AppState;
 
-fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
-    state::<Deps>(ctx)
+fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
+    state::<AppState>(ctx)
 }
 
 fn app_state<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::state::AppState> {

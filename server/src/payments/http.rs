@@ -54,16 +54,7 @@ async fn webhook(
         .headers()
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    match webhook::deliver(
-        &state.applications,
-        &state.payments,
-        tenant,
-        kind,
-        signature,
-        &body,
-    )
-    .await
-    {
+    match webhook::deliver(&state, &state.payments, tenant, kind, signature, &body).await {
         Ok(Delivery::Applied) => answer(StatusCode::OK, "applied"),
         Ok(Delivery::NoEffect) => answer(StatusCode::OK, "no effect"),
         Ok(Delivery::Duplicate) => answer(StatusCode::OK, "duplicate"),

@@ -9,10 +9,10 @@ use uuid::Uuid;
 use super::account::account;
 use super::service::{lock_payment, money, notify_applicant, settle, state_of};
 use super::{Outcome, PaymentState, Payments, ProviderKind};
-use crate::applications::service::Deps;
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub struct RefundInput {
     pub payment_id: Uuid,
@@ -24,7 +24,7 @@ pub struct RefundInput {
 /// provider is called while the payment's row is held, so two refunds cannot both pass the
 /// bound; the refund is recorded only when the provider agreed.
 pub async fn refund(
-    deps: &Deps,
+    deps: &AppState,
     payments: &Payments,
     ctx: &TenantCtx,
     input: RefundInput,

@@ -10,11 +10,11 @@ use uuid::Uuid;
 use super::account::account;
 use super::service::settle;
 use super::{PaymentRef, Payments, ProviderKind, WebhookError};
-use crate::applications::service::Deps;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant_write, for_update, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+use crate::state::AppState;
 
 /// What a webhook delivery did (all answered 2xx).
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl From<sea_orm::DbErr> for DeliveryError {
 /// Handles one delivery to `/webhooks/<provider>/<tenant>`: verifies it with that tenant's
 /// secret before reading it, then applies it once. Returns only after the commit.
 pub async fn deliver(
-    deps: &Deps,
+    deps: &AppState,
     payments: &Payments,
     tenant: std::sync::Arc<entity::tenants::Model>,
     kind: ProviderKind,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::access::{self, Viewer};
 use super::rules::FeeLine;
-use super::service::{self, Deps};
+use super::service;
 use super::{queries as application_queries, timeline};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::RequestLoader;
@@ -29,11 +29,12 @@ use crate::graphql::{request_loader, state, tenant_ctx};
 use crate::ids::TenantId;
 use crate::messaging::mailbox as mailbox_service;
 use crate::services::graphql::{ContentOf, ServicesLoader};
+use crate::state::AppState;
 use crate::tenancy::graphql::Department;
 use crate::tenancy::loader::{DepartmentById, TenancyLoader};
 
-fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Deps> {
-    state::<Deps>(ctx)
+fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
+    state::<AppState>(ctx)
 }
 
 /// Request-wide loader: the tasks of a page of applications cost one query.
