@@ -2,7 +2,6 @@
 //! domain types, call the service with the context, map the result.
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use uuid::Uuid;
 
 use entity::{departments, staff_memberships, staff_users, tenants};
 
