@@ -4,14 +4,14 @@
 use chrono::{DateTime, Utc};
 use entity::{application_tasks, applications};
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::access::{departments_of, is_admin};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{Db, begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
+use crate::graphql::connection::{Page, PageArgs, fetch_page};
 use crate::ids::TenantId;
 
 #[derive(Default)]
@@ -47,20 +47,22 @@ fn visible_applications(
     Ok(select)
 }
 
-/// The departments whose work the caller sees: `None` for all (administrators). `what` names
-/// the read for the audit log when a platform administrator reads under a break-glass grant.
-async fn scope_of(db: &Db, ctx: &TenantCtx, what: &str) -> AppResult<Option<Vec<Uuid>>> {
+/// A staff read of work lists: only staff; a platform administrator's read under a break-glass
+/// grant is recorded in the audit log (`what` names it).
+async fn staff_read(db: &Db, ctx: &TenantCtx, what: &str) -> AppResult<()> {
     ctx.require_staff()?;
-    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
+    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await
+}
+
+/// The departments whose work the caller sees, read in `conn` (the transaction of the list
+/// itself, so scope and rows agree and cost one transaction): `None` for all (administrators).
+async fn scope_in<C: ConnectionTrait>(conn: &C, ctx: &TenantCtx) -> AppResult<Option<Vec<Uuid>>> {
     if is_admin(ctx) {
         return Ok(None);
     }
     match &ctx.principal {
         Principal::Staff { user_id, .. } => {
-            let txn = begin_tenant(db, ctx.tenant_id).await?;
-            let mine = departments_of(&txn, ctx.tenant_id, user_id.0).await?;
-            txn.commit().await?;
-            Ok(Some(mine))
+            Ok(Some(departments_of(conn, ctx.tenant_id, user_id.0).await?))
         }
         _ => Ok(Some(Vec::new())),
     }
@@ -78,7 +80,13 @@ pub async fn list_applications(
     filter: ApplicationFilter,
     args: PageArgs,
 ) -> AppResult<Page<applications::Model>> {
-    let mut select = visible_applications(ctx, scope_of(db, ctx, "applications").await?)?;
+    let search = filter.search.map(|s| s.trim().to_lowercase());
+    if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(AppError::invalid("filter.search", "at most 200 characters"));
+    }
+    staff_read(db, ctx, "applications").await?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let mut select = visible_applications(ctx, scope_in(&txn, ctx).await?)?;
     if let Some(state) = filter.state {
         select = select.filter(applications::Column::State.eq(state));
     }
@@ -91,10 +99,7 @@ pub async fn list_applications(
     if let Some(after) = filter.after_seq {
         select = select.filter(applications::Column::Seq.gt(after));
     }
-    if let Some(search) = filter.search.map(|s| s.trim().to_lowercase()) {
-        if search.chars().count() > 200 {
-            return Err(AppError::invalid("filter.search", "at most 200 characters"));
-        }
+    if let Some(search) = search {
         for word in search.split_whitespace() {
             select = select.filter(sea_orm::sea_query::ExprTrait::like(
                 Expr::col(applications::Column::SearchText),
@@ -102,15 +107,9 @@ pub async fn list_applications(
             ));
         }
     }
-    fetch_tenant_page(
-        db,
-        ctx.tenant_id,
-        select,
-        applications::Column::Id,
-        |m| m.id,
-        args,
-    )
-    .await
+    let page = fetch_page(&txn, select, applications::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
 }
 
 /// Applications after export sequence `after`, in sequence (= commit) order, for polling
@@ -121,11 +120,16 @@ pub async fn export_batch(
     after: i64,
     limit: u64,
 ) -> AppResult<Vec<applications::Model>> {
-    let select = visible_applications(ctx, scope_of(db, ctx, "applications export").await?)?
+    staff_read(db, ctx, "applications export").await?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let rows = visible_applications(ctx, scope_in(&txn, ctx).await?)?
         .filter(applications::Column::Seq.gt(after))
         .order_by_asc(applications::Column::Seq)
-        .limit(limit);
-    crate::db::read_tenant(db, ctx.tenant_id, select).await
+        .limit(limit)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 pub struct TaskFilter {
@@ -139,8 +143,10 @@ pub async fn list_tasks(
     filter: TaskFilter,
     args: PageArgs,
 ) -> AppResult<Page<application_tasks::Model>> {
+    staff_read(db, ctx, "tasks").await?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
     let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
-    match (scope_of(db, ctx, "tasks").await?, filter.department) {
+    match (scope_in(&txn, ctx).await?, filter.department) {
         (Some(mine), Some(d)) if !mine.contains(&d) => {
             return Err(AppError::Forbidden(
                 "you are not a member of that department",
@@ -155,15 +161,9 @@ pub async fn list_tasks(
     if let Some(state) = filter.state {
         select = select.filter(application_tasks::Column::State.eq(state));
     }
-    fetch_tenant_page(
-        db,
-        ctx.tenant_id,
-        select,
-        application_tasks::Column::Id,
-        |m| m.id,
-        args,
-    )
-    .await
+    let page = fetch_page(&txn, select, application_tasks::Column::Id, |m| m.id, args).await?;
+    txn.commit().await?;
+    Ok(page)
 }
 
 /// Tasks of several applications in one read.
