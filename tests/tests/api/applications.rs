@@ -953,15 +953,8 @@ async fn notifications_are_sent_over_smtp_and_retried() {
     let _ = token;
 }
 
-pub(crate) async fn subscribe_status(
-    app: &TestApp,
-    id: &str,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut ws = ws_connect(app).await;
-    let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+pub(crate) async fn subscribe_status(app: &TestApp, id: &str, token: &str) -> Ws {
+    let mut ws = ws_ready(app, json!({ "X-Tenant": MUSTER })).await;
     let sub = json!({ "id": "s", "type": "subscribe", "payload": {
         "query": "subscription($id: ID!, $t: String) { applicationStatusChanged(id: $id, accessToken: $t) { reference state } }",
         "variables": { "id": id, "t": token } } });

@@ -136,18 +136,11 @@ async fn deeply_nested_documents_are_refused_before_parsing_and_the_server_survi
     assert_too_deep(status, &resp.json().await.unwrap(), "multipart");
 
     // The WebSocket `subscribe` payload: refused, and the connection keeps working.
-    let mut ws = ws_connect(&app).await;
-    let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let mut ws = ws_ready(&app, json!({ "X-Tenant": MUSTER })).await;
     for (i, (what, query)) in cases.iter().enumerate() {
-        let sub =
-            json!({ "id": format!("d{i}"), "type": "subscribe", "payload": { "query": query } });
-        ws.send(Message::text(sub.to_string())).await.unwrap();
-        let msg = ws_next(&mut ws).await;
+        let msg = ws_once(&mut ws, &format!("d{i}"), query, json!({})).await;
         assert_eq!(msg["type"], "next", "{what}: {msg}");
         assert_field_error(&msg["payload"], "query", "deeper than 64");
-        assert_eq!(ws_next(&mut ws).await["type"], "complete");
     }
     let sub =
         json!({ "id": "ok", "type": "subscribe", "payload": { "query": "{ tenant { name } }" } });
@@ -303,17 +296,14 @@ async fn query_operations_have_a_time_budget_mutations_run_to_the_end() {
     assert_eq!(status, 200);
     assert_field_error(&resp, "query", "did not finish within 1 ms");
     // The same query over the WebSocket is held to the same budget.
-    let mut ws = ws_connect(&app).await;
-    let init = json!({ "type": "connection_init", "payload": {
-        "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", admin.access) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
-    let sub = json!({ "id": "h", "type": "subscribe", "payload": { "query": heavy } });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    let over = ws_next(&mut ws).await;
+    let mut ws = ws_ready(
+        &app,
+        json!({ "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", admin.access) }),
+    )
+    .await;
+    let over = ws_once(&mut ws, "h", heavy, json!({})).await;
     assert_eq!(over["type"], "next", "{over}");
     assert_field_error(&over["payload"], "query", "did not finish within 1 ms");
-    assert_eq!(ws_next(&mut ws).await["type"], "complete");
     // A mutation is not cut short (login ran above); a query that needs no waiting passes.
     data(
         &app.gql(Some(MUSTER), None, "{ __typename }", json!({}))
@@ -412,21 +402,19 @@ async fn rate_limited_answers_429_with_retry_after_and_the_same_body() {
 #[tokio::test]
 async fn rate_limits_per_ip_hold_over_the_websocket() {
     let app = spawn_app_with(|s| s.auth.login_per_ip_per_minute = 2).await;
-    let mut ws = ws_connect(&app).await;
-    let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let mut ws = ws_ready(&app, json!({ "X-Tenant": MUSTER })).await;
     let mut codes = Vec::new();
     let mut last = Value::Null;
     for i in 0..3 {
         // Other accounts each time: only the limit per IP can refuse.
-        let sub = json!({ "id": format!("l{i}"), "type": "subscribe", "payload": {
-            "query": "mutation($e: String!) { login(input: {email: $e, password: \"wrong-password-123\"}) { accessToken } }",
-            "variables": { "e": format!("nobody{i}@musterstadt.example") } } });
-        ws.send(Message::text(sub.to_string())).await.unwrap();
-        last = ws_next(&mut ws).await;
+        last = ws_once(
+            &mut ws,
+            &format!("l{i}"),
+            "mutation($e: String!) { login(input: {email: $e, password: \"wrong-password-123\"}) { accessToken } }",
+            json!({ "e": format!("nobody{i}@musterstadt.example") }),
+        )
+        .await;
         codes.push(last["payload"]["errors"][0]["extensions"]["code"].clone());
-        assert_eq!(ws_next(&mut ws).await["type"], "complete");
     }
     assert_eq!(
         codes,

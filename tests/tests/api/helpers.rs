@@ -433,10 +433,12 @@ impl FakeIdp {
     }
 }
 
+/// A client's graphql-transport-ws connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Opens a graphql-transport-ws connection to the app.
-pub async fn ws_connect(
-    app: &TestApp,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+pub async fn ws_connect(app: &TestApp) -> Ws {
     let url = app.base_url.replace("http://", "ws://") + "/graphql/ws";
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
@@ -444,6 +446,33 @@ pub async fn ws_connect(
         "graphql-transport-ws".parse().unwrap(),
     );
     tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// A connection initialised with `payload` (what headers would carry: `X-Tenant`,
+/// `Authorization`) and acknowledged.
+pub async fn ws_ready(app: &TestApp, payload: Value) -> Ws {
+    use futures_util::SinkExt as _;
+    let mut ws = ws_connect(app).await;
+    let init = json!({ "type": "connection_init", "payload": payload });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    let ack = ws_next(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws
+}
+
+/// Sends `query` with `variables` as operation `id` over `ws` and returns its one answer; the
+/// `complete` after it is read too.
+pub async fn ws_once(ws: &mut Ws, id: &str, query: &str, variables: Value) -> Value {
+    use futures_util::SinkExt as _;
+    let sub = json!({ "id": id, "type": "subscribe",
+        "payload": { "query": query, "variables": variables } });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let answer = ws_next(ws).await;
+    assert_eq!(answer["id"], id, "{answer}");
+    let complete = ws_next(ws).await;
+    assert_eq!(complete["type"], "complete", "{complete}");
+    assert_eq!(complete["id"], id, "{complete}");
+    answer
 }
 
 pub async fn ws_next(

@@ -388,25 +388,6 @@ async fn platform_admins_read_personal_data_only_under_an_audited_break_glass_gr
     assert_eq!(reads().await, 3);
 }
 
-/// Sends `query` as operation `id` over `ws` and returns its one answer (the `complete` after it
-/// is read too).
-async fn ws_once(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    id: &str,
-    query: &str,
-) -> Value {
-    let sub = json!({ "id": id, "type": "subscribe", "payload": { "query": query } });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    let answer = ws_next(ws).await;
-    assert_eq!(answer["id"], id, "{answer}");
-    let complete = ws_next(ws).await;
-    assert_eq!(complete["type"], "complete", "{complete}");
-    assert_eq!(complete["id"], id, "{complete}");
-    answer
-}
-
 /// An open WebSocket does not keep a caller signed in: after logout its next operation is
 /// refused, and a subscription it holds ends with `UNAUTHENTICATED` instead of delivering the
 /// next event.
@@ -416,11 +397,11 @@ async fn logout_ends_what_an_open_websocket_may_do() {
     let (a, _) = crate::applications::submitted(&app, crate::applications::dog(false)).await;
     let id = str_at(&a, "id");
     let clerk = app.login(Some(MUSTER), MUSTER_KASSE).await;
-    let mut ws = ws_connect(&app).await;
-    let init = json!({ "type": "connection_init", "payload": {
-        "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", clerk.access) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let mut ws = ws_ready(
+        &app,
+        json!({ "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", clerk.access) }),
+    )
+    .await;
     // The clerk follows the application as staff (no citizen's access token).
     let sub = json!({ "id": "s", "type": "subscribe", "payload": {
         "query": "subscription($id: ID!) { applicationStatusChanged(id: $id) { state } }",
@@ -431,7 +412,7 @@ async fn logout_ends_what_an_open_websocket_may_do() {
         first["payload"]["data"]["applicationStatusChanged"]["state"], "submitted",
         "{first}"
     );
-    let me = ws_once(&mut ws, "me1", "{ me { email } }").await;
+    let me = ws_once(&mut ws, "me1", "{ me { email } }", json!({})).await;
     assert_eq!(me["payload"]["data"]["me"]["email"], MUSTER_KASSE.0, "{me}");
 
     let out = app
@@ -444,7 +425,7 @@ async fn logout_ends_what_an_open_websocket_may_do() {
         .await;
     assert_eq!(data(&out)["logout"]["ok"], true);
 
-    let me = ws_once(&mut ws, "me2", "{ me { email } }").await;
+    let me = ws_once(&mut ws, "me2", "{ me { email } }", json!({})).await;
     assert_eq!(
         me["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{me}"

@@ -188,13 +188,12 @@ fn committed_schema_matches_the_code() {
 async fn graphql_over_websocket_resolves_tenant_and_token_from_connection_init() {
     let app = spawn_app().await;
     let s = app.login(Some(MUSTER), MUSTER_STAFF).await;
-    let mut ws = ws_connect(&app).await;
-    let init = json!({ "type": "connection_init", "payload": { "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", s.access) } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
-    let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ tenant { name } me { email } }" } });
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    let next = ws_next(&mut ws).await;
+    let mut ws = ws_ready(
+        &app,
+        json!({ "X-Tenant": MUSTER, "Authorization": format!("Bearer {}", s.access) }),
+    )
+    .await;
+    let next = ws_once(&mut ws, "1", "{ tenant { name } me { email } }", json!({})).await;
     assert_eq!(next["type"], "next", "{next}");
     assert_eq!(
         next["payload"]["data"]["tenant"]["name"],
