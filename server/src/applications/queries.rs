@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use entity::{application_tasks, applications};
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::access::{departments_of, is_admin};
@@ -47,25 +47,26 @@ fn visible_applications(
     Ok(select)
 }
 
-/// A staff read of work lists: only staff; a platform administrator's read under a break-glass
-/// grant is recorded in the audit log (`what` names it).
-async fn staff_read(db: &Db, ctx: &TenantCtx, what: &str) -> AppResult<()> {
+/// Opens the tenant transaction of a staff work list, with the departments whose work the
+/// caller sees (`None`: all, for administrators), read in that same transaction so scope and rows
+/// agree and cost one transaction. Only staff; a platform administrator's read under a
+/// break-glass grant is recorded in the audit log first (`what` names it).
+async fn open_work_list(
+    db: &Db,
+    ctx: &TenantCtx,
+    what: &str,
+) -> AppResult<(DatabaseTransaction, Option<Vec<Uuid>>)> {
     ctx.require_staff()?;
-    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await
-}
-
-/// The departments whose work the caller sees, read in `conn` (the transaction of the list
-/// itself, so scope and rows agree and cost one transaction): `None` for all (administrators).
-async fn scope_in<C: ConnectionTrait>(conn: &C, ctx: &TenantCtx) -> AppResult<Option<Vec<Uuid>>> {
-    if is_admin(ctx) {
-        return Ok(None);
-    }
-    match &ctx.principal {
+    crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
+    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let scope = match &ctx.principal {
+        _ if is_admin(ctx) => None,
         Principal::Staff { user_id, .. } => {
-            Ok(Some(departments_of(conn, ctx.tenant_id, user_id.0).await?))
+            Some(departments_of(&txn, ctx.tenant_id, user_id.0).await?)
         }
-        _ => Ok(Some(Vec::new())),
-    }
+        _ => Some(Vec::new()),
+    };
+    Ok((txn, scope))
 }
 
 fn escape_like(s: &str) -> String {
@@ -84,9 +85,8 @@ pub async fn list_applications(
     if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(AppError::invalid("filter.search", "at most 200 characters"));
     }
-    staff_read(db, ctx, "applications").await?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let mut select = visible_applications(ctx, scope_in(&txn, ctx).await?)?;
+    let (txn, scope) = open_work_list(db, ctx, "applications").await?;
+    let mut select = visible_applications(ctx, scope)?;
     if let Some(state) = filter.state {
         select = select.filter(applications::Column::State.eq(state));
     }
@@ -120,9 +120,8 @@ pub async fn export_batch(
     after: i64,
     limit: u64,
 ) -> AppResult<Vec<applications::Model>> {
-    staff_read(db, ctx, "applications export").await?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let rows = visible_applications(ctx, scope_in(&txn, ctx).await?)?
+    let (txn, scope) = open_work_list(db, ctx, "applications export").await?;
+    let rows = visible_applications(ctx, scope)?
         .filter(applications::Column::Seq.gt(after))
         .order_by_asc(applications::Column::Seq)
         .limit(limit)
@@ -143,10 +142,9 @@ pub async fn list_tasks(
     filter: TaskFilter,
     args: PageArgs,
 ) -> AppResult<Page<application_tasks::Model>> {
-    staff_read(db, ctx, "tasks").await?;
-    let txn = begin_tenant(db, ctx.tenant_id).await?;
+    let (txn, scope) = open_work_list(db, ctx, "tasks").await?;
     let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
-    match (scope_in(&txn, ctx).await?, filter.department) {
+    match (scope, filter.department) {
         (Some(mine), Some(d)) if !mine.contains(&d) => {
             return Err(AppError::Forbidden(
                 "you are not a member of that department",

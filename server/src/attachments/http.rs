@@ -148,10 +148,9 @@ async fn attachment_link(
         .headers()
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
-    let deps: &crate::state::AppState = &state;
-    let (att, viewer) = super::download::find(deps, &ctx, id, token).await?;
+    let (att, viewer) = super::download::find(&state, &ctx, id, token).await?;
     let url =
-        super::download::download_url(deps, &state.settings.storage, &ctx, &att, &viewer).await?;
+        super::download::download_url(&state, &state.settings.storage, &ctx, &att, &viewer).await?;
     let url = super::graphql::on_origin(&crate::http::origin(&req), url);
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, url))

@@ -18,8 +18,7 @@ pub use span::AmtsplatzRootSpan;
 
 use crate::context::{Principal, RequestCtx};
 use crate::error::{AppError, AppResult};
-use crate::graphql::RequestOrigin;
-use crate::graphql::{CheckedSchema, WsCaller, loaders};
+use crate::graphql::{CheckedSchema, RequestOrigin, WsCaller, loaders};
 use crate::ids::TenantId;
 use crate::state::{AppState, ClientIp};
 
@@ -90,10 +89,9 @@ async fn export_one(
         .headers()
         .get("x-access-token")
         .and_then(|v| v.to_str().ok());
-    let deps: &crate::state::AppState = &state;
-    let (app, _viewer) = crate::applications::access::application(deps, &ctx, id, token).await?;
+    let (app, _viewer) = crate::applications::access::application(&state, &ctx, id, token).await?;
     let mut docs =
-        crate::applications::export::documents(deps, &ctx, vec![app], &origin(&req)).await?;
+        crate::applications::export::documents(&state, &ctx, vec![app], &origin(&req)).await?;
     let doc = docs.pop().ok_or(AppError::NotFound("application"))?;
     Ok(match format {
         "xml" => HttpResponse::Ok()
@@ -134,11 +132,10 @@ async fn export_batch(
         ));
     }
     let ctx = request_ctx(&state, &req).await?.tenant()?;
-    let deps: &crate::state::AppState = &state;
     let apps =
-        crate::applications::queries::export_batch(&deps.db, &ctx, query.after, limit).await?;
+        crate::applications::queries::export_batch(&state.db, &ctx, query.after, limit).await?;
     let cursor = apps.last().map_or(query.after, |a| a.seq);
-    let docs = crate::applications::export::documents(deps, &ctx, apps, &origin(&req)).await?;
+    let docs = crate::applications::export::documents(&state, &ctx, apps, &origin(&req)).await?;
     Ok(match query.format.as_deref() {
         Some("xml") => HttpResponse::Ok()
             .content_type("application/xml; charset=utf-8")
