@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The tenant directory, cached for a few seconds.
     pub tenants: Arc<TenantCache>,
+    /// Pages of each tenant's department list, cached for a few seconds.
+    pub department_pages: Arc<crate::tenancy::department_pages::DepartmentPages>,
     /// Service revisions that applications were submitted against, parsed once.
     pub pinned: Arc<crate::applications::service::PinnedCache>,
     /// Status changes for live subscribers (across replicas on PostgreSQL).

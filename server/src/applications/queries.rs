@@ -1,8 +1,10 @@
 //! Reading applications and tasks for staff: work lists with filters and search, the export
 //! batch for back-office systems, and bulk reads for loaders.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use entity::{application_tasks, applications};
+use entity::{application_tasks, applications, departments};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -75,12 +77,31 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// What a page of applications reads along with its rows, in the same transaction, because the
+/// query asks for it: each nested level read apart would cost a transaction of its own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Along {
+    pub tasks: bool,
+    /// The departments of those tasks.
+    pub departments: bool,
+}
+
+/// A page of applications with what was read along (see [`Along`]).
+pub struct ApplicationsPage {
+    pub page: Page<applications::Model>,
+    /// Tasks by application, oldest first; `None` when not asked for.
+    pub tasks: Option<HashMap<Uuid, Vec<application_tasks::Model>>>,
+    /// The departments of those tasks by ID (empty when not asked for).
+    pub departments: HashMap<Uuid, departments::Model>,
+}
+
 pub async fn list_applications(
     db: &Db,
     ctx: &TenantCtx,
     filter: ApplicationFilter,
     args: PageArgs,
-) -> AppResult<Page<applications::Model>> {
+    along: Along,
+) -> AppResult<ApplicationsPage> {
     let search = filter.search.map(|s| s.trim().to_lowercase());
     if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(AppError::invalid("filter.search", "at most 200 characters"));
@@ -108,8 +129,30 @@ pub async fn list_applications(
         }
     }
     let page = fetch_page(&txn, select, applications::Column::Id, |m| m.id, args).await?;
+    let mut tasks = None;
+    let mut departments = HashMap::new();
+    if along.tasks && !page.items.is_empty() {
+        let ids = page.items.iter().map(|a| a.id).collect();
+        let rows = tasks_in(&txn, ctx.tenant_id, ids).await?;
+        if along.departments {
+            let mut wanted: Vec<Uuid> = rows.iter().map(|t| t.department_id).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            departments =
+                crate::tenancy::service::departments_by_ids(&txn, ctx.tenant_id, &wanted).await?;
+        }
+        let mut by_application: HashMap<Uuid, Vec<application_tasks::Model>> = HashMap::new();
+        for t in rows {
+            by_application.entry(t.application_id).or_default().push(t);
+        }
+        tasks = Some(by_application);
+    }
     txn.commit().await?;
-    Ok(page)
+    Ok(ApplicationsPage {
+        page,
+        tasks,
+        departments,
+    })
 }
 
 /// Applications after export sequence `after`, in sequence (= commit) order, for polling
@@ -170,8 +213,21 @@ pub async fn tasks_of(
     tenant: TenantId,
     applications: Vec<Uuid>,
 ) -> AppResult<Vec<application_tasks::Model>> {
-    let select = scoped::<application_tasks::Entity>(tenant)
+    let txn = begin_tenant(db, tenant).await?;
+    let rows = tasks_in(&txn, tenant, applications).await?;
+    txn.commit().await?;
+    Ok(rows)
+}
+
+/// [`tasks_of`] inside an open tenant transaction, oldest first.
+async fn tasks_in(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    applications: Vec<Uuid>,
+) -> AppResult<Vec<application_tasks::Model>> {
+    Ok(scoped::<application_tasks::Entity>(tenant)
         .filter(application_tasks::Column::ApplicationId.is_in(applications))
-        .order_by_asc(application_tasks::Column::Id);
-    crate::db::read_tenant(db, tenant, select).await
+        .order_by_asc(application_tasks::Column::Id)
+        .all(txn)
+        .await?)
 }

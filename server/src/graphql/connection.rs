@@ -62,7 +62,7 @@ fn decode_cursor(cursor: &str) -> AppResult<Uuid> {
 }
 
 /// One page of rows plus what the connection needs to describe it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next: bool,

@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use entity::{departments, staff_memberships, staff_users, tenants};
 
+use super::department_pages::DepartmentPages;
 use super::loader::{DepartmentById, MembershipsOf, RolesOf, TenancyLoader};
 use super::onboarding::{self, DepartmentSpec, Mode, PasswordSpec, StaffSpec, TenantSpec};
 use super::service::{self, DepartmentPatch, DepartmentRole, NewDepartment, NewStaff, StaffPatch};
@@ -24,6 +25,10 @@ fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<TenancyLoader
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
     state::<crate::db::Db>(ctx)
+}
+
+fn department_pages<'a>(ctx: &'a Context<'_>) -> AppResult<&'a DepartmentPages> {
+    Ok(&state::<crate::state::AppState>(ctx)?.department_pages)
 }
 
 /// After a committed change to a staff user's status, roles or memberships: their access
@@ -84,8 +89,13 @@ impl Tenant {
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Department>> {
         let tctx = self.scope(ctx)?;
-        let page =
-            service::list_departments(db(ctx)?, &tctx, PageArgs::parse(ctx, first, after)?).await?;
+        let args = PageArgs::parse(ctx, first, after)?;
+        let db = db(ctx)?;
+        let page = department_pages(ctx)?
+            .page(tctx.tenant_id, args, || {
+                service::list_departments(db, &tctx, args)
+            })
+            .await?;
         Ok(into_connection(page, |m| m.id, Department))
     }
     /// The tenant's staff. Tenant administrators only.
@@ -484,6 +494,7 @@ impl TenancyMutation {
             Mode::CreateOnly,
         )
         .await?;
+        department_pages(ctx)?.forget(TenantId(applied.tenant.id))?;
         Ok(OnboardTenantPayload {
             tenant: Tenant(applied.tenant),
         })
@@ -503,8 +514,10 @@ impl TenancyMutation {
                 .map(|e| Email::parse("input.email", &e))
                 .transpose()?,
         };
+        let created = service::create_department(db(ctx)?, &tctx, new).await?;
+        department_pages(ctx)?.forget(tctx.tenant_id)?;
         Ok(DepartmentPayload {
-            department: Department(service::create_department(db(ctx)?, &tctx, new).await?),
+            department: Department(created),
         })
     }
 
@@ -526,8 +539,10 @@ impl TenancyMutation {
                 Some(e) => Some(Some(Email::parse("input.email", &e)?)),
             },
         };
+        let updated = service::update_department(db(ctx)?, &tctx, id, patch).await?;
+        department_pages(ctx)?.forget(tctx.tenant_id)?;
         Ok(DepartmentPayload {
-            department: Department(service::update_department(db(ctx)?, &tctx, id, patch).await?),
+            department: Department(updated),
         })
     }
 
@@ -540,6 +555,7 @@ impl TenancyMutation {
         let tctx = tenant_ctx(ctx)?;
         let id = DepartmentId(parse_id("input.id", &input.id)?);
         service::delete_department(db(ctx)?, &tctx, id).await?;
+        department_pages(ctx)?.forget(tctx.tenant_id)?;
         Ok(DeleteDepartmentPayload {
             deleted_id: input.id,
         })

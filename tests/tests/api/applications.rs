@@ -1346,3 +1346,55 @@ async fn an_illegal_move_is_a_conflict_naming_the_allowed_moves() {
         .await;
     assert_eq!(data_of(&resp)["application"]["state"], "in_review");
 }
+
+/// A work list reads its tasks and their departments in the page's own transaction: the page
+/// costs no loader batch, and each node reads exactly as the single application query (the
+/// loader path) shows it.
+#[tokio::test]
+async fn a_work_list_reads_its_tasks_and_their_departments_with_the_page() {
+    let app = spawn_app().await;
+    for listed in [true, false, true] {
+        data(&submit(&app, None, dog(listed)).await);
+    }
+    let batches = || async {
+        [
+            counter(&app, &loader_series("batches", "TasksOf")).await,
+            counter(&app, &loader_series("batches", "DepartmentById")).await,
+        ]
+    };
+    const NODE: &str = "id reference done tasks { id state ruleKey department { id key name } }";
+    let list = format!("{{ applications(first: 20) {{ edges {{ node {{ {NODE} }} }} }} }}");
+    let single = format!("query($id: ID!) {{ application(id: $id) {{ {NODE} }} }}");
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let kasse = app.login(Some(MUSTER), MUSTER_KASSE).await;
+    for (caller, expected) in [
+        (app.caller(MUSTER, &admin), 3),
+        (app.caller(MUSTER, &kasse), 3),
+    ] {
+        let before = batches().await;
+        let resp = caller.gql(&list, json!({})).await;
+        let edges = data(&resp)["applications"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(edges.len(), expected, "{resp}");
+        assert_eq!(batches().await, before, "the page read its tasks itself");
+        for e in &edges {
+            let tasks = e["node"]["tasks"].as_array().unwrap();
+            assert!(!tasks.is_empty(), "{e}");
+            assert!(
+                tasks.iter().all(|t| t["department"]["key"].is_string()),
+                "{e}"
+            );
+            let before = batches().await;
+            let one = caller.gql(&single, json!({ "id": e["node"]["id"] })).await;
+            assert_eq!(data(&one)["application"], e["node"]);
+            let after = batches().await;
+            assert_eq!(
+                [after[0] - before[0], after[1] - before[1]],
+                [1.0, 1.0],
+                "a single application loads its tasks and departments through the loaders"
+            );
+        }
+    }
+}

@@ -615,6 +615,19 @@ impl SmtpSink {
 // ---- files -------------------------------------------------------------------------------------
 
 /// Credentials of the in-process S3 server.
+/// The value of one Prometheus series on `/metrics` (0 when it has not been observed yet).
+pub async fn counter(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The series counting DataLoader batches (`kind` = `batches`) or keys (`keys`) of one key type.
+pub fn loader_series(kind: &str, key: &str) -> String {
+    format!("amtsplatz_dataloader_{kind}_total{{key=\"{key}\"}}")
+}
+
 pub const S3_KEYS: (&str, &str) = ("amtsplatz-test", "amtsplatz-test-secret-key-0123456789");
 pub const S3_BUCKET: &str = "amtsplatz-files";
 

@@ -1097,13 +1097,6 @@ async fn concurrent_customizations_never_both_win() {
 }
 
 /// The value of a Prometheus counter (0 when it has not been counted yet).
-async fn counter(app: &TestApp, series: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Each listed node (with the fields `node`) is what the single template query answers for it.
 async fn assert_nodes_as_single_templates(app: &TestApp, edges: &[Value], node: &str) {
     for e in edges {
@@ -1123,8 +1116,7 @@ async fn assert_nodes_as_single_templates(app: &TestApp, edges: &[Value], node: 
 #[tokio::test]
 async fn nested_lists_of_a_marketplace_page_load_with_the_page_or_in_one_batch_each() {
     let app = spawn_app().await;
-    let series =
-        |kind: &str, key: &str| format!("amtsplatz_dataloader_{kind}_total{{key=\"{key}\"}}");
+    let series = loader_series;
     let batches = || async {
         [
             counter(&app, &series("batches", "VersionsOf")).await,

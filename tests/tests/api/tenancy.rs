@@ -30,10 +30,30 @@ const CREATE_DEPT: &str = "mutation($i: CreateDepartmentInput!) { createDepartme
 #[tokio::test]
 async fn admins_manage_departments_and_every_change_is_audited() {
     let app = spawn_app().await;
+    // The public list (cached for a few seconds) shows every change at once.
+    let listed = || async {
+        let resp = app
+            .gql(
+                Some(MUSTER),
+                None,
+                "{ tenant { departments(first: 100) { edges { node { key name } } } } }",
+                json!({}),
+            )
+            .await;
+        data(&resp)["tenant"]["departments"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (str_at(&e["node"], "key"), str_at(&e["node"], "name")))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let at_first = listed().await;
+    assert!(!at_first.contains_key("standesamt"));
     let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
     let resp = app.caller(MUSTER, &admin).gql(CREATE_DEPT, json!({ "i": { "key": "standesamt", "name": "Standesamt", "email": "Standesamt@Musterstadt.example" } })).await;
     let dept = data(&resp)["createDepartment"]["department"].clone();
     assert_eq!(dept["email"], "standesamt@musterstadt.example");
+    assert_eq!(listed().await["standesamt"], "Standesamt");
 
     let dup = app
         .caller(MUSTER, &admin)
@@ -65,6 +85,7 @@ async fn admins_manage_departments_and_every_change_is_audited() {
         data(&upd)["updateDepartment"]["department"],
         json!({ "name": "Standesamt Musterstadt", "email": null })
     );
+    assert_eq!(listed().await["standesamt"], "Standesamt Musterstadt");
 
     let del = app
         .caller(MUSTER, &admin)
@@ -74,6 +95,7 @@ async fn admins_manage_departments_and_every_change_is_audited() {
         )
         .await;
     assert_eq!(data(&del)["deleteDepartment"]["deletedId"], dept["id"]);
+    assert_eq!(listed().await, at_first);
 
     // A department with members cannot be deleted.
     let bb = app.department_id(MUSTER, "buergerbuero").await;

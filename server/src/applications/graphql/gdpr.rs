@@ -41,10 +41,7 @@ impl GdprMutation {
         let id = parse_id("input.id", &input.id)?;
         let model = gdpr::erase(deps(ctx)?, &tctx, id).await?;
         Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Admin,
-            },
+            application: Application::new(model, Viewer::Admin),
         })
     }
 }

@@ -188,6 +188,8 @@ fn loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<ApplicationsL
 pub struct Application {
     pub model: applications::Model,
     pub viewer: Viewer,
+    /// Its tasks when they were read with a page of applications; else loaded on demand.
+    pub tasks: Option<Vec<Task>>,
 }
 
 #[derive(SimpleObject)]
@@ -305,16 +307,23 @@ impl Application {
     }
     /// One task per routed department.
     async fn tasks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Task>> {
+        if let Some(tasks) = &self.tasks {
+            return Ok(tasks.clone());
+        }
         let tasks = request_loader::<ApplicationsLoader>(ctx)?
             .load_one(TasksOf(TenantId(self.model.tenant_id), self.model.id))
             .await
             .map_err(|e| AppError::internal("loading tasks", anyhow::anyhow!("{}", e.message)))?
             .unwrap_or_default();
-        Ok(tasks.into_iter().map(Task).collect())
+        Ok(tasks.into_iter().map(Task::new).collect())
     }
     /// Done when every task is done (or cancelled).
     async fn done(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(self.tasks(ctx).await?.iter().all(|t| t.0.state != "open"))
+        Ok(self
+            .tasks(ctx)
+            .await?
+            .iter()
+            .all(|t| t.model.state != "open"))
     }
     /// What happened, oldest first. Applicants do not see staff-only entries.
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEvent>> {
@@ -382,6 +391,14 @@ impl Application {
 }
 
 impl Application {
+    pub fn new(model: applications::Model, viewer: Viewer) -> Self {
+        Self {
+            model,
+            viewer,
+            tasks: None,
+        }
+    }
+
     async fn payment_rows(&self, ctx: &Context<'_>) -> AppResult<Vec<entity::payments::Model>> {
         Ok(loader(ctx)?
             .load_one(PaymentsOf(TenantId(self.model.tenant_id), self.model.id))
@@ -417,26 +434,43 @@ impl Application {
 }
 
 /// One department's share of an application.
-pub struct Task(pub application_tasks::Model);
+#[derive(Clone)]
+pub struct Task {
+    pub model: application_tasks::Model,
+    /// Its department when read with a page of applications; else loaded on demand.
+    pub department: Option<entity::departments::Model>,
+}
+
+impl Task {
+    pub fn new(model: application_tasks::Model) -> Self {
+        Self {
+            model,
+            department: None,
+        }
+    }
+}
 
 #[Object]
 impl Task {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.model.id.to_string())
     }
     /// `open`, `done` or `cancelled`.
     async fn state(&self) -> &str {
-        &self.0.state
+        &self.model.state
     }
     /// The routing rule that created it.
     async fn rule_key(&self) -> &str {
-        &self.0.rule_key
+        &self.model.rule_key
     }
     async fn department(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Department>> {
+        if let Some(department) = &self.department {
+            return Ok(Some(Department(department.clone())));
+        }
         Ok(request_loader::<TenancyLoader>(ctx)?
             .load_one(DepartmentById(
-                TenantId(self.0.tenant_id),
-                self.0.department_id,
+                TenantId(self.model.tenant_id),
+                self.model.department_id,
             ))
             .await
             .map_err(|e| {
@@ -445,20 +479,20 @@ impl Task {
             .map(Department))
     }
     async fn comment(&self) -> Option<&str> {
-        self.0.comment.as_deref()
+        self.model.comment.as_deref()
     }
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.model.created_at
     }
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.completed_at
+        self.model.completed_at
     }
     /// The application (visible to staff of the task's department).
     async fn application(&self, ctx: &Context<'_>) -> async_graphql::Result<Application> {
         let tctx = tenant_ctx(ctx)?;
         let (model, viewer) =
-            access::application(deps(ctx)?, &tctx, self.0.application_id, None).await?;
-        Ok(Application { model, viewer })
+            access::application(deps(ctx)?, &tctx, self.model.application_id, None).await?;
+        Ok(Application::new(model, viewer))
     }
 }
 

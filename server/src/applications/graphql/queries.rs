@@ -45,7 +45,7 @@ impl ApplicationsAndTasksQuery {
         let id = parse_id("id", &id)?;
         let (model, viewer) =
             access::application(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
-        Ok(Application { model, viewer })
+        Ok(Application::new(model, viewer))
     }
 
     /// Applications the caller's departments work on (all of them for administrators).
@@ -59,7 +59,17 @@ impl ApplicationsAndTasksQuery {
         let tctx = tenant_ctx(ctx)?;
         let args = PageArgs::parse(ctx, first, after)?;
         let f = filter.unwrap_or_default();
-        let page = queries::list_applications(
+        // Tasks and their departments, when asked for, come along in the page's transaction.
+        let task = ctx.look_ahead().field("edges").field("node").field("tasks");
+        let along = queries::Along {
+            tasks: task.exists(),
+            departments: task.field("department").exists(),
+        };
+        let queries::ApplicationsPage {
+            page,
+            mut tasks,
+            departments,
+        } = queries::list_applications(
             &deps(ctx)?.db,
             &tctx,
             queries::ApplicationFilter {
@@ -70,6 +80,7 @@ impl ApplicationsAndTasksQuery {
                 after_seq: None,
             },
             args,
+            along,
         )
         .await?;
         let viewer = if crate::context::Principal::has_role(
@@ -85,9 +96,21 @@ impl ApplicationsAndTasksQuery {
         Ok(into_connection(
             page,
             |m| m.id,
-            |model| Application {
-                model,
-                viewer: viewer.clone(),
+            |model| {
+                let read_along = tasks.as_mut().map(|by_application| {
+                    let rows = by_application.remove(&model.id).unwrap_or_default();
+                    rows.into_iter()
+                        .map(|t| Task {
+                            department: departments.get(&t.department_id).cloned(),
+                            model: t,
+                        })
+                        .collect()
+                });
+                Application {
+                    model,
+                    viewer: viewer.clone(),
+                    tasks: read_along,
+                }
             },
         ))
     }
@@ -118,6 +141,6 @@ impl ApplicationsAndTasksQuery {
             args,
         )
         .await?;
-        Ok(into_connection(page, |m| m.id, Task))
+        Ok(into_connection(page, |m| m.id, Task::new))
     }
 }

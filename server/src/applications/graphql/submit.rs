@@ -57,10 +57,7 @@ impl SubmitMutation {
         )
         .await?;
         Ok(SubmitApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
+            application: Application::new(model, Viewer::Applicant),
             access_token,
         })
     }

@@ -73,7 +73,7 @@ impl WorkflowMutation {
         )
         .await?;
         Ok(ApplicationPayload {
-            application: Application { model, viewer },
+            application: Application::new(model, viewer),
         })
     }
 
@@ -88,10 +88,7 @@ impl WorkflowMutation {
         let model =
             workflow::withdraw(deps(ctx)?, &tctx, id, input.reason, input.access_token).await?;
         Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
+            application: Application::new(model, Viewer::Applicant),
         })
     }
 
@@ -115,10 +112,7 @@ impl WorkflowMutation {
         )
         .await?;
         Ok(ApplicationPayload {
-            application: Application {
-                model,
-                viewer: Viewer::Applicant,
-            },
+            application: Application::new(model, Viewer::Applicant),
         })
     }
 
@@ -133,8 +127,8 @@ impl WorkflowMutation {
         let (task, model, viewer) =
             workflow::complete_task(deps(ctx)?, &tctx, id, input.comment).await?;
         Ok(CompleteTaskPayload {
-            task: Task(task),
-            application: Application { model, viewer },
+            task: Task::new(task),
+            application: Application::new(model, viewer),
         })
     }
 }
