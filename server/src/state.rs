@@ -32,7 +32,7 @@ pub struct AppState {
     /// The tenant directory, cached for a few seconds.
     pub tenants: Arc<TenantCache>,
     /// Service revisions that applications were submitted against, parsed once.
-    pub pinned: Arc<crate::applications::service::PinnedCache>,
+    pub pinned: Arc<crate::applications::pinned::PinnedCache>,
     /// Status changes for live subscribers (across replicas on PostgreSQL).
     pub live: crate::applications::live::StatusHub,
     /// Wakes the outbox worker after a commit that queued mail.

@@ -7,6 +7,7 @@ pub mod export;
 pub mod gdpr;
 pub mod graphql;
 pub mod live;
+pub mod pinned;
 pub mod queries;
 pub mod rules;
 pub mod service;
