@@ -159,7 +159,7 @@ async fn apply_tenants(settings: &Settings, dir: &std::path::Path) -> anyhow::Re
             }
         }
     }
-    for line in crate::services::seed::apply_all(&db, dir, &specs).await? {
+    for line in crate::tenancy::onboarding::apply_all(&db, dir, &specs).await? {
         println!("{line}");
     }
     Ok(())

@@ -98,7 +98,7 @@ impl Application {
                     }
                 }
             }
-            for line in crate::services::seed::apply_all(&db, dir, &specs).await? {
+            for line in crate::tenancy::onboarding::apply_all(&db, dir, &specs).await? {
                 tracing::info!(onboarding = %line, "marketplace onboarding");
             }
         }
