@@ -21,6 +21,7 @@ pub mod marketplace;
 pub mod messaging;
 pub mod metrics;
 pub mod payments;
+pub mod routes;
 pub mod services;
 pub mod settings;
 pub mod startup;

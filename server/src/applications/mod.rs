@@ -6,6 +6,7 @@ pub mod drafts;
 pub mod export;
 pub mod gdpr;
 pub mod graphql;
+pub mod http;
 pub mod live;
 pub mod pinned;
 pub mod queries;
