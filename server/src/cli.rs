@@ -98,7 +98,7 @@ fn export_schema(out: &PathBuf) -> ExitCode {
         eprintln!("error: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    match std::fs::write(out, crate::graphql::sdl()) {
+    match std::fs::write(out, crate::schema::sdl()) {
         Ok(()) => {
             println!("wrote {}", out.display());
             ExitCode::SUCCESS
