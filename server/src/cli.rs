@@ -98,7 +98,7 @@ fn export_schema(out: &PathBuf) -> ExitCode {
         eprintln!("error: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    match std::fs::write(out, crate::graphql::sdl()) {
+    match std::fs::write(out, crate::schema::sdl()) {
         Ok(()) => {
             println!("wrote {}", out.display());
             ExitCode::SUCCESS
@@ -159,7 +159,7 @@ async fn apply_tenants(settings: &Settings, dir: &std::path::Path) -> anyhow::Re
             }
         }
     }
-    for line in crate::services::seed::apply_all(&db, dir, &specs).await? {
+    for line in crate::tenancy::onboarding::apply_all(&db, dir, &specs).await? {
         println!("{line}");
     }
     Ok(())

@@ -251,6 +251,14 @@ fn sqlite_columns_match(text: &str, constraint: &str) -> bool {
     !table.is_empty() && expected == constraint
 }
 
+/// A file that could not be read or parsed, naming the file and the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct FileError {
+    pub file: std::path::PathBuf,
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

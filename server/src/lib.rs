@@ -1,8 +1,9 @@
-//! Amtsplatz server library. Read in this order: [`settings`] and [`startup`] (how the server is
-//! put together), [`http`] (how a request becomes a [`context::RequestCtx`]), [`graphql`] (the
-//! schema), [`content`] (the service content model), then one folder per domain: [`tenancy`],
-//! [`auth`], [`audit`], [`marketplace`], [`services`], [`applications`], [`attachments`] (with
-//! [`storage`]), [`messaging`].
+//! Amtsplatz server library. Read in this order: [`settings`], [`startup`], [`schema`] and
+//! [`routes`] (how the server is put together), [`http`] (how a request becomes a
+//! [`context::RequestCtx`]), [`graphql`] (what every domain's GraphQL shares), [`content`] (the
+//! service content model), then one folder per domain: [`tenancy`], [`auth`], [`audit`],
+//! [`marketplace`], [`services`], [`applications`], [`attachments`] (with [`storage`]),
+//! [`messaging`]. Which layer may import which: README.md, "Code layout".
 
 pub mod applications;
 pub mod appointments;
@@ -21,6 +22,8 @@ pub mod marketplace;
 pub mod messaging;
 pub mod metrics;
 pub mod payments;
+pub mod routes;
+pub mod schema;
 pub mod services;
 pub mod settings;
 pub mod startup;

@@ -14,9 +14,11 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::JwtKeys;
-use crate::graphql::{CheckedSchema, build_schema};
-use crate::http::{AmtsplatzRootSpan, routes};
+use crate::graphql::CheckedSchema;
+use crate::http::AmtsplatzRootSpan;
 use crate::metrics::Metrics;
+use crate::routes::routes;
+use crate::schema::build_schema;
 use crate::settings::{DEMO_PLATFORM_ADMIN, Settings};
 use crate::state::AppState;
 use crate::tenancy::onboarding::{self, Mode, Outcome, PasswordSpec};
@@ -98,7 +100,7 @@ impl Application {
                     }
                 }
             }
-            for line in crate::services::seed::apply_all(&db, dir, &specs).await? {
+            for line in crate::tenancy::onboarding::apply_all(&db, dir, &specs).await? {
                 tracing::info!(onboarding = %line, "marketplace onboarding");
             }
         }

@@ -34,7 +34,7 @@ pub struct AppState {
     /// Pages of each tenant's department list, cached for a few seconds.
     pub department_pages: Arc<crate::tenancy::department_pages::DepartmentPages>,
     /// Service revisions that applications were submitted against, parsed once.
-    pub pinned: Arc<crate::applications::service::PinnedCache>,
+    pub pinned: Arc<crate::applications::pinned::PinnedCache>,
     /// Status changes for live subscribers (across replicas on PostgreSQL).
     pub live: crate::applications::live::StatusHub,
     /// Wakes the outbox worker after a commit that queued mail.

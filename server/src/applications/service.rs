@@ -1,5 +1,5 @@
 //! What every use case of applications shares: pinned service revisions (cached in
-//! [`AppState`]), what follows a commit, and small helpers. The use cases live beside it: [`super::access`],
+//! [`AppState`], in [`super::pinned`]), what follows a commit, and small helpers. The use cases live beside it: [`super::access`],
 //! [`super::drafts`], [`super::submit`], [`super::workflow`], [`super::timeline`],
 //! [`super::queries`], [`super::gdpr`].
 //!
@@ -7,8 +7,7 @@
 //! notifications; the new status reaches subscribers after the commit ([`super::live`]). Readers
 //! never see half of it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::{applications, service_revisions};
@@ -16,31 +15,14 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use uuid::Uuid;
 
 use super::live::StatusChange;
+use super::pinned::PINNED_CACHE_MAX;
+pub use super::pinned::Pinned;
 use super::rules::{self, FeeLine, FormValidator};
 use crate::content::ServiceContent;
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::state::AppState;
-
-/// A service revision as applications use it: parsed content and its compiled form schema.
-/// Revisions never change, so they are cached by (service, revision).
-pub struct Pinned {
-    pub content: ServiceContent,
-    pub validator: FormValidator,
-}
-
-/// Process-wide cache of [`Pinned`] revisions (bounded; cleared when full).
-#[derive(Default)]
-pub struct PinnedCache(Mutex<HashMap<(Uuid, i64), Arc<Pinned>>>);
-
-impl std::fmt::Debug for PinnedCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PinnedCache")
-    }
-}
-
-const PINNED_CACHE_MAX: usize = 512;
 
 /// What applications do with the server's state: pinned revisions, and what follows a commit.
 impl AppState {

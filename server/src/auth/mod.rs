@@ -6,6 +6,7 @@ pub mod graphql;
 pub mod oidc;
 pub mod password;
 pub mod rate_limit;
+pub mod revocation;
 pub mod service;
 pub mod sessions;
 pub mod tokens;

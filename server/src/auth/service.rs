@@ -359,30 +359,6 @@ async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> AppResult<
     Ok(())
 }
 
-/// Revokes every session of a subject (e.g. when an account is disabled). The caller drops
-/// the subject from [`AppState::sessions`] after commit.
-pub async fn revoke_all_sessions<C: ConnectionTrait>(
-    conn: &C,
-    tenant: Option<TenantId>,
-    kind: &str,
-    subject: Uuid,
-) -> AppResult<()> {
-    let mut q = refresh_tokens::Entity::update_many()
-        .col_expr(
-            refresh_tokens::Column::RevokedAt,
-            Expr::value(chrono::Utc::now()),
-        )
-        .filter(refresh_tokens::Column::SubjectKind.eq(kind))
-        .filter(refresh_tokens::Column::SubjectId.eq(subject))
-        .filter(refresh_tokens::Column::RevokedAt.is_null());
-    q = match tenant {
-        Some(t) => q.filter(refresh_tokens::Column::TenantId.eq(t.0)),
-        None => q.filter(refresh_tokens::Column::TenantId.is_null()),
-    };
-    q.exec(conn).await?;
-    Ok(())
-}
-
 /// Turns a bearer token into a principal for a request to `tenant` (if any).
 /// Our tokens: a staff token of another tenant is `FORBIDDEN`. Otherwise the token must be an
 /// ID token of the tenant's configured OIDC provider.

@@ -26,9 +26,11 @@ use std::sync::{Arc, Mutex};
 use async_graphql::futures_util::future::BoxFuture;
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt as _};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{Data, Executor, Request, Response, ServerError};
+use async_graphql::{
+    Data, Executor, ObjectType, Request, Response, Schema, ServerError, SubscriptionType,
+};
 
-use super::{AppSchema, fill_error_codes, guard};
+use super::{fill_error_codes, guard};
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::settings::GraphqlSettings;
@@ -77,15 +79,46 @@ const CACHED_QUERIES_MAX: usize = 256;
 /// The schema behind the alias limit, answering with error codes.
 #[derive(Clone)]
 pub struct CheckedSchema {
-    pub schema: AppSchema,
+    schema: Arc<dyn AnySchema>,
     /// The same schema in fast validation mode, for operations already validated in full.
-    validated: AppSchema,
+    validated: Arc<dyn AnySchema>,
     pub max_aliases: usize,
     /// Time a query operation may take. Static caps keep validation cheap; this bounds what
     /// still takes long (resolvers waiting on the database). Mutations are not cut short: one
     /// stopped halfway could have committed without the client learning it.
     query_budget: std::time::Duration,
     parsed: Arc<ParseCache>,
+}
+
+/// A schema of any `Query`/`Mutation`/`Subscription` types, so this module names none of the
+/// domains' (they are merged in [`crate::schema`]).
+trait AnySchema: Send + Sync {
+    fn execute(&self, request: Request) -> BoxFuture<'static, Response>;
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response>;
+}
+
+impl<Q, M, S> AnySchema for Schema<Q, M, S>
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    fn execute(&self, request: Request) -> BoxFuture<'static, Response> {
+        let schema = self.clone();
+        Box::pin(async move { Schema::execute(&schema, request).await })
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        Executor::execute_stream(self, request, session_data)
+    }
 }
 
 /// How a checked request is to be validated and run.
@@ -117,19 +150,22 @@ enum Validation {
 impl CheckedSchema {
     /// `build` makes the schema (with its data attached); it is called twice, once per
     /// validation mode.
-    pub fn new(
-        build: impl Fn() -> async_graphql::SchemaBuilder<
-            super::Query,
-            super::Mutation,
-            super::Subscription,
-        >,
+    pub fn new<Q, M, S>(
+        build: impl Fn() -> async_graphql::SchemaBuilder<Q, M, S>,
         limits: &GraphqlSettings,
-    ) -> Self {
+    ) -> Self
+    where
+        Q: ObjectType + 'static,
+        M: ObjectType + 'static,
+        S: SubscriptionType + 'static,
+    {
         Self {
-            schema: build().finish(),
-            validated: build()
-                .validation_mode(async_graphql::ValidationMode::Fast)
-                .finish(),
+            schema: Arc::new(build().finish()),
+            validated: Arc::new(
+                build()
+                    .validation_mode(async_graphql::ValidationMode::Fast)
+                    .finish(),
+            ),
             max_aliases: limits.max_aliases,
             query_budget: std::time::Duration::from_millis(limits.query_budget_ms),
             parsed: Arc::default(),
@@ -342,7 +378,7 @@ impl Executor for CheckedSchema {
                     }
                 }
             }
-            let mut responses = Executor::execute_stream(&schema, request, session_data);
+            let mut responses = schema.execute_stream(request, session_data);
             match (checked.operation, caller) {
                 (Some(OperationType::Query), _) => stream::once(async move {
                     within(
@@ -374,7 +410,7 @@ mod tests {
             max_aliases: 20,
             ..GraphqlSettings::default()
         };
-        CheckedSchema::new(|| super::super::build_schema(&limits), &limits)
+        CheckedSchema::new(|| crate::schema::build_schema(&limits), &limits)
     }
 
     fn passes(schema: &CheckedSchema, request: Request) -> bool {

@@ -1,6 +1,7 @@
 //! The request-wide DataLoaders: nested lists load in one batch per level (no N+1), and every
 //! batch is counted in the metrics by key type, so `/metrics` shows how many queries a page cost.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, OnceLock};
@@ -8,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, Loader};
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 
 /// A request's DataLoader around `T` (see [`request_loader`]).
@@ -56,16 +57,20 @@ pub fn new<T: Send + Sync + 'static>(fetch: T, metrics: &Arc<Metrics>) -> Reques
 }
 
 /// The request's DataLoaders, each made on first use: most requests use none or one of them.
+/// Held by type, so this module names no domain's loader: each domain says how its loader is
+/// made ([`Lazy`]) beside the loader.
 pub struct Loaders {
-    db: crate::db::Db,
+    pub db: crate::db::Db,
     metrics: Arc<Metrics>,
     /// The tenant the request is for (the marketplace shows it its private templates).
-    viewer: Option<crate::ids::TenantId>,
-    tenancy: OnceLock<RequestLoader<crate::tenancy::loader::TenancyLoader>>,
-    marketplace: OnceLock<RequestLoader<crate::marketplace::graphql::MarketplaceLoader>>,
-    services: OnceLock<RequestLoader<crate::services::graphql::ServicesLoader>>,
-    applications: OnceLock<RequestLoader<crate::applications::graphql::ApplicationsLoader>>,
+    pub viewer: Option<crate::ids::TenantId>,
+    /// Append-only: a slot, once filled, holds its loader for the whole request, so loaders are
+    /// handed out by reference.
+    slots: [OnceLock<(TypeId, Box<dyn Any + Send + Sync>)>; LOADER_TYPES_MAX],
 }
+
+/// More than the domains have loaders.
+const LOADER_TYPES_MAX: usize = 8;
 
 impl Loaders {
     pub fn new(
@@ -77,67 +82,38 @@ impl Loaders {
             db: db.clone(),
             metrics: metrics.clone(),
             viewer,
-            tenancy: OnceLock::new(),
-            marketplace: OnceLock::new(),
-            services: OnceLock::new(),
-            applications: OnceLock::new(),
+            slots: Default::default(),
         }
+    }
+
+    /// The request's loader around `T`, made on first use.
+    fn get<T: Lazy>(&self) -> AppResult<&RequestLoader<T>> {
+        for slot in &self.slots {
+            // Only the first empty slot is filled, and with `T`: a loader is made at most once.
+            let (ty, loader) = slot.get_or_init(|| {
+                let loader: Box<dyn Any + Send + Sync> =
+                    Box::new(new(T::make(self), &self.metrics));
+                (TypeId::of::<T>(), loader)
+            });
+            if *ty == TypeId::of::<T>() {
+                return loader.downcast_ref().ok_or_else(|| {
+                    AppError::internal("DataLoaders", anyhow::anyhow!("mistyped slot"))
+                });
+            }
+        }
+        Err(AppError::internal(
+            "DataLoaders",
+            anyhow::anyhow!("more than {LOADER_TYPES_MAX} loader types"),
+        ))
     }
 }
 
 /// A loader that [`Loaders`] makes on first use.
 pub trait Lazy: Sized + Send + Sync + 'static {
-    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>>;
     fn make(loaders: &Loaders) -> Self;
-}
-
-impl Lazy for crate::tenancy::loader::TenancyLoader {
-    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
-        &loaders.tenancy
-    }
-    fn make(loaders: &Loaders) -> Self {
-        Self {
-            db: loaders.db.clone(),
-        }
-    }
-}
-
-impl Lazy for crate::marketplace::graphql::MarketplaceLoader {
-    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
-        &loaders.marketplace
-    }
-    fn make(loaders: &Loaders) -> Self {
-        Self {
-            db: loaders.db.clone(),
-            viewer: loaders.viewer,
-        }
-    }
-}
-
-impl Lazy for crate::services::graphql::ServicesLoader {
-    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
-        &loaders.services
-    }
-    fn make(loaders: &Loaders) -> Self {
-        Self {
-            db: loaders.db.clone(),
-        }
-    }
-}
-
-impl Lazy for crate::applications::graphql::ApplicationsLoader {
-    fn slot(loaders: &Loaders) -> &OnceLock<RequestLoader<Self>> {
-        &loaders.applications
-    }
-    fn make(loaders: &Loaders) -> Self {
-        Self {
-            db: loaders.db.clone(),
-        }
-    }
 }
 
 /// The request's DataLoader around `T`.
 pub fn request_loader<'a, T: Lazy>(ctx: &'a Context<'_>) -> AppResult<&'a RequestLoader<T>> {
-    let loaders = super::state::<Loaders>(ctx)?;
-    Ok(T::slot(loaders).get_or_init(|| new(T::make(loaders), &loaders.metrics)))
+    super::state::<Loaders>(ctx)?.get::<T>()
 }

@@ -1,5 +1,7 @@
-//! The GraphQL schema: one `Query`/`Mutation` object per domain, merged here, plus the limits
-//! every request is held to (depth, complexity, aliases; body size and batching in [`crate::http`]).
+//! What every domain's GraphQL (`<domain>/graphql.rs`) shares: request context and state
+//! lookups, IDs, pagination, DataLoaders, error codes; and the limits every request is held to
+//! (depth, complexity, aliases; body size and batching in [`crate::http`]). Imports no domain:
+//! the domains' `Query`/`Mutation` objects are merged into the schema in [`crate::schema`].
 
 pub mod connection;
 pub mod guard;
@@ -11,80 +13,10 @@ pub use limits::{CheckedSchema, WsCaller};
 pub use loaders::request_loader;
 pub use request::{RequestOrigin, parse_id, rate_limit_write};
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use async_graphql::Context;
 
-use crate::applications::graphql::subscription::ApplicationsSubscription;
-use crate::applications::graphql::{ApplicationsMutation, ApplicationsQuery};
-
-use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
-use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
-use crate::audit::graphql::AuditQuery;
-use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::context::{RequestCtx, TenantCtx};
 use crate::error::{AppError, AppResult};
-use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
-use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
-use crate::services::graphql::proposals::ProposalsMutation;
-use crate::services::graphql::{ServicesMutation, ServicesQuery};
-use crate::settings::GraphqlSettings;
-use crate::tenancy::graphql::{TenancyMutation, TenancyQuery};
-
-#[derive(MergedObject, Default)]
-pub struct Query(
-    AuthQuery,
-    TenancyQuery,
-    AuditQuery,
-    MarketplaceQuery,
-    ServicesQuery,
-    ApplicationsQuery,
-    AttachmentsQuery,
-    AppointmentsQuery,
-    PaymentsQuery,
-);
-
-#[derive(MergedObject, Default)]
-pub struct Mutation(
-    AuthMutation,
-    TenancyMutation,
-    MarketplaceMutation,
-    ServicesMutation,
-    ProposalsMutation,
-    ApplicationsMutation,
-    AttachmentsMutation,
-    AppointmentsMutation,
-    PaymentsMutation,
-);
-
-#[derive(MergedSubscription, Default)]
-pub struct Subscription(ApplicationsSubscription);
-
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
-
-/// Builds the schema with the configured limits. Per-request data (the [`RequestCtx`], the
-/// DataLoaders) is attached by the HTTP layer; application state by [`crate::startup`].
-pub fn build_schema(
-    limits_cfg: &GraphqlSettings,
-) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(
-        Query::default(),
-        Mutation::default(),
-        Subscription::default(),
-    )
-    .limit_depth(limits_cfg.max_depth)
-    .limit_complexity(limits_cfg.max_complexity)
-    .limit_recursive_depth(32)
-    .limit_directives(10)
-}
-
-/// The SDL as committed in `frontend-schema/schema.graphql`.
-pub fn sdl() -> String {
-    let schema = build_schema(&GraphqlSettings::default()).finish();
-    let mut sdl = schema.sdl();
-    if !sdl.ends_with('\n') {
-        sdl.push('\n');
-    }
-    sdl
-}
 
 /// The request's resolved context. Always present on requests served by [`crate::http`].
 pub fn request_ctx<'a>(ctx: &'a Context<'_>) -> AppResult<&'a RequestCtx> {

@@ -1,4 +1,6 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET, WebSocket), health, readiness, metrics, JWKS.
+//! HTTP routes: GraphQL (POST, GraphiQL on GET, WebSocket), health, readiness, metrics, JWKS;
+//! and what the domains' own routes (`<domain>/http.rs`) share. Imports no domain's routes: the
+//! route table is [`crate::routes`].
 //!
 //! Before GraphQL runs, [`resolve`] turns the request into a [`RequestCtx`]: the tenant from
 //! `X-Tenant` or the host's subdomain (else the token's tenant claim) and the principal from the
@@ -22,6 +24,8 @@ use crate::graphql::{CheckedSchema, RequestOrigin, WsCaller, loaders};
 use crate::ids::TenantId;
 use crate::state::{AppState, ClientIp};
 
+/// The routes of this layer; the whole route table, with the domains' routes, is
+/// [`crate::routes`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
         .route("/graphql", web::get().to(graphiql))
@@ -30,12 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/.well-known/jwks.json", web::get().to(jwks))
-        .route("/api/applications/export", web::get().to(export_batch))
-        .route("/api/applications/{file}", web::get().to(export_one))
-        .configure(crate::attachments::http::routes)
-        .configure(crate::appointments::http::routes)
-        .configure(crate::payments::http::routes);
+        .route("/.well-known/jwks.json", web::get().to(jwks));
 }
 
 /// Scheme and host the client called (behind a trusted proxy: as the proxy reports them).
@@ -68,84 +67,6 @@ pub(crate) async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResul
         .get::<RequestId>()
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.to_string());
     resolve(state, tenant.as_deref(), auth, request_id).await
-}
-
-/// `GET /api/applications/{id}.json` or `.xml`: one application for a back-office system (or
-/// anyone who may see it; anonymous applicants send `X-Access-Token`).
-async fn export_one(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    file: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let (id, format) = file
-        .rsplit_once('.')
-        .filter(|(_, ext)| matches!(*ext, "json" | "xml"))
-        .ok_or(AppError::NotFound(
-            "export (use /api/applications/<id>.json or .xml)",
-        ))?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NotFound("application"))?;
-    let ctx = request_ctx(&state, &req).await?.tenant()?;
-    let token = req
-        .headers()
-        .get("x-access-token")
-        .and_then(|v| v.to_str().ok());
-    let (app, _viewer) = crate::applications::access::application(&state, &ctx, id, token).await?;
-    let mut docs =
-        crate::applications::export::documents(&state, &ctx, vec![app], &origin(&req)).await?;
-    let doc = docs.pop().ok_or(AppError::NotFound("application"))?;
-    Ok(match format {
-        "xml" => HttpResponse::Ok()
-            .content_type("application/xml; charset=utf-8")
-            .body(crate::applications::export::to_xml(&doc)?),
-        _ => HttpResponse::Ok().json(doc),
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct BatchQuery {
-    /// The `cursor` of the previous batch (0 or absent: from the beginning).
-    #[serde(default)]
-    after: i64,
-    limit: Option<u64>,
-    format: Option<String>,
-}
-
-/// `GET /api/applications/export?after=<cursor>&limit=<n>&format=json|xml`: applications
-/// submitted after the cursor, in commit order, with the cursor to pass next time. Staff only.
-async fn export_batch(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, AppError> {
-    let query = web::Query::<BatchQuery>::from_query(req.query_string())
-        .map_err(|e| AppError::invalid("query", e.to_string()))?
-        .into_inner();
-    let limit = query
-        .limit
-        .unwrap_or(crate::applications::export::MAX_BATCH);
-    if !(1..=crate::applications::export::MAX_BATCH).contains(&limit) {
-        return Err(AppError::invalid(
-            "limit",
-            format!(
-                "must be between 1 and {}",
-                crate::applications::export::MAX_BATCH
-            ),
-        ));
-    }
-    let ctx = request_ctx(&state, &req).await?.tenant()?;
-    let apps =
-        crate::applications::queries::export_batch(&state.db, &ctx, query.after, limit).await?;
-    let cursor = apps.last().map_or(query.after, |a| a.seq);
-    let docs = crate::applications::export::documents(&state, &ctx, apps, &origin(&req)).await?;
-    Ok(match query.format.as_deref() {
-        Some("xml") => HttpResponse::Ok()
-            .content_type("application/xml; charset=utf-8")
-            .body(crate::applications::export::batch_to_xml(&docs, cursor)?),
-        None | Some("json") => HttpResponse::Ok().json(serde_json::json!({
-            "cursor": cursor,
-            "applications": docs,
-        })),
-        Some(_) => return Err(AppError::invalid("format", "must be json or xml")),
-    })
 }
 
 /// Where the tenant comes from, before it is looked up.

@@ -43,6 +43,15 @@ pub struct MarketplaceLoader {
     pub viewer: Viewer,
 }
 
+impl crate::graphql::loaders::Lazy for MarketplaceLoader {
+    fn make(loaders: &crate::graphql::loaders::Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+            viewer: loaders.viewer,
+        }
+    }
+}
+
 /// Key: all versions of a template, newest first.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct VersionsOf(pub Uuid);
@@ -323,7 +332,7 @@ impl Template {
     async fn proposals(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<crate::services::graphql::proposals::Proposal>> {
+    ) -> async_graphql::Result<Vec<crate::services::graphql::proposal::Proposal>> {
         let rows = crate::services::proposals::proposals_for_template(
             db(ctx)?,
             &tenant_ctx(ctx)?,
@@ -332,7 +341,7 @@ impl Template {
         .await?;
         Ok(rows
             .into_iter()
-            .map(crate::services::graphql::proposals::Proposal)
+            .map(crate::services::graphql::proposal::Proposal)
             .collect())
     }
 }

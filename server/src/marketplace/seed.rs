@@ -16,9 +16,8 @@ use super::service::{self, NewTemplate, NewVersion, Visibility};
 use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
 use crate::db::begin_platform;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FileError};
 use crate::ids::{TemplateId, TenantId};
-use crate::tenancy::onboarding::FileError;
 use crate::tenancy::types::Slug;
 
 #[derive(Debug, Deserialize)]

@@ -138,7 +138,7 @@ impl LedgerEntry {
     async fn payment(&self) -> Payment {
         Payment(self.0.payment.clone())
     }
-    async fn fees(&self) -> Vec<crate::applications::graphql::Fee> {
+    async fn fees(&self) -> Vec<crate::applications::graphql::fee::Fee> {
         self.0.fees.iter().cloned().map(Into::into).collect()
     }
     async fn provider_refund_id(&self) -> Option<&str> {

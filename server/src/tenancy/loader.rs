@@ -19,6 +19,14 @@ pub struct TenancyLoader {
     pub db: crate::db::Db,
 }
 
+impl crate::graphql::loaders::Lazy for TenancyLoader {
+    fn make(loaders: &crate::graphql::loaders::Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
+}
+
 /// Key: the roles of a staff user.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct RolesOf(pub TenantId, pub Uuid);

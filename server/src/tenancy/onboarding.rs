@@ -5,6 +5,9 @@
 //! deletes what was added through the API, nor changes an existing password. Applying twice
 //! reports `unchanged`. The same [`apply`] serves `server tenants apply`, start-up and the
 //! `onboardTenant` mutation (which refuses an existing slug).
+//!
+//! After the tenants, [`apply_all`] applies the marketplace seeds and each tenant file's services
+//! and appointments: onboarding calls the other domains' seeds, which never call onboarding.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,7 @@ use crate::audit;
 use crate::auth::password;
 use crate::context::Role;
 use crate::db::{begin_write_for, scoped, set_tenant};
-use crate::error::{AppError, AppResult, on_unique};
+use crate::error::{AppError, AppResult, FileError, on_unique};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
 // ---- the file format -------------------------------------------------------------------------
@@ -269,14 +272,6 @@ impl TenantSpec {
         }
         Ok(())
     }
-}
-
-/// A file that could not be read or parsed, naming the file and the key at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct FileError {
-    pub file: PathBuf,
-    pub message: String,
 }
 
 /// Reads every `*.toml` in `dir`, sorted by name; the file name must be `<slug>.toml`.
@@ -538,6 +533,67 @@ pub async fn apply(
     }
     txn.commit().await?;
     Ok(Applied { tenant, outcome })
+}
+
+/// Applies `<tenants dir>/marketplace` (templates and versions), then the services of every
+/// tenant file. Returns one report line per change. Run after the tenants themselves.
+pub async fn apply_all(
+    db: &DatabaseConnection,
+    tenants_dir: &std::path::Path,
+    tenants: &[TenantSpec],
+) -> anyhow::Result<Vec<String>> {
+    use crate::marketplace::seed::{self as templates, SeedOutcome};
+    let mut report = Vec::new();
+    let marketplace = tenants_dir.join("marketplace");
+    if marketplace.is_dir() {
+        for seed in templates::load_dir(&marketplace)? {
+            let outcome = templates::apply(db, &seed)
+                .await
+                .map_err(|e| anyhow::anyhow!("template {}: {}", seed.slug, e.describe()))?;
+            match outcome {
+                SeedOutcome::Created => report.push(format!("template {}: created", seed.slug)),
+                SeedOutcome::Published(v) => report.push(format!(
+                    "template {}: published {}",
+                    seed.slug,
+                    v.join(", ")
+                )),
+                SeedOutcome::Unchanged => {}
+            }
+        }
+    }
+    for tenant in tenants {
+        if tenant.services.is_empty() && tenant.locations.is_empty() {
+            continue;
+        }
+        let ctx = crate::marketplace::seed::system_ctx(db, tenant.slug.as_str(), "onboarding")
+            .await
+            .map_err(|e| anyhow::anyhow!("tenant {}: {e}", tenant.slug))?;
+        for spec in &tenant.services {
+            let created = crate::services::seed::apply(db, &ctx, spec)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "tenant {} service {}: {}",
+                        tenant.slug,
+                        spec.slug,
+                        e.describe()
+                    )
+                })?;
+            if created {
+                report.push(format!("{}: service {} created", tenant.slug, spec.slug));
+            }
+        }
+        let lines = crate::appointments::seed::apply(
+            db,
+            &ctx,
+            &tenant.locations,
+            &tenant.appointment_offers,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("tenant {}: {}", tenant.slug, e.describe()))?;
+        report.extend(lines.into_iter().map(|l| format!("{}: {l}", tenant.slug)));
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

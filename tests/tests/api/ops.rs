@@ -177,7 +177,7 @@ async fn readiness_answers_503_while_the_database_is_unreachable() {
 fn committed_schema_matches_the_code() {
     let committed = std::fs::read_to_string(repo_root().join("frontend-schema/schema.graphql"))
         .unwrap_or_default();
-    let current = server::graphql::sdl();
+    let current = server::schema::sdl();
     assert!(
         committed == current,
         "frontend-schema/schema.graphql is stale: run `cargo run -p server -- export-schema` and commit it"

@@ -3,6 +3,7 @@
 //! it).
 
 mod drafts;
+pub mod fee;
 mod gdpr;
 mod mailbox;
 mod queries;
@@ -20,7 +21,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::access::{self, Viewer};
-use super::rules::FeeLine;
 use super::service;
 use super::{queries as application_queries, timeline};
 use crate::error::{AppError, AppResult};
@@ -32,6 +32,7 @@ use crate::services::graphql::{ContentOf, ServicesLoader};
 use crate::state::AppState;
 use crate::tenancy::graphql::Department;
 use crate::tenancy::loader::{DepartmentById, TenancyLoader};
+pub use fee::Fee;
 
 fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
     state::<AppState>(ctx)
@@ -40,6 +41,14 @@ fn deps<'a>(ctx: &'a Context<'_>) -> AppResult<&'a AppState> {
 /// Request-wide loader: the tasks of a page of applications cost one query.
 pub struct ApplicationsLoader {
     pub db: crate::db::Db,
+}
+
+impl crate::graphql::loaders::Lazy for ApplicationsLoader {
+    fn make(loaders: &crate::graphql::loaders::Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
 }
 
 /// Key: the tasks of an application.
@@ -190,23 +199,6 @@ pub struct Application {
     pub viewer: Viewer,
     /// Its tasks when they were read with a page of applications; else loaded on demand.
     pub tasks: Option<Vec<Task>>,
-}
-
-#[derive(SimpleObject)]
-pub struct Fee {
-    pub key: String,
-    pub label: String,
-    pub amount_cents: i64,
-}
-
-impl From<FeeLine> for Fee {
-    fn from(f: FeeLine) -> Self {
-        Self {
-            key: f.key,
-            label: f.label,
-            amount_cents: f.amount_cents,
-        }
-    }
 }
 
 /// A move the caller can make now.

@@ -3,6 +3,7 @@
 //! proposed back to the template.
 
 pub mod changes;
+pub mod proposal;
 pub mod proposals;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,14 @@ fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
 /// Request-wide loader: the content of a page of services costs one query.
 pub struct ServicesLoader {
     pub db: crate::db::Db,
+}
+
+impl crate::graphql::loaders::Lazy for ServicesLoader {
+    fn make(loaders: &crate::graphql::loaders::Loaders) -> Self {
+        Self {
+            db: loaders.db.clone(),
+        }
+    }
 }
 
 /// Key: the resolved content of a service's revision.
