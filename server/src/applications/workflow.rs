@@ -16,12 +16,12 @@ use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
 pub struct Transition {
-    pub id: Uuid,
+    pub id: ApplicationId,
     pub to: String,
     pub comment: Option<String>,
     pub access_token: Option<String>,
@@ -69,7 +69,7 @@ pub async fn transition(
         return Err(unpaid());
     }
     if terminal && mover == Mover::Staff {
-        let open = open_tasks(&txn, ctx.tenant_id, app.id).await?;
+        let open = open_tasks(&txn, ctx.tenant_id, ApplicationId(app.id)).await?;
         if !open.is_empty() {
             return Err(AppError::conflict(
                 "input.to",
@@ -106,7 +106,7 @@ fn unpaid() -> AppError {
 async fn open_tasks(
     txn: &DatabaseTransaction,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<Vec<String>> {
     let open: Vec<Uuid> = scoped::<application_tasks::Entity>(tenant)
         .filter(application_tasks::Column::ApplicationId.eq(application))
@@ -163,7 +163,7 @@ async fn move_to(
     append_event(
         txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind,
             from: Some(&from),
@@ -201,7 +201,7 @@ async fn move_to(
 pub async fn withdraw(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: ApplicationId,
     reason: Option<String>,
     access_token: Option<String>,
 ) -> AppResult<applications::Model> {
@@ -241,7 +241,7 @@ pub async fn withdraw(
 }
 
 pub struct ProvideInformation {
-    pub id: Uuid,
+    pub id: ApplicationId,
     /// Field values to change (merged into the data; the result must validate).
     pub data: Option<Value>,
     pub message: Option<String>,
@@ -311,7 +311,7 @@ pub async fn provide_information(
     append_event(
         &txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind: "information_provided",
             details: Some(serde_json::json!({ "changedFields": changed_fields })),
@@ -360,7 +360,7 @@ pub async fn complete_task(
             format!("this task is already {}", task.state),
         ));
     }
-    let app = lock(&txn, ctx.tenant_id, task.application_id).await?;
+    let app = lock(&txn, ctx.tenant_id, ApplicationId(task.application_id)).await?;
     let pinned = deps
         .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
         .await?;
@@ -384,7 +384,7 @@ pub async fn complete_task(
     append_event(
         &txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind: "task_completed",
             comment: comment.as_deref(),

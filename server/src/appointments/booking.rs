@@ -21,7 +21,7 @@ use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, BookingId, TenantId};
 
 /// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
 pub async fn challenge(
@@ -44,10 +44,10 @@ pub struct BookInput {
     pub start: DateTime<Utc>,
     pub contact_name: String,
     pub contact_email: String,
-    pub application_id: Option<Uuid>,
+    pub application_id: Option<ApplicationId>,
     pub access_token: Option<String>,
     /// A hold of this slot (`holdSlot`): id and token.
-    pub hold: Option<(Uuid, String)>,
+    pub hold: Option<(BookingId, String)>,
     /// A solved booking challenge: challenge and solution.
     pub challenge: Option<(String, String)>,
 }
@@ -276,7 +276,7 @@ pub async fn book(
                 state: Set("booked".into()),
                 contact_name: Set(input.contact_name.trim().to_owned()),
                 contact_email: Set(email),
-                application_id: Set(input.application_id),
+                application_id: Set(input.application_id.map(Uuid::from)),
                 cancel_hash: Set(hash_secret(&token)),
                 hold_expires_at: Set(None),
                 ..Default::default()
@@ -324,7 +324,10 @@ fn solved_challenge(
 }
 
 /// The application a booking must name (when the offer requires one, or one is given).
-fn required_application(b: &Bookable, given: Option<Uuid>) -> AppResult<Option<Uuid>> {
+fn required_application(
+    b: &Bookable,
+    given: Option<ApplicationId>,
+) -> AppResult<Option<ApplicationId>> {
     if b.offer.requires_application && given.is_none() {
         return Err(AppError::invalid(
             "input.applicationId",
@@ -377,7 +380,7 @@ fn new_booking(
         service_id: b.service.id,
         location_id: b.location.id,
         resource_id: place.resource,
-        application_id: input.application_id,
+        application_id: input.application_id.map(Uuid::from),
         start_at: input.start,
         end_at: place.end,
         blocked_until: place.blocked,
@@ -455,7 +458,7 @@ pub async fn hold(
 async fn by_token<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     let booking = scoped::<bookings::Entity>(tenant)
@@ -476,7 +479,7 @@ async fn by_token<C: ConnectionTrait>(
 async fn hold_by_token<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     match by_token(conn, tenant, id, token).await {
@@ -530,7 +533,7 @@ async fn change_if(
 pub async fn cancel(
     deps: &crate::state::AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -575,7 +578,7 @@ pub async fn reschedule(
     deps: &crate::state::AppState,
     appts: &super::Appointments,
     ctx: &TenantCtx,
-    (id, token): (Uuid, &str),
+    (id, token): (BookingId, &str),
     start: DateTime<Utc>,
     origin: &str,
 ) -> AppResult<bookings::Model> {
@@ -640,7 +643,7 @@ fn resources_to_lock(
 pub async fn for_ics(
     db: &Db,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<(bookings::Model, locations::Model, String)> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;

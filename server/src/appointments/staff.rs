@@ -9,6 +9,7 @@ use super::admin::{calendar, find_location};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
+use crate::ids::BookingId;
 
 /// The bookings of a location on a local date (staff), in time order, cancelled ones included.
 pub async fn day(
@@ -45,7 +46,7 @@ pub async fn day(
 }
 
 /// Marks that the citizen did not come (staff; once the appointment has begun).
-pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
+pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: BookingId) -> AppResult<bookings::Model> {
     ctx.require_staff()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;

@@ -13,7 +13,7 @@ use crate::applications::drafts::owned_draft;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
 use crate::storage::{self, DownloadAs};
@@ -36,7 +36,7 @@ pub async fn of_applications(
 pub async fn of_draft(
     db: &crate::db::Db,
     tenant: TenantId,
-    draft: Uuid,
+    draft: DraftId,
 ) -> AppResult<Vec<attachments::Model>> {
     listed(db, tenant, owner_filter(Target::Draft(draft))).await
 }
@@ -129,7 +129,7 @@ pub async fn download_url(
 pub async fn find(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Viewer)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
@@ -140,7 +140,7 @@ pub async fn find(
         .ok_or(AppError::NotFound("attachment"))?;
     let viewer = match (att.application_id, att.draft_id) {
         (Some(app_id), _) => {
-            let app = access::find(&txn, ctx.tenant_id, app_id).await?;
+            let app = access::find(&txn, ctx.tenant_id, ApplicationId(app_id)).await?;
             match access::viewer_of(&txn, ctx, &app, access_token).await {
                 Ok(v) => v,
                 // Staff who can't see the application get FORBIDDEN for its files: the id came
@@ -154,7 +154,7 @@ pub async fn find(
             }
         }
         (None, Some(draft_id)) => {
-            owned_draft(&txn, ctx, draft_id, access_token).await?;
+            owned_draft(&txn, ctx, DraftId(draft_id), access_token).await?;
             Viewer::Applicant
         }
         (None, None) => return Err(AppError::NotFound("attachment")),

@@ -27,7 +27,7 @@ use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
 use crate::storage::{self, ObjectStore};
@@ -491,7 +491,7 @@ async fn owned_attachment(
     deps: &AppState,
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Owner)> {
     let att = scoped::<attachments::Entity>(ctx.tenant_id)
@@ -499,7 +499,10 @@ async fn owned_attachment(
         .one(txn)
         .await?
         .ok_or(AppError::NotFound("attachment"))?;
-    let target = Target::from_input(att.application_id, att.draft_id)?;
+    let target = Target::from_input(
+        att.application_id.map(ApplicationId),
+        att.draft_id.map(DraftId),
+    )?;
     let own = owner(deps, txn, ctx, target, access_token).await?;
     Ok((att, own))
 }
@@ -508,7 +511,7 @@ async fn owned_attachment(
 async fn uploaded_by_caller(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
@@ -524,7 +527,7 @@ pub async fn confirm_upload(
     deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let att = uploaded_by_caller(deps, ctx, id, access_token).await?;
@@ -656,7 +659,7 @@ async fn remove(deps: &AppState, tenant: TenantId, id: &Uuid, keys: &[&str]) -> 
 pub async fn delete(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let att = uploaded_by_caller(deps, ctx, id, access_token).await?;

@@ -327,7 +327,7 @@ impl Template {
         let rows = crate::services::proposals::proposals_for_template(
             db(ctx)?,
             &tenant_ctx(ctx)?,
-            self.0.id,
+            TemplateId(self.0.id),
         )
         .await?;
         Ok(rows

@@ -599,7 +599,7 @@ pub async fn find_version<C: ConnectionTrait>(
 /// A version of a template by its version string.
 pub async fn find_version_by_number<C: ConnectionTrait>(
     conn: &C,
-    template: Uuid,
+    template: TemplateId,
     version: &str,
 ) -> AppResult<template_versions::Model> {
     template_versions::Entity::find()

@@ -16,10 +16,11 @@ use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::{ApplicationId, PaymentId};
 use crate::state::AppState;
 
 pub struct StartInput {
-    pub application_id: Uuid,
+    pub application_id: ApplicationId,
     pub provider: ProviderKind,
     pub access_token: Option<String>,
 }
@@ -39,7 +40,7 @@ async fn end_pending(
     timeline::append_event(
         txn,
         ctx,
-        app,
+        ApplicationId(app),
         Event {
             kind: if to == PaymentState::Failed {
                 "payment_failed"
@@ -96,7 +97,7 @@ pub async fn start(
         .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
         .await?;
     let mut reuse = None;
-    for p in payments_of_app(&txn, ctx.tenant_id, app.id).await? {
+    for p in payments_of_app(&txn, ctx.tenant_id, ApplicationId(app.id)).await? {
         let state = state_of(&p);
         if state.was_paid() {
             return Err(AppError::conflict(
@@ -170,7 +171,7 @@ pub async fn start(
             timeline::append_event(
                 &txn,
                 ctx,
-                app.id,
+                ApplicationId(app.id),
                 Event {
                     kind: "payment_started",
                     details: Some(json!({
@@ -189,9 +190,9 @@ pub async fn start(
     txn.commit().await?;
 
     let charge = Charge {
-        payment_id: payment.id,
+        payment_id: PaymentId(payment.id),
         tenant_slug: &ctx.tenant.slug,
-        application_id: app.id,
+        application_id: ApplicationId(app.id),
         reference: &app.reference,
         title: &pinned.content.title.de,
         lines: &lines,
@@ -201,7 +202,7 @@ pub async fn start(
     };
     let started = provider.start(account.as_ref(), &charge).await;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let Some(current) = lock_payment(&txn, ctx.tenant_id, payment.id).await? else {
+    let Some(current) = lock_payment(&txn, ctx.tenant_id, PaymentId(payment.id)).await? else {
         return Err(AppError::NotFound("payment"));
     };
     match started {

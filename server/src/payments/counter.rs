@@ -13,6 +13,7 @@ use super::{
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::PaymentId;
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -62,7 +63,7 @@ impl PaymentProvider for OnSite {
 pub async fn mark_paid(
     deps: &AppState,
     ctx: &TenantCtx,
-    payment_id: Uuid,
+    payment_id: PaymentId,
 ) -> AppResult<payments::Model> {
     ctx.require_cashier()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;

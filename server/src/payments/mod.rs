@@ -38,6 +38,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::applications::rules::FeeLine;
+use crate::ids::{ApplicationId, PaymentId};
 use crate::settings::Settings;
 
 /// Which provider a payment goes through.
@@ -155,7 +156,10 @@ pub fn next_state(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentRef {
     /// Our payment id, carried in the provider's metadata (and cross-checked with the session).
-    Ours { id: Uuid, session: Option<String> },
+    Ours {
+        id: PaymentId,
+        session: Option<String>,
+    },
     /// The provider's payment id (Stripe PaymentIntent), e.g. on refunds.
     ProviderPayment(String),
 }
@@ -183,9 +187,9 @@ pub struct Account {
 /// What a provider is asked to collect: always computed by the server.
 #[derive(Debug)]
 pub struct Charge<'a> {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub tenant_slug: &'a str,
-    pub application_id: Uuid,
+    pub application_id: ApplicationId,
     pub reference: &'a str,
     pub title: &'a str,
     pub lines: &'a [FeeLine],

@@ -12,10 +12,11 @@ use super::{Outcome, PaymentState, Payments, ProviderKind};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::{ApplicationId, PaymentId};
 use crate::state::AppState;
 
 pub struct RefundInput {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub amount_cents: i64,
     pub reason: String,
 }
@@ -89,7 +90,7 @@ pub async fn refund(
     notify_applicant(
         &txn,
         ctx,
-        p.application_id,
+        ApplicationId(p.application_id),
         |reference| format!("Erstattung zu Ihrem Antrag {reference}"),
         |reference| {
             format!(

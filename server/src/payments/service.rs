@@ -23,7 +23,7 @@ use crate::applications::timeline::{self, Event};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{for_update, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, PaymentId, TenantId};
 use crate::messaging::outbox::{self, Email};
 
 impl From<ProviderError> for AppError {
@@ -54,7 +54,7 @@ pub fn money(cents: i64, currency: &str) -> String {
 pub(super) async fn lock_payment(
     txn: &DatabaseTransaction,
     tenant: TenantId,
-    id: Uuid,
+    id: PaymentId,
 ) -> AppResult<Option<payments::Model>> {
     let select = scoped::<payments::Entity>(tenant).filter(payments::Column::Id.eq(id));
     Ok(for_update(select, txn).one(txn).await?)
@@ -63,7 +63,7 @@ pub(super) async fn lock_payment(
 pub(super) async fn payments_of_app<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<Vec<payments::Model>> {
     Ok(scoped::<payments::Entity>(tenant)
         .filter(payments::Column::ApplicationId.eq(application))
@@ -127,7 +127,7 @@ pub(super) async fn settle(
     timeline::append_event(
         txn,
         ctx,
-        p.application_id,
+        ApplicationId(p.application_id),
         Event {
             kind,
             details: Some(details),
@@ -139,7 +139,7 @@ pub(super) async fn settle(
         notify_applicant(
             txn,
             ctx,
-            p.application_id,
+            ApplicationId(p.application_id),
             |reference| format!("Zahlungseingang zu Ihrem Antrag {reference}"),
             |reference| {
                 format!(
@@ -157,7 +157,7 @@ pub(super) async fn settle(
 pub(super) async fn notify_applicant(
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
-    application: Uuid,
+    application: ApplicationId,
     subject: impl FnOnce(&str) -> String,
     body: impl FnOnce(&str) -> String,
 ) -> AppResult<()> {
@@ -206,7 +206,7 @@ pub async fn processing_allowed<C: ConnectionTrait>(
     if !content.payment_required_before_processing || total(&apps::fees_of(app)) <= 0 {
         return Ok(true);
     }
-    Ok(payments_of_app(conn, tenant, app.id)
+    Ok(payments_of_app(conn, tenant, ApplicationId(app.id))
         .await?
         .iter()
         .any(|p| p.paid_at.is_some()))

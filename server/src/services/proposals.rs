@@ -10,7 +10,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, Set,
 };
-use uuid::Uuid;
 
 use super::merge::{self, Choice, Overlay};
 use super::service::{find_revision, find_service, resolve_error};
@@ -88,7 +87,7 @@ pub async fn propose(
 pub async fn proposals_for_template(
     db: &DatabaseConnection,
     ctx: &TenantCtx,
-    template: Uuid,
+    template: TemplateId,
 ) -> AppResult<Vec<template_proposals::Model>> {
     ctx.require_staff()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;

@@ -142,7 +142,7 @@ pub async fn revisions_of(
 pub async fn list_revisions(
     db: &crate::db::Db,
     ctx: &TenantCtx,
-    service: Uuid,
+    service: ServiceId,
     args: PageArgs,
 ) -> AppResult<Page<service_revisions::Model>> {
     ctx.require_staff()?;

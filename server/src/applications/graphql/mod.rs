@@ -26,7 +26,7 @@ use super::{queries as application_queries, timeline};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::RequestLoader;
 use crate::graphql::{request_loader, state, tenant_ctx};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, DraftId, TenantId};
 use crate::messaging::mailbox as mailbox_service;
 use crate::services::graphql::{ContentOf, ServicesLoader};
 use crate::state::AppState;
@@ -456,8 +456,13 @@ impl Task {
     /// The application (visible to staff of the task's department).
     async fn application(&self, ctx: &Context<'_>) -> async_graphql::Result<Application> {
         let tctx = tenant_ctx(ctx)?;
-        let (model, viewer) =
-            access::application(deps(ctx)?, &tctx, self.0.application_id, None).await?;
+        let (model, viewer) = access::application(
+            deps(ctx)?,
+            &tctx,
+            ApplicationId(self.0.application_id),
+            None,
+        )
+        .await?;
         Ok(Application { model, viewer })
     }
 }
@@ -562,7 +567,7 @@ impl Draft {
         let rows = crate::attachments::download::of_draft(
             &deps(ctx)?.db,
             TenantId(self.model.tenant_id),
-            self.model.id,
+            DraftId(self.model.id),
         )
         .await?;
         Ok(rows

@@ -169,7 +169,7 @@ impl Service {
         let page = service::list_revisions(
             db(ctx)?,
             &tenant_ctx(ctx)?,
-            self.0.id,
+            ServiceId(self.0.id),
             PageArgs::parse(ctx, first, after)?,
         )
         .await?;
