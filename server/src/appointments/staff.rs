@@ -1,6 +1,7 @@
 //! Staff-side operations on bookings: the day view of a location and no-shows.
 
 use chrono::{Duration, NaiveDate, NaiveTime, Utc};
+use entity::states::BookingState;
 use entity::{bookings, locations};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
@@ -35,7 +36,11 @@ pub async fn day(
     };
     let rows = scoped::<bookings::Entity>(ctx.tenant_id)
         .filter(bookings::Column::LocationId.eq(location.id))
-        .filter(bookings::Column::State.is_in(["booked", "cancelled", "no_show"]))
+        .filter(bookings::Column::State.is_in([
+            BookingState::Booked,
+            BookingState::Cancelled,
+            BookingState::NoShow,
+        ]))
         .filter(bookings::Column::StartAt.gte(from))
         .filter(bookings::Column::StartAt.lt(to))
         .order_by_asc(bookings::Column::StartAt)
@@ -55,7 +60,7 @@ pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: BookingId) -> AppResult<
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("booking"))?;
-    if booking.state != "booked" {
+    if booking.state != BookingState::Booked {
         return Err(AppError::conflict(
             "input.id",
             "only booked appointments can be missed",
@@ -68,7 +73,7 @@ pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: BookingId) -> AppResult<
         ));
     }
     let mut a: bookings::ActiveModel = booking.into();
-    a.state = Set("no_show".into());
+    a.state = Set(BookingState::NoShow);
     let booking = a.update(&txn).await?;
     txn.commit().await?;
     Ok(booking)
