@@ -8,6 +8,7 @@
 use std::io::Cursor;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use entity::states::UploadState;
 use entity::{applications, departments, tenant_services};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -210,7 +211,7 @@ pub async fn documents(
                 .collect(),
             attachments: files
                 .iter()
-                .filter(|f| f.application_id == Some(app.id) && f.state == "stored")
+                .filter(|f| f.application_id == Some(app.id) && f.state == UploadState::Stored)
                 .map(|f| ExportedAttachment {
                     id: f.id,
                     filename: f.filename.clone(),

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use entity::attachments;
+use entity::states::{ScanState, UploadState};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::service::{SCAN_CLEAN, SCAN_INFECTED, SCAN_SKIPPED, Target, owner_filter};
+use super::service::{Target, owner_filter};
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::context::{Principal, TenantCtx};
@@ -58,15 +59,15 @@ async fn listed(
 
 /// Whether a file may be handed out at all: stored, and scanned clean (or no scanner runs).
 fn available(att: &attachments::Model) -> AppResult<()> {
-    if att.state != "stored" {
+    if att.state != UploadState::Stored {
         return Err(AppError::Forbidden("the upload is not complete"));
     }
-    match att.scan_status.as_str() {
-        SCAN_SKIPPED | SCAN_CLEAN => Ok(()),
-        SCAN_INFECTED => Err(AppError::Forbidden(
+    match att.scan_status {
+        ScanState::Skipped | ScanState::Clean => Ok(()),
+        ScanState::Infected => Err(AppError::Forbidden(
             "the virus scanner found this file infected",
         )),
-        _ => Err(AppError::Forbidden("the file has not been scanned yet")),
+        ScanState::Pending => Err(AppError::Forbidden("the file has not been scanned yet")),
     }
 }
 

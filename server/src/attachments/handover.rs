@@ -2,10 +2,10 @@
 //! against the required documents and moves them to the application; an erasure deletes them.
 
 use entity::attachments;
+use entity::states::{ScanState, UploadState};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::service::SCAN_INFECTED;
 use crate::content::ServiceContent;
 use crate::db::scoped;
 use crate::error::{AppResult, FieldErrors};
@@ -24,8 +24,8 @@ pub fn missing_documents(
         }
         let provided = files.iter().any(|f| {
             f.document_key.as_deref() == Some(doc.key.as_str())
-                && f.state == "stored"
-                && f.scan_status != SCAN_INFECTED
+                && f.state == UploadState::Stored
+                && f.scan_status != ScanState::Infected
         });
         if !provided {
             errors.insert(

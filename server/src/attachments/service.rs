@@ -16,12 +16,6 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{ApplicationId, DraftId};
 use crate::storage::ObjectStore;
 
-/// Scan states.
-pub const SCAN_SKIPPED: &str = "skipped";
-pub const SCAN_PENDING: &str = "pending";
-pub const SCAN_CLEAN: &str = "clean";
-pub const SCAN_INFECTED: &str = "infected";
-
 /// Where a file goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
