@@ -162,7 +162,7 @@ pub async fn documents(
                     department_key: d.map(|d| d.key.clone()).unwrap_or_default(),
                     department_name: d.map(|d| d.name.clone()).unwrap_or_default(),
                     rule_key: t.rule_key.clone(),
-                    state: t.state.clone(),
+                    state: t.state.to_string(),
                     completed_at: t.completed_at,
                 }
             })

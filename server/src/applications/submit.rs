@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike as _, Utc};
+use entity::states::TaskState;
 use entity::{application_tasks, applications, departments, drafts};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
@@ -89,7 +90,7 @@ pub async fn submit(
             application_id: Set(app_id.0),
             department_id: Set(depts[dept_key].id),
             rule_key: Set(rule_key.clone()),
-            state: Set("open".into()),
+            state: Set(TaskState::Open),
             completed_by: Set(None),
             comment: Set(None),
             created_at: Set(now),

@@ -2,6 +2,7 @@
 //! information, and departments completing their tasks.
 
 use chrono::Utc;
+use entity::states::TaskState;
 use entity::{application_tasks, applications, departments};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
@@ -110,7 +111,7 @@ async fn open_tasks(
 ) -> AppResult<Vec<String>> {
     let open: Vec<Uuid> = scoped::<application_tasks::Entity>(tenant)
         .filter(application_tasks::Column::ApplicationId.eq(application))
-        .filter(application_tasks::Column::State.eq("open"))
+        .filter(application_tasks::Column::State.eq(TaskState::Open))
         .all(txn)
         .await?
         .into_iter()
@@ -151,11 +152,14 @@ async fn move_to(
     if target.is_some_and(|s| s.terminal) {
         active.closed_at = Set(Some(now));
         application_tasks::Entity::update_many()
-            .col_expr(application_tasks::Column::State, Expr::value("cancelled"))
+            .col_expr(
+                application_tasks::Column::State,
+                Expr::value(TaskState::Cancelled),
+            )
             .col_expr(application_tasks::Column::CompletedAt, Expr::value(now))
             .filter(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
             .filter(application_tasks::Column::ApplicationId.eq(app.id))
-            .filter(application_tasks::Column::State.eq("open"))
+            .filter(application_tasks::Column::State.eq(TaskState::Open))
             .exec(txn)
             .await?;
     }
@@ -354,7 +358,7 @@ pub async fn complete_task(
         }
         Viewer::Staff { user: user_id.0 }
     };
-    if task.state != "open" {
+    if task.state != TaskState::Open {
         return Err(AppError::conflict(
             "input.id",
             format!("this task is already {}", task.state),
@@ -370,7 +374,7 @@ pub async fn complete_task(
         return Err(unpaid());
     }
     let mut active: application_tasks::ActiveModel = task.into();
-    active.state = Set("done".into());
+    active.state = Set(TaskState::Done);
     active.completed_by = Set(ctx.staff_user());
     active.comment = Set(comment.clone());
     active.completed_at = Set(Some(Utc::now()));

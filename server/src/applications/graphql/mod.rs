@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Json, MergedObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use entity::states::TaskState;
 use entity::{application_events, application_tasks, applications, drafts as draft_rows, messages};
 use serde_json::Value;
 use uuid::Uuid;
@@ -314,7 +315,11 @@ impl Application {
     }
     /// Done when every task is done (or cancelled).
     async fn done(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(self.tasks(ctx).await?.iter().all(|t| t.0.state != "open"))
+        Ok(self
+            .tasks(ctx)
+            .await?
+            .iter()
+            .all(|t| t.0.state != TaskState::Open))
     }
     /// What happened, oldest first. Applicants do not see staff-only entries.
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEvent>> {
@@ -426,7 +431,7 @@ impl Task {
     }
     /// `open`, `done` or `cancelled`.
     async fn state(&self) -> &str {
-        &self.0.state
+        self.0.state.as_str()
     }
     /// The routing rule that created it.
     async fn rule_key(&self) -> &str {
