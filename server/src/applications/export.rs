@@ -201,7 +201,7 @@ pub async fn documents(
                 .map(|p| ExportedPayment {
                     id: p.id,
                     provider: p.provider.clone(),
-                    state: p.state.clone(),
+                    state: p.state.to_string(),
                     amount_cents: p.amount_cents,
                     refunded_cents: p.refunded_cents,
                     currency: p.currency.clone(),

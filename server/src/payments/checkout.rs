@@ -8,8 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::account;
-use super::service::{lock_payment, payments_of_app, state_of, total};
-use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started};
+use super::service::{lock_payment, payments_of_app, total};
+use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started, was_paid};
 use crate::applications::access::{self, Viewer};
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
@@ -34,7 +34,7 @@ async fn end_pending(
 ) -> AppResult<()> {
     let (id, app) = (p.id, p.application_id);
     let mut a: payments::ActiveModel = p.into();
-    a.state = Set(to.as_str().into());
+    a.state = Set(to);
     a.updated_at = Set(Utc::now());
     a.update(txn).await?;
     timeline::append_event(
@@ -98,8 +98,8 @@ pub async fn start(
         .await?;
     let mut reuse = None;
     for p in payments_of_app(&txn, ctx.tenant_id, ApplicationId(app.id)).await? {
-        let state = state_of(&p);
-        if state.was_paid() {
+        let state = p.state;
+        if was_paid(state) {
             return Err(AppError::conflict(
                 "input.applicationId",
                 "the fees of this application are paid already",
@@ -152,7 +152,7 @@ pub async fn start(
                 tenant_id: Set(ctx.tenant_id.0),
                 application_id: Set(app.id),
                 provider: Set(input.provider.as_str().into()),
-                state: Set(PaymentState::Pending.as_str().into()),
+                state: Set(PaymentState::Pending),
                 amount_cents: Set(amount),
                 refunded_cents: Set(0),
                 currency: Set(pinned.content.currency.clone()),
@@ -225,7 +225,7 @@ pub async fn start(
             Ok(current)
         }
         Err(e) => {
-            if state_of(&current) == PaymentState::Pending {
+            if current.state == PaymentState::Pending {
                 end_pending(&txn, ctx, current, PaymentState::Failed).await?;
             }
             txn.commit().await?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::payments;
 use uuid::Uuid;
 
-use super::service::{lock_payment, settle, state_of};
+use super::service::{lock_payment, settle};
 use super::{
     Account, Charge, Outcome, PaymentProvider, PaymentState, ProviderError, ProviderKind, Started,
     WebhookError, WebhookEvent,
@@ -76,7 +76,7 @@ pub async fn mark_paid(
             "online payments are confirmed by the provider, not by hand",
         ));
     }
-    if state_of(&p) != PaymentState::Pending {
+    if p.state != PaymentState::Pending {
         return Err(AppError::conflict(
             "input.paymentId",
             format!("this payment is {}, not pending", p.state),

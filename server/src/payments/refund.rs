@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::account;
-use super::service::{lock_payment, money, notify_applicant, settle, state_of};
+use super::service::{lock_payment, money, notify_applicant, settle};
 use super::{Outcome, PaymentState, Payments, ProviderKind};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
@@ -46,7 +46,7 @@ pub async fn refund(
         .await?
         .ok_or(AppError::NotFound("payment"))?;
     if !matches!(
-        state_of(&p),
+        p.state,
         PaymentState::Paid | PaymentState::PartiallyRefunded
     ) {
         return Err(AppError::conflict(

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Outcome, PaymentState, ProviderError};
+use super::{Outcome, ProviderError};
 use crate::applications::rules::FeeLine;
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
@@ -72,10 +72,6 @@ pub(super) async fn payments_of_app<C: ConnectionTrait>(
         .await?)
 }
 
-pub(super) fn state_of(p: &payments::Model) -> PaymentState {
-    PaymentState::parse(&p.state).unwrap_or(PaymentState::Failed)
-}
-
 /// Applies `outcome` to the (locked) payment: state, the application's timeline, the
 /// applicant's mail. `None` when it changes nothing.
 pub(super) async fn settle(
@@ -85,14 +81,14 @@ pub(super) async fn settle(
     outcome: &Outcome,
 ) -> AppResult<Option<payments::Model>> {
     let Some((state, refunded)) =
-        super::next_state(state_of(&p), p.amount_cents, p.refunded_cents, outcome)
+        super::next_state(p.state, p.amount_cents, p.refunded_cents, outcome)
     else {
         return Ok(None);
     };
     let now = Utc::now();
     let before = p.refunded_cents;
     let mut a: payments::ActiveModel = p.clone().into();
-    a.state = Set(state.as_str().into());
+    a.state = Set(state);
     a.refunded_cents = Set(refunded);
     a.updated_at = Set(now);
     if let Outcome::Paid {
