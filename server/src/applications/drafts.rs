@@ -2,6 +2,7 @@
 //! resume link.
 
 use chrono::Utc;
+use entity::states::ServiceStatus;
 use entity::{drafts, tenant_services};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter, Set,
@@ -142,7 +143,7 @@ async fn live_service<C: ConnectionTrait>(
         .one(conn)
         .await?
     {
-        Some(s) if s.status == "live" => Ok(s),
+        Some(s) if s.status == ServiceStatus::Live => Ok(s),
         Some(_) => Err(AppError::conflict(
             "input.serviceSlug",
             "this service does not take applications (it is not live)",

@@ -16,6 +16,7 @@ use crate::services::proposals;
 pub struct Proposal(pub template_proposals::Model);
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[graphql(remote = "entity::states::ProposalStatus")]
 pub enum ProposalStatus {
     Open,
     Accepted,
@@ -31,11 +32,7 @@ impl Proposal {
         &self.0.message
     }
     async fn status(&self) -> ProposalStatus {
-        match self.0.status.as_str() {
-            "accepted" => ProposalStatus::Accepted,
-            "rejected" => ProposalStatus::Rejected,
-            _ => ProposalStatus::Open,
-        }
+        self.0.status.into()
     }
     /// The proposed change as keyed operations against `baseVersion`.
     async fn diff(&self) -> Json<Value> {
