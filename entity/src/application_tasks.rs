@@ -12,7 +12,7 @@ pub struct Model {
     /// The routing rule that created it.
     pub rule_key: String,
     /// `open`, `done` or `cancelled`.
-    pub state: String,
+    pub state: crate::states::TaskState,
     pub completed_by: Option<Uuid>,
     pub comment: Option<String>,
     pub created_at: DateTimeUtc,

@@ -15,7 +15,9 @@ pub struct Model {
     pub seq: i64,
     /// `<TENANT>-<YEAR>-<6 digits>`, gap-free per tenant and year.
     pub reference: String,
-    /// A state key of the pinned revision's workflow.
+    /// A state key of the pinned revision's workflow. Deliberately a string, not an enum like the
+    /// other state columns (see `states`): each service's workflow defines its own states, so the
+    /// set is open; the server checks keys against the pinned workflow.
     pub state: String,
     /// The submitted form data; NULL once erased.
     pub data: Option<Json>,

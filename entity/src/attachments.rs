@@ -26,9 +26,9 @@ pub struct Model {
     pub sha256: Option<String>,
     pub object_key: String,
     /// `uploading` (a presigned PUT is outstanding) or `stored`.
-    pub state: String,
-    /// `skipped` (no scanner configured), `pending`, `clean`, `infected` or `failed`.
-    pub scan_status: String,
+    pub state: crate::states::UploadState,
+    /// `skipped` (no scanner configured), `pending`, `clean` or `infected`.
+    pub scan_status: crate::states::ScanState,
     /// Who uploaded it (`citizen:<sub>`, `anonymous`, `staff:<id>`).
     pub uploaded_by: String,
     /// Until when the presigned upload may be confirmed.

@@ -16,7 +16,7 @@ pub struct Model {
     pub end_at: DateTimeUtc,
     pub blocked_until: DateTimeUtc,
     /// `held` (a short hold, see `hold_expires_at`), `booked`, `cancelled` or `no_show`.
-    pub state: String,
+    pub state: crate::states::BookingState,
     pub contact_name: String,
     /// Normalized (trimmed, lower case): per-contact limits count by it.
     pub contact_email: String,

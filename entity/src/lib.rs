@@ -27,6 +27,7 @@ pub mod spent_challenges;
 pub mod staff_memberships;
 pub mod staff_roles;
 pub mod staff_users;
+pub mod states;
 pub mod template_adoptions;
 pub mod template_proposals;
 pub mod template_versions;

@@ -11,7 +11,7 @@ pub struct Model {
     /// `stripe` or `on_site`.
     pub provider: String,
     /// `pending`, `paid`, `failed`, `expired`, `refunded`, `partially_refunded`.
-    pub state: String,
+    pub state: crate::states::PaymentState,
     /// Computed by the server from the application's fees; never sent by a client.
     pub amount_cents: i64,
     pub refunded_cents: i64,

@@ -17,7 +17,7 @@ pub struct Model {
     pub content: Json,
     pub message: String,
     /// `open`, `accepted` or `rejected`.
-    pub status: String,
+    pub status: crate::states::ProposalStatus,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub decided_at: Option<DateTimeUtc>,

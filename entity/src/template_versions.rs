@@ -16,7 +16,7 @@ pub struct Model {
     pub content: Json,
     pub changelog: String,
     /// `published` or `deprecated`.
-    pub status: String,
+    pub status: crate::states::VersionStatus,
     pub deprecation_note: Option<String>,
     pub published_by: Option<Uuid>,
     pub published_at: DateTimeUtc,

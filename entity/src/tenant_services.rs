@@ -18,7 +18,7 @@ pub struct Model {
     pub overlay: Json,
     pub current_revision: i64,
     /// `draft`, `live` or `retired`.
-    pub status: String,
+    pub status: crate::states::ServiceStatus,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

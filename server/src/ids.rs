@@ -36,6 +36,12 @@ macro_rules! typed_id {
             }
         }
 
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
         impl From<$name> for sea_orm::Value {
             fn from(id: $name) -> sea_orm::Value {
                 id.0.into()
@@ -61,4 +67,14 @@ typed_id!(
     ServiceId,
     /// A change a forking tenant proposes back to a template.
     ProposalId,
+    /// A submitted application.
+    ApplicationId,
+    /// A citizen's application before submission.
+    DraftId,
+    /// An appointment (or a hold on one).
+    BookingId,
+    /// A file attached to a draft or an application.
+    AttachmentId,
+    /// One attempt to pay an application's fees.
+    PaymentId,
 );

@@ -9,7 +9,7 @@ use crate::auth::tokens::{constant_time_eq, hash_secret};
 use crate::context::{Principal, Role, TenantCtx};
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 use crate::state::AppState;
 
 /// How the caller relates to one application.
@@ -137,7 +137,7 @@ pub(crate) fn require_applicant_side(ctx: &TenantCtx) -> AppResult<()> {
 pub async fn application(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: ApplicationId,
     access_token: Option<&str>,
 ) -> AppResult<(applications::Model, Viewer)> {
     crate::audit::break_glass_read(&deps.db, ctx, "application", format!("application:{id}"))
@@ -152,7 +152,7 @@ pub async fn application(
 pub async fn find<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    id: Uuid,
+    id: ApplicationId,
 ) -> AppResult<applications::Model> {
     scoped::<applications::Entity>(tenant)
         .filter(applications::Column::Id.eq(id))
@@ -166,7 +166,7 @@ pub async fn find<C: ConnectionTrait>(
 pub(crate) async fn lock(
     txn: &DatabaseTransaction,
     tenant: TenantId,
-    id: Uuid,
+    id: ApplicationId,
 ) -> AppResult<applications::Model> {
     let select = scoped::<applications::Entity>(tenant).filter(applications::Column::Id.eq(id));
     let app = crate::db::for_update(select, txn)

@@ -2,6 +2,7 @@
 //! resume link.
 
 use chrono::Utc;
+use entity::states::ServiceStatus;
 use entity::{drafts, tenant_services};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter, Set,
@@ -15,7 +16,7 @@ use crate::auth::tokens::{hash_secret, random_secret};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{DraftId, TenantId};
 use crate::state::AppState;
 
 /// Form data for a service, possibly continuing a draft: what `saveDraft` and
@@ -23,7 +24,7 @@ use crate::state::AppState;
 pub struct FormInput {
     pub service_slug: String,
     pub data: Value,
-    pub draft_id: Option<Uuid>,
+    pub draft_id: Option<DraftId>,
     /// The draft's access token (anonymous citizens).
     pub access_token: Option<String>,
 }
@@ -91,7 +92,7 @@ pub async fn save_draft(
 pub(crate) async fn owned_draft<C: ConnectionTrait>(
     conn: &C,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: DraftId,
     access_token: Option<&str>,
 ) -> AppResult<drafts::Model> {
     let draft = scoped::<drafts::Entity>(ctx.tenant_id)
@@ -117,7 +118,7 @@ pub(crate) async fn owned_draft<C: ConnectionTrait>(
 pub async fn draft(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: DraftId,
     access_token: Option<&str>,
 ) -> AppResult<(drafts::Model, String)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
@@ -142,7 +143,7 @@ async fn live_service<C: ConnectionTrait>(
         .one(conn)
         .await?
     {
-        Some(s) if s.status == "live" => Ok(s),
+        Some(s) if s.status == ServiceStatus::Live => Ok(s),
         Some(_) => Err(AppError::conflict(
             "input.serviceSlug",
             "this service does not take applications (it is not live)",

@@ -8,6 +8,7 @@
 use std::io::Cursor;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use entity::states::UploadState;
 use entity::{applications, departments, tenant_services};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -161,7 +162,7 @@ pub async fn documents(
                     department_key: d.map(|d| d.key.clone()).unwrap_or_default(),
                     department_name: d.map(|d| d.name.clone()).unwrap_or_default(),
                     rule_key: t.rule_key.clone(),
-                    state: t.state.clone(),
+                    state: t.state.to_string(),
                     completed_at: t.completed_at,
                 }
             })
@@ -200,7 +201,7 @@ pub async fn documents(
                 .map(|p| ExportedPayment {
                     id: p.id,
                     provider: p.provider.clone(),
-                    state: p.state.clone(),
+                    state: p.state.to_string(),
                     amount_cents: p.amount_cents,
                     refunded_cents: p.refunded_cents,
                     currency: p.currency.clone(),
@@ -210,7 +211,7 @@ pub async fn documents(
                 .collect(),
             attachments: files
                 .iter()
-                .filter(|f| f.application_id == Some(app.id) && f.state == "stored")
+                .filter(|f| f.application_id == Some(app.id) && f.state == UploadState::Stored)
                 .map(|f| ExportedAttachment {
                     id: f.id,
                     filename: f.filename.clone(),

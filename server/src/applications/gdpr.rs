@@ -13,6 +13,7 @@ use crate::attachments;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
+use crate::ids::ApplicationId;
 use crate::state::AppState;
 
 /// Everything stored about the signed-in citizen in this tenant.
@@ -82,7 +83,11 @@ pub async fn export_my_data(deps: &AppState, ctx: &TenantCtx) -> AppResult<Value
 
 /// Erases a closed application's personal data once its retention period has passed: data,
 /// contact, timeline and messages go; the reference, state and the audit entry remain.
-pub async fn erase(deps: &AppState, ctx: &TenantCtx, id: Uuid) -> AppResult<applications::Model> {
+pub async fn erase(
+    deps: &AppState,
+    ctx: &TenantCtx,
+    id: ApplicationId,
+) -> AppResult<applications::Model> {
     ctx.require_tenant_admin()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -112,9 +117,13 @@ pub async fn erase(deps: &AppState, ctx: &TenantCtx, id: Uuid) -> AppResult<appl
         .filter(application_events::Column::ApplicationId.eq(app.id))
         .exec(&txn)
         .await?;
-    crate::messaging::mailbox::delete_all(&txn, ctx.tenant_id, app.id).await?;
-    let objects =
-        attachments::handover::delete_rows_of_application(&txn, ctx.tenant_id, app.id).await?;
+    crate::messaging::mailbox::delete_all(&txn, ctx.tenant_id, ApplicationId(app.id)).await?;
+    let objects = attachments::handover::delete_rows_of_application(
+        &txn,
+        ctx.tenant_id,
+        ApplicationId(app.id),
+    )
+    .await?;
     let reference = app.reference.to_lowercase();
     let mut active: applications::ActiveModel = app.into();
     active.data = Set(None);

@@ -25,7 +25,9 @@ async fn export_one(
         .ok_or(AppError::NotFound(
             "export (use /api/applications/<id>.json or .xml)",
         ))?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NotFound("application"))?;
+    let id = uuid::Uuid::parse_str(id)
+        .map(crate::ids::ApplicationId)
+        .map_err(|_| AppError::NotFound("application"))?;
     let ctx = request_ctx(&state, &req).await?.tenant()?;
     let token = req
         .headers()

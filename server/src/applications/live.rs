@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::db::Db;
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 
 /// The PostgreSQL channel.
 pub const CHANNEL: &str = "amtsplatz_application_status";
@@ -97,7 +97,7 @@ pub fn follow(
                     }
                     Ok(Event::Changed(_)) => continue,
                     Ok(Event::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        match reread(&db, tenant, last.application_id).await {
+                        match reread(&db, tenant, ApplicationId(last.application_id)).await {
                             Ok(c) => c,
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not read a missed status");
@@ -117,7 +117,11 @@ pub fn follow(
     first.chain(rest)
 }
 
-async fn reread(db: &Db, tenant: TenantId, id: Uuid) -> crate::error::AppResult<StatusChange> {
+async fn reread(
+    db: &Db,
+    tenant: TenantId,
+    id: ApplicationId,
+) -> crate::error::AppResult<StatusChange> {
     let txn = crate::db::begin_tenant(db, tenant).await?;
     let app = super::access::find(&txn, tenant, id).await?;
     txn.commit().await?;

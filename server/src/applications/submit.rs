@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike as _, Utc};
+use entity::states::TaskState;
 use entity::{application_tasks, applications, departments, drafts};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
@@ -21,7 +22,7 @@ use crate::auth::tokens::{hash_secret, random_secret};
 use crate::context::{Principal, TenantCtx};
 use crate::db::scoped;
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
@@ -80,16 +81,16 @@ pub async fn submit(
     // checked at commit.
     defer_foreign_keys(&txn).await?;
     let now = Utc::now();
-    let app_id = Uuid::now_v7();
+    let app_id = ApplicationId::new();
     let tasks: Vec<application_tasks::ActiveModel> = routes
         .iter()
         .map(|(dept_key, rule_key)| application_tasks::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(ctx.tenant_id.0),
-            application_id: Set(app_id),
+            application_id: Set(app_id.0),
             department_id: Set(depts[dept_key].id),
             rule_key: Set(rule_key.clone()),
-            state: Set("open".into()),
+            state: Set(TaskState::Open),
             completed_by: Set(None),
             comment: Set(None),
             created_at: Set(now),
@@ -130,7 +131,7 @@ pub async fn submit(
     let (year, number, seq) = next_number(&txn, ctx.tenant_id, year).await?;
     let reference = rules::reference(&ctx.tenant.slug, year, number);
     let app = applications::ActiveModel {
-        id: Set(app_id),
+        id: Set(app_id.0),
         tenant_id: Set(ctx.tenant_id.0),
         service_id: Set(service.id),
         service_slug: Set(service.slug.clone()),
@@ -155,7 +156,7 @@ pub async fn submit(
     .await?;
     if let Some(draft_id) = input.draft_id {
         handover::move_to_application(&txn, ctx.tenant_id, draft_id, app_id).await?;
-        drafts::Entity::delete_by_id(draft_id).exec(&txn).await?;
+        drafts::Entity::delete_by_id(draft_id.0).exec(&txn).await?;
     }
 
     let label = state_label(&pinned.content, &state);

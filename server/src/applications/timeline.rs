@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{Db, scoped};
 use crate::error::AppResult;
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 
 #[derive(Default)]
 pub struct Event<'a> {
@@ -24,13 +24,13 @@ pub struct Event<'a> {
 pub async fn append_event<C: ConnectionTrait>(
     conn: &C,
     ctx: &TenantCtx,
-    application: Uuid,
+    application: ApplicationId,
     event: Event<'_>,
 ) -> AppResult<()> {
     application_events::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(ctx.tenant_id.0),
-        application_id: Set(application),
+        application_id: Set(application.0),
         kind: Set(event.kind.to_owned()),
         actor: Set(ctx.actor()),
         actor_name: Set(actor_name(ctx)),

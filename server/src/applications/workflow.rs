@@ -2,6 +2,7 @@
 //! information, and departments completing their tasks.
 
 use chrono::Utc;
+use entity::states::TaskState;
 use entity::{application_tasks, applications, departments};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
@@ -16,12 +17,12 @@ use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
 pub struct Transition {
-    pub id: Uuid,
+    pub id: ApplicationId,
     pub to: String,
     pub comment: Option<String>,
     pub access_token: Option<String>,
@@ -69,7 +70,7 @@ pub async fn transition(
         return Err(unpaid());
     }
     if terminal && mover == Mover::Staff {
-        let open = open_tasks(&txn, ctx.tenant_id, app.id).await?;
+        let open = open_tasks(&txn, ctx.tenant_id, ApplicationId(app.id)).await?;
         if !open.is_empty() {
             return Err(AppError::conflict(
                 "input.to",
@@ -106,11 +107,11 @@ fn unpaid() -> AppError {
 async fn open_tasks(
     txn: &DatabaseTransaction,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<Vec<String>> {
     let open: Vec<Uuid> = scoped::<application_tasks::Entity>(tenant)
         .filter(application_tasks::Column::ApplicationId.eq(application))
-        .filter(application_tasks::Column::State.eq("open"))
+        .filter(application_tasks::Column::State.eq(TaskState::Open))
         .all(txn)
         .await?
         .into_iter()
@@ -151,11 +152,14 @@ async fn move_to(
     if target.is_some_and(|s| s.terminal) {
         active.closed_at = Set(Some(now));
         application_tasks::Entity::update_many()
-            .col_expr(application_tasks::Column::State, Expr::value("cancelled"))
+            .col_expr(
+                application_tasks::Column::State,
+                Expr::value(TaskState::Cancelled),
+            )
             .col_expr(application_tasks::Column::CompletedAt, Expr::value(now))
             .filter(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
             .filter(application_tasks::Column::ApplicationId.eq(app.id))
-            .filter(application_tasks::Column::State.eq("open"))
+            .filter(application_tasks::Column::State.eq(TaskState::Open))
             .exec(txn)
             .await?;
     }
@@ -163,7 +167,7 @@ async fn move_to(
     append_event(
         txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind,
             from: Some(&from),
@@ -201,7 +205,7 @@ async fn move_to(
 pub async fn withdraw(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: ApplicationId,
     reason: Option<String>,
     access_token: Option<String>,
 ) -> AppResult<applications::Model> {
@@ -241,7 +245,7 @@ pub async fn withdraw(
 }
 
 pub struct ProvideInformation {
-    pub id: Uuid,
+    pub id: ApplicationId,
     /// Field values to change (merged into the data; the result must validate).
     pub data: Option<Value>,
     pub message: Option<String>,
@@ -311,7 +315,7 @@ pub async fn provide_information(
     append_event(
         &txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind: "information_provided",
             details: Some(serde_json::json!({ "changedFields": changed_fields })),
@@ -354,13 +358,13 @@ pub async fn complete_task(
         }
         Viewer::Staff { user: user_id.0 }
     };
-    if task.state != "open" {
+    if task.state != TaskState::Open {
         return Err(AppError::conflict(
             "input.id",
             format!("this task is already {}", task.state),
         ));
     }
-    let app = lock(&txn, ctx.tenant_id, task.application_id).await?;
+    let app = lock(&txn, ctx.tenant_id, ApplicationId(task.application_id)).await?;
     let pinned = deps
         .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
         .await?;
@@ -370,7 +374,7 @@ pub async fn complete_task(
         return Err(unpaid());
     }
     let mut active: application_tasks::ActiveModel = task.into();
-    active.state = Set("done".into());
+    active.state = Set(TaskState::Done);
     active.completed_by = Set(ctx.staff_user());
     active.comment = Set(comment.clone());
     active.completed_at = Set(Some(Utc::now()));
@@ -384,7 +388,7 @@ pub async fn complete_task(
     append_event(
         &txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind: "task_completed",
             comment: comment.as_deref(),

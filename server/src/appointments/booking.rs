@@ -6,6 +6,7 @@
 //! queue on that lock, so capacity is never exceeded; a full slot is `SLOT_FULL`.
 
 use chrono::{DateTime, Duration, Utc};
+use entity::states::BookingState;
 use entity::{booking_resources, bookings, locations, tenant_services};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -21,7 +22,7 @@ use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, BookingId, TenantId};
 
 /// `bookingChallenge`: a fresh challenge at the offer's difficulty (0 bits: none needed).
 pub async fn challenge(
@@ -44,10 +45,10 @@ pub struct BookInput {
     pub start: DateTime<Utc>,
     pub contact_name: String,
     pub contact_email: String,
-    pub application_id: Option<Uuid>,
+    pub application_id: Option<ApplicationId>,
     pub access_token: Option<String>,
     /// A hold of this slot (`holdSlot`): id and token.
-    pub hold: Option<(Uuid, String)>,
+    pub hold: Option<(BookingId, String)>,
     /// A solved booking challenge: challenge and solution.
     pub challenge: Option<(String, String)>,
 }
@@ -179,7 +180,7 @@ fn notice<'a>(
 /// A hold given with a booking: it must be this slot's, still held (a lapsed hold is fine: its
 /// place is simply not reserved any more).
 fn check_hold(hold: &bookings::Model, b: &Bookable, start: DateTime<Utc>) -> AppResult<()> {
-    if hold.state != "held"
+    if hold.state != BookingState::Held
         || hold.service_id != b.service.id
         || hold.location_id != b.location.id
         || hold.start_at != start
@@ -273,15 +274,15 @@ pub async fn book(
                 resource_id: Set(place.resource),
                 end_at: Set(place.end),
                 blocked_until: Set(place.blocked),
-                state: Set("booked".into()),
+                state: Set(BookingState::Booked),
                 contact_name: Set(input.contact_name.trim().to_owned()),
                 contact_email: Set(email),
-                application_id: Set(input.application_id),
+                application_id: Set(input.application_id.map(Uuid::from)),
                 cancel_hash: Set(hash_secret(&token)),
                 hold_expires_at: Set(None),
                 ..Default::default()
             };
-            change_if(&txn, ctx.tenant_id, h.id, &h.state, set)
+            change_if(&txn, ctx.tenant_id, h.id, h.state, set)
                 .await?
                 .ok_or_else(|| AppError::conflict("input.holdId", "this hold was used already"))?
         }
@@ -324,7 +325,10 @@ fn solved_challenge(
 }
 
 /// The application a booking must name (when the offer requires one, or one is given).
-fn required_application(b: &Bookable, given: Option<Uuid>) -> AppResult<Option<Uuid>> {
+fn required_application(
+    b: &Bookable,
+    given: Option<ApplicationId>,
+) -> AppResult<Option<ApplicationId>> {
     if b.offer.requires_application && given.is_none() {
         return Err(AppError::invalid(
             "input.applicationId",
@@ -344,7 +348,7 @@ fn open_bookings(
     scoped::<bookings::Entity>(tenant)
         .filter(bookings::Column::ServiceId.eq(service))
         .filter(bookings::Column::ContactEmail.eq(email))
-        .filter(bookings::Column::State.eq("booked"))
+        .filter(bookings::Column::State.eq(BookingState::Booked))
         .filter(bookings::Column::StartAt.gt(now))
 }
 
@@ -377,11 +381,11 @@ fn new_booking(
         service_id: b.service.id,
         location_id: b.location.id,
         resource_id: place.resource,
-        application_id: input.application_id,
+        application_id: input.application_id.map(Uuid::from),
         start_at: input.start,
         end_at: place.end,
         blocked_until: place.blocked,
-        state: "booked".into(),
+        state: BookingState::Booked,
         contact_name: input.contact_name.trim().to_owned(),
         contact_email: email,
         cancel_hash: hash_secret(token),
@@ -435,7 +439,7 @@ pub async fn hold(
         start_at: Set(input.start),
         end_at: Set(end),
         blocked_until: Set(blocked),
-        state: Set("held".into()),
+        state: Set(BookingState::Held),
         contact_name: Set(String::new()),
         contact_email: Set(String::new()),
         cancel_hash: Set(hash_secret(&token)),
@@ -455,7 +459,7 @@ pub async fn hold(
 async fn by_token<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     let booking = scoped::<bookings::Entity>(tenant)
@@ -476,14 +480,14 @@ async fn by_token<C: ConnectionTrait>(
 async fn hold_by_token<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     match by_token(conn, tenant, id, token).await {
         Err(AppError::NotFound(what)) => {
             let used = scoped::<bookings::Entity>(tenant)
                 .filter(bookings::Column::Id.eq(id))
-                .filter(bookings::Column::State.ne("held"))
+                .filter(bookings::Column::State.ne(BookingState::Held))
                 .count(conn)
                 .await?;
             Err(if used > 0 {
@@ -505,7 +509,7 @@ async fn change_if(
     txn: &sea_orm::DatabaseTransaction,
     tenant: TenantId,
     id: Uuid,
-    state: &str,
+    state: BookingState,
     set: bookings::ActiveModel,
 ) -> AppResult<Option<bookings::Model>> {
     let changed = bookings::Entity::update_many()
@@ -530,12 +534,12 @@ async fn change_if(
 pub async fn cancel(
     deps: &crate::state::AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<bookings::Model> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
-    if !matches!(booking.state.as_str(), "booked" | "held") {
+    if !matches!(booking.state, BookingState::Booked | BookingState::Held) {
         return Err(AppError::conflict(
             "input.id",
             "this booking is already cancelled",
@@ -547,15 +551,15 @@ pub async fn cancel(
             "the appointment has begun; it can no longer be cancelled",
         ));
     }
-    let was_booked = booking.state == "booked";
+    let was_booked = booking.state == BookingState::Booked;
     let set = bookings::ActiveModel {
-        state: Set("cancelled".into()),
+        state: Set(BookingState::Cancelled),
         cancelled_at: Set(Some(Utc::now())),
         hold_expires_at: Set(None),
         ..Default::default()
     };
     // Of concurrent cancellations only the first changes the booking and mails.
-    let booking = change_if(&txn, ctx.tenant_id, booking.id, &booking.state, set)
+    let booking = change_if(&txn, ctx.tenant_id, booking.id, booking.state, set)
         .await?
         .ok_or_else(|| AppError::conflict("input.id", "this booking is already cancelled"))?;
     if was_booked {
@@ -575,14 +579,14 @@ pub async fn reschedule(
     deps: &crate::state::AppState,
     appts: &super::Appointments,
     ctx: &TenantCtx,
-    (id, token): (Uuid, &str),
+    (id, token): (BookingId, &str),
     start: DateTime<Utc>,
     origin: &str,
 ) -> AppResult<bookings::Model> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
     let now = Utc::now();
-    if booking.state != "booked" || booking.start_at <= now {
+    if booking.state != BookingState::Booked || booking.start_at <= now {
         return Err(AppError::conflict(
             "input.id",
             "only future, not cancelled appointments can be moved",
@@ -609,7 +613,7 @@ pub async fn reschedule(
         ..Default::default()
     };
     // A booking cancelled since it was read above stays cancelled where it was.
-    let booking = change_if(&txn, ctx.tenant_id, booking.id, "booked", set)
+    let booking = change_if(&txn, ctx.tenant_id, booking.id, BookingState::Booked, set)
         .await?
         .ok_or_else(|| {
             AppError::conflict(
@@ -640,12 +644,12 @@ fn resources_to_lock(
 pub async fn for_ics(
     db: &Db,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: BookingId,
     token: &str,
 ) -> AppResult<(bookings::Model, locations::Model, String)> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
-    if booking.state == "held" {
+    if booking.state == BookingState::Held {
         // A hold is no appointment yet: no calendar file.
         return Err(AppError::NotFound("booking"));
     }

@@ -152,7 +152,7 @@ impl Booking {
     }
     /// `held` (see `holdExpiresAt`), `booked`, `cancelled` or `no_show`.
     async fn state(&self) -> &str {
-        &self.0.state
+        self.0.state.as_str()
     }
     /// Until when a `held` slot stays reserved.
     async fn hold_expires_at(&self) -> Option<DateTime<Utc>> {

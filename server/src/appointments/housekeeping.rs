@@ -3,6 +3,7 @@
 //! are deleted (an expired challenge is refused anyway). Idempotent; runs in every replica.
 
 use chrono::{DateTime, Utc};
+use entity::states::BookingState;
 use entity::{bookings, spent_challenges, tenants};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 
@@ -23,9 +24,9 @@ pub async fn clear(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Cle
         let tenant = TenantId(tenant.id);
         let txn = begin_tenant_write(db, tenant).await?;
         cleared.lapsed_holds += bookings::Entity::update_many()
-            .col_expr(bookings::Column::State, Expr::value("expired"))
+            .col_expr(bookings::Column::State, Expr::value(BookingState::Expired))
             .filter(bookings::Column::TenantId.eq(tenant.0))
-            .filter(bookings::Column::State.eq("held"))
+            .filter(bookings::Column::State.eq(BookingState::Held))
             .filter(bookings::Column::HoldExpiresAt.lte(now))
             .exec(&txn)
             .await?

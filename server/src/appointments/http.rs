@@ -25,6 +25,7 @@ async fn calendar_file(
     let id = file
         .strip_suffix(".ics")
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(crate::ids::BookingId)
         .ok_or(AppError::NotFound(
             "booking (use /bookings/<id>.ics?token=…)",
         ))?;

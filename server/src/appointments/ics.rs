@@ -2,6 +2,7 @@
 //! calendar shows in its user's local time without needing a VTIMEZONE block.
 
 use chrono::{DateTime, Utc};
+use entity::states::BookingState;
 use entity::{bookings, locations};
 
 /// Escapes a TEXT value (RFC 5545 3.3.11).
@@ -48,7 +49,7 @@ pub fn render(
     municipality: &str,
 ) -> String {
     // A cancelled booking's file tells calendars to remove the event (RFC 5546 CANCEL).
-    let (method, status) = if booking.state == "cancelled" {
+    let (method, status) = if booking.state == BookingState::Cancelled {
         ("CANCEL", "CANCELLED")
     } else {
         ("PUBLISH", "CONFIRMED")

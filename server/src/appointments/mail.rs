@@ -3,6 +3,7 @@
 //! booking is moved or cancelled), and notices of a move or a cancellation.
 
 use chrono::{DateTime, Datelike as _, Duration, Utc};
+use entity::states::BookingState;
 use entity::{bookings, locations};
 use sea_orm::ConnectionTrait;
 
@@ -55,7 +56,7 @@ fn reminder_topic(booking: uuid::Uuid) -> String {
 
 impl Notice<'_> {
     fn calendar_file(&self) -> MailFile {
-        let method = if self.booking.state == "cancelled" {
+        let method = if self.booking.state == BookingState::Cancelled {
             "CANCEL"
         } else {
             "PUBLISH"

@@ -2,6 +2,7 @@
 //! what a booking of one (service, location) needs to know ([`Bookable`]).
 
 use chrono::{DateTime, Duration, Utc};
+use entity::states::{BookingState, ServiceStatus};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, QueryFilter};
 use uuid::Uuid;
@@ -74,7 +75,7 @@ fn live_service(tenant: TenantId, slug: &str) -> sea_orm::Select<tenant_services
 fn is_live(slug: &str) -> Condition {
     Condition::all()
         .add(tenant_services::Column::Slug.eq(slug))
-        .add(tenant_services::Column::Status.eq("live"))
+        .add(tenant_services::Column::Status.eq(ServiceStatus::Live))
 }
 
 /// Why (service, location) has no bookable offer: the service, the location or the offer.
@@ -110,7 +111,7 @@ pub(super) async fn busy<C: ConnectionTrait>(
     }
     let rows = select
         .filter(bookings::Column::LocationId.eq(location))
-        .filter(bookings::Column::State.is_not_in(["cancelled", "expired"]))
+        .filter(bookings::Column::State.is_not_in([BookingState::Cancelled, BookingState::Expired]))
         // A hold counts until it lapses.
         .filter(
             Condition::any()

@@ -1,6 +1,7 @@
 //! Staff-side operations on bookings: the day view of a location and no-shows.
 
 use chrono::{Duration, NaiveDate, NaiveTime, Utc};
+use entity::states::BookingState;
 use entity::{bookings, locations};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
@@ -9,6 +10,7 @@ use super::admin::{calendar, find_location};
 use crate::context::TenantCtx;
 use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
+use crate::ids::BookingId;
 
 /// The bookings of a location on a local date (staff), in time order, cancelled ones included.
 pub async fn day(
@@ -34,7 +36,11 @@ pub async fn day(
     };
     let rows = scoped::<bookings::Entity>(ctx.tenant_id)
         .filter(bookings::Column::LocationId.eq(location.id))
-        .filter(bookings::Column::State.is_in(["booked", "cancelled", "no_show"]))
+        .filter(bookings::Column::State.is_in([
+            BookingState::Booked,
+            BookingState::Cancelled,
+            BookingState::NoShow,
+        ]))
         .filter(bookings::Column::StartAt.gte(from))
         .filter(bookings::Column::StartAt.lt(to))
         .order_by_asc(bookings::Column::StartAt)
@@ -45,7 +51,7 @@ pub async fn day(
 }
 
 /// Marks that the citizen did not come (staff; once the appointment has begun).
-pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<bookings::Model> {
+pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: BookingId) -> AppResult<bookings::Model> {
     ctx.require_staff()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
@@ -54,7 +60,7 @@ pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<booki
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("booking"))?;
-    if booking.state != "booked" {
+    if booking.state != BookingState::Booked {
         return Err(AppError::conflict(
             "input.id",
             "only booked appointments can be missed",
@@ -67,7 +73,7 @@ pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: Uuid) -> AppResult<booki
         ));
     }
     let mut a: bookings::ActiveModel = booking.into();
-    a.state = Set("no_show".into());
+    a.state = Set(BookingState::NoShow);
     let booking = a.update(&txn).await?;
     txn.commit().await?;
     Ok(booking)

@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use entity::attachments;
+use entity::states::{ScanState, UploadState};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::service::{SCAN_CLEAN, SCAN_INFECTED, SCAN_SKIPPED, Target, owner_filter};
+use super::service::{Target, owner_filter};
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
 use crate::storage::{self, DownloadAs};
@@ -36,7 +37,7 @@ pub async fn of_applications(
 pub async fn of_draft(
     db: &crate::db::Db,
     tenant: TenantId,
-    draft: Uuid,
+    draft: DraftId,
 ) -> AppResult<Vec<attachments::Model>> {
     listed(db, tenant, owner_filter(Target::Draft(draft))).await
 }
@@ -58,15 +59,15 @@ async fn listed(
 
 /// Whether a file may be handed out at all: stored, and scanned clean (or no scanner runs).
 fn available(att: &attachments::Model) -> AppResult<()> {
-    if att.state != "stored" {
+    if att.state != UploadState::Stored {
         return Err(AppError::Forbidden("the upload is not complete"));
     }
-    match att.scan_status.as_str() {
-        SCAN_SKIPPED | SCAN_CLEAN => Ok(()),
-        SCAN_INFECTED => Err(AppError::Forbidden(
+    match att.scan_status {
+        ScanState::Skipped | ScanState::Clean => Ok(()),
+        ScanState::Infected => Err(AppError::Forbidden(
             "the virus scanner found this file infected",
         )),
-        _ => Err(AppError::Forbidden("the file has not been scanned yet")),
+        ScanState::Pending => Err(AppError::Forbidden("the file has not been scanned yet")),
     }
 }
 
@@ -129,7 +130,7 @@ pub async fn download_url(
 pub async fn find(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Viewer)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
@@ -140,7 +141,7 @@ pub async fn find(
         .ok_or(AppError::NotFound("attachment"))?;
     let viewer = match (att.application_id, att.draft_id) {
         (Some(app_id), _) => {
-            let app = access::find(&txn, ctx.tenant_id, app_id).await?;
+            let app = access::find(&txn, ctx.tenant_id, ApplicationId(app_id)).await?;
             match access::viewer_of(&txn, ctx, &app, access_token).await {
                 Ok(v) => v,
                 // Staff who can't see the application get FORBIDDEN for its files: the id came
@@ -154,7 +155,7 @@ pub async fn find(
             }
         }
         (None, Some(draft_id)) => {
-            owned_draft(&txn, ctx, draft_id, access_token).await?;
+            owned_draft(&txn, ctx, DraftId(draft_id), access_token).await?;
             Viewer::Applicant
         }
         (None, None) => return Err(AppError::NotFound("attachment")),

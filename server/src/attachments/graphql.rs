@@ -4,9 +4,10 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
 use chrono::{DateTime, Utc};
 use entity::attachments;
+use entity::states::{ScanState, UploadState};
 
 use super::download;
-use super::service::{self, Target};
+use super::service::Target;
 use super::sweeper::{self, SweepReport};
 use super::upload::{self, InlineFile, UploadRequest};
 use crate::applications::access::Viewer;
@@ -35,6 +36,7 @@ pub fn on_origin(origin: &str, url: String) -> String {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "UploadState")]
 pub enum AttachmentState {
     /// Announced with `requestUpload`; the bytes are not confirmed yet.
     Uploading,
@@ -42,6 +44,7 @@ pub enum AttachmentState {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "ScanState")]
 pub enum ScanStatus {
     /// No virus scanner is configured.
     Skipped,
@@ -86,19 +89,10 @@ impl Attachment {
         self.model.document_key.as_deref()
     }
     async fn state(&self) -> AttachmentState {
-        if self.model.state == "stored" {
-            AttachmentState::Stored
-        } else {
-            AttachmentState::Uploading
-        }
+        self.model.state.into()
     }
     async fn scan_status(&self) -> ScanStatus {
-        match self.model.scan_status.as_str() {
-            service::SCAN_SKIPPED => ScanStatus::Skipped,
-            service::SCAN_CLEAN => ScanStatus::Clean,
-            service::SCAN_INFECTED => ScanStatus::Infected,
-            _ => ScanStatus::Pending,
-        }
+        self.model.scan_status.into()
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.model.created_at

@@ -2,14 +2,14 @@
 //! against the required documents and moves them to the application; an erasure deletes them.
 
 use entity::attachments;
+use entity::states::{ScanState, UploadState};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::service::SCAN_INFECTED;
 use crate::content::ServiceContent;
 use crate::db::scoped;
 use crate::error::{AppResult, FieldErrors};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, DraftId, TenantId};
 
 /// Required documents that `data` calls for and `files` do not provide: path → message.
 pub fn missing_documents(
@@ -24,8 +24,8 @@ pub fn missing_documents(
         }
         let provided = files.iter().any(|f| {
             f.document_key.as_deref() == Some(doc.key.as_str())
-                && f.state == "stored"
-                && f.scan_status != SCAN_INFECTED
+                && f.state == UploadState::Stored
+                && f.scan_status != ScanState::Infected
         });
         if !provided {
             errors.insert(
@@ -45,7 +45,7 @@ pub fn missing_documents(
 pub async fn of_draft_in<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    draft: Option<Uuid>,
+    draft: Option<DraftId>,
 ) -> AppResult<Vec<attachments::Model>> {
     let Some(draft) = draft else {
         return Ok(Vec::new());
@@ -60,8 +60,8 @@ pub async fn of_draft_in<C: ConnectionTrait>(
 pub async fn move_to_application<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    draft: Uuid,
-    application: Uuid,
+    draft: DraftId,
+    application: ApplicationId,
 ) -> AppResult<()> {
     attachments::Entity::update_many()
         .col_expr(
@@ -84,7 +84,7 @@ pub async fn move_to_application<C: ConnectionTrait>(
 pub async fn delete_rows_of_application<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<Vec<String>> {
     let keys: Vec<String> = scoped::<attachments::Entity>(tenant)
         .filter(attachments::Column::ApplicationId.eq(application))

@@ -142,7 +142,9 @@ async fn attachment_link(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound("attachment"))?;
+    let id = uuid::Uuid::parse_str(&id)
+        .map(crate::ids::AttachmentId)
+        .map_err(|_| AppError::NotFound("attachment"))?;
     let ctx = crate::http::request_ctx(&state, &req).await?.tenant()?;
     let token = req
         .headers()

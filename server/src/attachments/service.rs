@@ -13,24 +13,22 @@ use sea_orm::ColumnTrait;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::ids::{ApplicationId, DraftId};
 use crate::storage::ObjectStore;
-
-/// Scan states.
-pub const SCAN_SKIPPED: &str = "skipped";
-pub const SCAN_PENDING: &str = "pending";
-pub const SCAN_CLEAN: &str = "clean";
-pub const SCAN_INFECTED: &str = "infected";
 
 /// Where a file goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    Draft(Uuid),
-    Application(Uuid),
+    Draft(DraftId),
+    Application(ApplicationId),
 }
 
 impl Target {
     /// From the `applicationId` / `draftId` pair of an input: exactly one must be given.
-    pub fn from_input(application: Option<Uuid>, draft: Option<Uuid>) -> AppResult<Self> {
+    pub fn from_input(
+        application: Option<ApplicationId>,
+        draft: Option<DraftId>,
+    ) -> AppResult<Self> {
         match (application, draft) {
             (Some(a), None) => Ok(Self::Application(a)),
             (None, Some(d)) => Ok(Self::Draft(d)),
@@ -43,7 +41,7 @@ impl Target {
 
     pub(super) fn id(self) -> Uuid {
         match self {
-            Self::Draft(id) | Self::Application(id) => id,
+            Self::Draft(DraftId(id)) | Self::Application(ApplicationId(id)) => id,
         }
     }
 }

@@ -13,12 +13,13 @@ use std::collections::{HashMap, HashSet};
 
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
+use entity::states::{ScanState, UploadState};
 use entity::{attachments, drafts, tenants};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::scan::ScanOutcome;
-use super::service::{self, SCAN_CLEAN, SCAN_INFECTED, SCAN_PENDING};
+use super::service;
 use super::upload;
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::AppResult;
@@ -113,7 +114,7 @@ async fn remove_stale(
         );
     let txn = begin_tenant_write(&deps.db, tenant).await?;
     let expired = scoped::<attachments::Entity>(tenant)
-        .filter(attachments::Column::State.eq("uploading"))
+        .filter(attachments::Column::State.eq(UploadState::Uploading))
         .filter(attachments::Column::UploadExpiresAt.lt(now))
         .all(&txn)
         .await?;
@@ -136,7 +137,7 @@ async fn remove_stale(
     ids.extend(
         abandoned
             .iter()
-            .filter(|a| a.state != "uploading")
+            .filter(|a| a.state != UploadState::Uploading)
             .map(|a| a.id),
     );
     if ids.is_empty() {
@@ -151,7 +152,11 @@ async fn remove_stale(
     txn.commit().await?;
     let keys: Vec<String> = expired
         .iter()
-        .chain(abandoned.iter().filter(|a| a.state != "uploading"))
+        .chain(
+            abandoned
+                .iter()
+                .filter(|a| a.state != UploadState::Uploading),
+        )
         .map(|a| a.object_key.clone())
         .collect();
     service::delete_objects(deps.store.as_ref(), &keys).await;
@@ -171,8 +176,8 @@ async fn rescan_pending(
     }
     let txn = begin_tenant(&deps.db, tenant).await?;
     let pending = scoped::<attachments::Entity>(tenant)
-        .filter(attachments::Column::State.eq("stored"))
-        .filter(attachments::Column::ScanStatus.eq(SCAN_PENDING))
+        .filter(attachments::Column::State.eq(UploadState::Stored))
+        .filter(attachments::Column::ScanStatus.eq(ScanState::Pending))
         .all(&txn)
         .await?;
     txn.commit().await?;
@@ -182,17 +187,17 @@ async fn rescan_pending(
             continue;
         };
         let status = match upload::rescan(cfg, body).await {
-            ScanOutcome::Clean | ScanOutcome::Skipped => SCAN_CLEAN,
-            ScanOutcome::Infected => SCAN_INFECTED,
+            ScanOutcome::Clean | ScanOutcome::Skipped => ScanState::Clean,
+            ScanOutcome::Infected => ScanState::Infected,
             ScanOutcome::Failed => continue,
         };
         let txn = begin_tenant_write(&deps.db, tenant).await?;
         let key = att.object_key.clone();
         let mut active: attachments::ActiveModel = att.into();
-        active.scan_status = Set(status.into());
+        active.scan_status = Set(status);
         active.update(&txn).await?;
         txn.commit().await?;
-        if status == SCAN_INFECTED {
+        if status == ScanState::Infected {
             service::delete_objects(deps.store.as_ref(), &[key]).await;
         }
         n += 1;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use entity::states::{ScanState, UploadState};
 use entity::{attachments, drafts, tenant_services};
 use futures_util::StreamExt as _;
 use sea_orm::{
@@ -16,9 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::scan::{self, ScanOutcome};
-use super::service::{
-    SCAN_CLEAN, SCAN_INFECTED, SCAN_PENDING, SCAN_SKIPPED, Target, discard, owner_filter,
-};
+use super::service::{Target, discard, owner_filter};
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::applications::service::Pinned;
@@ -27,7 +26,7 @@ use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
 use crate::db::{begin_tenant, begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
 use crate::state::AppState;
 use crate::storage::{self, ObjectStore};
@@ -259,13 +258,13 @@ async fn examine(
     })
 }
 
-fn scan_status(outcome: ScanOutcome) -> &'static str {
+fn scan_status(outcome: ScanOutcome) -> ScanState {
     match outcome {
-        ScanOutcome::Skipped => SCAN_SKIPPED,
-        ScanOutcome::Clean => SCAN_CLEAN,
-        ScanOutcome::Infected => SCAN_INFECTED,
+        ScanOutcome::Skipped => ScanState::Skipped,
+        ScanOutcome::Clean => ScanState::Clean,
+        ScanOutcome::Infected => ScanState::Infected,
         // The scanner could not decide: the sweeper asks again; until then nobody gets the file.
-        ScanOutcome::Failed => SCAN_PENDING,
+        ScanOutcome::Failed => ScanState::Pending,
     }
 }
 
@@ -354,8 +353,8 @@ pub async fn upload_inline(
         size_bytes: Set(i64::try_from(examined.size).unwrap_or(i64::MAX)),
         sha256: Set(Some(examined.sha256)),
         object_key: Set(key.clone()),
-        state: Set("stored".into()),
-        scan_status: Set(scan_status(examined.scan).into()),
+        state: Set(UploadState::Stored),
+        scan_status: Set(scan_status(examined.scan)),
         uploaded_by: Set(uploader(ctx)),
         upload_expires_at: Set(None),
         created_at: Set(now),
@@ -464,8 +463,8 @@ pub async fn request_upload(
         size_bytes: Set(i64::try_from(req.size_bytes).unwrap_or(i64::MAX)),
         sha256: Set(Some(sha)),
         object_key: Set(key.clone()),
-        state: Set("uploading".into()),
-        scan_status: Set(SCAN_PENDING.into()),
+        state: Set(UploadState::Uploading),
+        scan_status: Set(ScanState::Pending),
         uploaded_by: Set(uploader(ctx)),
         upload_expires_at: Set(Some(expires_at)),
         created_at: Set(now),
@@ -491,7 +490,7 @@ async fn owned_attachment(
     deps: &AppState,
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Owner)> {
     let att = scoped::<attachments::Entity>(ctx.tenant_id)
@@ -499,7 +498,10 @@ async fn owned_attachment(
         .one(txn)
         .await?
         .ok_or(AppError::NotFound("attachment"))?;
-    let target = Target::from_input(att.application_id, att.draft_id)?;
+    let target = Target::from_input(
+        att.application_id.map(ApplicationId),
+        att.draft_id.map(DraftId),
+    )?;
     let own = owner(deps, txn, ctx, target, access_token).await?;
     Ok((att, own))
 }
@@ -508,7 +510,7 @@ async fn owned_attachment(
 async fn uploaded_by_caller(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
@@ -524,11 +526,11 @@ pub async fn confirm_upload(
     deps: &AppState,
     cfg: &StorageSettings,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let att = uploaded_by_caller(deps, ctx, id, access_token).await?;
-    if att.state != "uploading" {
+    if att.state != UploadState::Uploading {
         return Err(AppError::conflict(
             "input.id",
             "this upload is already confirmed",
@@ -574,15 +576,15 @@ pub async fn confirm_upload(
         let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
         let current = scoped::<attachments::Entity>(ctx.tenant_id)
             .filter(attachments::Column::Id.eq(att.id))
-            .filter(attachments::Column::State.eq("uploading"))
+            .filter(attachments::Column::State.eq(UploadState::Uploading))
             .one(&txn)
             .await?
             .ok_or_else(|| AppError::conflict("input.id", "this upload is already confirmed"))?;
         let mut active: attachments::ActiveModel = current.into();
-        active.state = Set("stored".into());
+        active.state = Set(UploadState::Stored);
         active.object_key = Set(key.clone());
         active.content_type = Set(Some(content_type));
-        active.scan_status = Set(scan_status(scan).into());
+        active.scan_status = Set(scan_status(scan));
         active.upload_expires_at = Set(None);
         active.stored_at = Set(Some(Utc::now()));
         let model = active.update(&txn).await?;
@@ -656,11 +658,11 @@ async fn remove(deps: &AppState, tenant: TenantId, id: &Uuid, keys: &[&str]) -> 
 pub async fn delete(
     deps: &AppState,
     ctx: &TenantCtx,
-    id: Uuid,
+    id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<attachments::Model> {
     let att = uploaded_by_caller(deps, ctx, id, access_token).await?;
-    if att.application_id.is_some() && att.state == "stored" {
+    if att.application_id.is_some() && att.state == UploadState::Stored {
         return Err(AppError::conflict(
             "input.id",
             "files of a submitted application are part of its record and cannot be removed",

@@ -8,9 +8,12 @@ use uuid::Uuid;
 use super::state;
 use crate::error::{AppError, AppResult};
 
-/// Parses an `ID` argument as a UUID; anything else is `VALIDATION_FAILED` on that field.
-pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::invalid(field, "is not a valid ID"))
+/// Parses an `ID` argument as a UUID, typed as the caller expects (`ApplicationId`, `BookingId`,
+/// … or a bare `Uuid`); anything else is `VALIDATION_FAILED` on that field.
+pub fn parse_id<I: From<Uuid>>(field: &str, id: &ID) -> AppResult<I> {
+    Uuid::parse_str(id.as_str())
+        .map(I::from)
+        .map_err(|_| AppError::invalid(field, "is not a valid ID"))
 }
 
 /// Scheme and host the client called: completes the local backend's presigned URLs.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use entity::states::VersionStatus;
 use entity::{template_versions, templates, tenants};
 use sea_orm::EntityTrait;
 use serde_json::Value;
@@ -336,7 +337,7 @@ impl Template {
         let rows = crate::services::proposals::proposals_for_template(
             db(ctx)?,
             &tenant_ctx(ctx)?,
-            self.0.id,
+            TemplateId(self.0.id),
         )
         .await?;
         Ok(rows
@@ -399,7 +400,7 @@ impl TemplateVersion {
     }
     /// Deprecated versions cannot be forked any more; forks pinned to them keep working.
     async fn deprecated(&self) -> bool {
-        self.0.status == "deprecated"
+        self.0.status == VersionStatus::Deprecated
     }
     async fn deprecation_note(&self) -> Option<&str> {
         self.0.deprecation_note.as_deref()

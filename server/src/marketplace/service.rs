@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use entity::states::VersionStatus;
 use entity::{template_adoptions, template_versions, templates, tenants};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
@@ -350,7 +351,7 @@ pub struct VersionInfo {
     pub template_id: Uuid,
     pub version: String,
     pub changelog: String,
-    pub status: String,
+    pub status: VersionStatus,
     pub deprecation_note: Option<String>,
     pub published_at: chrono::DateTime<Utc>,
 }
@@ -362,7 +363,7 @@ impl From<&template_versions::Model> for VersionInfo {
             template_id: m.template_id,
             version: m.version.clone(),
             changelog: m.changelog.clone(),
-            status: m.status.clone(),
+            status: m.status,
             deprecation_note: m.deprecation_note.clone(),
             published_at: m.published_at,
         }
@@ -489,7 +490,7 @@ pub(crate) async fn publish_in(
         patch: Set(as_i64(v.patch)),
         content: Set(content),
         changelog: Set(new.changelog),
-        status: Set("published".to_owned()),
+        status: Set(VersionStatus::Published),
         deprecation_note: Set(None),
         published_by: Set(ctx.staff_user()),
         published_at: Set(now),
@@ -554,14 +555,14 @@ pub async fn deprecate_version(
         .await?
         .ok_or(AppError::NotFound("template version"))?;
     own_template(&txn, ctx, TemplateId(version.template_id)).await?;
-    if version.status == "deprecated" {
+    if version.status == VersionStatus::Deprecated {
         return Err(AppError::conflict(
             "input.id",
             "the version is already deprecated",
         ));
     }
     let mut am: template_versions::ActiveModel = version.into();
-    am.status = Set("deprecated".to_owned());
+    am.status = Set(VersionStatus::Deprecated);
     am.deprecation_note = Set(note);
     am.deprecated_at = Set(Some(Utc::now()));
     let version = am.update(&txn).await?;
@@ -599,7 +600,7 @@ pub async fn find_version<C: ConnectionTrait>(
 /// A version of a template by its version string.
 pub async fn find_version_by_number<C: ConnectionTrait>(
     conn: &C,
-    template: Uuid,
+    template: TemplateId,
     version: &str,
 ) -> AppResult<template_versions::Model> {
     template_versions::Entity::find()

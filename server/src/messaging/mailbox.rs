@@ -14,7 +14,7 @@ use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::{begin_tenant_write, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
@@ -59,7 +59,7 @@ pub async fn insert<C: ConnectionTrait>(
 }
 
 pub struct SendMessage {
-    pub application_id: Uuid,
+    pub application_id: ApplicationId,
     pub body: String,
     pub internal: bool,
     pub access_token: Option<String>,
@@ -89,7 +89,7 @@ pub async fn send(
     timeline::append_event(
         &txn,
         ctx,
-        app.id,
+        ApplicationId(app.id),
         Event {
             kind: if input.internal {
                 "note_added"
@@ -145,7 +145,7 @@ pub async fn threads_of(
 pub async fn mark_read(
     deps: &AppState,
     ctx: &TenantCtx,
-    application: Uuid,
+    application: ApplicationId,
     access_token: Option<String>,
 ) -> AppResult<u64> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -172,7 +172,7 @@ pub async fn mark_read(
 pub async fn delete_all<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<()> {
     messages::Entity::delete_many()
         .filter(messages::Column::TenantId.eq(tenant.0))

@@ -8,18 +8,19 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::account;
-use super::service::{lock_payment, payments_of_app, state_of, total};
-use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started};
+use super::service::{lock_payment, payments_of_app, total};
+use super::{Charge, PaymentState, Payments, ProviderError, ProviderKind, Started, was_paid};
 use crate::applications::access::{self, Viewer};
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::{ApplicationId, PaymentId};
 use crate::state::AppState;
 
 pub struct StartInput {
-    pub application_id: Uuid,
+    pub application_id: ApplicationId,
     pub provider: ProviderKind,
     pub access_token: Option<String>,
 }
@@ -33,13 +34,13 @@ async fn end_pending(
 ) -> AppResult<()> {
     let (id, app) = (p.id, p.application_id);
     let mut a: payments::ActiveModel = p.into();
-    a.state = Set(to.as_str().into());
+    a.state = Set(to);
     a.updated_at = Set(Utc::now());
     a.update(txn).await?;
     timeline::append_event(
         txn,
         ctx,
-        app,
+        ApplicationId(app),
         Event {
             kind: if to == PaymentState::Failed {
                 "payment_failed"
@@ -96,9 +97,9 @@ pub async fn start(
         .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
         .await?;
     let mut reuse = None;
-    for p in payments_of_app(&txn, ctx.tenant_id, app.id).await? {
-        let state = state_of(&p);
-        if state.was_paid() {
+    for p in payments_of_app(&txn, ctx.tenant_id, ApplicationId(app.id)).await? {
+        let state = p.state;
+        if was_paid(state) {
             return Err(AppError::conflict(
                 "input.applicationId",
                 "the fees of this application are paid already",
@@ -151,7 +152,7 @@ pub async fn start(
                 tenant_id: Set(ctx.tenant_id.0),
                 application_id: Set(app.id),
                 provider: Set(input.provider.as_str().into()),
-                state: Set(PaymentState::Pending.as_str().into()),
+                state: Set(PaymentState::Pending),
                 amount_cents: Set(amount),
                 refunded_cents: Set(0),
                 currency: Set(pinned.content.currency.clone()),
@@ -170,7 +171,7 @@ pub async fn start(
             timeline::append_event(
                 &txn,
                 ctx,
-                app.id,
+                ApplicationId(app.id),
                 Event {
                     kind: "payment_started",
                     details: Some(json!({
@@ -189,9 +190,9 @@ pub async fn start(
     txn.commit().await?;
 
     let charge = Charge {
-        payment_id: payment.id,
+        payment_id: PaymentId(payment.id),
         tenant_slug: &ctx.tenant.slug,
-        application_id: app.id,
+        application_id: ApplicationId(app.id),
         reference: &app.reference,
         title: &pinned.content.title.de,
         lines: &lines,
@@ -201,7 +202,7 @@ pub async fn start(
     };
     let started = provider.start(account.as_ref(), &charge).await;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let Some(current) = lock_payment(&txn, ctx.tenant_id, payment.id).await? else {
+    let Some(current) = lock_payment(&txn, ctx.tenant_id, PaymentId(payment.id)).await? else {
         return Err(AppError::NotFound("payment"));
     };
     match started {
@@ -224,7 +225,7 @@ pub async fn start(
             Ok(current)
         }
         Err(e) => {
-            if state_of(&current) == PaymentState::Pending {
+            if current.state == PaymentState::Pending {
                 end_pending(&txn, ctx, current, PaymentState::Failed).await?;
             }
             txn.commit().await?;

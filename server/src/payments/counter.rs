@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::payments;
 use uuid::Uuid;
 
-use super::service::{lock_payment, settle, state_of};
+use super::service::{lock_payment, settle};
 use super::{
     Account, Charge, Outcome, PaymentProvider, PaymentState, ProviderError, ProviderKind, Started,
     WebhookError, WebhookEvent,
@@ -13,6 +13,7 @@ use super::{
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::PaymentId;
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -62,7 +63,7 @@ impl PaymentProvider for OnSite {
 pub async fn mark_paid(
     deps: &AppState,
     ctx: &TenantCtx,
-    payment_id: Uuid,
+    payment_id: PaymentId,
 ) -> AppResult<payments::Model> {
     ctx.require_cashier()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
@@ -75,7 +76,7 @@ pub async fn mark_paid(
             "online payments are confirmed by the provider, not by hand",
         ));
     }
-    if state_of(&p) != PaymentState::Pending {
+    if p.state != PaymentState::Pending {
         return Err(AppError::conflict(
             "input.paymentId",
             format!("this payment is {}, not pending", p.state),

@@ -12,6 +12,22 @@ use super::counter;
 use super::refund::{self, RefundInput};
 use super::report::{self, LedgerLine};
 use super::{PaymentState, Payments, ProviderKind};
+
+/// Where a payment stands. Once `paid`, nothing but refunds changes it.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(
+    name = "PaymentState",
+    remote = "PaymentState",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub enum PaymentStateOutput {
+    Pending,
+    Paid,
+    Failed,
+    Expired,
+    Refunded,
+    PartiallyRefunded,
+}
 use crate::error::AppResult;
 use crate::graphql::parse_id;
 use crate::graphql::{state, tenant_ctx};
@@ -43,8 +59,8 @@ impl Payment {
     async fn provider(&self) -> Option<ProviderKind> {
         ProviderKind::parse(&self.0.provider)
     }
-    async fn state(&self) -> Option<PaymentState> {
-        PaymentState::parse(&self.0.state)
+    async fn state(&self) -> Option<PaymentStateOutput> {
+        Some(self.0.state.into())
     }
     /// The application's fees at submission, computed by the server.
     async fn amount_cents(&self) -> i64 {
@@ -58,7 +74,7 @@ impl Payment {
     }
     /// Where the applicant pays online (Stripe Checkout) while the payment is pending.
     async fn checkout_url(&self) -> Option<&str> {
-        (self.0.state == PaymentState::Pending.as_str())
+        (self.0.state == PaymentState::Pending)
             .then_some(self.0.checkout_url.as_deref())
             .flatten()
     }

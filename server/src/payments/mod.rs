@@ -38,6 +38,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::applications::rules::FeeLine;
+use crate::ids::{ApplicationId, PaymentId};
 use crate::settings::Settings;
 
 /// Which provider a payment goes through.
@@ -65,47 +66,16 @@ impl ProviderKind {
     }
 }
 
-/// Where a payment stands. Once `paid`, nothing but refunds changes it.
-#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum PaymentState {
-    Pending,
-    Paid,
-    Failed,
-    Expired,
-    Refunded,
-    PartiallyRefunded,
-}
+/// Where a payment stands (stored in `payments.state`; the GraphQL enum is
+/// [`graphql::PaymentStateOutput`]).
+pub use entity::states::PaymentState;
 
-impl PaymentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Paid => "paid",
-            Self::Failed => "failed",
-            Self::Expired => "expired",
-            Self::Refunded => "refunded",
-            Self::PartiallyRefunded => "partially_refunded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Paid,
-            Self::Failed,
-            Self::Expired,
-            Self::Refunded,
-            Self::PartiallyRefunded,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
-    /// Money was received (it may have been given back since).
-    pub fn was_paid(self) -> bool {
-        matches!(self, Self::Paid | Self::Refunded | Self::PartiallyRefunded)
-    }
+/// Money was received (it may have been given back since).
+pub fn was_paid(state: PaymentState) -> bool {
+    matches!(
+        state,
+        PaymentState::Paid | PaymentState::Refunded | PaymentState::PartiallyRefunded
+    )
 }
 
 /// What a provider reports happened to a payment.
@@ -155,7 +125,10 @@ pub fn next_state(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentRef {
     /// Our payment id, carried in the provider's metadata (and cross-checked with the session).
-    Ours { id: Uuid, session: Option<String> },
+    Ours {
+        id: PaymentId,
+        session: Option<String>,
+    },
     /// The provider's payment id (Stripe PaymentIntent), e.g. on refunds.
     ProviderPayment(String),
 }
@@ -183,9 +156,9 @@ pub struct Account {
 /// What a provider is asked to collect: always computed by the server.
 #[derive(Debug)]
 pub struct Charge<'a> {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub tenant_slug: &'a str,
-    pub application_id: Uuid,
+    pub application_id: ApplicationId,
     pub reference: &'a str,
     pub title: &'a str,
     pub lines: &'a [FeeLine],
@@ -404,13 +377,13 @@ mod tests {
         fn paid_is_never_lost(events in proptest::collection::vec(outcome(), 0..12)) {
             let (state, refunded) = run(&events);
             let saw_paid = events.iter().any(|e| matches!(e, Outcome::Paid { .. }));
-            prop_assert_eq!(state.was_paid(), saw_paid);
+            prop_assert_eq!(was_paid(state), saw_paid);
             prop_assert!((0..=10_000).contains(&refunded));
             // More events later (in any order) never take a received payment back, and the
             // refunded total never shrinks.
             let again = events.iter().fold((state, refunded), |(s, r), e| next_state(s, 10_000, r, e).unwrap_or((s, r)));
             if saw_paid {
-                prop_assert!(again.0.was_paid());
+                prop_assert!(was_paid(again.0));
                 prop_assert!(again.1 >= refunded);
             }
         }

@@ -7,15 +7,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::account;
-use super::service::{lock_payment, money, notify_applicant, settle, state_of};
+use super::service::{lock_payment, money, notify_applicant, settle};
 use super::{Outcome, PaymentState, Payments, ProviderKind};
 use crate::context::TenantCtx;
 use crate::db::begin_tenant_write;
 use crate::error::{AppError, AppResult};
+use crate::ids::{ApplicationId, PaymentId};
 use crate::state::AppState;
 
 pub struct RefundInput {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub amount_cents: i64,
     pub reason: String,
 }
@@ -45,7 +46,7 @@ pub async fn refund(
         .await?
         .ok_or(AppError::NotFound("payment"))?;
     if !matches!(
-        state_of(&p),
+        p.state,
         PaymentState::Paid | PaymentState::PartiallyRefunded
     ) {
         return Err(AppError::conflict(
@@ -89,7 +90,7 @@ pub async fn refund(
     notify_applicant(
         &txn,
         ctx,
-        p.application_id,
+        ApplicationId(p.application_id),
         |reference| format!("Erstattung zu Ihrem Antrag {reference}"),
         |reference| {
             format!(

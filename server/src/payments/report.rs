@@ -169,7 +169,7 @@ pub fn report_csv(lines: &[LedgerLine]) -> AppResult<Vec<u8>> {
             l.amount_cents.to_string(),
             l.payment.currency.clone(),
             fees,
-            l.payment.state.clone(),
+            l.payment.state.to_string(),
             l.payment.checkout_session_id.clone().unwrap_or_default(),
             l.payment.provider_payment_id.clone().unwrap_or_default(),
             l.provider_refund_id.clone().unwrap_or_default(),

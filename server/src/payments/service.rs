@@ -16,14 +16,14 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Outcome, PaymentState, ProviderError};
+use super::{Outcome, ProviderError};
 use crate::applications::rules::FeeLine;
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
 use crate::context::{Principal, TenantCtx};
 use crate::db::{for_update, scoped};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, PaymentId, TenantId};
 use crate::messaging::outbox::{self, Email};
 
 impl From<ProviderError> for AppError {
@@ -54,7 +54,7 @@ pub fn money(cents: i64, currency: &str) -> String {
 pub(super) async fn lock_payment(
     txn: &DatabaseTransaction,
     tenant: TenantId,
-    id: Uuid,
+    id: PaymentId,
 ) -> AppResult<Option<payments::Model>> {
     let select = scoped::<payments::Entity>(tenant).filter(payments::Column::Id.eq(id));
     Ok(for_update(select, txn).one(txn).await?)
@@ -63,17 +63,13 @@ pub(super) async fn lock_payment(
 pub(super) async fn payments_of_app<C: ConnectionTrait>(
     conn: &C,
     tenant: TenantId,
-    application: Uuid,
+    application: ApplicationId,
 ) -> AppResult<Vec<payments::Model>> {
     Ok(scoped::<payments::Entity>(tenant)
         .filter(payments::Column::ApplicationId.eq(application))
         .order_by_asc(payments::Column::CreatedAt)
         .all(conn)
         .await?)
-}
-
-pub(super) fn state_of(p: &payments::Model) -> PaymentState {
-    PaymentState::parse(&p.state).unwrap_or(PaymentState::Failed)
 }
 
 /// Applies `outcome` to the (locked) payment: state, the application's timeline, the
@@ -85,14 +81,14 @@ pub(super) async fn settle(
     outcome: &Outcome,
 ) -> AppResult<Option<payments::Model>> {
     let Some((state, refunded)) =
-        super::next_state(state_of(&p), p.amount_cents, p.refunded_cents, outcome)
+        super::next_state(p.state, p.amount_cents, p.refunded_cents, outcome)
     else {
         return Ok(None);
     };
     let now = Utc::now();
     let before = p.refunded_cents;
     let mut a: payments::ActiveModel = p.clone().into();
-    a.state = Set(state.as_str().into());
+    a.state = Set(state);
     a.refunded_cents = Set(refunded);
     a.updated_at = Set(now);
     if let Outcome::Paid {
@@ -127,7 +123,7 @@ pub(super) async fn settle(
     timeline::append_event(
         txn,
         ctx,
-        p.application_id,
+        ApplicationId(p.application_id),
         Event {
             kind,
             details: Some(details),
@@ -139,7 +135,7 @@ pub(super) async fn settle(
         notify_applicant(
             txn,
             ctx,
-            p.application_id,
+            ApplicationId(p.application_id),
             |reference| format!("Zahlungseingang zu Ihrem Antrag {reference}"),
             |reference| {
                 format!(
@@ -157,7 +153,7 @@ pub(super) async fn settle(
 pub(super) async fn notify_applicant(
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
-    application: Uuid,
+    application: ApplicationId,
     subject: impl FnOnce(&str) -> String,
     body: impl FnOnce(&str) -> String,
 ) -> AppResult<()> {
@@ -206,7 +202,7 @@ pub async fn processing_allowed<C: ConnectionTrait>(
     if !content.payment_required_before_processing || total(&apps::fees_of(app)) <= 0 {
         return Ok(true);
     }
-    Ok(payments_of_app(conn, tenant, app.id)
+    Ok(payments_of_app(conn, tenant, ApplicationId(app.id))
         .await?
         .iter()
         .any(|p| p.paid_at.is_some()))

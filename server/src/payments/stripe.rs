@@ -21,6 +21,7 @@ use super::{
     Account, Charge, Outcome, PaymentProvider, PaymentRef, ProviderError, ProviderKind, Started,
     WebhookError, WebhookEvent,
 };
+use crate::ids::PaymentId;
 use crate::settings::PaymentSettings;
 
 /// Metadata key carrying our payment id on sessions and PaymentIntents.
@@ -301,7 +302,7 @@ pub fn read_event(account: &Account, body: &[u8]) -> Result<WebhookEvent, Webhoo
         .get(PAYMENT_ID_KEY)
         .and_then(|id| Uuid::parse_str(id).ok())
         .map(|id| PaymentRef::Ours {
-            id,
+            id: PaymentId(id),
             session: object.id.starts_with("cs_").then(|| object.id.clone()),
         });
     let intent = object.payment_intent.as_ref().and_then(id_of);
@@ -393,7 +394,7 @@ mod tests {
             e.effect,
             Some((
                 PaymentRef::Ours {
-                    id,
+                    id: PaymentId(id),
                     session: Some("cs_1".into())
                 },
                 Outcome::Paid {

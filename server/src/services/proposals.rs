@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use entity::states::ProposalStatus;
 use entity::{template_proposals, template_versions, templates};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, Set,
 };
-use uuid::Uuid;
 
 use super::merge::{self, Choice, Overlay};
 use super::service::{find_revision, find_service, resolve_error};
@@ -61,7 +61,7 @@ pub async fn propose(
         overlay: Set(service.overlay.clone()),
         content: Set(current.content),
         message: Set(message),
-        status: Set("open".to_owned()),
+        status: Set(ProposalStatus::Open),
         created_by: Set(ctx.staff_user()),
         created_at: Set(Utc::now()),
         decided_at: Set(None),
@@ -88,7 +88,7 @@ pub async fn propose(
 pub async fn proposals_for_template(
     db: &DatabaseConnection,
     ctx: &TenantCtx,
-    template: Uuid,
+    template: TemplateId,
 ) -> AppResult<Vec<template_proposals::Model>> {
     ctx.require_staff()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
@@ -116,7 +116,7 @@ async fn open_proposal(
         .await?
         .ok_or(AppError::NotFound("proposal"))?;
     let template = marketplace::own_template(txn, ctx, TemplateId(proposal.template_id)).await?;
-    if proposal.status != "open" {
+    if proposal.status != ProposalStatus::Open {
         return Err(AppError::conflict(
             "input.proposalId",
             format!("the proposal is already {}", proposal.status),
@@ -172,7 +172,7 @@ pub async fn accept_proposal(
     )
     .await?;
     let mut am: template_proposals::ActiveModel = proposal.into();
-    am.status = Set("accepted".to_owned());
+    am.status = Set(ProposalStatus::Accepted);
     am.decided_at = Set(Some(Utc::now()));
     am.decided_by = Set(ctx.staff_user());
     am.result_version_id = Set(Some(published.id));
@@ -191,7 +191,7 @@ pub async fn reject_proposal(
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let (_, proposal) = open_proposal(&txn, ctx, id).await?;
     let mut am: template_proposals::ActiveModel = proposal.into();
-    am.status = Set("rejected".to_owned());
+    am.status = Set(ProposalStatus::Rejected);
     am.decided_at = Set(Some(Utc::now()));
     am.decided_by = Set(ctx.staff_user());
     am.decision_note = Set(note);

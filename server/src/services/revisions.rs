@@ -2,6 +2,7 @@
 //! files), roll back. Each writes one new revision ([`commit_revision`]).
 
 use chrono::Utc;
+use entity::states::VersionStatus;
 use entity::{service_revisions, template_versions, tenant_services};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -124,7 +125,7 @@ pub async fn fork(
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let (template, version) = find_version(&txn, Some(ctx.tenant_id), version_id).await?;
-    if version.status == "deprecated" {
+    if version.status == VersionStatus::Deprecated {
         return Err(AppError::invalid(
             "input.templateVersionId",
             format!(
@@ -149,7 +150,7 @@ pub async fn fork(
         upstream_version_id: Set(Some(version.id)),
         overlay: Set(Value::Array(vec![])),
         current_revision: Set(0),
-        status: Set(ServiceStatus::Draft.as_str().to_owned()),
+        status: Set(ServiceStatus::Draft),
         created_at: Set(now),
         updated_at: Set(now),
     }

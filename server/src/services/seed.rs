@@ -11,6 +11,7 @@ use super::{revisions, service, status};
 use crate::content::ServiceContent;
 use crate::context::TenantCtx;
 use crate::error::{AppError, AppResult};
+use crate::ids::TemplateId;
 use crate::marketplace::service as marketplace;
 use crate::tenancy::types::Slug;
 
@@ -66,8 +67,12 @@ pub async fn apply(
     }
     let template = marketplace::template_by_slug(db, Some(ctx.tenant_id), &spec.template).await?;
     let txn = crate::db::begin_tenant(db, ctx.tenant_id).await?;
-    let version =
-        marketplace::find_version_by_number(&txn, template.id, &spec.version.to_string()).await?;
+    let version = marketplace::find_version_by_number(
+        &txn,
+        TemplateId(template.id),
+        &spec.version.to_string(),
+    )
+    .await?;
     txn.commit().await?;
     let forked = revisions::fork(db, ctx, version.id, spec.slug.clone()).await?;
     if !spec.overlay.0.is_empty() {

@@ -22,29 +22,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::{ServiceId, TenantId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceStatus {
-    Draft,
-    Live,
-    Retired,
-}
-
-impl ServiceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Live => "live",
-            Self::Retired => "retired",
-        }
-    }
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "live" => Self::Live,
-            "retired" => Self::Retired,
-            _ => Self::Draft,
-        }
-    }
-}
+pub use entity::states::ServiceStatus;
 
 /// Staff of the tenant see every service; everyone else only live ones.
 fn sees_all(ctx: &TenantCtx) -> bool {
@@ -68,7 +46,7 @@ pub async fn list_services(
         Some(ServiceStatus::Live)
     };
     if let Some(s) = status {
-        select = select.filter(tenant_services::Column::Status.eq(s.as_str()));
+        select = select.filter(tenant_services::Column::Status.eq(s));
     }
     fetch_tenant_page(
         db,
@@ -94,7 +72,7 @@ pub async fn service_by_slug(
         .await?;
     txn.commit().await?;
     match s {
-        Some(s) if sees_all(ctx) || s.status == "live" => Ok(s),
+        Some(s) if sees_all(ctx) || s.status == ServiceStatus::Live => Ok(s),
         _ => Err(AppError::NotFound("service")),
     }
 }
@@ -142,7 +120,7 @@ pub async fn revisions_of(
 pub async fn list_revisions(
     db: &crate::db::Db,
     ctx: &TenantCtx,
-    service: Uuid,
+    service: ServiceId,
     args: PageArgs,
 ) -> AppResult<Page<service_revisions::Model>> {
     ctx.require_staff()?;

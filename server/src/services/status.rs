@@ -21,7 +21,7 @@ pub async fn publish(
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
-    if service.status == "live" {
+    if service.status == ServiceStatus::Live {
         return Err(AppError::conflict(
             "input.serviceId",
             "the service is already live",
@@ -64,7 +64,7 @@ pub async fn retire(
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
     let service = find_service(&txn, ctx.tenant_id, id).await?;
-    if service.status == "retired" {
+    if service.status == ServiceStatus::Retired {
         return Err(AppError::conflict(
             "input.serviceId",
             "the service is already retired",
@@ -85,9 +85,9 @@ async fn set_status(
     service: tenant_services::Model,
     status: ServiceStatus,
 ) -> AppResult<tenant_services::Model> {
-    let reactivated = service.status == "retired";
+    let reactivated = service.status == ServiceStatus::Retired;
     let mut am: tenant_services::ActiveModel = service.into();
-    am.status = Set(status.as_str().to_owned());
+    am.status = Set(status);
     am.updated_at = Set(Utc::now());
     let service = am.update(txn).await?;
     if reactivated && let (Some(t), Some(v)) = (service.template_id, service.upstream_version_id) {

@@ -14,7 +14,7 @@ use crate::content::ServiceContent;
 use crate::context::TenantCtx;
 use crate::db::{begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
-use crate::ids::ServiceId;
+use crate::ids::{ServiceId, TemplateId};
 use crate::marketplace::service::{
     self as marketplace, VersionInfo, find_version, find_version_by_number, version_of,
 };
@@ -87,7 +87,7 @@ async fn prepare_update(
         ));
     };
     let (_, _) = find_version(txn, Some(ctx.tenant_id), from.id).await?;
-    let to = find_version_by_number(txn, template_id, to_version)
+    let to = find_version_by_number(txn, TemplateId(template_id), to_version)
         .await
         .map_err(|_| {
             AppError::invalid(

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Json, MergedObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use entity::states::TaskState;
 use entity::{application_events, application_tasks, applications, drafts as draft_rows, messages};
 use serde_json::Value;
 use uuid::Uuid;
@@ -26,7 +27,7 @@ use super::{queries as application_queries, timeline};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::RequestLoader;
 use crate::graphql::{request_loader, state, tenant_ctx};
-use crate::ids::TenantId;
+use crate::ids::{ApplicationId, DraftId, TenantId};
 use crate::messaging::mailbox as mailbox_service;
 use crate::services::graphql::{ContentOf, ServicesLoader};
 use crate::state::AppState;
@@ -315,7 +316,7 @@ impl Application {
             .tasks(ctx)
             .await?
             .iter()
-            .all(|t| t.model.state != "open"))
+            .all(|t| t.model.state != TaskState::Open))
     }
     /// What happened, oldest first. Applicants do not see staff-only entries.
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEvent>> {
@@ -449,7 +450,7 @@ impl Task {
     }
     /// `open`, `done` or `cancelled`.
     async fn state(&self) -> &str {
-        &self.model.state
+        self.model.state.as_str()
     }
     /// The routing rule that created it.
     async fn rule_key(&self) -> &str {
@@ -482,8 +483,13 @@ impl Task {
     /// The application (visible to staff of the task's department).
     async fn application(&self, ctx: &Context<'_>) -> async_graphql::Result<Application> {
         let tctx = tenant_ctx(ctx)?;
-        let (model, viewer) =
-            access::application(deps(ctx)?, &tctx, self.model.application_id, None).await?;
+        let (model, viewer) = access::application(
+            deps(ctx)?,
+            &tctx,
+            ApplicationId(self.model.application_id),
+            None,
+        )
+        .await?;
         Ok(Application::new(model, viewer))
     }
 }
@@ -588,7 +594,7 @@ impl Draft {
         let rows = crate::attachments::download::of_draft(
             &deps(ctx)?.db,
             TenantId(self.model.tenant_id),
-            self.model.id,
+            DraftId(self.model.id),
         )
         .await?;
         Ok(rows

@@ -79,6 +79,7 @@ impl Loader<ContentOf> for ServicesLoader {
 // ---- output types ------------------------------------------------------------------------------
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[graphql(remote = "ServiceStatus")]
 pub enum ServiceState {
     /// Being prepared; citizens cannot see it.
     Draft,
@@ -86,26 +87,6 @@ pub enum ServiceState {
     Live,
     /// Takes no new applications.
     Retired,
-}
-
-impl From<ServiceStatus> for ServiceState {
-    fn from(s: ServiceStatus) -> Self {
-        match s {
-            ServiceStatus::Draft => Self::Draft,
-            ServiceStatus::Live => Self::Live,
-            ServiceStatus::Retired => Self::Retired,
-        }
-    }
-}
-
-impl From<ServiceState> for ServiceStatus {
-    fn from(s: ServiceState) -> Self {
-        match s {
-            ServiceState::Draft => Self::Draft,
-            ServiceState::Live => Self::Live,
-            ServiceState::Retired => Self::Retired,
-        }
-    }
 }
 
 /// A municipality's service, usually a fork of a marketplace template.
@@ -124,7 +105,7 @@ impl Service {
         &self.0.title
     }
     async fn status(&self) -> ServiceState {
-        ServiceStatus::parse(&self.0.status).into()
+        self.0.status.into()
     }
     /// Number of the revision in force.
     async fn revision(&self) -> i64 {
@@ -178,7 +159,7 @@ impl Service {
         let page = service::list_revisions(
             db(ctx)?,
             &tenant_ctx(ctx)?,
-            self.0.id,
+            ServiceId(self.0.id),
             PageArgs::parse(ctx, first, after)?,
         )
         .await?;

@@ -9,6 +9,7 @@ use serde_json::Value;
 pub struct Proposal(pub template_proposals::Model);
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[graphql(remote = "entity::states::ProposalStatus")]
 pub enum ProposalStatus {
     Open,
     Accepted,
@@ -24,11 +25,7 @@ impl Proposal {
         &self.0.message
     }
     async fn status(&self) -> ProposalStatus {
-        match self.0.status.as_str() {
-            "accepted" => ProposalStatus::Accepted,
-            "rejected" => ProposalStatus::Rejected,
-            _ => ProposalStatus::Open,
-        }
+        self.0.status.into()
     }
     /// The proposed change as keyed operations against `baseVersion`.
     async fn diff(&self) -> Json<Value> {
