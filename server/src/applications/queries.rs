@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use entity::{application_tasks, applications};
-use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _};
 use uuid::Uuid;
 
 use super::access::{departments_of, is_admin};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{Db, begin_tenant, scoped};
+use crate::db::{Db, TenantTx, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_page};
 use crate::ids::TenantId;
@@ -27,20 +27,20 @@ pub struct ApplicationFilter {
 /// Applications staff may see: all for administrators, else those with a task in one of the
 /// caller's departments.
 fn visible_applications(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     mine: Option<Vec<Uuid>>,
 ) -> AppResult<sea_orm::Select<applications::Entity>> {
     ctx.require_staff()?;
-    let mut select = scoped::<applications::Entity>(ctx.tenant_id);
+    let mut select = txn.select::<applications::Entity>();
     if let Some(mine) = mine {
         select = select.filter(
             applications::Column::Id.in_subquery(
-                Query::select()
+                txn.select::<application_tasks::Entity>()
+                    .select_only()
                     .column(application_tasks::Column::ApplicationId)
-                    .from(application_tasks::Entity)
-                    .and_where(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
-                    .and_where(application_tasks::Column::DepartmentId.is_in(mine))
-                    .take(),
+                    .filter(application_tasks::Column::DepartmentId.is_in(mine))
+                    .into_query(),
             ),
         );
     }
@@ -55,15 +55,13 @@ async fn open_work_list(
     db: &Db,
     ctx: &TenantCtx,
     what: &str,
-) -> AppResult<(DatabaseTransaction, Option<Vec<Uuid>>)> {
+) -> AppResult<(TenantTx, Option<Vec<Uuid>>)> {
     ctx.require_staff()?;
     crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let scope = match &ctx.principal {
         _ if is_admin(ctx) => None,
-        Principal::Staff { user_id, .. } => {
-            Some(departments_of(&txn, ctx.tenant_id, user_id.0).await?)
-        }
+        Principal::Staff { user_id, .. } => Some(departments_of(&txn, user_id.0).await?),
         _ => Some(Vec::new()),
     };
     Ok((txn, scope))
@@ -86,7 +84,7 @@ pub async fn list_applications(
         return Err(AppError::invalid("filter.search", "at most 200 characters"));
     }
     let (txn, scope) = open_work_list(db, ctx, "applications").await?;
-    let mut select = visible_applications(ctx, scope)?;
+    let mut select = visible_applications(&txn, ctx, scope)?;
     if let Some(state) = filter.state {
         select = select.filter(applications::Column::State.eq(state));
     }
@@ -121,7 +119,7 @@ pub async fn export_batch(
     limit: u64,
 ) -> AppResult<Vec<applications::Model>> {
     let (txn, scope) = open_work_list(db, ctx, "applications export").await?;
-    let rows = visible_applications(ctx, scope)?
+    let rows = visible_applications(&txn, ctx, scope)?
         .filter(applications::Column::Seq.gt(after))
         .order_by_asc(applications::Column::Seq)
         .limit(limit)
@@ -143,7 +141,7 @@ pub async fn list_tasks(
     args: PageArgs,
 ) -> AppResult<Page<application_tasks::Model>> {
     let (txn, scope) = open_work_list(db, ctx, "tasks").await?;
-    let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
+    let mut select = txn.select::<application_tasks::Entity>();
     match (scope, filter.department) {
         (Some(mine), Some(d)) if !mine.contains(&d) => {
             return Err(AppError::Forbidden(
@@ -170,7 +168,7 @@ pub async fn tasks_of(
     tenant: TenantId,
     applications: Vec<Uuid>,
 ) -> AppResult<Vec<application_tasks::Model>> {
-    let select = scoped::<application_tasks::Entity>(tenant)
+    let select = application_tasks::Entity::find()
         .filter(application_tasks::Column::ApplicationId.is_in(applications))
         .order_by_asc(application_tasks::Column::Id);
     crate::db::read_tenant(db, tenant, select).await

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use entity::{application_tasks, applications, departments};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,9 +14,8 @@ use super::service::{state_label, status_change};
 use super::timeline::{Event, append_event};
 use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult};
-use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
@@ -47,29 +46,26 @@ pub async fn transition(
 ) -> AppResult<(applications::Model, Viewer)> {
     check_comment("input.comment", input.comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, input.id).await?;
+    let app = lock(&txn, input.id).await?;
     let viewer = viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     let mover = if viewer.is_staff() {
         Mover::Staff
     } else {
         Mover::Citizen
     };
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let workflow = &pinned.content.workflow;
     rules::find_move(workflow, &app.state, &input.to, mover)?;
     let terminal = rules::state_of(workflow, &input.to).is_some_and(|s| s.terminal);
     // Services that are paid first: staff may close an unpaid application, not work on it.
     if mover == Mover::Staff
         && !terminal
-        && !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
-            .await?
+        && !crate::payments::service::processing_allowed(&txn, &app, &pinned.content).await?
     {
         return Err(unpaid());
     }
     if terminal && mover == Mover::Staff {
-        let open = open_tasks(&txn, ctx.tenant_id, app.id).await?;
+        let open = open_tasks(&txn, app.id).await?;
         if !open.is_empty() {
             return Err(AppError::conflict(
                 "input.to",
@@ -103,12 +99,9 @@ fn unpaid() -> AppError {
 }
 
 /// The names of departments with open tasks on an application.
-async fn open_tasks(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    application: Uuid,
-) -> AppResult<Vec<String>> {
-    let open: Vec<Uuid> = scoped::<application_tasks::Entity>(tenant)
+async fn open_tasks(txn: &TenantTx, application: Uuid) -> AppResult<Vec<String>> {
+    let open: Vec<Uuid> = txn
+        .select::<application_tasks::Entity>()
         .filter(application_tasks::Column::ApplicationId.eq(application))
         .filter(application_tasks::Column::State.eq("open"))
         .all(txn)
@@ -119,7 +112,8 @@ async fn open_tasks(
     if open.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(scoped::<departments::Entity>(tenant)
+    Ok(txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Id.is_in(open))
         .all(txn)
         .await?
@@ -131,7 +125,7 @@ async fn open_tasks(
 /// Applies a checked move: state, decision/closing times, the event and the applicant's email.
 /// Terminal moves cancel what is still open.
 async fn move_to(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     app: applications::Model,
     content: &ServiceContent,
@@ -150,10 +144,9 @@ async fn move_to(
     }
     if target.is_some_and(|s| s.terminal) {
         active.closed_at = Set(Some(now));
-        application_tasks::Entity::update_many()
+        txn.update_many::<application_tasks::Entity>()
             .col_expr(application_tasks::Column::State, Expr::value("cancelled"))
             .col_expr(application_tasks::Column::CompletedAt, Expr::value(now))
-            .filter(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
             .filter(application_tasks::Column::ApplicationId.eq(app.id))
             .filter(application_tasks::Column::State.eq("open"))
             .exec(txn)
@@ -207,13 +200,11 @@ pub async fn withdraw(
 ) -> AppResult<applications::Model> {
     check_comment("input.reason", reason.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, id).await?;
+    let app = lock(&txn, id).await?;
     if viewer_of(&txn, ctx, &app, access_token.as_deref()).await? != Viewer::Applicant {
         return Err(AppError::Forbidden("only the applicant can withdraw"));
     }
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let to = rules::withdrawal_from(&pinned.content.workflow, &app.state)
         .map(|t| t.to.as_str().to_owned())
         .ok_or_else(|| {
@@ -265,13 +256,11 @@ pub async fn provide_information(
         crate::messaging::mailbox::check_body("input.message", m)?;
     }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, input.id).await?;
+    let app = lock(&txn, input.id).await?;
     if viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await? != Viewer::Applicant {
         return Err(AppError::Forbidden("only the applicant can answer"));
     }
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let to = rules::answer_from(&pinned.content.workflow, &app.state)
         .map(|t| t.to.as_str().to_owned())
         .ok_or_else(|| {
@@ -335,7 +324,8 @@ pub async fn complete_task(
     ctx.require_staff()?;
     check_comment("input.comment", comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let task = scoped::<application_tasks::Entity>(ctx.tenant_id)
+    let task = txn
+        .select::<application_tasks::Entity>()
         .filter(application_tasks::Column::Id.eq(task_id))
         .one(&txn)
         .await?
@@ -346,7 +336,7 @@ pub async fn complete_task(
         let Principal::Staff { user_id, .. } = &ctx.principal else {
             return Err(AppError::Forbidden("staff only"));
         };
-        if !departments_of(&txn, ctx.tenant_id, user_id.0)
+        if !departments_of(&txn, user_id.0)
             .await?
             .contains(&task.department_id)
         {
@@ -360,13 +350,9 @@ pub async fn complete_task(
             format!("this task is already {}", task.state),
         ));
     }
-    let app = lock(&txn, ctx.tenant_id, task.application_id).await?;
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
-    if !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
-        .await?
-    {
+    let app = lock(&txn, task.application_id).await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
+    if !crate::payments::service::processing_allowed(&txn, &app, &pinned.content).await? {
         return Err(unpaid());
     }
     let mut active: application_tasks::ActiveModel = task.into();
@@ -375,7 +361,8 @@ pub async fn complete_task(
     active.comment = Set(comment.clone());
     active.completed_at = Set(Some(Utc::now()));
     let task = active.update(&txn).await?;
-    let dept = scoped::<departments::Entity>(ctx.tenant_id)
+    let dept = txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Id.eq(task.department_id))
         .one(&txn)
         .await?

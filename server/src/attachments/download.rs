@@ -11,7 +11,7 @@ use super::service::{SCAN_CLEAN, SCAN_INFECTED, SCAN_SKIPPED, Target, owner_filt
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, scoped};
+use crate::db::begin_tenant;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::settings::StorageSettings;
@@ -47,7 +47,8 @@ async fn listed(
     filter: sea_orm::Condition,
 ) -> AppResult<Vec<attachments::Model>> {
     let txn = begin_tenant(db, tenant).await?;
-    let rows = scoped::<attachments::Entity>(tenant)
+    let rows = txn
+        .select::<attachments::Entity>()
         .filter(filter)
         .order_by_asc(attachments::Column::Id)
         .all(&txn)
@@ -92,8 +93,9 @@ pub async fn download_url(
                 ));
             };
             let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-            let mine = access::departments_of(&txn, ctx.tenant_id, user_id.0).await?;
-            let assigned = scoped::<entity::application_tasks::Entity>(ctx.tenant_id)
+            let mine = access::departments_of(&txn, user_id.0).await?;
+            let assigned = txn
+                .select::<entity::application_tasks::Entity>()
                 .filter(entity::application_tasks::Column::ApplicationId.eq(app_id))
                 .filter(entity::application_tasks::Column::DepartmentId.is_in(mine))
                 .one(&txn)
@@ -133,14 +135,15 @@ pub async fn find(
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Viewer)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let att = scoped::<attachments::Entity>(ctx.tenant_id)
+    let att = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::Id.eq(id))
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("attachment"))?;
     let viewer = match (att.application_id, att.draft_id) {
         (Some(app_id), _) => {
-            let app = access::find(&txn, ctx.tenant_id, app_id).await?;
+            let app = access::find(&txn, app_id).await?;
             match access::viewer_of(&txn, ctx, &app, access_token).await {
                 Ok(v) => v,
                 // Staff who can't see the application get FORBIDDEN for its files: the id came

@@ -41,7 +41,7 @@ pub async fn refund(
         return Err(AppError::invalid("input.amountCents", "must be positive"));
     }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let p = lock_payment(&txn, ctx.tenant_id, input.payment_id)
+    let p = lock_payment(&txn, input.payment_id)
         .await?
         .ok_or(AppError::NotFound("payment"))?;
     if !matches!(
@@ -65,7 +65,7 @@ pub async fn refund(
     }
     let kind = ProviderKind::parse(&p.provider).ok_or(AppError::NotFound("payment provider"))?;
     let provider = payments.provider(kind)?.clone();
-    let account = account(&txn, payments, ctx.tenant_id, kind).await?;
+    let account = account(&txn, payments, kind).await?;
     let refund_id = Uuid::now_v7();
     let provider_refund_id = provider
         .refund(account.as_ref(), &p, refund_id, input.amount_cents)
@@ -102,7 +102,6 @@ pub async fn refund(
     .await?;
     crate::audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "payments.refunded",
         format!("payment:{}", p.id),
