@@ -185,7 +185,7 @@ pub async fn submit(
             });
         }
     }
-    outbox::enqueue_all(&txn, Some(ctx.tenant_id), mails).await?;
+    outbox::enqueue_all(&txn, Some(txn.tenant()), mails).await?;
     let change = status_change(&app, now);
     deps.finish(txn, vec![change]).await?;
     Ok((app, token))

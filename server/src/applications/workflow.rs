@@ -174,7 +174,7 @@ async fn move_to(
             .unwrap_or_default();
         outbox::enqueue(
             txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to: email.clone(),
                 subject: format!("Ihr Antrag {}: {label}", app.reference),

@@ -106,7 +106,7 @@ pub async fn send(
     {
         outbox::enqueue(
             &txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to: to.clone(),
                 subject: format!("Neue Nachricht zu Ihrem Antrag {}", app.reference),

@@ -88,7 +88,6 @@ pub async fn refund(
         .ok_or_else(|| AppError::internal("refund", anyhow::anyhow!("refund did not apply")))?;
     notify_applicant(
         &txn,
-        ctx,
         p.application_id,
         |reference| format!("Erstattung zu Ihrem Antrag {reference}"),
         |reference| {

@@ -133,7 +133,6 @@ pub(super) async fn settle(
     if let Outcome::Paid { .. } = outcome {
         notify_applicant(
             txn,
-            ctx,
             p.application_id,
             |reference| format!("Zahlungseingang zu Ihrem Antrag {reference}"),
             |reference| {
@@ -151,7 +150,6 @@ pub(super) async fn settle(
 
 pub(super) async fn notify_applicant(
     txn: &TenantTx,
-    ctx: &TenantCtx,
     application: Uuid,
     subject: impl FnOnce(&str) -> String,
     body: impl FnOnce(&str) -> String,
@@ -166,7 +164,7 @@ pub(super) async fn notify_applicant(
     {
         outbox::enqueue(
             txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to,
                 subject: subject(&app.reference),

@@ -493,7 +493,7 @@ pub async fn update_staff(
     active.updated_at = Set(chrono::Utc::now());
     let user = active.update(&txn).await?;
     if user.status == "disabled" {
-        crate::auth::service::revoke_all_sessions(&txn, Some(ctx.tenant_id), "staff", user.id)
+        crate::auth::service::revoke_all_sessions(&txn, Some(txn.tenant()), "staff", user.id)
             .await?;
     }
     audit::record(
