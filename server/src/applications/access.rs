@@ -2,14 +2,14 @@
 //! by sign-in or access token, and the lookups that apply those checks.
 
 use entity::{application_tasks, applications, staff_memberships};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::auth::tokens::{constant_time_eq, hash_secret};
 use crate::context::{Principal, Role, TenantCtx};
-use crate::db::{begin_tenant, scoped};
+use crate::db::{TenantTx, begin_tenant};
 use crate::error::{AppError, AppResult};
-use crate::ids::{ApplicationId, TenantId};
+use crate::ids::ApplicationId;
 use crate::state::AppState;
 
 /// How the caller relates to one application.
@@ -30,14 +30,11 @@ impl Viewer {
 }
 
 /// The departments a staff user is a member of.
-pub async fn departments_of<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    user: Uuid,
-) -> AppResult<Vec<Uuid>> {
-    Ok(scoped::<staff_memberships::Entity>(tenant)
+pub async fn departments_of(txn: &TenantTx, user: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(txn
+        .select::<staff_memberships::Entity>()
         .filter(staff_memberships::Column::UserId.eq(user))
-        .all(conn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|m| m.department_id)
@@ -76,8 +73,8 @@ pub(super) fn owns(
 
 /// The caller's relation to `app`. Anyone else gets `NOT_FOUND` (nothing about other people's
 /// applications leaks, not even their existence), or `UNAUTHENTICATED` when they sent nothing.
-pub async fn viewer_of<C: ConnectionTrait>(
-    conn: &C,
+pub async fn viewer_of(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     app: &applications::Model,
     access_token: Option<&str>,
@@ -88,11 +85,12 @@ pub async fn viewer_of<C: ConnectionTrait>(
         return Ok(Viewer::Admin);
     }
     if let Principal::Staff { user_id, .. } = &ctx.principal {
-        let mine = departments_of(conn, ctx.tenant_id, user_id.0).await?;
-        let assigned = scoped::<application_tasks::Entity>(ctx.tenant_id)
+        let mine = departments_of(txn, user_id.0).await?;
+        let assigned = txn
+            .select::<application_tasks::Entity>()
             .filter(application_tasks::Column::ApplicationId.eq(app.id))
             .filter(application_tasks::Column::DepartmentId.is_in(mine))
-            .one(conn)
+            .one(txn)
             .await?
             .is_some();
         return if assigned {
@@ -143,32 +141,26 @@ pub async fn application(
     crate::audit::break_glass_read(&deps.db, ctx, "application", format!("application:{id}"))
         .await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let app = find(&txn, ctx.tenant_id, id).await?;
+    let app = find(&txn, id).await?;
     let viewer = viewer_of(&txn, ctx, &app, access_token).await?;
     txn.commit().await?;
     Ok((app, viewer))
 }
 
-pub async fn find<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: ApplicationId,
-) -> AppResult<applications::Model> {
-    scoped::<applications::Entity>(tenant)
+pub async fn find(txn: &TenantTx, id: ApplicationId) -> AppResult<applications::Model> {
+    txn.select::<applications::Entity>()
         .filter(applications::Column::Id.eq(id))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("application"))
 }
 
 /// Locks and loads an application for a change (PostgreSQL: `FOR UPDATE`; SQLite's write
 /// transaction already excludes other writers).
-pub(crate) async fn lock(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    id: ApplicationId,
-) -> AppResult<applications::Model> {
-    let select = scoped::<applications::Entity>(tenant).filter(applications::Column::Id.eq(id));
+pub(crate) async fn lock(txn: &TenantTx, id: ApplicationId) -> AppResult<applications::Model> {
+    let select = txn
+        .select::<applications::Entity>()
+        .filter(applications::Column::Id.eq(id));
     let app = crate::db::for_update(select, txn)
         .one(txn)
         .await?

@@ -4,9 +4,7 @@
 use chrono::Utc;
 use entity::states::ServiceStatus;
 use entity::{drafts, tenant_services};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,9 +12,9 @@ use super::access::{citizen_of, owns, require_applicant_side};
 use super::rules;
 use crate::auth::tokens::{hash_secret, random_secret};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
-use crate::ids::{DraftId, TenantId};
+use crate::ids::DraftId;
 use crate::state::AppState;
 
 /// Form data for a service, possibly continuing a draft: what `saveDraft` and
@@ -35,11 +33,11 @@ pub(super) async fn open_form(
     deps: &AppState,
     ctx: &TenantCtx,
     input: &FormInput,
-) -> AppResult<(DatabaseTransaction, tenant_services::Model)> {
+) -> AppResult<(TenantTx, tenant_services::Model)> {
     require_applicant_side(ctx)?;
     rules::check_shape("data", &input.data)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let service = live_service(&txn, ctx.tenant_id, &input.service_slug).await?;
+    let service = live_service(&txn, &input.service_slug).await?;
     Ok((txn, service))
 }
 
@@ -89,15 +87,16 @@ pub async fn save_draft(
     Ok((draft, token))
 }
 
-pub(crate) async fn owned_draft<C: ConnectionTrait>(
-    conn: &C,
+pub(crate) async fn owned_draft(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     id: DraftId,
     access_token: Option<&str>,
 ) -> AppResult<drafts::Model> {
-    let draft = scoped::<drafts::Entity>(ctx.tenant_id)
+    let draft = txn
+        .select::<drafts::Entity>()
         .filter(drafts::Column::Id.eq(id))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("draft"))?;
     if owns(
@@ -123,7 +122,8 @@ pub async fn draft(
 ) -> AppResult<(drafts::Model, String)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let draft = owned_draft(&txn, ctx, id, access_token).await?;
-    let slug = scoped::<tenant_services::Entity>(ctx.tenant_id)
+    let slug = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Id.eq(draft.service_id))
         .one(&txn)
         .await?
@@ -133,14 +133,11 @@ pub async fn draft(
     Ok((draft, slug))
 }
 
-async fn live_service<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    slug: &str,
-) -> AppResult<tenant_services::Model> {
-    match scoped::<tenant_services::Entity>(tenant)
+async fn live_service(txn: &TenantTx, slug: &str) -> AppResult<tenant_services::Model> {
+    match txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Slug.eq(slug))
-        .one(conn)
+        .one(txn)
         .await?
     {
         Some(s) if s.status == ServiceStatus::Live => Ok(s),

@@ -21,7 +21,7 @@ use super::queries;
 use super::rules::FeeLine;
 use super::service;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, scoped};
+use crate::db::begin_tenant;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -131,27 +131,25 @@ pub async fn documents(
         crate::attachments::download::of_applications(&deps.db, ctx.tenant_id, ids.clone()).await?;
     let payments = crate::payments::service::of_applications(&deps.db, ctx.tenant_id, ids).await?;
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let depts: std::collections::HashMap<Uuid, departments::Model> =
-        scoped::<departments::Entity>(ctx.tenant_id)
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|d| (d.id, d))
-            .collect();
+    let depts: std::collections::HashMap<Uuid, departments::Model> = txn
+        .select::<departments::Entity>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
     let service_ids: Vec<Uuid> = apps.iter().map(|a| a.service_id).collect();
-    let services: std::collections::HashMap<Uuid, tenant_services::Model> =
-        scoped::<tenant_services::Entity>(ctx.tenant_id)
-            .filter(tenant_services::Column::Id.is_in(service_ids))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
+    let services: std::collections::HashMap<Uuid, tenant_services::Model> = txn
+        .select::<tenant_services::Entity>()
+        .filter(tenant_services::Column::Id.is_in(service_ids))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
     let mut out = Vec::with_capacity(apps.len());
     for app in apps {
-        let pinned = deps
-            .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-            .await?;
+        let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
         let svc = services.get(&app.service_id);
         let routing = tasks
             .iter()

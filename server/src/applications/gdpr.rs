@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use entity::{application_events, applications, drafts};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use super::access::lock;
 use super::timeline::timelines_of;
 use crate::attachments;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::ApplicationId;
 use crate::state::AppState;
@@ -25,13 +25,15 @@ pub async fn export_my_data(deps: &AppState, ctx: &TenantCtx) -> AppResult<Value
         });
     };
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let apps = scoped::<applications::Entity>(ctx.tenant_id)
+    let apps = txn
+        .select::<applications::Entity>()
         .filter(applications::Column::CitizenIssuer.eq(c.issuer.as_str()))
         .filter(applications::Column::CitizenSubject.eq(c.subject.as_str()))
         .order_by_asc(applications::Column::Id)
         .all(&txn)
         .await?;
-    let drafts = scoped::<drafts::Entity>(ctx.tenant_id)
+    let drafts = txn
+        .select::<drafts::Entity>()
         .filter(drafts::Column::CitizenIssuer.eq(c.issuer.as_str()))
         .filter(drafts::Column::CitizenSubject.eq(c.subject.as_str()))
         .order_by_asc(drafts::Column::Id)
@@ -91,10 +93,8 @@ pub async fn erase(
     ctx.require_tenant_admin()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, id).await?;
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let app = lock(&txn, id).await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let Some(closed) = app.closed_at else {
         return Err(AppError::conflict(
             "input.id",
@@ -112,18 +112,13 @@ pub async fn erase(
             ),
         ));
     }
-    application_events::Entity::delete_many()
-        .filter(application_events::Column::TenantId.eq(ctx.tenant_id.0))
+    txn.delete_many::<application_events::Entity>()
         .filter(application_events::Column::ApplicationId.eq(app.id))
         .exec(&txn)
         .await?;
-    crate::messaging::mailbox::delete_all(&txn, ctx.tenant_id, ApplicationId(app.id)).await?;
-    let objects = attachments::handover::delete_rows_of_application(
-        &txn,
-        ctx.tenant_id,
-        ApplicationId(app.id),
-    )
-    .await?;
+    crate::messaging::mailbox::delete_all(&txn, ApplicationId(app.id)).await?;
+    let objects =
+        attachments::handover::delete_rows_of_application(&txn, ApplicationId(app.id)).await?;
     let reference = app.reference.to_lowercase();
     let mut active: applications::ActiveModel = app.into();
     active.data = Set(None);
@@ -137,7 +132,6 @@ pub async fn erase(
     let app = active.update(&txn).await?;
     crate::audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "application.erased",
         app.id.to_string(),

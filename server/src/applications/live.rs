@@ -123,7 +123,7 @@ async fn reread(
     id: ApplicationId,
 ) -> crate::error::AppResult<StatusChange> {
     let txn = crate::db::begin_tenant(db, tenant).await?;
-    let app = super::access::find(&txn, tenant, id).await?;
+    let app = super::access::find(&txn, id).await?;
     txn.commit().await?;
     Ok(StatusChange {
         tenant_id: tenant.0,

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{application_tasks, applications, departments};
-use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _};
 use uuid::Uuid;
 
 use super::access::{departments_of, is_admin};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{Db, begin_tenant, scoped};
+use crate::db::{Db, TenantTx, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_page};
 use crate::ids::TenantId;
@@ -29,20 +29,20 @@ pub struct ApplicationFilter {
 /// Applications staff may see: all for administrators, else those with a task in one of the
 /// caller's departments.
 fn visible_applications(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     mine: Option<Vec<Uuid>>,
 ) -> AppResult<sea_orm::Select<applications::Entity>> {
     ctx.require_staff()?;
-    let mut select = scoped::<applications::Entity>(ctx.tenant_id);
+    let mut select = txn.select::<applications::Entity>();
     if let Some(mine) = mine {
         select = select.filter(
             applications::Column::Id.in_subquery(
-                Query::select()
+                txn.select::<application_tasks::Entity>()
+                    .select_only()
                     .column(application_tasks::Column::ApplicationId)
-                    .from(application_tasks::Entity)
-                    .and_where(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
-                    .and_where(application_tasks::Column::DepartmentId.is_in(mine))
-                    .take(),
+                    .filter(application_tasks::Column::DepartmentId.is_in(mine))
+                    .into_query(),
             ),
         );
     }
@@ -57,15 +57,13 @@ async fn open_work_list(
     db: &Db,
     ctx: &TenantCtx,
     what: &str,
-) -> AppResult<(DatabaseTransaction, Option<Vec<Uuid>>)> {
+) -> AppResult<(TenantTx, Option<Vec<Uuid>>)> {
     ctx.require_staff()?;
     crate::audit::break_glass_read(db, ctx, what, format!("tenant:{}", ctx.tenant_id)).await?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
     let scope = match &ctx.principal {
         _ if is_admin(ctx) => None,
-        Principal::Staff { user_id, .. } => {
-            Some(departments_of(&txn, ctx.tenant_id, user_id.0).await?)
-        }
+        Principal::Staff { user_id, .. } => Some(departments_of(&txn, user_id.0).await?),
         _ => Some(Vec::new()),
     };
     Ok((txn, scope))
@@ -107,7 +105,7 @@ pub async fn list_applications(
         return Err(AppError::invalid("filter.search", "at most 200 characters"));
     }
     let (txn, scope) = open_work_list(db, ctx, "applications").await?;
-    let mut select = visible_applications(ctx, scope)?;
+    let mut select = visible_applications(&txn, ctx, scope)?;
     if let Some(state) = filter.state {
         select = select.filter(applications::Column::State.eq(state));
     }
@@ -133,13 +131,13 @@ pub async fn list_applications(
     let mut departments = HashMap::new();
     if along.tasks && !page.items.is_empty() {
         let ids = page.items.iter().map(|a| a.id).collect();
-        let rows = tasks_in(&txn, ctx.tenant_id, ids).await?;
+        let rows = tasks_in(&txn, ids).await?;
         if along.departments {
             let mut wanted: Vec<Uuid> = rows.iter().map(|t| t.department_id).collect();
             wanted.sort_unstable();
             wanted.dedup();
             departments =
-                crate::tenancy::service::departments_by_ids(&txn, ctx.tenant_id, &wanted).await?;
+                crate::tenancy::service::departments_by_ids(&txn, &wanted).await?;
         }
         let mut by_application: HashMap<Uuid, Vec<application_tasks::Model>> = HashMap::new();
         for t in rows {
@@ -164,7 +162,7 @@ pub async fn export_batch(
     limit: u64,
 ) -> AppResult<Vec<applications::Model>> {
     let (txn, scope) = open_work_list(db, ctx, "applications export").await?;
-    let rows = visible_applications(ctx, scope)?
+    let rows = visible_applications(&txn, ctx, scope)?
         .filter(applications::Column::Seq.gt(after))
         .order_by_asc(applications::Column::Seq)
         .limit(limit)
@@ -186,7 +184,7 @@ pub async fn list_tasks(
     args: PageArgs,
 ) -> AppResult<Page<application_tasks::Model>> {
     let (txn, scope) = open_work_list(db, ctx, "tasks").await?;
-    let mut select = scoped::<application_tasks::Entity>(ctx.tenant_id);
+    let mut select = txn.select::<application_tasks::Entity>();
     match (scope, filter.department) {
         (Some(mine), Some(d)) if !mine.contains(&d) => {
             return Err(AppError::Forbidden(
@@ -214,18 +212,18 @@ pub async fn tasks_of(
     applications: Vec<Uuid>,
 ) -> AppResult<Vec<application_tasks::Model>> {
     let txn = begin_tenant(db, tenant).await?;
-    let rows = tasks_in(&txn, tenant, applications).await?;
+    let rows = tasks_in(&txn, applications).await?;
     txn.commit().await?;
     Ok(rows)
 }
 
 /// [`tasks_of`] inside an open tenant transaction, oldest first.
 async fn tasks_in(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     applications: Vec<Uuid>,
 ) -> AppResult<Vec<application_tasks::Model>> {
-    Ok(scoped::<application_tasks::Entity>(tenant)
+    Ok(txn
+        .select::<application_tasks::Entity>()
         .filter(application_tasks::Column::ApplicationId.is_in(applications))
         .order_by_asc(application_tasks::Column::Id)
         .all(txn)

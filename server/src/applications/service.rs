@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::{applications, service_revisions};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::live::StatusChange;
@@ -19,28 +19,28 @@ use super::pinned::PINNED_CACHE_MAX;
 pub use super::pinned::Pinned;
 use super::rules::{self, FeeLine, FormValidator};
 use crate::content::ServiceContent;
-use crate::db::{begin_tenant, scoped};
+use crate::db::{TenantTx, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::state::AppState;
 
 /// What applications do with the server's state: pinned revisions, and what follows a commit.
 impl AppState {
-    /// The pinned revision `revision` of `service`, read in `conn` (the tenant's transaction).
-    pub async fn pinned<C: ConnectionTrait>(
+    /// The pinned revision `revision` of `service`, read in the tenant's transaction.
+    pub async fn pinned(
         &self,
-        conn: &C,
-        tenant: TenantId,
+        txn: &TenantTx,
         service: Uuid,
         revision: i64,
     ) -> AppResult<Arc<Pinned>> {
         if let Some(p) = self.cached(service, revision) {
             return Ok(p);
         }
-        let row = scoped::<service_revisions::Entity>(tenant)
+        let row = txn
+            .select::<service_revisions::Entity>()
             .filter(service_revisions::Column::ServiceId.eq(service))
             .filter(service_revisions::Column::Revision.eq(revision))
-            .one(conn)
+            .one(txn)
             .await?
             .ok_or(AppError::NotFound("service revision"))?;
         let content: ServiceContent = serde_json::from_value(row.content)
@@ -70,7 +70,7 @@ impl AppState {
             return Ok(p);
         }
         let txn = begin_tenant(&self.db, tenant).await?;
-        let pinned = self.pinned(&txn, tenant, service, revision).await?;
+        let pinned = self.pinned(&txn, service, revision).await?;
         txn.commit().await?;
         Ok(pinned)
     }
@@ -85,11 +85,7 @@ impl AppState {
     }
 
     /// Commits `txn`, then delivers the announced changes and wakes the outbox worker.
-    pub(crate) async fn finish(
-        &self,
-        txn: DatabaseTransaction,
-        changes: Vec<StatusChange>,
-    ) -> AppResult<()> {
+    pub(crate) async fn finish(&self, txn: TenantTx, changes: Vec<StatusChange>) -> AppResult<()> {
         txn.commit().await?;
         self.committed(changes);
         Ok(())

@@ -7,8 +7,8 @@ use chrono::{DateTime, Datelike as _, Utc};
 use entity::states::TaskState;
 use entity::{application_tasks, applications, departments, drafts};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set,
+    Statement,
 };
 use uuid::Uuid;
 
@@ -20,9 +20,9 @@ use super::timeline::{Event, append_event};
 use crate::attachments::handover;
 use crate::auth::tokens::{hash_secret, random_secret};
 use crate::context::{Principal, TenantCtx};
-use crate::db::scoped;
+use crate::db::TenantTx;
 use crate::error::{AppError, AppResult};
-use crate::ids::{ApplicationId, TenantId};
+use crate::ids::ApplicationId;
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
@@ -36,7 +36,7 @@ pub async fn submit(
 ) -> AppResult<(applications::Model, Option<String>)> {
     let (txn, service) = open_form(deps, ctx, &input).await?;
     let pinned = deps
-        .pinned(&txn, ctx.tenant_id, service.id, service.current_revision)
+        .pinned(&txn, service.id, service.current_revision)
         .await?;
     pinned.validator.check("data", &input.data)?;
     if let Some(draft_id) = input.draft_id {
@@ -49,7 +49,7 @@ pub async fn submit(
         }
     }
     // Documents come with the draft: its files must include every required one.
-    let files = handover::of_draft_in(&txn, ctx.tenant_id, input.draft_id).await?;
+    let files = handover::of_draft_in(&txn, input.draft_id).await?;
     let missing = handover::missing_documents(&pinned.content, &input.data, &files);
     if !missing.is_empty() {
         return Err(AppError::Validation(missing));
@@ -59,7 +59,8 @@ pub async fn submit(
     // municipality's error, not the citizen's — say so instead of losing the application.
     let routes = rules::route(&pinned.content, &input.data);
     let keys: Vec<&str> = routes.iter().map(|(d, _)| d.as_str()).collect();
-    let depts: HashMap<String, departments::Model> = scoped::<departments::Entity>(ctx.tenant_id)
+    let depts: HashMap<String, departments::Model> = txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Key.is_in(keys))
         .all(&txn)
         .await?
@@ -128,7 +129,7 @@ pub async fn submit(
     let contact = rules::contact_email(token_email, &input.data);
 
     let year = local_year(&ctx.tenant.time_zone, now);
-    let (year, number, seq) = next_number(&txn, ctx.tenant_id, year).await?;
+    let (year, number, seq) = next_number(&txn, year).await?;
     let reference = rules::reference(&ctx.tenant.slug, year, number);
     let app = applications::ActiveModel {
         id: Set(app_id.0),
@@ -155,7 +156,7 @@ pub async fn submit(
     .insert(&txn)
     .await?;
     if let Some(draft_id) = input.draft_id {
-        handover::move_to_application(&txn, ctx.tenant_id, draft_id, app_id).await?;
+        handover::move_to_application(&txn, draft_id, app_id).await?;
         drafts::Entity::delete_by_id(draft_id.0).exec(&txn).await?;
     }
 
@@ -186,7 +187,7 @@ pub async fn submit(
             });
         }
     }
-    outbox::enqueue_all(&txn, Some(ctx.tenant_id), mails).await?;
+    outbox::enqueue_all(&txn, Some(txn.tenant()), mails).await?;
     let change = status_change(&app, now);
     deps.finish(txn, vec![change]).await?;
     Ok((app, token))
@@ -194,7 +195,7 @@ pub async fn submit(
 
 /// Checks foreign keys at commit instead of per statement, for this transaction. (PostgreSQL:
 /// the keys from the application's tasks and events are `INITIALLY DEFERRED` already.)
-async fn defer_foreign_keys(txn: &DatabaseTransaction) -> AppResult<()> {
+async fn defer_foreign_keys(txn: &TenantTx) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Sqlite {
         txn.execute_unprepared("PRAGMA defer_foreign_keys = ON")
             .await?;
@@ -213,11 +214,7 @@ fn local_year(time_zone: &str, now: DateTime<Utc>) -> i32 {
 /// Takes the tenant's next reference number and export sequence. The upsert locks the tenant's
 /// counter row until the transaction ends, so numbers are gap-free (a rolled-back submission
 /// returns its number) and sequence order is commit order.
-async fn next_number(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    year: i32,
-) -> AppResult<(i32, i64, i64)> {
+async fn next_number(txn: &TenantTx, year: i32) -> AppResult<(i32, i64, i64)> {
     let backend = txn.get_database_backend();
     let (t, y) = match backend {
         DbBackend::Postgres => ("$1", "$2"),
@@ -238,7 +235,7 @@ async fn next_number(
         .query_one_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [tenant.0.into(), year.into()],
+            [txn.tenant().0.into(), year.into()],
         ))
         .await?
         .ok_or_else(|| AppError::internal("reference counter", anyhow::anyhow!("no row")))?;

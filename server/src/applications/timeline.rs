@@ -2,12 +2,12 @@
 
 use chrono::Utc;
 use entity::application_events;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::context::{Principal, TenantCtx};
-use crate::db::{Db, scoped};
+use crate::db::{Db, TenantTx};
 use crate::error::AppResult;
 use crate::ids::{ApplicationId, TenantId};
 
@@ -21,15 +21,15 @@ pub struct Event<'a> {
     pub internal: bool,
 }
 
-pub async fn append_event<C: ConnectionTrait>(
-    conn: &C,
+pub async fn append_event(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     application: ApplicationId,
     event: Event<'_>,
 ) -> AppResult<()> {
     application_events::ActiveModel {
         id: Set(Uuid::now_v7()),
-        tenant_id: Set(ctx.tenant_id.0),
+        tenant_id: Set(txn.tenant().0),
         application_id: Set(application.0),
         kind: Set(event.kind.to_owned()),
         actor: Set(ctx.actor()),
@@ -41,7 +41,7 @@ pub async fn append_event<C: ConnectionTrait>(
         internal: Set(event.internal),
         at: Set(Utc::now()),
     }
-    .insert(conn)
+    .insert(txn)
     .await?;
     Ok(())
 }
@@ -54,7 +54,7 @@ pub async fn timelines_of(
     applications: Vec<Uuid>,
     staff: bool,
 ) -> AppResult<Vec<application_events::Model>> {
-    let mut select = scoped::<application_events::Entity>(tenant)
+    let mut select = application_events::Entity::find()
         .filter(application_events::Column::ApplicationId.is_in(applications))
         .order_by_asc(application_events::Column::Id);
     if !staff {

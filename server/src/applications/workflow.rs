@@ -5,7 +5,7 @@ use chrono::Utc;
 use entity::states::TaskState;
 use entity::{application_tasks, applications, departments};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -15,9 +15,9 @@ use super::service::{state_label, status_change};
 use super::timeline::{Event, append_event};
 use crate::content::ServiceContent;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult};
-use crate::ids::{ApplicationId, TenantId};
+use crate::ids::ApplicationId;
 use crate::messaging::outbox::{self, Email};
 use crate::state::AppState;
 
@@ -48,29 +48,26 @@ pub async fn transition(
 ) -> AppResult<(applications::Model, Viewer)> {
     check_comment("input.comment", input.comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, input.id).await?;
+    let app = lock(&txn, input.id).await?;
     let viewer = viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     let mover = if viewer.is_staff() {
         Mover::Staff
     } else {
         Mover::Citizen
     };
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let workflow = &pinned.content.workflow;
     rules::find_move(workflow, &app.state, &input.to, mover)?;
     let terminal = rules::state_of(workflow, &input.to).is_some_and(|s| s.terminal);
     // Services that are paid first: staff may close an unpaid application, not work on it.
     if mover == Mover::Staff
         && !terminal
-        && !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
-            .await?
+        && !crate::payments::service::processing_allowed(&txn, &app, &pinned.content).await?
     {
         return Err(unpaid());
     }
     if terminal && mover == Mover::Staff {
-        let open = open_tasks(&txn, ctx.tenant_id, ApplicationId(app.id)).await?;
+        let open = open_tasks(&txn, ApplicationId(app.id)).await?;
         if !open.is_empty() {
             return Err(AppError::conflict(
                 "input.to",
@@ -104,12 +101,9 @@ fn unpaid() -> AppError {
 }
 
 /// The names of departments with open tasks on an application.
-async fn open_tasks(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    application: ApplicationId,
-) -> AppResult<Vec<String>> {
-    let open: Vec<Uuid> = scoped::<application_tasks::Entity>(tenant)
+async fn open_tasks(txn: &TenantTx, application: ApplicationId) -> AppResult<Vec<String>> {
+    let open: Vec<Uuid> = txn
+        .select::<application_tasks::Entity>()
         .filter(application_tasks::Column::ApplicationId.eq(application))
         .filter(application_tasks::Column::State.eq(TaskState::Open))
         .all(txn)
@@ -120,7 +114,8 @@ async fn open_tasks(
     if open.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(scoped::<departments::Entity>(tenant)
+    Ok(txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Id.is_in(open))
         .all(txn)
         .await?
@@ -132,7 +127,7 @@ async fn open_tasks(
 /// Applies a checked move: state, decision/closing times, the event and the applicant's email.
 /// Terminal moves cancel what is still open.
 async fn move_to(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     app: applications::Model,
     content: &ServiceContent,
@@ -151,13 +146,12 @@ async fn move_to(
     }
     if target.is_some_and(|s| s.terminal) {
         active.closed_at = Set(Some(now));
-        application_tasks::Entity::update_many()
+        txn.update_many::<application_tasks::Entity>()
             .col_expr(
                 application_tasks::Column::State,
                 Expr::value(TaskState::Cancelled),
             )
             .col_expr(application_tasks::Column::CompletedAt, Expr::value(now))
-            .filter(application_tasks::Column::TenantId.eq(ctx.tenant_id.0))
             .filter(application_tasks::Column::ApplicationId.eq(app.id))
             .filter(application_tasks::Column::State.eq(TaskState::Open))
             .exec(txn)
@@ -185,7 +179,7 @@ async fn move_to(
             .unwrap_or_default();
         outbox::enqueue(
             txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to: email.clone(),
                 subject: format!("Ihr Antrag {}: {label}", app.reference),
@@ -211,13 +205,11 @@ pub async fn withdraw(
 ) -> AppResult<applications::Model> {
     check_comment("input.reason", reason.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, id).await?;
+    let app = lock(&txn, id).await?;
     if viewer_of(&txn, ctx, &app, access_token.as_deref()).await? != Viewer::Applicant {
         return Err(AppError::Forbidden("only the applicant can withdraw"));
     }
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let to = rules::withdrawal_from(&pinned.content.workflow, &app.state)
         .map(|t| t.to.as_str().to_owned())
         .ok_or_else(|| {
@@ -269,13 +261,11 @@ pub async fn provide_information(
         crate::messaging::mailbox::check_body("input.message", m)?;
     }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = lock(&txn, ctx.tenant_id, input.id).await?;
+    let app = lock(&txn, input.id).await?;
     if viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await? != Viewer::Applicant {
         return Err(AppError::Forbidden("only the applicant can answer"));
     }
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let to = rules::answer_from(&pinned.content.workflow, &app.state)
         .map(|t| t.to.as_str().to_owned())
         .ok_or_else(|| {
@@ -339,7 +329,8 @@ pub async fn complete_task(
     ctx.require_staff()?;
     check_comment("input.comment", comment.as_deref())?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let task = scoped::<application_tasks::Entity>(ctx.tenant_id)
+    let task = txn
+        .select::<application_tasks::Entity>()
         .filter(application_tasks::Column::Id.eq(task_id))
         .one(&txn)
         .await?
@@ -350,7 +341,7 @@ pub async fn complete_task(
         let Principal::Staff { user_id, .. } = &ctx.principal else {
             return Err(AppError::Forbidden("staff only"));
         };
-        if !departments_of(&txn, ctx.tenant_id, user_id.0)
+        if !departments_of(&txn, user_id.0)
             .await?
             .contains(&task.department_id)
         {
@@ -364,13 +355,9 @@ pub async fn complete_task(
             format!("this task is already {}", task.state),
         ));
     }
-    let app = lock(&txn, ctx.tenant_id, ApplicationId(task.application_id)).await?;
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
-    if !crate::payments::service::processing_allowed(&txn, ctx.tenant_id, &app, &pinned.content)
-        .await?
-    {
+    let app = lock(&txn, ApplicationId(task.application_id)).await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
+    if !crate::payments::service::processing_allowed(&txn, &app, &pinned.content).await? {
         return Err(unpaid());
     }
     let mut active: application_tasks::ActiveModel = task.into();
@@ -379,7 +366,8 @@ pub async fn complete_task(
     active.comment = Set(comment.clone());
     active.completed_at = Set(Some(Utc::now()));
     let task = active.update(&txn).await?;
-    let dept = scoped::<departments::Entity>(ctx.tenant_id)
+    let dept = txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Id.eq(task.department_id))
         .one(&txn)
         .await?

@@ -7,16 +7,13 @@ use chrono::{NaiveDate, NaiveTime, Utc, Weekday};
 use entity::{
     appointment_offers, booking_resources, locations, service_revisions, tenant_services,
 };
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder,
-    Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::availability::{Calendar, DayOverride, Window};
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::TenantId;
 use crate::tenancy::types::{Slug, TimeZone};
@@ -252,7 +249,8 @@ pub async fn save_location(
     let (key, tz) = (key?, tz?);
     let now = Utc::now();
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let existing = scoped::<locations::Entity>(ctx.tenant_id)
+    let existing = txn
+        .select::<locations::Entity>()
         .filter(locations::Column::Key.eq(key.as_str()))
         .one(&txn)
         .await?;
@@ -286,7 +284,8 @@ pub async fn save_location(
             .await?
         }
     };
-    let current = scoped::<booking_resources::Entity>(ctx.tenant_id)
+    let current = txn
+        .select::<booking_resources::Entity>()
         .filter(booking_resources::Column::LocationId.eq(location.id))
         .all(&txn)
         .await?;
@@ -323,28 +322,27 @@ pub async fn save_location(
     }
     crate::audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "location.saved",
         location.id.to_string(),
         serde_json::json!({ "key": location.key }),
     )
     .await?;
-    let resources = active_resources(&txn, ctx.tenant_id, location.id).await?;
+    let resources = active_resources(&txn, location.id).await?;
     txn.commit().await?;
     Ok((location, resources))
 }
 
-pub(super) async fn active_resources<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn active_resources(
+    txn: &TenantTx,
     location: Uuid,
 ) -> AppResult<Vec<booking_resources::Model>> {
-    Ok(scoped::<booking_resources::Entity>(tenant)
+    Ok(txn
+        .select::<booking_resources::Entity>()
         .filter(booking_resources::Column::LocationId.eq(location))
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key)
-        .all(conn)
+        .all(txn)
         .await?)
 }
 
@@ -365,15 +363,15 @@ pub struct OfferInput {
 }
 
 /// `appointment.durationMinutes` of a service's current content, if it names one.
-async fn content_duration<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+async fn content_duration(
+    txn: &TenantTx,
     service: &tenant_services::Model,
 ) -> AppResult<Option<i32>> {
-    let revision = scoped::<service_revisions::Entity>(tenant)
+    let revision = txn
+        .select::<service_revisions::Entity>()
         .filter(service_revisions::Column::ServiceId.eq(service.id))
         .filter(service_revisions::Column::Revision.eq(service.current_revision))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("service revision"))?;
     let content: crate::content::ServiceContent = serde_json::from_value(revision.content)
@@ -393,15 +391,16 @@ pub async fn set_offer(
 ) -> AppResult<appointment_offers::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+    let service = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Slug.eq(input.service_slug.as_str()))
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("service"))?;
-    let location = find_location(&txn, ctx.tenant_id, input.location_id).await?;
+    let location = find_location(&txn, input.location_id).await?;
     let content_duration = match input.duration_minutes {
         Some(_) => None,
-        None => content_duration(&txn, ctx.tenant_id, &service).await?,
+        None => content_duration(&txn, &service).await?,
     };
     let duration = input.duration_minutes.or(content_duration).ok_or_else(|| {
         AppError::invalid(
@@ -441,7 +440,8 @@ pub async fn set_offer(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let existing = scoped::<appointment_offers::Entity>(ctx.tenant_id)
+    let existing = txn
+        .select::<appointment_offers::Entity>()
         .filter(appointment_offers::Column::ServiceId.eq(service.id))
         .filter(appointment_offers::Column::LocationId.eq(location.id))
         .one(&txn)
@@ -482,14 +482,10 @@ pub async fn set_offer(
     Ok(offer)
 }
 
-pub(super) async fn find_location<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: Uuid,
-) -> AppResult<locations::Model> {
-    scoped::<locations::Entity>(tenant)
+pub(super) async fn find_location(txn: &TenantTx, id: Uuid) -> AppResult<locations::Model> {
+    txn.select::<locations::Entity>()
         .filter(locations::Column::Id.eq(id))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("location"))
 }
@@ -500,11 +496,13 @@ pub async fn locations(
     tenant: TenantId,
 ) -> AppResult<Vec<(locations::Model, Vec<booking_resources::Model>)>> {
     let txn = begin_tenant(db, tenant).await?;
-    let locs = scoped::<locations::Entity>(tenant)
+    let locs = txn
+        .select::<locations::Entity>()
         .order_by_asc(locations::Column::Key)
         .all(&txn)
         .await?;
-    let resources = scoped::<booking_resources::Entity>(tenant)
+    let resources = txn
+        .select::<booking_resources::Entity>()
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key)
         .all(&txn)

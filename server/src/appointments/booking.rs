@@ -9,8 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use entity::states::BookingState;
 use entity::{booking_resources, bookings, locations, tenant_services};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use super::mail;
 use super::slots::{Bookable, as_resources, bookable, busy};
 use crate::auth::tokens::{constant_time_eq, hash_secret, random_secret};
 use crate::context::TenantCtx;
-use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
+use crate::db::{Db, TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::{ApplicationId, BookingId, TenantId};
 
@@ -33,7 +33,7 @@ pub async fn challenge(
     location_id: Uuid,
 ) -> AppResult<super::guard::Challenge> {
     let txn = begin_tenant(db, tenant).await?;
-    let b = bookable(&txn, tenant, service_slug, location_id).await?;
+    let b = bookable(&txn, service_slug, location_id).await?;
     txn.commit().await?;
     let bits = u32::try_from(b.offer.challenge_bits).unwrap_or(0);
     Ok(appts.guard.issue(tenant, b.offer.id, bits, Utc::now()))
@@ -100,17 +100,16 @@ struct Place {
 /// Locks the location's resources (for the rest of the transaction) and finds one with room at
 /// `start`, not counting the booking `except`; none is `SLOT_FULL`.
 async fn free_place(
-    txn: &sea_orm::DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     b: &Bookable,
     start: DateTime<Utc>,
     except: Option<Uuid>,
 ) -> AppResult<Place> {
-    let resources = crate::db::for_update(resources_to_lock(tenant, b.location.id), txn)
+    let resources = crate::db::for_update(resources_to_lock(txn, b.location.id), txn)
         .all(txn)
         .await?;
     let (_, blocked) = b.occupies(start);
-    let taken = busy(txn, tenant, b.location.id, (start, blocked), except).await?;
+    let taken = busy(txn, b.location.id, (start, blocked), except).await?;
     b.place(start, &resources, &taken)
 }
 
@@ -141,15 +140,15 @@ impl Bookable {
 }
 
 /// Mails about a booking (its location and service title read in the same transaction).
-async fn notice_parts<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+async fn notice_parts(
+    txn: &TenantTx,
     booking: &bookings::Model,
 ) -> AppResult<(locations::Model, String)> {
-    let location = find_location(conn, tenant, booking.location_id).await?;
-    let service = scoped::<tenant_services::Entity>(tenant)
+    let location = find_location(txn, booking.location_id).await?;
+    let service = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Id.eq(booking.service_id))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("service"))?;
     Ok((location, service.title))
@@ -207,11 +206,11 @@ pub async fn book(
     let email = check_contact(&input.contact_name, &input.contact_email)?;
     appts.guard.check_contact(ctx.tenant_id, &email)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
+    let b = bookable(&txn, &input.service_slug, input.location_id).await?;
     let now = Utc::now();
     let hold = match &input.hold {
         Some((id, token)) => {
-            let hold = hold_by_token(&txn, ctx.tenant_id, *id, token).await?;
+            let hold = hold_by_token(&txn, *id, token).await?;
             check_hold(&hold, &b, input.start)?;
             Some(hold)
         }
@@ -225,24 +224,17 @@ pub async fn book(
         // A slot that is full already is refused before taking the location lock (on
         // PostgreSQL), so the crowd asking for a taken slot never queues on it. Only the read
         // under the lock (`free_place`) decides that there is room.
-        let resources = active_resources(&txn, ctx.tenant_id, b.location.id).await?;
+        let resources = active_resources(&txn, b.location.id).await?;
         let (_, blocked) = b.occupies(input.start);
-        let taken = busy(
-            &txn,
-            ctx.tenant_id,
-            b.location.id,
-            (input.start, blocked),
-            None,
-        )
-        .await?;
+        let taken = busy(&txn, b.location.id, (input.start, blocked), None).await?;
         b.place(input.start, &resources, &taken)?;
     }
     if hold.is_none() {
         let solved = solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?;
-        super::guard::spend(&txn, ctx.tenant_id, solved).await?;
+        super::guard::spend(&txn, solved).await?;
     }
     if let Some(id) = required_application(&b, input.application_id)? {
-        let app = crate::applications::access::find(&txn, ctx.tenant_id, id).await?;
+        let app = crate::applications::access::find(&txn, id).await?;
         let viewer =
             crate::applications::access::viewer_of(&txn, ctx, &app, input.access_token.as_deref())
                 .await?;
@@ -252,19 +244,12 @@ pub async fn book(
             return Err(AppError::NotFound("application"));
         }
     }
-    let open = open_bookings(ctx.tenant_id, b.service.id, &email, now)
+    let open = open_bookings(&txn, b.service.id, &email, now)
         .count(&txn)
         .await?;
     check_open(&b, open)?;
 
-    let place = free_place(
-        &txn,
-        ctx.tenant_id,
-        &b,
-        input.start,
-        hold.as_ref().map(|h| h.id),
-    )
-    .await?;
+    let place = free_place(&txn, &b, input.start, hold.as_ref().map(|h| h.id)).await?;
     let token = random_secret();
     let booking = match hold {
         Some(h) => {
@@ -282,7 +267,7 @@ pub async fn book(
                 hold_expires_at: Set(None),
                 ..Default::default()
             };
-            change_if(&txn, ctx.tenant_id, h.id, h.state, set)
+            change_if(&txn, h.id, h.state, set)
                 .await?
                 .ok_or_else(|| AppError::conflict("input.holdId", "this hold was used already"))?
         }
@@ -302,7 +287,7 @@ pub async fn book(
         token: &token,
     };
     let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
-    mail::booked(&txn, ctx.tenant_id, &n, appts.remind_before).await?;
+    mail::booked(&txn, &n, appts.remind_before).await?;
     deps.finish(txn, Vec::new()).await?;
     Ok((booking, token))
 }
@@ -340,12 +325,12 @@ fn required_application(
 
 /// The contact's future bookings of the service.
 fn open_bookings(
-    tenant: TenantId,
+    txn: &TenantTx,
     service: Uuid,
     email: &str,
     now: DateTime<Utc>,
 ) -> sea_orm::Select<bookings::Entity> {
-    scoped::<bookings::Entity>(tenant)
+    txn.select::<bookings::Entity>()
         .filter(bookings::Column::ServiceId.eq(service))
         .filter(bookings::Column::ContactEmail.eq(email))
         .filter(bookings::Column::State.eq(BookingState::Booked))
@@ -412,7 +397,7 @@ pub async fn hold(
     input: HoldInput,
 ) -> AppResult<(bookings::Model, String)> {
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let b = bookable(&txn, ctx.tenant_id, &input.service_slug, input.location_id).await?;
+    let b = bookable(&txn, &input.service_slug, input.location_id).await?;
     if b.offer.hold_minutes == 0 {
         return Err(AppError::conflict(
             "input.serviceSlug",
@@ -422,12 +407,12 @@ pub async fn hold(
     let now = Utc::now();
     check_slot(&b, input.start, now)?;
     let solved = solved_challenge(appts, ctx, &b, input.challenge.as_ref(), now)?;
-    super::guard::spend(&txn, ctx.tenant_id, solved).await?;
+    super::guard::spend(&txn, solved).await?;
     let Place {
         resource,
         end,
         blocked,
-    } = free_place(&txn, ctx.tenant_id, &b, input.start, None).await?;
+    } = free_place(&txn, &b, input.start, None).await?;
     let token = random_secret();
     let hold = bookings::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -456,15 +441,11 @@ pub async fn hold(
 }
 
 /// The booking `id` if `token` is its cancel token; anything else is `NOT_FOUND`.
-async fn by_token<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: BookingId,
-    token: &str,
-) -> AppResult<bookings::Model> {
-    let booking = scoped::<bookings::Entity>(tenant)
+async fn by_token(txn: &TenantTx, id: BookingId, token: &str) -> AppResult<bookings::Model> {
+    let booking = txn
+        .select::<bookings::Entity>()
         .filter(bookings::Column::Id.eq(id))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("booking"))?;
     if constant_time_eq(&booking.cancel_hash, &hash_secret(token)) {
@@ -477,18 +458,14 @@ async fn by_token<C: ConnectionTrait>(
 /// The hold `id` given with a booking, if `token` is its token. A hold booked already carries
 /// the booking's token: booking it again with the hold's token (a second click) is `CONFLICT`,
 /// as for the click that lost the race, not `NOT_FOUND`.
-async fn hold_by_token<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: BookingId,
-    token: &str,
-) -> AppResult<bookings::Model> {
-    match by_token(conn, tenant, id, token).await {
+async fn hold_by_token(txn: &TenantTx, id: BookingId, token: &str) -> AppResult<bookings::Model> {
+    match by_token(txn, id, token).await {
         Err(AppError::NotFound(what)) => {
-            let used = scoped::<bookings::Entity>(tenant)
+            let used = txn
+                .select::<bookings::Entity>()
                 .filter(bookings::Column::Id.eq(id))
                 .filter(bookings::Column::State.ne(BookingState::Held))
-                .count(conn)
+                .count(txn)
                 .await?;
             Err(if used > 0 {
                 AppError::conflict("input.holdId", "this hold was used already")
@@ -506,23 +483,23 @@ async fn hold_by_token<C: ConnectionTrait>(
 /// the committed row after waiting for its lock, SQLite write transactions run one at a time.
 /// Returns the row as changed (other columns as last committed), or `None` for the losers.
 async fn change_if(
-    txn: &sea_orm::DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     id: Uuid,
     state: BookingState,
     set: bookings::ActiveModel,
 ) -> AppResult<Option<bookings::Model>> {
-    let changed = bookings::Entity::update_many()
+    let changed = txn
+        .update_many::<bookings::Entity>()
         .set(set)
         .filter(bookings::Column::Id.eq(id))
-        .filter(bookings::Column::TenantId.eq(tenant.0))
         .filter(bookings::Column::State.eq(state))
         .exec(txn)
         .await?;
     if changed.rows_affected != 1 {
         return Ok(None);
     }
-    Ok(scoped::<bookings::Entity>(tenant)
+    Ok(txn
+        .select::<bookings::Entity>()
         .filter(bookings::Column::Id.eq(id))
         .one(txn)
         .await?)
@@ -538,7 +515,7 @@ pub async fn cancel(
     token: &str,
 ) -> AppResult<bookings::Model> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
+    let booking = by_token(&txn, id, token).await?;
     if !matches!(booking.state, BookingState::Booked | BookingState::Held) {
         return Err(AppError::conflict(
             "input.id",
@@ -559,14 +536,14 @@ pub async fn cancel(
         ..Default::default()
     };
     // Of concurrent cancellations only the first changes the booking and mails.
-    let booking = change_if(&txn, ctx.tenant_id, booking.id, booking.state, set)
+    let booking = change_if(&txn, booking.id, booking.state, set)
         .await?
         .ok_or_else(|| AppError::conflict("input.id", "this booking is already cancelled"))?;
     if was_booked {
-        let (location, title) = notice_parts(&txn, ctx.tenant_id, &booking).await?;
+        let (location, title) = notice_parts(&txn, &booking).await?;
         let links = Links { origin: "", token };
         let n = notice(ctx, &booking, &location, &title, &links);
-        mail::cancelled(&txn, ctx.tenant_id, &n).await?;
+        mail::cancelled(&txn, &n).await?;
     }
     deps.finish(txn, Vec::new()).await?;
     Ok(booking)
@@ -584,7 +561,7 @@ pub async fn reschedule(
     origin: &str,
 ) -> AppResult<bookings::Model> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
+    let booking = by_token(&txn, id, token).await?;
     let now = Utc::now();
     if booking.state != BookingState::Booked || booking.start_at <= now {
         return Err(AppError::conflict(
@@ -592,19 +569,20 @@ pub async fn reschedule(
             "only future, not cancelled appointments can be moved",
         ));
     }
-    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+    let service = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Id.eq(booking.service_id))
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("service"))?;
-    let b = bookable(&txn, ctx.tenant_id, &service.slug, booking.location_id).await?;
+    let b = bookable(&txn, &service.slug, booking.location_id).await?;
     check_slot(&b, start, now)?;
     // The booking's own place does not count against its new time.
     let Place {
         resource,
         end,
         blocked,
-    } = free_place(&txn, ctx.tenant_id, &b, start, Some(booking.id)).await?;
+    } = free_place(&txn, &b, start, Some(booking.id)).await?;
     let set = bookings::ActiveModel {
         start_at: Set(start),
         end_at: Set(end),
@@ -613,7 +591,7 @@ pub async fn reschedule(
         ..Default::default()
     };
     // A booking cancelled since it was read above stays cancelled where it was.
-    let booking = change_if(&txn, ctx.tenant_id, booking.id, BookingState::Booked, set)
+    let booking = change_if(&txn, booking.id, BookingState::Booked, set)
         .await?
         .ok_or_else(|| {
             AppError::conflict(
@@ -623,18 +601,15 @@ pub async fn reschedule(
         })?;
     let links = Links { origin, token };
     let n = notice(ctx, &booking, &b.location, &b.service.title, &links);
-    mail::moved(&txn, ctx.tenant_id, &n, appts.remind_before).await?;
+    mail::moved(&txn, &n, appts.remind_before).await?;
     deps.finish(txn, Vec::new()).await?;
     Ok(booking)
 }
 
 /// The active resources of a location in a fixed order: the rows a booking locks (with
 /// [`crate::db::for_update`]) for the rest of its transaction.
-fn resources_to_lock(
-    tenant: TenantId,
-    location: Uuid,
-) -> sea_orm::Select<booking_resources::Entity> {
-    scoped::<booking_resources::Entity>(tenant)
+fn resources_to_lock(txn: &TenantTx, location: Uuid) -> sea_orm::Select<booking_resources::Entity> {
+    txn.select::<booking_resources::Entity>()
         .filter(booking_resources::Column::LocationId.eq(location))
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key)
@@ -648,12 +623,12 @@ pub async fn for_ics(
     token: &str,
 ) -> AppResult<(bookings::Model, locations::Model, String)> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let booking = by_token(&txn, ctx.tenant_id, id, token).await?;
+    let booking = by_token(&txn, id, token).await?;
     if booking.state == BookingState::Held {
         // A hold is no appointment yet: no calendar file.
         return Err(AppError::NotFound("booking"));
     }
-    let (location, title) = notice_parts(&txn, ctx.tenant_id, &booking).await?;
+    let (location, title) = notice_parts(&txn, &booking).await?;
     txn.commit().await?;
     Ok((booking, location, title))
 }

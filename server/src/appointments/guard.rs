@@ -12,11 +12,12 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, EntityTrait, Set};
+use sea_orm::{EntityTrait, Set};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::auth::rate_limit::{IpLimiter, KeyLimiter};
+use crate::db::TenantTx;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::settings::AppointmentSettings;
@@ -190,17 +191,13 @@ impl BookingGuard {
 
 /// Spends a solved challenge in the booking's transaction; a second use is refused (the
 /// INSERT touches no row when the challenge was spent before).
-pub async fn spend<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    solved: Option<Solved>,
-) -> AppResult<()> {
+pub async fn spend(txn: &TenantTx, solved: Option<Solved>) -> AppResult<()> {
     use entity::spent_challenges as spent;
     let Some(solved) = solved else {
         return Ok(());
     };
     let inserted = spent::Entity::insert(spent::ActiveModel {
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         digest: Set(solved.digest),
         expires_at: Set(solved.expires_at),
     })
@@ -209,7 +206,7 @@ pub async fn spend<C: ConnectionTrait>(
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(conn)
+    .exec_without_returning(txn)
     .await?;
     if inserted == 0 {
         return Err(refused("this challenge was used already; fetch a new one"));

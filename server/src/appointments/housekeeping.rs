@@ -23,16 +23,16 @@ pub async fn clear(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Cle
     for tenant in tenants::Entity::find().all(db).await? {
         let tenant = TenantId(tenant.id);
         let txn = begin_tenant_write(db, tenant).await?;
-        cleared.lapsed_holds += bookings::Entity::update_many()
+        cleared.lapsed_holds += txn
+            .update_many::<bookings::Entity>()
             .col_expr(bookings::Column::State, Expr::value(BookingState::Expired))
-            .filter(bookings::Column::TenantId.eq(tenant.0))
             .filter(bookings::Column::State.eq(BookingState::Held))
             .filter(bookings::Column::HoldExpiresAt.lte(now))
             .exec(&txn)
             .await?
             .rows_affected;
-        cleared.spent_challenges += spent_challenges::Entity::delete_many()
-            .filter(spent_challenges::Column::TenantId.eq(tenant.0))
+        cleared.spent_challenges += txn
+            .delete_many::<spent_challenges::Entity>()
             .filter(spent_challenges::Column::ExpiresAt.lte(now))
             .exec(&txn)
             .await?

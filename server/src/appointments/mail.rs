@@ -5,10 +5,9 @@
 use chrono::{DateTime, Datelike as _, Duration, Utc};
 use entity::states::BookingState;
 use entity::{bookings, locations};
-use sea_orm::ConnectionTrait;
 
+use crate::db::TenantTx;
 use crate::error::AppResult;
-use crate::ids::TenantId;
 use crate::messaging::outbox::{self, Email, MailFile};
 
 /// What every mail about a booking names.
@@ -121,13 +120,8 @@ impl Notice<'_> {
 }
 
 /// Queues the confirmation (with the calendar file) and the reminder of a new booking.
-pub async fn booked<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    notice: &Notice<'_>,
-    remind_before: Duration,
-) -> AppResult<()> {
-    outbox::enqueue_all(conn, Some(tenant), booked_mails(notice, remind_before)).await
+pub async fn booked(txn: &TenantTx, notice: &Notice<'_>, remind_before: Duration) -> AppResult<()> {
+    outbox::enqueue_all(txn, Some(txn.tenant()), booked_mails(notice, remind_before)).await
 }
 
 /// The mails of a new booking: the confirmation with the calendar file, and the reminder.
@@ -145,13 +139,8 @@ pub fn booked_mails(notice: &Notice<'_>, remind_before: Duration) -> Vec<Email> 
 }
 
 /// Withdraws the old reminder, queues a notice with the new calendar file and a new reminder.
-pub async fn moved<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    notice: &Notice<'_>,
-    remind_before: Duration,
-) -> AppResult<()> {
-    outbox::withdraw(conn, &reminder_topic(notice.booking.id)).await?;
+pub async fn moved(txn: &TenantTx, notice: &Notice<'_>, remind_before: Duration) -> AppResult<()> {
+    outbox::withdraw(txn, &reminder_topic(notice.booking.id)).await?;
     let mut mails = vec![Email {
         files: vec![notice.calendar_file()],
         ..notice.mail(
@@ -161,16 +150,12 @@ pub async fn moved<C: ConnectionTrait>(
         )
     }];
     mails.extend(notice.reminder(remind_before, Utc::now()));
-    outbox::enqueue_all(conn, Some(tenant), mails).await
+    outbox::enqueue_all(txn, Some(txn.tenant()), mails).await
 }
 
 /// Withdraws the reminder and queues the cancellation (its calendar file removes the event).
-pub async fn cancelled<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    notice: &Notice<'_>,
-) -> AppResult<()> {
-    outbox::withdraw(conn, &reminder_topic(notice.booking.id)).await?;
+pub async fn cancelled(txn: &TenantTx, notice: &Notice<'_>) -> AppResult<()> {
+    outbox::withdraw(txn, &reminder_topic(notice.booking.id)).await?;
     let mail = Email {
         files: vec![notice.calendar_file()],
         ..notice.mail(
@@ -179,7 +164,7 @@ pub async fn cancelled<C: ConnectionTrait>(
             false,
         )
     };
-    outbox::enqueue(conn, Some(tenant), mail).await
+    outbox::enqueue(txn, Some(txn.tenant()), mail).await
 }
 
 #[cfg(test)]

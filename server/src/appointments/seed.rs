@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::admin::{self, ExceptionEntry, HoursEntry, LocationInput, OfferInput, ResourceInput};
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, scoped};
+use crate::db::begin_tenant;
 use crate::error::{AppError, AppResult};
 
 /// `[[locations]]` of a tenant file.
@@ -226,13 +226,14 @@ async fn stored_offer(
     location: uuid::Uuid,
 ) -> AppResult<Option<appointment_offers::Model>> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+    let service = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Slug.eq(service_slug))
         .one(&txn)
         .await?;
     let offer = match service {
         Some(s) => {
-            scoped::<appointment_offers::Entity>(ctx.tenant_id)
+            txn.select::<appointment_offers::Entity>()
                 .filter(appointment_offers::Column::ServiceId.eq(s.id))
                 .filter(appointment_offers::Column::LocationId.eq(location))
                 .one(&txn)

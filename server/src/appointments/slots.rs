@@ -4,12 +4,12 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::states::{BookingState, ServiceStatus};
 use entity::{appointment_offers, booking_resources, bookings, locations, tenant_services};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, QueryFilter};
 use uuid::Uuid;
 
 use super::admin::{active_resources, calendar, find_location};
 use super::availability::{self, Busy, Calendar, Offer, Resource, Slot};
-use crate::db::{Db, begin_tenant, scoped};
+use crate::db::{Db, TenantTx, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 
@@ -22,23 +22,23 @@ pub(super) struct Bookable {
     pub(super) rules: Offer,
 }
 
-pub(super) async fn bookable<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn bookable(
+    txn: &TenantTx,
     service_slug: &str,
     location_id: Uuid,
 ) -> AppResult<Bookable> {
     // One round trip on the hot path (the offer with its live service and its location); only
     // a miss looks again, to say which of the three is missing.
-    let found = scoped::<appointment_offers::Entity>(tenant)
+    let found = txn
+        .select::<appointment_offers::Entity>()
         .filter(appointment_offers::Column::LocationId.eq(location_id))
         .find_also_related(tenant_services::Entity)
         .find_also_related(locations::Entity)
         .filter(is_live(service_slug))
-        .one(conn)
+        .one(txn)
         .await?;
     let Some((offer, Some(service), Some(location))) = found else {
-        return Err(why_not_bookable(conn, tenant, service_slug, location_id).await);
+        return Err(why_not_bookable(txn, service_slug, location_id).await);
     };
     Bookable::new(service, location, offer)
 }
@@ -67,8 +67,9 @@ impl Bookable {
 }
 
 /// The live service `slug` of a tenant.
-fn live_service(tenant: TenantId, slug: &str) -> sea_orm::Select<tenant_services::Entity> {
-    scoped::<tenant_services::Entity>(tenant).filter(is_live(slug))
+fn live_service(txn: &TenantTx, slug: &str) -> sea_orm::Select<tenant_services::Entity> {
+    txn.select::<tenant_services::Entity>()
+        .filter(is_live(slug))
 }
 
 /// The service is `slug` and live (on a query that selects or joins services).
@@ -79,14 +80,9 @@ fn is_live(slug: &str) -> Condition {
 }
 
 /// Why (service, location) has no bookable offer: the service, the location or the offer.
-async fn why_not_bookable<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    service_slug: &str,
-    location_id: Uuid,
-) -> AppError {
-    let service = live_service(tenant, service_slug).one(conn).await;
-    match (service, find_location(conn, tenant, location_id).await) {
+async fn why_not_bookable(txn: &TenantTx, service_slug: &str, location_id: Uuid) -> AppError {
+    let service = live_service(txn, service_slug).one(txn).await;
+    match (service, find_location(txn, location_id).await) {
         (Err(e), _) => e.into(),
         (Ok(None), _) => AppError::NotFound("service"),
         (_, Err(e)) => e,
@@ -98,14 +94,13 @@ async fn why_not_bookable<C: ConnectionTrait>(
 
 /// Bookings of a location that occupy a resource somewhere in `[from, to)`, except `except` (a
 /// booking being moved does not compete with itself).
-pub(super) async fn busy<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn busy(
+    txn: &TenantTx,
     location: Uuid,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     except: Option<Uuid>,
 ) -> AppResult<Vec<Busy>> {
-    let mut select = scoped::<bookings::Entity>(tenant);
+    let mut select = txn.select::<bookings::Entity>();
     if let Some(id) = except {
         select = select.filter(bookings::Column::Id.ne(id));
     }
@@ -120,7 +115,7 @@ pub(super) async fn busy<C: ConnectionTrait>(
         )
         .filter(bookings::Column::StartAt.lt(to))
         .filter(bookings::Column::BlockedUntil.gt(from))
-        .all(conn)
+        .all(txn)
         .await?;
     Ok(rows
         .into_iter()
@@ -161,10 +156,10 @@ pub async fn available_slots(
         ));
     }
     let txn = begin_tenant(db, tenant).await?;
-    let b = bookable(&txn, tenant, service_slug, location_id).await?;
-    let resources = active_resources(&txn, tenant, b.location.id).await?;
+    let b = bookable(&txn, service_slug, location_id).await?;
+    let resources = active_resources(&txn, b.location.id).await?;
     let window = (from, to + b.rules.duration + b.rules.buffer);
-    let taken = busy(&txn, tenant, b.location.id, window, None).await?;
+    let taken = busy(&txn, b.location.id, window, None).await?;
     txn.commit().await?;
     Ok(availability::available(
         &b.calendar,

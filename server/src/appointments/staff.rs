@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::admin::{calendar, find_location};
 use crate::context::TenantCtx;
-use crate::db::{Db, begin_tenant, begin_tenant_write, scoped};
+use crate::db::{Db, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::BookingId;
 
@@ -22,7 +22,7 @@ pub async fn day(
     ctx.require_staff()?;
     crate::audit::break_glass_read(db, ctx, "bookings", format!("location:{location_id}")).await?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let location = find_location(&txn, ctx.tenant_id, location_id).await?;
+    let location = find_location(&txn, location_id).await?;
     let cal = calendar(&location)?;
     let local_start = |d: NaiveDate| {
         use chrono::TimeZone as _;
@@ -34,7 +34,8 @@ pub async fn day(
     let (Some(from), Some(to)) = (local_start(date), local_start(date + Duration::days(1))) else {
         return Err(AppError::invalid("date", "is not a date of this location"));
     };
-    let rows = scoped::<bookings::Entity>(ctx.tenant_id)
+    let rows = txn
+        .select::<bookings::Entity>()
         .filter(bookings::Column::LocationId.eq(location.id))
         .filter(bookings::Column::State.is_in([
             BookingState::Booked,
@@ -55,7 +56,8 @@ pub async fn mark_no_show(db: &Db, ctx: &TenantCtx, id: BookingId) -> AppResult<
     ctx.require_staff()?;
     ctx.break_glass()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let booking = scoped::<bookings::Entity>(ctx.tenant_id)
+    let booking = txn
+        .select::<bookings::Entity>()
         .filter(bookings::Column::Id.eq(id))
         .one(&txn)
         .await?

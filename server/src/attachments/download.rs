@@ -12,7 +12,7 @@ use super::service::{Target, owner_filter};
 use crate::applications::access::{self, Viewer};
 use crate::applications::drafts::owned_draft;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, scoped};
+use crate::db::begin_tenant;
 use crate::error::{AppError, AppResult};
 use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
@@ -48,7 +48,8 @@ async fn listed(
     filter: sea_orm::Condition,
 ) -> AppResult<Vec<attachments::Model>> {
     let txn = begin_tenant(db, tenant).await?;
-    let rows = scoped::<attachments::Entity>(tenant)
+    let rows = txn
+        .select::<attachments::Entity>()
         .filter(filter)
         .order_by_asc(attachments::Column::Id)
         .all(&txn)
@@ -93,8 +94,9 @@ pub async fn download_url(
                 ));
             };
             let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-            let mine = access::departments_of(&txn, ctx.tenant_id, user_id.0).await?;
-            let assigned = scoped::<entity::application_tasks::Entity>(ctx.tenant_id)
+            let mine = access::departments_of(&txn, user_id.0).await?;
+            let assigned = txn
+                .select::<entity::application_tasks::Entity>()
                 .filter(entity::application_tasks::Column::ApplicationId.eq(app_id))
                 .filter(entity::application_tasks::Column::DepartmentId.is_in(mine))
                 .one(&txn)
@@ -134,14 +136,15 @@ pub async fn find(
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Viewer)> {
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
-    let att = scoped::<attachments::Entity>(ctx.tenant_id)
+    let att = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::Id.eq(id))
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("attachment"))?;
     let viewer = match (att.application_id, att.draft_id) {
         (Some(app_id), _) => {
-            let app = access::find(&txn, ctx.tenant_id, ApplicationId(app_id)).await?;
+            let app = access::find(&txn, ApplicationId(app_id)).await?;
             match access::viewer_of(&txn, ctx, &app, access_token).await {
                 Ok(v) => v,
                 // Staff who can't see the application get FORBIDDEN for its files: the id came

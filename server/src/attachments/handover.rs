@@ -3,13 +3,13 @@
 
 use entity::attachments;
 use entity::states::{ScanState, UploadState};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::content::ServiceContent;
-use crate::db::scoped;
+use crate::db::TenantTx;
 use crate::error::{AppResult, FieldErrors};
-use crate::ids::{ApplicationId, DraftId, TenantId};
+use crate::ids::{ApplicationId, DraftId};
 
 /// Required documents that `data` calls for and `files` do not provide: path → message.
 pub fn missing_documents(
@@ -42,28 +42,27 @@ pub fn missing_documents(
 }
 
 /// The files of a draft being submitted: checked against the required documents.
-pub async fn of_draft_in<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn of_draft_in(
+    txn: &TenantTx,
     draft: Option<DraftId>,
 ) -> AppResult<Vec<attachments::Model>> {
     let Some(draft) = draft else {
         return Ok(Vec::new());
     };
-    Ok(scoped::<attachments::Entity>(tenant)
+    Ok(txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::DraftId.eq(draft))
-        .all(conn)
+        .all(txn)
         .await?)
 }
 
 /// Moves a submitted draft's files to its application (same transaction as the submission).
-pub async fn move_to_application<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn move_to_application(
+    txn: &TenantTx,
     draft: DraftId,
     application: ApplicationId,
 ) -> AppResult<()> {
-    attachments::Entity::update_many()
+    txn.update_many::<attachments::Entity>()
         .col_expr(
             attachments::Column::ApplicationId,
             sea_orm::sea_query::Expr::value(application),
@@ -72,31 +71,29 @@ pub async fn move_to_application<C: ConnectionTrait>(
             attachments::Column::DraftId,
             sea_orm::sea_query::Expr::value(Option::<Uuid>::None),
         )
-        .filter(attachments::Column::TenantId.eq(tenant.0))
         .filter(attachments::Column::DraftId.eq(draft))
-        .exec(conn)
+        .exec(txn)
         .await?;
     Ok(())
 }
 
 /// Deletes the rows of an application's files (in the caller's transaction) and returns their
 /// object keys, to delete from storage after the commit.
-pub async fn delete_rows_of_application<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn delete_rows_of_application(
+    txn: &TenantTx,
     application: ApplicationId,
 ) -> AppResult<Vec<String>> {
-    let keys: Vec<String> = scoped::<attachments::Entity>(tenant)
+    let keys: Vec<String> = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::ApplicationId.eq(application))
-        .all(conn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|a| a.object_key)
         .collect();
-    attachments::Entity::delete_many()
-        .filter(attachments::Column::TenantId.eq(tenant.0))
+    txn.delete_many::<attachments::Entity>()
         .filter(attachments::Column::ApplicationId.eq(application))
-        .exec(conn)
+        .exec(txn)
         .await?;
     Ok(keys)
 }

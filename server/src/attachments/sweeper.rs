@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::scan::ScanOutcome;
 use super::service;
 use super::upload;
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{begin_tenant, begin_tenant_write};
 use crate::error::AppResult;
 use crate::ids::TenantId;
 use crate::settings::StorageSettings;
@@ -71,7 +71,8 @@ pub async fn sweep(
     for tenant in &tenant_ids {
         let tenant = TenantId(*tenant);
         let txn = begin_tenant(&deps.db, tenant).await?;
-        let keys = scoped::<attachments::Entity>(tenant)
+        let keys = txn
+            .select::<attachments::Entity>()
             .all(&txn)
             .await?
             .into_iter()
@@ -113,12 +114,14 @@ async fn remove_stale(
             i64::try_from(cfg.abandoned_draft_files_after_hours).unwrap_or(i64::MAX / 4_000_000),
         );
     let txn = begin_tenant_write(&deps.db, tenant).await?;
-    let expired = scoped::<attachments::Entity>(tenant)
+    let expired = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::State.eq(UploadState::Uploading))
         .filter(attachments::Column::UploadExpiresAt.lt(now))
         .all(&txn)
         .await?;
-    let stale_drafts: Vec<Uuid> = scoped::<drafts::Entity>(tenant)
+    let stale_drafts: Vec<Uuid> = txn
+        .select::<drafts::Entity>()
         .filter(drafts::Column::UpdatedAt.lt(cutoff))
         .all(&txn)
         .await?
@@ -128,7 +131,7 @@ async fn remove_stale(
     let abandoned = if stale_drafts.is_empty() {
         Vec::new()
     } else {
-        scoped::<attachments::Entity>(tenant)
+        txn.select::<attachments::Entity>()
             .filter(attachments::Column::DraftId.is_in(stale_drafts))
             .all(&txn)
             .await?
@@ -144,8 +147,7 @@ async fn remove_stale(
         txn.commit().await?;
         return Ok((0, 0));
     }
-    attachments::Entity::delete_many()
-        .filter(attachments::Column::TenantId.eq(tenant.0))
+    txn.delete_many::<attachments::Entity>()
         .filter(attachments::Column::Id.is_in(ids.clone()))
         .exec(&txn)
         .await?;
@@ -175,7 +177,8 @@ async fn rescan_pending(
         return Ok(0);
     }
     let txn = begin_tenant(&deps.db, tenant).await?;
-    let pending = scoped::<attachments::Entity>(tenant)
+    let pending = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::State.eq(UploadState::Stored))
         .filter(attachments::Column::ScanStatus.eq(ScanState::Pending))
         .all(&txn)

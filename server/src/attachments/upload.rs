@@ -10,8 +10,8 @@ use entity::states::{ScanState, UploadState};
 use entity::{attachments, drafts, tenant_services};
 use futures_util::StreamExt as _;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use crate::applications::service::Pinned;
 use crate::content::ServiceContent;
 use crate::content::documents::RequiredDocument;
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::ids::{ApplicationId, AttachmentId, DraftId, TenantId};
 use crate::settings::StorageSettings;
@@ -44,7 +44,7 @@ struct Owner {
 /// only, and only while the application is not finished.
 async fn owner(
     deps: &AppState,
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     target: Target,
     access_token: Option<&str>,
@@ -54,30 +54,29 @@ async fn owner(
         Target::Draft(id) => {
             let draft = owned_draft(txn, ctx, id, access_token).await?;
             if txn.get_database_backend() == DbBackend::Postgres {
-                scoped::<drafts::Entity>(ctx.tenant_id)
+                txn.select::<drafts::Entity>()
                     .filter(drafts::Column::Id.eq(id))
                     .lock_exclusive()
                     .one(txn)
                     .await?;
             }
-            let service = scoped::<tenant_services::Entity>(ctx.tenant_id)
+            let service = txn
+                .select::<tenant_services::Entity>()
                 .filter(tenant_services::Column::Id.eq(draft.service_id))
                 .one(txn)
                 .await?
                 .ok_or(AppError::NotFound("service"))?;
             let pinned = deps
-                .pinned(txn, ctx.tenant_id, service.id, service.current_revision)
+                .pinned(txn, service.id, service.current_revision)
                 .await?;
             Ok(Owner { pinned })
         }
         Target::Application(id) => {
-            let app = access::lock(txn, ctx.tenant_id, id).await?;
+            let app = access::lock(txn, id).await?;
             if access::viewer_of(txn, ctx, &app, access_token).await? != Viewer::Applicant {
                 return Err(AppError::NotFound("application"));
             }
-            let pinned = deps
-                .pinned(txn, ctx.tenant_id, app.service_id, app.revision)
-                .await?;
+            let pinned = deps.pinned(txn, app.service_id, app.revision).await?;
             if crate::applications::rules::state_of(&pinned.content.workflow, &app.state)
                 .is_some_and(|s| s.terminal)
             {
@@ -187,14 +186,11 @@ pub fn sniff(head: &[u8]) -> Option<&'static str> {
     infer::get(head).map(|t| t.mime_type())
 }
 
-async fn count_files<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    target: Target,
-) -> AppResult<u64> {
-    Ok(scoped::<attachments::Entity>(tenant)
+async fn count_files(txn: &TenantTx, target: Target) -> AppResult<u64> {
+    Ok(txn
+        .select::<attachments::Entity>()
         .filter(owner_filter(target))
-        .count(conn)
+        .count(txn)
         .await?)
 }
 
@@ -303,7 +299,7 @@ pub async fn upload_inline(
     // Admission first, in a read: a refused file costs no hashing and no storage.
     let txn = begin_tenant(&deps.db, ctx.tenant_id).await?;
     let own = owner(deps, &txn, ctx, target, access_token).await?;
-    let existing = count_files(&txn, ctx.tenant_id, target).await?;
+    let existing = count_files(&txn, target).await?;
     let adm = admit(&own.pinned.content, cfg, document, Some(size), existing)?;
     let (document_key, allowed, limit) = (
         adm.document.map(|d| d.key.to_string()),
@@ -364,7 +360,7 @@ pub async fn upload_inline(
         let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
         // Again under the lock: a concurrent upload may have taken the last place.
         let own = owner(deps, &txn, ctx, target, access_token).await?;
-        let existing = count_files(&txn, ctx.tenant_id, target).await?;
+        let existing = count_files(&txn, target).await?;
         admit(&own.pinned.content, cfg, document, Some(size), existing)?;
         let model = row.insert(&txn).await?;
         txn.commit().await?;
@@ -433,7 +429,7 @@ pub async fn request_upload(
     }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let own = owner(deps, &txn, ctx, req.target, req.access_token.as_deref()).await?;
-    let existing = count_files(&txn, ctx.tenant_id, req.target).await?;
+    let existing = count_files(&txn, req.target).await?;
     let adm = admit(
         &own.pinned.content,
         cfg,
@@ -488,12 +484,13 @@ pub async fn request_upload(
 /// The attachment `id` if the caller is its uploader (the draft's or application's owner).
 async fn owned_attachment(
     deps: &AppState,
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     id: AttachmentId,
     access_token: Option<&str>,
 ) -> AppResult<(attachments::Model, Owner)> {
-    let att = scoped::<attachments::Entity>(ctx.tenant_id)
+    let att = txn
+        .select::<attachments::Entity>()
         .filter(attachments::Column::Id.eq(id))
         .one(txn)
         .await?
@@ -574,7 +571,8 @@ pub async fn confirm_upload(
     };
     record_or_discard(deps.store.as_ref(), &key, async {
         let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-        let current = scoped::<attachments::Entity>(ctx.tenant_id)
+        let current = txn
+            .select::<attachments::Entity>()
             .filter(attachments::Column::Id.eq(att.id))
             .filter(attachments::Column::State.eq(UploadState::Uploading))
             .one(&txn)
@@ -641,8 +639,7 @@ async fn check_arrival(
 /// Deletes an attachment: its row first (committed), then its objects.
 async fn remove(deps: &AppState, tenant: TenantId, id: &Uuid, keys: &[&str]) -> AppResult<()> {
     let txn = begin_tenant_write(&deps.db, tenant).await?;
-    attachments::Entity::delete_many()
-        .filter(attachments::Column::TenantId.eq(tenant.0))
+    txn.delete_many::<attachments::Entity>()
         .filter(attachments::Column::Id.eq(*id))
         .exec(&txn)
         .await?;

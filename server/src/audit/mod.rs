@@ -4,19 +4,18 @@
 
 pub mod graphql;
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
 use entity::audit_log;
 
 use crate::context::TenantCtx;
+use crate::db::TenantTx;
 use crate::error::AppResult;
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
-use crate::ids::TenantId;
 
 /// Appends one entry. `details` must not contain secrets or personal data beyond IDs.
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn record(
+    txn: &TenantTx,
     actor: &str,
     action: &str,
     target: String,
@@ -24,14 +23,14 @@ pub async fn record<C: ConnectionTrait>(
 ) -> AppResult<()> {
     audit_log::ActiveModel {
         id: Set(uuid::Uuid::now_v7()),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         actor: Set(actor.to_owned()),
         action: Set(action.to_owned()),
         target: Set(target),
         details: Set(details),
         at: Set(chrono::Utc::now()),
     }
-    .insert(conn)
+    .insert(txn)
     .await?;
     Ok(())
 }
@@ -52,7 +51,6 @@ pub async fn break_glass_read(
     let txn = crate::db::begin_tenant_write(db, ctx.tenant_id).await?;
     record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "break_glass.read",
         target,
@@ -70,11 +68,10 @@ pub async fn list(
     args: PageArgs,
 ) -> AppResult<Page<audit_log::Model>> {
     ctx.require_tenant_admin()?;
-    let select = crate::db::scoped::<audit_log::Entity>(ctx.tenant_id);
     fetch_tenant_page(
         db,
         ctx.tenant_id,
-        select,
+        audit_log::Entity::find(),
         audit_log::Column::Id,
         |m| m.id,
         args,

@@ -6,7 +6,7 @@
 //! ([`crate::context::TenantCtx::break_glass`]).
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, QueryFilter, Set};
 use uuid::Uuid;
 
 use entity::break_glass_grants;
@@ -68,7 +68,6 @@ pub async fn open(
     .await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "break_glass.open",
         format!("break_glass:{}", grant.id),
@@ -88,8 +87,8 @@ pub async fn open_grant(
 ) -> AppResult<Option<BreakGlass>> {
     let now = Utc::now();
     let txn = begin_tenant(db, tenant).await?;
-    let grant = break_glass_grants::Entity::find()
-        .filter(break_glass_grants::Column::TenantId.eq(tenant.0))
+    let grant = txn
+        .select::<break_glass_grants::Entity>()
         .filter(break_glass_grants::Column::AdminId.eq(admin))
         .filter(break_glass_grants::Column::ClosedAt.is_null())
         .filter(break_glass_grants::Column::ExpiresAt.gt(now))

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::service::{self, Session};
 use crate::context::{Principal, Role};
-use crate::db::{begin_platform, begin_tenant, read_tenant, scoped};
+use crate::db::{begin_platform, begin_tenant, read_tenant};
 use crate::error::AppError;
 use crate::graphql::{request_ctx, state, tenant_ctx};
 use crate::ids::TenantId;
@@ -125,8 +125,7 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
         Principal::Staff {
             user_id, tenant_id, ..
         } => {
-            let select = scoped::<staff_users::Entity>(*tenant_id)
-                .filter(staff_users::Column::Id.eq(user_id.0));
+            let select = staff_users::Entity::find().filter(staff_users::Column::Id.eq(user_id.0));
             let user = read_tenant(&st.db, *tenant_id, select)
                 .await?
                 .pop()

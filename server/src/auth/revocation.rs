@@ -26,6 +26,7 @@ pub async fn revoke_all_sessions<C: ConnectionTrait>(
         .filter(refresh_tokens::Column::SubjectKind.eq(kind))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))
         .filter(refresh_tokens::Column::RevokedAt.is_null());
+    // Not a scoping filter: refresh tokens are platform or tenant rows, and which one is meant.
     q = match tenant {
         Some(t) => q.filter(refresh_tokens::Column::TenantId.eq(t.0)),
         None => q.filter(refresh_tokens::Column::TenantId.is_null()),

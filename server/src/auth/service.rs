@@ -21,7 +21,10 @@ use super::password;
 use super::tokens::{self, JwtKeys};
 use crate::audit;
 use crate::context::{Citizen, Principal, RequestCtx, Role};
-use crate::db::{begin_platform, begin_tenant, begin_write_for};
+use crate::db::{
+    TenantOrPlatformTx, TenantTx, begin_platform, begin_platform_write, begin_tenant,
+    begin_tenant_or_platform_write, begin_tenant_write,
+};
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 use crate::state::AppState;
@@ -78,7 +81,7 @@ async fn login_staff(
     // The slow password check runs between two transactions: on SQLite the write transaction
     // holds the database's write lock, which must not wait for Argon2.
     let txn = begin_tenant(&state.db, tenant_id).await?;
-    let user = tenancy::find_staff_by_email(&txn, tenant_id, email.as_str()).await?;
+    let user = tenancy::find_staff_by_email(&txn, email.as_str()).await?;
     txn.commit().await?;
     let hash = user
         .as_ref()
@@ -87,16 +90,15 @@ async fn login_staff(
     if !password::verify(pw, hash.clone()).await? {
         return Err(AppError::Unauthenticated);
     }
-    let txn = begin_write_for(&state.db, Some(tenant_id)).await?;
+    let txn = begin_tenant_write(&state.db, tenant_id).await?;
     // Still the same active account with the same password?
-    let user = tenancy::find_staff_by_email(&txn, tenant_id, email.as_str())
+    let user = tenancy::find_staff_by_email(&txn, email.as_str())
         .await?
         .filter(|u| u.status == "active" && u.password_hash == hash)
         .ok_or(AppError::Unauthenticated)?;
-    let session = issue_staff(&txn, &state.keys, state, tenant_id, &user, Uuid::now_v7()).await?;
+    let session = issue_staff(&txn, &state.keys, state, &user, Uuid::now_v7()).await?;
     audit::record(
         &txn,
-        tenant_id,
         &format!("staff:{}", user.id),
         "session.login",
         format!("staff:{}", user.id),
@@ -117,7 +119,7 @@ async fn login_platform(state: &AppState, email: &Email, pw: String) -> AppResul
     if !password::verify(pw, hash.clone()).await? {
         return Err(AppError::Unauthenticated);
     }
-    let txn = begin_write_for(&state.db, None).await?;
+    let txn = begin_platform_write(&state.db).await?;
     let admin = find
         .one(&txn)
         .await?
@@ -128,15 +130,15 @@ async fn login_platform(state: &AppState, email: &Email, pw: String) -> AppResul
     Ok(session)
 }
 
-async fn issue_staff<C: ConnectionTrait>(
-    conn: &C,
+async fn issue_staff(
+    txn: &TenantTx,
     keys: &JwtKeys,
     state: &AppState,
-    tenant: TenantId,
     user: &staff_users::Model,
     family: Uuid,
 ) -> AppResult<Session> {
-    let roles = tenancy::roles_of(conn, tenant, &[user.id])
+    let tenant = txn.tenant();
+    let roles = tenancy::roles_of(txn, &[user.id])
         .await?
         .remove(&user.id)
         .unwrap_or_default();
@@ -147,7 +149,7 @@ async fn issue_staff<C: ConnectionTrait>(
         roles.clone(),
         family,
     )?;
-    let refresh_token = insert_refresh(conn, state, Some(tenant), "staff", user.id, family).await?;
+    let refresh_token = insert_refresh(txn, state, Some(tenant), "staff", user.id, family).await?;
     Ok(Session {
         access_token,
         access_expires_at,
@@ -260,14 +262,10 @@ async fn presented(
     state: &AppState,
     req: &RequestCtx,
     token: &str,
-) -> AppResult<(
-    sea_orm::DatabaseTransaction,
-    Option<TenantId>,
-    refresh_tokens::Model,
-)> {
+) -> AppResult<(TenantOrPlatformTx, refresh_tokens::Model)> {
     let parts = parse_refresh(token)?;
     check_scope(req, &parts)?;
-    let txn = begin_write_for(&state.db, parts.tenant).await?;
+    let txn = begin_tenant_or_platform_write(&state.db, parts.tenant).await?;
     let row = refresh_tokens::Entity::find_by_id(parts.id)
         .one(&txn)
         .await?
@@ -277,12 +275,12 @@ async fn presented(
     {
         return Err(AppError::Unauthenticated);
     }
-    Ok((txn, parts.tenant, row))
+    Ok((txn, row))
 }
 
 /// Rotates a refresh token. A reused (already rotated) token revokes its whole family.
 pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResult<Session> {
-    let (txn, tenant, row) = presented(state, req, token).await?;
+    let (txn, row) = presented(state, req, token).await?;
     if row.revoked_at.is_some() || row.expires_at <= chrono::Utc::now() {
         return Err(AppError::Unauthenticated);
     }
@@ -297,10 +295,9 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
         .await?;
     if claimed.rows_affected == 0 {
         revoke_family(&txn, row.family_id).await?;
-        if let Some(tenant) = tenant {
+        if let Some(tenant_txn) = txn.tenant_tx() {
             audit::record(
-                &txn,
-                tenant,
+                tenant_txn,
                 "system:auth",
                 "session.reuse_detected",
                 format!("{}:{}", row.subject_kind, row.subject_id),
@@ -313,15 +310,15 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
         tracing::warn!(auth.family = %row.family_id, "refresh token reuse detected; family revoked");
         return Err(AppError::Unauthenticated);
     }
-    let session = match (tenant, row.subject_kind.as_str()) {
-        (Some(tenant), "staff") => {
-            let user = tenancy::find_staff(&txn, tenant, StaffUserId(row.subject_id))
+    let session = match (txn.tenant_tx(), row.subject_kind.as_str()) {
+        (Some(tenant_txn), "staff") => {
+            let user = tenancy::find_staff(tenant_txn, StaffUserId(row.subject_id))
                 .await
                 .map_err(|_| AppError::Unauthenticated)?;
             if user.status != "active" {
                 return Err(AppError::Unauthenticated);
             }
-            issue_staff(&txn, &state.keys, state, tenant, &user, row.family_id).await?
+            issue_staff(tenant_txn, &state.keys, state, &user, row.family_id).await?
         }
         (None, "platform") => {
             platform_admins::Entity::find_by_id(row.subject_id)
@@ -338,7 +335,7 @@ pub async fn refresh(state: &AppState, req: &RequestCtx, token: &str) -> AppResu
 
 /// Ends the session the refresh token belongs to (its whole family).
 pub async fn logout(state: &AppState, req: &RequestCtx, token: &str) -> AppResult<()> {
-    let (txn, _, row) = presented(state, req, token).await?;
+    let (txn, row) = presented(state, req, token).await?;
     revoke_family(&txn, row.family_id).await?;
     txn.commit().await?;
     // The session's access tokens end with it.
@@ -452,7 +449,7 @@ pub async fn bootstrap_platform_admin(
     pw: String,
 ) -> AppResult<bool> {
     let email = Email::parse("platform_admin.email", email)?;
-    let txn = begin_write_for(db, None).await?;
+    let txn = begin_platform_write(db).await?;
     if platform_admins::Entity::find()
         .filter(platform_admins::Column::Email.eq(email.as_str()))
         .one(&txn)

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use entity::{platform_admins, refresh_tokens, staff_users};
 
 use crate::context::Role;
-use crate::db::{begin_platform, begin_tenant, scoped};
+use crate::db::{begin_platform, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 
@@ -75,7 +75,8 @@ impl SessionCache {
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let txn = begin_tenant(db, tenant).await?;
-        let active = scoped::<staff_users::Entity>(tenant)
+        let active = txn
+            .select::<staff_users::Entity>()
             .filter(staff_users::Column::Id.eq(user))
             .filter(staff_users::Column::Status.eq("active"))
             .one(&txn)
@@ -84,7 +85,7 @@ impl SessionCache {
         let standing =
             if active && session_alive(&txn, Some(tenant), "staff", user, session).await? {
                 Some(
-                    crate::tenancy::service::roles_of(&txn, tenant, &[user])
+                    crate::tenancy::service::roles_of(&txn, &[user])
                         .await?
                         .remove(&user)
                         .unwrap_or_default(),
@@ -186,6 +187,7 @@ async fn session_alive<C: ConnectionTrait>(
         .filter(refresh_tokens::Column::SubjectKind.eq(kind))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))
         .filter(refresh_tokens::Column::RevokedAt.is_null());
+    // Not a scoping filter: refresh tokens are platform or tenant rows, and which one is meant.
     q = match tenant {
         Some(t) => q.filter(refresh_tokens::Column::TenantId.eq(t.0)),
         None => q.filter(refresh_tokens::Column::TenantId.is_null()),

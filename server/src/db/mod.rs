@@ -2,18 +2,26 @@
 //!
 //! Two pools on PostgreSQL: the *owner* runs migrations; requests use the *app* pool, which acts as
 //! the non-owner role `amtsplatz_app` so row-level security binds it. Every tenant query runs in a
-//! transaction opened by [`begin_tenant`], which sets `app.tenant_id` transaction-locally (a plain
-//! `SET` would leak into the next request that borrows the pooled connection).
+//! [`TenantTx`] opened by [`begin_tenant`] (or [`begin_tenant_write`]): it sets `app.tenant_id`
+//! transaction-locally, and its `select`/`update_many`/`delete_many` carry `WHERE tenant_id = …`,
+//! so services receive the transaction and never pass or filter the tenant by hand. Platform rows
+//! use a plain transaction ([`begin_platform`]); rows shared between the platform and a viewing
+//! tenant (marketplace templates) use [`begin_viewer`].
+
+mod tenant_tx;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use migration::{APP_ROLE, Migrator, MigratorTrait, TENANT_SETTING};
+use migration::{APP_ROLE, Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, Select, Statement, TransactionTrait,
+    EntityTrait, Select, TransactionTrait,
 };
+
 use secrecy::ExposeSecret;
+use tenant_tx::set_rls_tenant;
+pub use tenant_tx::{TenantOrPlatformTx, TenantScoped, TenantTx};
 
 use crate::error::AppResult;
 use crate::ids::TenantId;
@@ -86,35 +94,28 @@ pub async fn migrations_applied(db: &DatabaseConnection) -> bool {
     matches!(Migrator::get_pending_migrations_read_only(db).await, Ok(pending) if pending.is_empty())
 }
 
-/// Opens a transaction scoped to one tenant: on PostgreSQL, RLS then shows only its rows.
-pub async fn begin_tenant(
-    db: &DatabaseConnection,
-    tenant: TenantId,
-) -> AppResult<DatabaseTransaction> {
-    let txn = db.begin().await?;
-    set_tenant(&txn, tenant).await?;
-    Ok(txn)
+/// Opens a transaction of one tenant: on PostgreSQL, RLS then shows only its rows.
+pub async fn begin_tenant(db: &DatabaseConnection, tenant: TenantId) -> AppResult<TenantTx> {
+    TenantTx::bind(db.begin().await?, tenant).await
 }
 
 /// Opens a tenant transaction that will write. On SQLite it takes the write lock at BEGIN
 /// (`BEGIN IMMEDIATE`): a deferred transaction that read first and then writes fails at once when
 /// another writer committed meanwhile, where an immediate one waits its turn (busy timeout) and
 /// reads fresh data. On PostgreSQL it is [`begin_tenant`].
-pub async fn begin_tenant_write(
-    db: &DatabaseConnection,
-    tenant: TenantId,
-) -> AppResult<DatabaseTransaction> {
-    begin_write_for(db, Some(tenant)).await
+pub async fn begin_tenant_write(db: &DatabaseConnection, tenant: TenantId) -> AppResult<TenantTx> {
+    TenantTx::bind(begin_write_raw(db).await?, tenant).await
 }
 
-/// [`begin_tenant_write`] for a tenant or for no tenant (platform rows). Every transaction that
-/// reads and then writes opens this way: on SQLite a deferred one would fail at its first write
-/// whenever another writer (a request, the outbox worker) committed since its first read.
-pub async fn begin_write_for(
-    db: &DatabaseConnection,
-    tenant: Option<TenantId>,
-) -> AppResult<DatabaseTransaction> {
-    let txn = if db.get_database_backend() == DbBackend::Sqlite {
+/// [`begin_tenant_write`] for platform rows (no tenant set). Every transaction that reads and
+/// then writes opens this way: on SQLite a deferred one would fail at its first write whenever
+/// another writer (a request, the outbox worker) committed since its first read.
+pub async fn begin_platform_write(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
+    begin_write_raw(db).await
+}
+
+async fn begin_write_raw(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
+    Ok(if db.get_database_backend() == DbBackend::Sqlite {
         db.begin_with_options(sea_orm::TransactionOptions {
             sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
             ..Default::default()
@@ -122,11 +123,7 @@ pub async fn begin_write_for(
         .await?
     } else {
         db.begin().await?
-    };
-    if let Some(tenant) = tenant {
-        set_tenant(&txn, tenant).await?;
-    }
-    Ok(txn)
+    })
 }
 
 /// Opens a transaction with no tenant set: only platform-level rows are visible.
@@ -134,75 +131,30 @@ pub async fn begin_platform(db: &DatabaseConnection) -> AppResult<DatabaseTransa
     Ok(db.begin().await?)
 }
 
-/// A tenant transaction, or one with no tenant set (shared rows only, e.g. public templates).
-pub async fn begin_for(
+/// A transaction for rows that are not tenant-owned but whose visibility depends on an optional
+/// viewer (marketplace templates: shared ones plus the viewer's own). With a viewer, RLS sees its
+/// tenant; without one, only shared rows. Tenant-owned rows are read through a [`TenantTx`].
+pub async fn begin_viewer(
+    db: &DatabaseConnection,
+    viewer: Option<TenantId>,
+) -> AppResult<DatabaseTransaction> {
+    let txn = db.begin().await?;
+    if let Some(viewer) = viewer {
+        set_rls_tenant(&txn, viewer).await?;
+    }
+    Ok(txn)
+}
+
+/// A write transaction of `tenant`, or of the platform when there is none (refresh tokens).
+pub async fn begin_tenant_or_platform_write(
     db: &DatabaseConnection,
     tenant: Option<TenantId>,
-) -> AppResult<DatabaseTransaction> {
-    match tenant {
-        Some(t) => begin_tenant(db, t).await,
-        None => begin_platform(db).await,
-    }
+) -> AppResult<TenantOrPlatformTx> {
+    Ok(match tenant {
+        Some(tenant) => TenantOrPlatformTx::Tenant(begin_tenant_write(db, tenant).await?),
+        None => TenantOrPlatformTx::Platform(begin_platform_write(db).await?),
+    })
 }
-
-/// Sets the tenant inside an already open transaction (used when the tenant is created in it).
-pub async fn set_tenant(txn: &DatabaseTransaction, tenant: TenantId) -> AppResult<()> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config($1, $2, true)",
-            [TENANT_SETTING.into(), tenant.to_string().into()],
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
-/// A tenant-owned entity: every query on it starts from [`scoped`].
-pub trait TenantScoped: sea_orm::EntityTrait {
-    fn tenant_column() -> Self::Column;
-}
-
-/// `SELECT … WHERE tenant_id = $tenant`: the only way services query tenant tables.
-/// (On PostgreSQL, RLS enforces the same again.)
-pub fn scoped<E: TenantScoped>(tenant: TenantId) -> sea_orm::Select<E> {
-    use sea_orm::{ColumnTrait, QueryFilter};
-    E::find().filter(E::tenant_column().eq(tenant.0))
-}
-
-macro_rules! tenant_scoped {
-    ($($m:ident),*) => {$(
-        impl TenantScoped for entity::$m::Entity {
-            fn tenant_column() -> Self::Column {
-                entity::$m::Column::TenantId
-            }
-        }
-    )*};
-}
-tenant_scoped!(
-    departments,
-    staff_users,
-    staff_roles,
-    staff_memberships,
-    audit_log,
-    tenant_services,
-    service_revisions,
-    drafts,
-    applications,
-    application_tasks,
-    application_events,
-    messages,
-    attachments,
-    locations,
-    booking_resources,
-    appointment_offers,
-    bookings,
-    spent_challenges,
-    payment_accounts,
-    payments,
-    payment_refunds,
-    provider_events
-);
 
 /// `select` with `FOR UPDATE` on PostgreSQL: the rows stay locked until the transaction ends.
 /// SQLite has no row locks; its write transactions ([`begin_tenant_write`]) are exclusive already.
@@ -247,23 +199,24 @@ impl Db {
     }
 }
 
-/// Reads rows of one tenant in a tenant transaction.
+/// Reads rows of one tenant in a tenant transaction; `select` is narrowed to the tenant here.
 pub async fn read_tenant<E>(
     db: &Db,
     tenant: TenantId,
     select: Select<E>,
 ) -> AppResult<Vec<E::Model>>
 where
-    E: EntityTrait,
+    E: TenantScoped,
 {
     let txn = begin_tenant(db, tenant).await?;
-    let rows = select.all(&txn).await?;
+    let rows = txn.scope(select).all(&txn).await?;
     txn.commit().await?;
     Ok(rows)
 }
 
-/// Reads rows as `M` for a tenant, or with no tenant set (then row-level security shows only
-/// shared rows, e.g. public templates). `M` may be a partial row.
+/// Reads rows as `M` for a viewer, or with no tenant set (then row-level security shows only
+/// shared rows, e.g. public templates). `M` may be a partial row. Not for tenant-owned tables:
+/// the raw query carries no tenant filter of its own.
 pub async fn read_as<M>(
     db: &Db,
     tenant: Option<TenantId>,
@@ -272,7 +225,7 @@ pub async fn read_as<M>(
 where
     M: sea_orm::FromQueryResult,
 {
-    let txn = begin_for(db, tenant).await?;
+    let txn = begin_viewer(db, tenant).await?;
     let rows = read_in(&txn, query).await?;
     txn.commit().await?;
     Ok(rows)

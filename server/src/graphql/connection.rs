@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::{Db, begin_for, read_as};
+use crate::db::{Db, TenantScoped, begin_tenant, begin_viewer, read_as, read_in};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 
@@ -123,8 +123,8 @@ where
     Ok(into_page(items, id_of, args, total))
 }
 
-/// Runs a keyset page of one tenant's rows. With `totalCount`, count and page share a
-/// transaction so they agree.
+/// Runs a keyset page of one tenant's rows; `select` is narrowed to the tenant here. With
+/// `totalCount`, count and page share the transaction so they agree.
 pub async fn fetch_tenant_page<E>(
     db: &Db,
     tenant: TenantId,
@@ -134,16 +134,29 @@ pub async fn fetch_tenant_page<E>(
     args: PageArgs,
 ) -> AppResult<Page<E::Model>>
 where
-    E: EntityTrait,
+    E: TenantScoped,
     E::Model: Sync,
 {
-    fetch_page_as(db, Some(tenant), select, id_col, id_of, args).await
+    let txn = begin_tenant(db, tenant).await?;
+    let select = txn.scope(select);
+    let page = if args.want_total {
+        fetch_page(&txn, select, id_col, id_of, args).await?
+    } else {
+        let mut items: Vec<E::Model> =
+            read_in(&txn, page_query(select, id_col, args).into_query()).await?;
+        // The subquery's order survives in practice; sorting makes it a guarantee.
+        items.sort_by_key(id_of);
+        into_page(items, id_of, args, None)
+    };
+    txn.commit().await?;
+    Ok(page)
 }
 
-/// [`fetch_tenant_page`] for a tenant or for no tenant (shared rows such as public templates).
+/// A page of rows that are not tenant-owned, seen by an optional viewer (shared rows such as
+/// public templates, plus the viewer's own).
 pub async fn fetch_page_as<E>(
     db: &Db,
-    tenant: Option<TenantId>,
+    viewer: Option<TenantId>,
     select: Select<E>,
     id_col: E::Column,
     id_of: fn(&E::Model) -> Uuid,
@@ -154,13 +167,13 @@ where
     E::Model: Sync,
 {
     if args.want_total {
-        let txn = begin_for(db, tenant).await?;
+        let txn = begin_viewer(db, viewer).await?;
         let page = fetch_page(&txn, select, id_col, id_of, args).await?;
         txn.commit().await?;
         return Ok(page);
     }
     let mut items: Vec<E::Model> =
-        read_as(db, tenant, page_query(select, id_col, args).into_query()).await?;
+        read_as(db, viewer, page_query(select, id_col, args).into_query()).await?;
     // The subquery's order survives in practice; sorting makes it a guarantee.
     items.sort_by_key(id_of);
     Ok(into_page(items, id_of, args, None))

@@ -109,7 +109,7 @@ impl Loader<ContentOfVersion> for MarketplaceLoader {
         keys: &[ContentOfVersion],
     ) -> Result<HashMap<ContentOfVersion, Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let txn = crate::db::begin_for(&self.db, self.viewer).await?;
+        let txn = crate::db::begin_viewer(&self.db, self.viewer).await?;
         let rows = service::contents_of(&txn, &ids).await?;
         txn.commit().await.map_err(AppError::from)?;
         Ok(rows
@@ -425,7 +425,7 @@ impl TemplateVersion {
         Ok(counts.get(&self.0.id).copied().unwrap_or(0))
     }
     async fn template(&self, ctx: &Context<'_>) -> async_graphql::Result<Template> {
-        let txn = crate::db::begin_for(db(ctx)?, viewer(ctx)?).await?;
+        let txn = crate::db::begin_viewer(db(ctx)?, viewer(ctx)?).await?;
         let t = service::visible(viewer(ctx)?)
             .filter(sea_orm::ColumnTrait::eq(
                 &templates::Column::Id,

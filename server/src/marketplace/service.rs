@@ -12,9 +12,8 @@ use entity::states::VersionStatus;
 use entity::{template_adoptions, template_versions, templates, tenants};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, Set,
 };
 use semver::Version;
 use serde_json::Value;
@@ -24,7 +23,7 @@ use crate::audit;
 use crate::content::ServiceContent;
 use crate::content::impact::Impact;
 use crate::context::TenantCtx;
-use crate::db::{Db, begin_for, begin_tenant_write, read_as, read_in};
+use crate::db::{Db, TenantTx, begin_tenant_write, begin_viewer, read_as, read_in};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page_as, into_page, page_query};
 use crate::ids::{TemplateId, TemplateVersionId, TenantId};
@@ -84,7 +83,7 @@ pub async fn template_by_slug(
     viewer: Viewer,
     slug: &str,
 ) -> AppResult<templates::Model> {
-    let txn = begin_for(db, viewer).await?;
+    let txn = begin_viewer(db, viewer).await?;
     let t = visible(viewer)
         .filter(templates::Column::Slug.eq(slug))
         .one(&txn)
@@ -98,6 +97,7 @@ pub(crate) fn visible(viewer: Viewer) -> sea_orm::Select<templates::Entity> {
     use sea_orm::Condition;
     let mut cond = Condition::any().add(templates::Column::Visibility.eq("public"));
     if let Some(t) = viewer {
+        // Business filter (authorship), not scoping: templates are shared between tenants.
         cond = cond.add(templates::Column::AuthorTenantId.eq(t.0));
     }
     templates::Entity::find().filter(cond)
@@ -146,6 +146,7 @@ pub async fn list_templates(
             .to_owned(),
     );
     select = match viewer {
+        // Authorship, not scoping: authors also see their own templates without versions.
         Some(t) => select.filter(
             sea_orm::Condition::any()
                 .add(has_version)
@@ -164,6 +165,7 @@ pub async fn list_templates(
         let tenant = read_as::<tenants::Model>(db, None, by_slug.into_query()).await?;
         // An unknown author matches nothing (not an error: it is a filter).
         let id = tenant.first().map_or(Uuid::nil(), |t| t.id);
+        // The author filter the caller asked for (business meaning, not scoping).
         select = select.filter(templates::Column::AuthorTenantId.eq(id));
     }
     if let Some(search) = &filter.search {
@@ -181,7 +183,7 @@ pub async fn list_templates(
         });
     }
     // The page, then its templates' versions and adoption, in one transaction (one snapshot).
-    let txn = begin_for(db, viewer).await?;
+    let txn = begin_viewer(db, viewer).await?;
     let mut items = page_query(select, templates::Column::Id, args)
         .all(&txn)
         .await?;
@@ -286,7 +288,6 @@ pub async fn create_template(
     })?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.create",
         format!("template:{}", model.id),
@@ -306,14 +307,13 @@ pub async fn set_visibility(
 ) -> AppResult<templates::Model> {
     ctx.require_author()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let t = own_template(&txn, ctx, id).await?;
+    let t = own_template(&txn, id).await?;
     let mut am: templates::ActiveModel = t.into();
     am.visibility = Set(visibility.as_str().to_owned());
     am.updated_at = Set(Utc::now());
     let t = am.update(&txn).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.visibility",
         format!("template:{}", t.id),
@@ -326,17 +326,13 @@ pub async fn set_visibility(
 
 /// The template, if the caller's tenant authors it: `NOT_FOUND` when invisible, `FORBIDDEN` when
 /// visible but someone else's.
-pub(crate) async fn own_template<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &TenantCtx,
-    id: TemplateId,
-) -> AppResult<templates::Model> {
-    let t = visible(Some(ctx.tenant_id))
+pub(crate) async fn own_template(txn: &TenantTx, id: TemplateId) -> AppResult<templates::Model> {
+    let t = visible(Some(txn.tenant()))
         .filter(templates::Column::Id.eq(id.0))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("template"))?;
-    if t.author_tenant_id != ctx.tenant_id.0 {
+    if t.author_tenant_id != txn.tenant().0 {
         return Err(AppError::Forbidden(
             "only the author tenant changes a template",
         ));
@@ -431,7 +427,7 @@ pub async fn versions_of<C: ConnectionTrait>(
 /// Publishes a version inside an open transaction of the author tenant (also used when a
 /// proposal is accepted). Checks semver against the latest version.
 pub(crate) async fn publish_in(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     template: &templates::Model,
     new: NewVersion,
@@ -516,7 +512,6 @@ pub(crate) async fn publish_in(
     am.update(txn).await?;
     audit::record(
         txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.publish",
         format!("template_version:{}", version.id),
@@ -534,7 +529,7 @@ pub async fn publish_version(
 ) -> AppResult<template_versions::Model> {
     ctx.require_author()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let template = own_template(&txn, ctx, new.template_id).await?;
+    let template = own_template(&txn, new.template_id).await?;
     let version = publish_in(&txn, ctx, &template, new).await?;
     txn.commit().await?;
     Ok(version)
@@ -554,7 +549,7 @@ pub async fn deprecate_version(
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("template version"))?;
-    own_template(&txn, ctx, TemplateId(version.template_id)).await?;
+    own_template(&txn, TemplateId(version.template_id)).await?;
     if version.status == VersionStatus::Deprecated {
         return Err(AppError::conflict(
             "input.id",
@@ -568,7 +563,6 @@ pub async fn deprecate_version(
     let version = am.update(&txn).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.deprecate",
         format!("template_version:{}", version.id),

@@ -4,15 +4,13 @@
 use chrono::Utc;
 use entity::{applications, messages};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::applications::access::{self, Viewer};
 use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{self, Email};
@@ -34,8 +32,8 @@ pub fn check_body(field: &str, body: &str) -> AppResult<()> {
 }
 
 /// Inserts a message in the caller's transaction (who sends it follows from `ctx`).
-pub async fn insert<C: ConnectionTrait>(
-    conn: &C,
+pub async fn insert(
+    txn: &TenantTx,
     ctx: &TenantCtx,
     app: &applications::Model,
     body: &str,
@@ -44,7 +42,7 @@ pub async fn insert<C: ConnectionTrait>(
     let staff = ctx.require_staff().is_ok();
     Ok(messages::ActiveModel {
         id: Set(Uuid::now_v7()),
-        tenant_id: Set(ctx.tenant_id.0),
+        tenant_id: Set(txn.tenant().0),
         application_id: Set(app.id),
         sender: Set(if staff { "staff" } else { "citizen" }.into()),
         sender_actor: Set(ctx.actor()),
@@ -54,7 +52,7 @@ pub async fn insert<C: ConnectionTrait>(
         created_at: Set(Utc::now()),
         read_at: Set(None),
     }
-    .insert(conn)
+    .insert(txn)
     .await?)
 }
 
@@ -74,7 +72,7 @@ pub async fn send(
 ) -> AppResult<messages::Model> {
     check_body("input.body", &input.body)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = access::find(&txn, ctx.tenant_id, input.application_id).await?;
+    let app = access::find(&txn, input.application_id).await?;
     let viewer = access::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     if input.internal && !viewer.is_staff() {
         return Err(AppError::Forbidden("internal notes are for staff only"));
@@ -108,7 +106,7 @@ pub async fn send(
     {
         outbox::enqueue(
             &txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to: to.clone(),
                 subject: format!("Neue Nachricht zu Ihrem Antrag {}", app.reference),
@@ -132,7 +130,7 @@ pub async fn threads_of(
     applications: Vec<Uuid>,
     staff: bool,
 ) -> AppResult<Vec<messages::Model>> {
-    let mut select = scoped::<messages::Entity>(tenant)
+    let mut select = messages::Entity::find()
         .filter(messages::Column::ApplicationId.is_in(applications))
         .order_by_asc(messages::Column::Id);
     if !staff {
@@ -149,16 +147,16 @@ pub async fn mark_read(
     access_token: Option<String>,
 ) -> AppResult<u64> {
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = access::find(&txn, ctx.tenant_id, application).await?;
+    let app = access::find(&txn, application).await?;
     let viewer = access::viewer_of(&txn, ctx, &app, access_token.as_deref()).await?;
     let other = if viewer == Viewer::Applicant {
         "staff"
     } else {
         "citizen"
     };
-    let res = messages::Entity::update_many()
+    let res = txn
+        .update_many::<messages::Entity>()
         .col_expr(messages::Column::ReadAt, Expr::value(Utc::now()))
-        .filter(messages::Column::TenantId.eq(ctx.tenant_id.0))
         .filter(messages::Column::ApplicationId.eq(app.id))
         .filter(messages::Column::Sender.eq(other))
         .filter(messages::Column::Internal.eq(false))
@@ -169,15 +167,10 @@ pub async fn mark_read(
     Ok(res.rows_affected)
 }
 
-pub async fn delete_all<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    application: ApplicationId,
-) -> AppResult<()> {
-    messages::Entity::delete_many()
-        .filter(messages::Column::TenantId.eq(tenant.0))
+pub async fn delete_all(txn: &TenantTx, application: ApplicationId) -> AppResult<()> {
+    txn.delete_many::<messages::Entity>()
         .filter(messages::Column::ApplicationId.eq(application))
-        .exec(conn)
+        .exec(txn)
         .await?;
     Ok(())
 }

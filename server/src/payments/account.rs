@@ -3,15 +3,14 @@
 
 use chrono::Utc;
 use entity::payment_accounts;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 use secrecy::SecretString;
 use serde_json::json;
 
 use super::{Account, Payments, ProviderKind};
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::ids::TenantId;
 
 pub struct AccountInput {
     pub account_id: String,
@@ -77,7 +76,7 @@ pub async fn configure_stripe(
         None => None,
     };
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let existing = find_account(&txn, ctx.tenant_id, ProviderKind::Stripe).await?;
+    let existing = find_account(&txn, ProviderKind::Stripe).await?;
     let secret = sealed.or_else(|| existing.as_ref().and_then(|a| a.webhook_secret.clone()));
     let model = payment_accounts::ActiveModel {
         tenant_id: Set(ctx.tenant_id.0),
@@ -95,7 +94,6 @@ pub async fn configure_stripe(
     };
     crate::audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "payments.stripe_configured",
         format!("payment_account:{}", ProviderKind::Stripe.as_str()),
@@ -110,36 +108,35 @@ pub async fn configure_stripe(
     Ok(model)
 }
 
-async fn find_account<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+async fn find_account(
+    txn: &TenantTx,
     kind: ProviderKind,
 ) -> AppResult<Option<payment_accounts::Model>> {
-    Ok(scoped::<payment_accounts::Entity>(tenant)
+    Ok(txn
+        .select::<payment_accounts::Entity>()
         .filter(payment_accounts::Column::Provider.eq(kind.as_str()))
-        .one(conn)
+        .one(txn)
         .await?)
 }
 
 /// The tenant's account at `kind` with its secret opened (`None`: not set up).
-pub(super) async fn account<C: ConnectionTrait>(
-    conn: &C,
+pub(super) async fn account(
+    txn: &TenantTx,
     payments: &Payments,
-    tenant: TenantId,
     kind: ProviderKind,
 ) -> AppResult<Option<Account>> {
-    if let Some(cached) = payments.cached_account(tenant.0, kind) {
+    if let Some(cached) = payments.cached_account(txn.tenant().0, kind) {
         return Ok(cached);
     }
-    let Some(row) = find_account(conn, tenant, kind).await? else {
-        payments.remember_account(tenant.0, kind, None);
+    let Some(row) = find_account(txn, kind).await? else {
+        payments.remember_account(txn.tenant().0, kind, None);
         return Ok(None);
     };
     let webhook_secret = match &row.webhook_secret {
         Some(sealed) => Some(
             payments
                 .sealer
-                .open(tenant.0, sealed)
+                .open(txn.tenant().0, sealed)
                 .map_err(|e| AppError::internal("opening the webhook secret", e))?,
         ),
         None => None,
@@ -150,7 +147,7 @@ pub(super) async fn account<C: ConnectionTrait>(
         success_url: row.success_url,
         cancel_url: row.cancel_url,
     };
-    payments.remember_account(tenant.0, kind, Some(account.clone()));
+    payments.remember_account(txn.tenant().0, kind, Some(account.clone()));
     Ok(Some(account))
 }
 
@@ -161,9 +158,7 @@ pub async fn accounts(
 ) -> AppResult<Vec<payment_accounts::Model>> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let rows = scoped::<payment_accounts::Entity>(ctx.tenant_id)
-        .all(&txn)
-        .await?;
+    let rows = txn.select::<payment_accounts::Entity>().all(&txn).await?;
     txn.commit().await?;
     Ok(rows)
 }

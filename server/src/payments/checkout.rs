@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::payments;
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
+use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use crate::applications::access::{self, Viewer};
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
 use crate::context::TenantCtx;
-use crate::db::begin_tenant_write;
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::{ApplicationId, PaymentId};
 use crate::state::AppState;
@@ -27,7 +27,7 @@ pub struct StartInput {
 
 /// Marks a pending payment as `to` (no money involved: an intention given up).
 async fn end_pending(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     p: payments::Model,
     to: PaymentState,
@@ -68,7 +68,7 @@ pub async fn start(
     let provider = payments.provider(input.provider)?.clone();
     let now = Utc::now();
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let app = access::lock(&txn, ctx.tenant_id, input.application_id).await?;
+    let app = access::lock(&txn, input.application_id).await?;
     let viewer = access::viewer_of(&txn, ctx, &app, input.access_token.as_deref()).await?;
     if viewer != Viewer::Applicant && !(provider.confirmed_by_staff() && viewer.is_staff()) {
         return Err(AppError::Forbidden(
@@ -89,15 +89,13 @@ pub async fn start(
             "this application has no fees to pay",
         ));
     }
-    let account = account(&txn, payments, ctx.tenant_id, input.provider).await?;
+    let account = account(&txn, payments, input.provider).await?;
     if account.is_none() && !provider.confirmed_by_staff() {
         return Err(ProviderError::NotConfigured.into());
     }
-    let pinned = deps
-        .pinned(&txn, ctx.tenant_id, app.service_id, app.revision)
-        .await?;
+    let pinned = deps.pinned(&txn, app.service_id, app.revision).await?;
     let mut reuse = None;
-    for p in payments_of_app(&txn, ctx.tenant_id, ApplicationId(app.id)).await? {
+    for p in payments_of_app(&txn, ApplicationId(app.id)).await? {
         let state = p.state;
         if was_paid(state) {
             return Err(AppError::conflict(
@@ -202,7 +200,7 @@ pub async fn start(
     };
     let started = provider.start(account.as_ref(), &charge).await;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let Some(current) = lock_payment(&txn, ctx.tenant_id, PaymentId(payment.id)).await? else {
+    let Some(current) = lock_payment(&txn, PaymentId(payment.id)).await? else {
         return Err(AppError::NotFound("payment"));
     };
     match started {

@@ -67,7 +67,7 @@ pub async fn mark_paid(
 ) -> AppResult<payments::Model> {
     ctx.require_cashier()?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let p = lock_payment(&txn, ctx.tenant_id, payment_id)
+    let p = lock_payment(&txn, payment_id)
         .await?
         .ok_or(AppError::NotFound("payment"))?;
     if p.provider != ProviderKind::OnSite.as_str() {

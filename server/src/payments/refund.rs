@@ -42,7 +42,7 @@ pub async fn refund(
         return Err(AppError::invalid("input.amountCents", "must be positive"));
     }
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let p = lock_payment(&txn, ctx.tenant_id, input.payment_id)
+    let p = lock_payment(&txn, input.payment_id)
         .await?
         .ok_or(AppError::NotFound("payment"))?;
     if !matches!(
@@ -66,7 +66,7 @@ pub async fn refund(
     }
     let kind = ProviderKind::parse(&p.provider).ok_or(AppError::NotFound("payment provider"))?;
     let provider = payments.provider(kind)?.clone();
-    let account = account(&txn, payments, ctx.tenant_id, kind).await?;
+    let account = account(&txn, payments, kind).await?;
     let refund_id = Uuid::now_v7();
     let provider_refund_id = provider
         .refund(account.as_ref(), &p, refund_id, input.amount_cents)
@@ -89,7 +89,6 @@ pub async fn refund(
         .ok_or_else(|| AppError::internal("refund", anyhow::anyhow!("refund did not apply")))?;
     notify_applicant(
         &txn,
-        ctx,
         ApplicationId(p.application_id),
         |reference| format!("Erstattung zu Ihrem Antrag {reference}"),
         |reference| {
@@ -103,7 +102,6 @@ pub async fn refund(
     .await?;
     crate::audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "payments.refunded",
         format!("payment:{}", p.id),

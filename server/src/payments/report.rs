@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::applications::rules::FeeLine;
 use crate::applications::service as apps;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, scoped};
+use crate::db::begin_tenant;
 use crate::error::{AppError, AppResult};
 
 /// One money movement for the treasury: a payment received or a refund.
@@ -49,12 +49,14 @@ pub async fn report(
         ));
     }
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let paid = scoped::<payments::Entity>(ctx.tenant_id)
+    let paid = txn
+        .select::<payments::Entity>()
         .filter(payments::Column::PaidAt.gte(from))
         .filter(payments::Column::PaidAt.lt(to))
         .all(&txn)
         .await?;
-    let refunds = scoped::<payment_refunds::Entity>(ctx.tenant_id)
+    let refunds = txn
+        .select::<payment_refunds::Entity>()
         .filter(payment_refunds::Column::CreatedAt.gte(from))
         .filter(payment_refunds::Column::CreatedAt.lt(to))
         .all(&txn)
@@ -71,7 +73,7 @@ pub async fn report(
     missing.dedup();
     if !missing.is_empty() {
         all.extend(
-            scoped::<payments::Entity>(ctx.tenant_id)
+            txn.select::<payments::Entity>()
                 .filter(payments::Column::Id.is_in(missing))
                 .all(&txn)
                 .await?
@@ -80,14 +82,14 @@ pub async fn report(
         );
     }
     let app_ids: Vec<Uuid> = all.values().map(|p| p.application_id).collect();
-    let apps: std::collections::HashMap<Uuid, applications::Model> =
-        scoped::<applications::Entity>(ctx.tenant_id)
-            .filter(applications::Column::Id.is_in(app_ids))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
+    let apps: std::collections::HashMap<Uuid, applications::Model> = txn
+        .select::<applications::Entity>()
+        .filter(applications::Column::Id.is_in(app_ids))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
     txn.commit().await?;
     let line = |p: &payments::Model| {
         let app = apps.get(&p.application_id);

@@ -9,10 +9,7 @@
 
 use chrono::Utc;
 use entity::{applications, payments};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder,
-    Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -21,7 +18,7 @@ use crate::applications::rules::FeeLine;
 use crate::applications::service as apps;
 use crate::applications::timeline::{self, Event};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{for_update, scoped};
+use crate::db::{TenantTx, for_update};
 use crate::error::{AppError, AppResult};
 use crate::ids::{ApplicationId, PaymentId, TenantId};
 use crate::messaging::outbox::{self, Email};
@@ -52,30 +49,31 @@ pub fn money(cents: i64, currency: &str) -> String {
 }
 
 pub(super) async fn lock_payment(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     id: PaymentId,
 ) -> AppResult<Option<payments::Model>> {
-    let select = scoped::<payments::Entity>(tenant).filter(payments::Column::Id.eq(id));
+    let select = txn
+        .select::<payments::Entity>()
+        .filter(payments::Column::Id.eq(id));
     Ok(for_update(select, txn).one(txn).await?)
 }
 
-pub(super) async fn payments_of_app<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn payments_of_app(
+    txn: &TenantTx,
     application: ApplicationId,
 ) -> AppResult<Vec<payments::Model>> {
-    Ok(scoped::<payments::Entity>(tenant)
+    Ok(txn
+        .select::<payments::Entity>()
         .filter(payments::Column::ApplicationId.eq(application))
         .order_by_asc(payments::Column::CreatedAt)
-        .all(conn)
+        .all(txn)
         .await?)
 }
 
 /// Applies `outcome` to the (locked) payment: state, the application's timeline, the
 /// applicant's mail. `None` when it changes nothing.
 pub(super) async fn settle(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     p: payments::Model,
     outcome: &Outcome,
@@ -134,7 +132,6 @@ pub(super) async fn settle(
     if let Outcome::Paid { .. } = outcome {
         notify_applicant(
             txn,
-            ctx,
             ApplicationId(p.application_id),
             |reference| format!("Zahlungseingang zu Ihrem Antrag {reference}"),
             |reference| {
@@ -151,13 +148,13 @@ pub(super) async fn settle(
 }
 
 pub(super) async fn notify_applicant(
-    txn: &DatabaseTransaction,
-    ctx: &TenantCtx,
+    txn: &TenantTx,
     application: ApplicationId,
     subject: impl FnOnce(&str) -> String,
     body: impl FnOnce(&str) -> String,
 ) -> AppResult<()> {
-    let app = scoped::<applications::Entity>(ctx.tenant_id)
+    let app = txn
+        .select::<applications::Entity>()
         .filter(applications::Column::Id.eq(application))
         .one(txn)
         .await?;
@@ -166,7 +163,7 @@ pub(super) async fn notify_applicant(
     {
         outbox::enqueue(
             txn,
-            Some(ctx.tenant_id),
+            Some(txn.tenant()),
             Email {
                 to,
                 subject: subject(&app.reference),
@@ -185,7 +182,7 @@ pub async fn of_applications(
     tenant: TenantId,
     applications: Vec<Uuid>,
 ) -> AppResult<Vec<payments::Model>> {
-    let select = scoped::<payments::Entity>(tenant)
+    let select = payments::Entity::find()
         .filter(payments::Column::ApplicationId.is_in(applications))
         .order_by_asc(payments::Column::CreatedAt);
     crate::db::read_tenant(db, tenant, select).await
@@ -193,16 +190,15 @@ pub async fn of_applications(
 
 /// Whether the application may be processed: its service does not ask for payment first, it
 /// has nothing to pay, or a payment of it was received.
-pub async fn processing_allowed<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn processing_allowed(
+    txn: &TenantTx,
     app: &applications::Model,
     content: &crate::content::ServiceContent,
 ) -> AppResult<bool> {
     if !content.payment_required_before_processing || total(&apps::fees_of(app)) <= 0 {
         return Ok(true);
     }
-    Ok(payments_of_app(conn, tenant, ApplicationId(app.id))
+    Ok(payments_of_app(txn, ApplicationId(app.id))
         .await?
         .iter()
         .any(|p| p.paid_at.is_some()))

@@ -4,14 +4,14 @@
 use chrono::Utc;
 use entity::{payment_refunds, payments, provider_events};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::account::account;
 use super::service::settle;
 use super::{PaymentRef, Payments, ProviderKind, WebhookError};
 use crate::context::{Principal, TenantCtx};
-use crate::db::{begin_tenant_write, for_update, scoped};
+use crate::db::{TenantTx, begin_tenant_write, for_update};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
 use crate::state::AppState;
@@ -72,7 +72,7 @@ pub async fn deliver(
         }),
     };
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
-    let account = account(&txn, payments, ctx.tenant_id, kind)
+    let account = account(&txn, payments, kind)
         .await?
         .ok_or(DeliveryError::NotFound)?;
     let event = provider.read_webhook(&account, signature, body, Utc::now())?;
@@ -80,7 +80,7 @@ pub async fn deliver(
     // The payment first (its row held: deliveries about one payment queue here), then the
     // event id (a redelivery stops there), then the effect.
     let target = match &event.effect {
-        Some((reference, _)) => lock_target(&txn, ctx.tenant_id, kind, reference).await?,
+        Some((reference, _)) => lock_target(&txn, kind, reference).await?,
         None => None,
     };
     let inserted = provider_events::Entity::insert(provider_events::ActiveModel {
@@ -140,13 +140,13 @@ pub async fn deliver(
 }
 
 async fn lock_target(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     kind: ProviderKind,
     reference: &PaymentRef,
 ) -> AppResult<Option<payments::Model>> {
     let select = for_update(
-        scoped::<payments::Entity>(tenant).filter(payments::Column::Provider.eq(kind.as_str())),
+        txn.select::<payments::Entity>()
+            .filter(payments::Column::Provider.eq(kind.as_str())),
         txn,
     );
     let found = match reference {

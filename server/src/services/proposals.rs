@@ -7,17 +7,14 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use entity::states::ProposalStatus;
 use entity::{template_proposals, template_versions, templates};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::merge::{self, Choice, Overlay};
 use super::service::{find_revision, find_service, resolve_error};
 use crate::audit;
 use crate::content::ServiceContent;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, begin_tenant_write};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::{ProposalId, ServiceId, TemplateId};
 use crate::marketplace::service::{self as marketplace, NewVersion, find_version};
@@ -35,7 +32,7 @@ pub async fn propose(
         return Err(AppError::invalid("input.message", "1 to 4000 characters"));
     }
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    let service = find_service(&txn, id).await?;
     let (Some(template_id), Some(base)) = (service.template_id, service.upstream_version_id) else {
         return Err(AppError::invalid(
             "input.serviceId",
@@ -51,7 +48,7 @@ pub async fn propose(
         ));
     }
     find_version(&txn, Some(ctx.tenant_id), base).await?;
-    let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
+    let current = find_revision(&txn, service.id, service.current_revision).await?;
     let proposal = template_proposals::ActiveModel {
         id: Set(ProposalId::new().0),
         template_id: Set(template_id),
@@ -73,7 +70,6 @@ pub async fn propose(
     .await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.propose",
         format!("template_proposal:{}", proposal.id),
@@ -99,6 +95,7 @@ pub async fn proposals_for_template(
     let mut select = template_proposals::Entity::find()
         .filter(template_proposals::Column::TemplateId.eq(template));
     if t.author_tenant_id != ctx.tenant_id.0 {
+        // Business filter, not scoping: other tenants see only the proposals they made.
         select = select.filter(template_proposals::Column::ProposerTenantId.eq(ctx.tenant_id.0));
     }
     let rows = select.all(&txn).await?;
@@ -107,15 +104,14 @@ pub async fn proposals_for_template(
 }
 
 async fn open_proposal(
-    txn: &DatabaseTransaction,
-    ctx: &TenantCtx,
+    txn: &TenantTx,
     id: ProposalId,
 ) -> AppResult<(templates::Model, template_proposals::Model)> {
     let proposal = template_proposals::Entity::find_by_id(id.0)
         .one(txn)
         .await?
         .ok_or(AppError::NotFound("proposal"))?;
-    let template = marketplace::own_template(txn, ctx, TemplateId(proposal.template_id)).await?;
+    let template = marketplace::own_template(txn, TemplateId(proposal.template_id)).await?;
     if proposal.status != ProposalStatus::Open {
         return Err(AppError::conflict(
             "input.proposalId",
@@ -138,7 +134,7 @@ pub async fn accept_proposal(
 ) -> AppResult<(template_proposals::Model, template_versions::Model)> {
     ctx.require_author()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let (template, proposal) = open_proposal(&txn, ctx, id).await?;
+    let (template, proposal) = open_proposal(&txn, id).await?;
     let versions = marketplace::versions_of(&txn, &[template.id]).await?;
     let latest = versions
         .first()
@@ -189,7 +185,7 @@ pub async fn reject_proposal(
 ) -> AppResult<template_proposals::Model> {
     ctx.require_author()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let (_, proposal) = open_proposal(&txn, ctx, id).await?;
+    let (_, proposal) = open_proposal(&txn, id).await?;
     let mut am: template_proposals::ActiveModel = proposal.into();
     am.status = Set(ProposalStatus::Rejected);
     am.decided_at = Set(Some(Utc::now()));
@@ -198,7 +194,6 @@ pub async fn reject_proposal(
     let proposal = am.update(&txn).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "template.proposal_reject",
         format!("template_proposal:{}", proposal.id),

@@ -5,10 +5,7 @@ use chrono::Utc;
 use entity::states::VersionStatus;
 use entity::{service_revisions, template_versions, tenant_services};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,7 +15,7 @@ use super::service::{ServiceStatus, adopt, find_revision, find_service, pinned_v
 use crate::audit;
 use crate::content::ServiceContent;
 use crate::context::TenantCtx;
-use crate::db::begin_tenant_write;
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::ids::ServiceId;
 use crate::marketplace::service::find_version;
@@ -34,7 +31,7 @@ pub(super) struct NewRevision {
 /// Writes revision `current + 1` and moves the service to it, unless someone else moved it first
 /// (`CONFLICT`). Keeps the adoption row in step with the pinned version.
 pub(super) async fn commit_revision(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     service: &tenant_services::Model,
     new: NewRevision,
@@ -49,7 +46,8 @@ pub(super) async fn commit_revision(
     let revision = service.current_revision + 1;
     let now = Utc::now();
     let upstream_id = new.upstream.as_ref().map(|v| v.id);
-    let moved = tenant_services::Entity::update_many()
+    let moved = txn
+        .update_many::<tenant_services::Entity>()
         .col_expr(
             tenant_services::Column::CurrentRevision,
             Expr::value(revision),
@@ -67,7 +65,6 @@ pub(super) async fn commit_revision(
             Expr::value(new.content.title.de.clone()),
         )
         .col_expr(tenant_services::Column::UpdatedAt, Expr::value(now))
-        .filter(tenant_services::Column::TenantId.eq(ctx.tenant_id.0))
         .filter(tenant_services::Column::Id.eq(service.id))
         .filter(tenant_services::Column::CurrentRevision.eq(service.current_revision))
         .exec(txn)
@@ -101,18 +98,17 @@ pub(super) async fn commit_revision(
         )
     })?;
     if let (Some(v), Some(template)) = (&new.upstream, service.template_id) {
-        adopt(txn, ctx.tenant_id, service.id, template, v.id).await?;
+        adopt(txn, service.id, template, v.id).await?;
     }
     audit::record(
         txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "service.revise",
         format!("service:{}", service.id),
         serde_json::json!({ "revision": revision, "reason": new.reason }),
     )
     .await?;
-    find_service(txn, ctx.tenant_id, ServiceId(service.id)).await
+    find_service(txn, ServiceId(service.id)).await
 }
 
 /// Forks a template version into a new draft service of the caller's tenant.
@@ -197,7 +193,7 @@ pub async fn customize(
         ));
     }
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    let service = find_service(&txn, id).await?;
     // Edits made on an older revision would silently overwrite the change in between.
     if expected_revision.is_some_and(|r| r != service.current_revision) {
         return Err(AppError::conflict(
@@ -208,7 +204,7 @@ pub async fn customize(
             ),
         ));
     }
-    let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
+    let current = find_revision(&txn, service.id, service.current_revision).await?;
     let mut content = ServiceContent::parse(&current.content)?;
     changes::apply(&mut content, edits)?;
     // Validate the whole document (references, schema) as a publish would.
@@ -243,7 +239,7 @@ pub(crate) async fn replace_content(
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, ServiceId(service.id)).await?;
+    let service = find_service(&txn, ServiceId(service.id)).await?;
     let upstream = pinned_version(&txn, &service).await?;
     let service = commit_revision(
         &txn,
@@ -269,14 +265,14 @@ pub async fn rollback(
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    let service = find_service(&txn, id).await?;
     if revision == service.current_revision {
         return Err(AppError::invalid(
             "input.revision",
             "this is already the current revision",
         ));
     }
-    let old = find_revision(&txn, ctx.tenant_id, service.id, revision)
+    let old = find_revision(&txn, service.id, revision)
         .await
         .map_err(|_| AppError::invalid("input.revision", "the service has no such revision"))?;
     let upstream = match old.upstream_version_id {

@@ -10,14 +10,14 @@
 use chrono::Utc;
 use entity::{service_revisions, template_adoptions, template_versions, tenant_services};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
 };
 use uuid::Uuid;
 
 use super::merge::ResolveError;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, read_tenant, scoped};
+use crate::db::{TenantTx, begin_tenant, read_tenant};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
 use crate::ids::{ServiceId, TenantId};
@@ -35,7 +35,7 @@ pub async fn list_services(
     status: Option<ServiceStatus>,
     args: PageArgs,
 ) -> AppResult<Page<tenant_services::Model>> {
-    let mut select = scoped::<tenant_services::Entity>(ctx.tenant_id);
+    let mut select = tenant_services::Entity::find();
     let status = if sees_all(ctx) {
         status
     } else if status.is_some_and(|s| s != ServiceStatus::Live) {
@@ -66,7 +66,8 @@ pub async fn service_by_slug(
     slug: &str,
 ) -> AppResult<tenant_services::Model> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let s = scoped::<tenant_services::Entity>(ctx.tenant_id)
+    let s = txn
+        .select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Slug.eq(slug))
         .one(&txn)
         .await?;
@@ -77,28 +78,26 @@ pub async fn service_by_slug(
     }
 }
 
-pub(super) async fn find_service<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn find_service(
+    txn: &TenantTx,
     id: ServiceId,
 ) -> AppResult<tenant_services::Model> {
-    scoped::<tenant_services::Entity>(tenant)
+    txn.select::<tenant_services::Entity>()
         .filter(tenant_services::Column::Id.eq(id.0))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("service"))
 }
 
-pub(super) async fn find_revision<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(super) async fn find_revision(
+    txn: &TenantTx,
     service: Uuid,
     revision: i64,
 ) -> AppResult<service_revisions::Model> {
-    scoped::<service_revisions::Entity>(tenant)
+    txn.select::<service_revisions::Entity>()
         .filter(service_revisions::Column::ServiceId.eq(service))
         .filter(service_revisions::Column::Revision.eq(revision))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("service revision"))
 }
@@ -111,7 +110,7 @@ pub async fn revisions_of(
     services: Vec<Uuid>,
     revisions: Vec<i64>,
 ) -> AppResult<Vec<service_revisions::Model>> {
-    let select = scoped::<service_revisions::Entity>(tenant)
+    let select = service_revisions::Entity::find()
         .filter(service_revisions::Column::ServiceId.is_in(services))
         .filter(service_revisions::Column::Revision.is_in(revisions));
     read_tenant(db, tenant, select).await
@@ -124,8 +123,8 @@ pub async fn list_revisions(
     args: PageArgs,
 ) -> AppResult<Page<service_revisions::Model>> {
     ctx.require_staff()?;
-    let select = scoped::<service_revisions::Entity>(ctx.tenant_id)
-        .filter(service_revisions::Column::ServiceId.eq(service));
+    let select =
+        service_revisions::Entity::find().filter(service_revisions::Column::ServiceId.eq(service));
     fetch_tenant_page(
         db,
         ctx.tenant_id,
@@ -139,8 +138,7 @@ pub async fn list_revisions(
 
 /// Records (or moves) the service's lineage row.
 pub(super) async fn adopt(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
+    txn: &TenantTx,
     service: Uuid,
     template: Uuid,
     version: Uuid,
@@ -150,7 +148,7 @@ pub(super) async fn adopt(
         .await?;
     let row = template_adoptions::ActiveModel {
         service_id: Set(service),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         template_id: Set(template),
         template_version_id: Set(version),
         updated_at: Set(Utc::now()),

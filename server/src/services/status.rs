@@ -2,13 +2,13 @@
 
 use chrono::Utc;
 use entity::{departments, template_adoptions, tenant_services};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 
 use super::service::{ServiceStatus, adopt, find_revision, find_service};
 use crate::audit;
 use crate::content::ServiceContent;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::ServiceId;
 
@@ -20,16 +20,17 @@ pub async fn publish(
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    let service = find_service(&txn, id).await?;
     if service.status == ServiceStatus::Live {
         return Err(AppError::conflict(
             "input.serviceId",
             "the service is already live",
         ));
     }
-    let current = find_revision(&txn, ctx.tenant_id, service.id, service.current_revision).await?;
+    let current = find_revision(&txn, service.id, service.current_revision).await?;
     let content = ServiceContent::parse(&current.content)?;
-    let known: Vec<String> = scoped::<departments::Entity>(ctx.tenant_id)
+    let known: Vec<String> = txn
+        .select::<departments::Entity>()
         .all(&txn)
         .await?
         .into_iter()
@@ -63,7 +64,7 @@ pub async fn retire(
 ) -> AppResult<tenant_services::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let service = find_service(&txn, ctx.tenant_id, id).await?;
+    let service = find_service(&txn, id).await?;
     if service.status == ServiceStatus::Retired {
         return Err(AppError::conflict(
             "input.serviceId",
@@ -80,7 +81,7 @@ pub async fn retire(
 }
 
 async fn set_status(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     service: tenant_services::Model,
     status: ServiceStatus,
@@ -91,11 +92,10 @@ async fn set_status(
     am.updated_at = Set(Utc::now());
     let service = am.update(txn).await?;
     if reactivated && let (Some(t), Some(v)) = (service.template_id, service.upstream_version_id) {
-        adopt(txn, ctx.tenant_id, service.id, t, v).await?;
+        adopt(txn, service.id, t, v).await?;
     }
     audit::record(
         txn,
-        ctx.tenant_id,
         &ctx.actor(),
         &format!("service.{}", status.as_str()),
         format!("service:{}", service.id),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use entity::{template_versions, templates, tenant_services};
-use sea_orm::{ColumnTrait, DatabaseConnection, DatabaseTransaction, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, QueryFilter};
 use serde_json::Value;
 
 use super::merge::{self, Choice, Conflict};
@@ -12,7 +12,7 @@ use super::revisions::{NewRevision, commit_revision};
 use super::service::{find_revision, find_service, pinned_version, resolve_error};
 use crate::content::ServiceContent;
 use crate::context::TenantCtx;
-use crate::db::{begin_tenant, begin_tenant_write};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult};
 use crate::ids::{ServiceId, TemplateId};
 use crate::marketplace::service::{
@@ -72,12 +72,12 @@ struct UpdateMerge {
 }
 
 async fn prepare_update(
-    txn: &DatabaseTransaction,
+    txn: &TenantTx,
     ctx: &TenantCtx,
     id: ServiceId,
     to_version: &str,
 ) -> AppResult<UpdateMerge> {
-    let service = find_service(txn, ctx.tenant_id, id).await?;
+    let service = find_service(txn, id).await?;
     let (Some(template_id), Some(from)) =
         (service.template_id, pinned_version(txn, &service).await?)
     else {
@@ -104,7 +104,7 @@ async fn prepare_update(
             ),
         ));
     }
-    let current = find_revision(txn, ctx.tenant_id, service.id, service.current_revision).await?;
+    let current = find_revision(txn, service.id, service.current_revision).await?;
     Ok(UpdateMerge {
         service,
         from,

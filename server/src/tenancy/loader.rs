@@ -78,7 +78,7 @@ impl Loader<RolesOf> for TenancyLoader {
 
     async fn load(&self, keys: &[RolesOf]) -> Result<HashMap<RolesOf, Self::Value>, Self::Error> {
         per_tenant!(self, keys, RolesOf, |txn, tenant, ids| service::roles_of(
-            &txn, tenant, &ids
+            &txn, &ids
         ))
     }
 }
@@ -92,7 +92,7 @@ impl Loader<MembershipsOf> for TenancyLoader {
         keys: &[MembershipsOf],
     ) -> Result<HashMap<MembershipsOf, Self::Value>, Self::Error> {
         per_tenant!(self, keys, MembershipsOf, |txn, tenant, ids| {
-            service::memberships_of(&txn, tenant, &ids)
+            service::memberships_of(&txn, &ids)
         })
     }
 }
@@ -106,7 +106,7 @@ impl Loader<DepartmentById> for TenancyLoader {
         keys: &[DepartmentById],
     ) -> Result<HashMap<DepartmentById, Self::Value>, Self::Error> {
         per_tenant!(self, keys, DepartmentById, |txn, tenant, ids| {
-            service::departments_by_ids(&txn, tenant, &ids)
+            service::departments_by_ids(&txn, &ids)
         })
     }
 }

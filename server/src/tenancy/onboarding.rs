@@ -23,7 +23,7 @@ use super::types::{Ags, Branding, Email, Name, Slug, TenantSettings, TimeZone};
 use crate::audit;
 use crate::auth::password;
 use crate::context::Role;
-use crate::db::{begin_write_for, scoped, set_tenant};
+use crate::db::{TenantTx, begin_platform_write};
 use crate::error::{AppError, AppResult, FileError, on_unique};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
 
@@ -351,7 +351,7 @@ pub async fn apply(
         });
     }
 
-    let txn = begin_write_for(db, None).await?;
+    let txn = begin_platform_write(db).await?;
     let now = chrono::Utc::now();
     let branding =
         serde_json::to_value(&spec.branding).map_err(|e| AppError::internal("branding", e))?;
@@ -420,13 +420,14 @@ pub async fn apply(
             (tenant, true)
         }
     };
-    let tenant_id = TenantId(tenant.id);
-    set_tenant(&txn, tenant_id).await?;
+    // From here on the transaction works on the tenant's own rows.
+    let txn = TenantTx::bind(txn, TenantId(tenant.id)).await?;
 
     // Departments by key.
     let mut dept_ids = std::collections::HashMap::new();
     for d in &spec.departments {
-        let existing = scoped::<departments::Entity>(tenant_id)
+        let existing = txn
+            .select::<departments::Entity>()
             .filter(departments::Column::Key.eq(d.key.as_str()))
             .one(&txn)
             .await?;
@@ -438,7 +439,7 @@ pub async fn apply(
                     email: d.email.clone(),
                 };
                 changes.push(format!("department.{}.create", d.key));
-                service::insert_department(&txn, tenant_id, &new).await?.id
+                service::insert_department(&txn, &new).await?.id
             }
             Some(row) => {
                 let email = d.email.as_ref().map(ToString::to_string);
@@ -462,7 +463,7 @@ pub async fn apply(
             .iter()
             .filter_map(|k| dept_ids.get(k.as_str()).copied())
             .collect();
-        match service::find_staff_by_email(&txn, tenant_id, s.email.as_str()).await? {
+        match service::find_staff_by_email(&txn, s.email.as_str()).await? {
             None => {
                 let new = NewStaff {
                     email: s.email.clone(),
@@ -471,7 +472,7 @@ pub async fn apply(
                     roles: s.roles.clone(),
                     departments: depts.iter().map(|d| (*d, DepartmentRole::Staff)).collect(),
                 };
-                service::insert_staff(&txn, tenant_id, &new).await?;
+                service::insert_staff(&txn, &new).await?;
                 changes.push(format!("staff.{}.create", s.email));
             }
             Some(user) => {
@@ -483,15 +484,16 @@ pub async fn apply(
                     active.update(&txn).await?;
                     changes.push(format!("staff.{}.update", s.email));
                 }
-                let have = service::roles_of(&txn, tenant_id, &[user.id])
+                let have = service::roles_of(&txn, &[user.id])
                     .await?
                     .remove(&user.id)
                     .unwrap_or_default();
                 for role in s.roles.iter().filter(|r| !have.contains(r)) {
-                    service::insert_role(&txn, tenant_id, uid, *role).await?;
+                    service::insert_role(&txn, uid, *role).await?;
                     changes.push(format!("staff.{}.role.{}", s.email, role.as_str()));
                 }
-                let memberships: Vec<uuid::Uuid> = scoped::<staff_memberships::Entity>(tenant_id)
+                let memberships: Vec<uuid::Uuid> = txn
+                    .select::<staff_memberships::Entity>()
                     .filter(staff_memberships::Column::UserId.eq(user.id))
                     .all(&txn)
                     .await?
@@ -499,8 +501,7 @@ pub async fn apply(
                     .map(|m| m.department_id)
                     .collect();
                 for dept in depts.iter().filter(|d| !memberships.contains(&d.0)) {
-                    service::insert_membership(&txn, tenant_id, uid, *dept, DepartmentRole::Staff)
-                        .await?;
+                    service::insert_membership(&txn, uid, *dept, DepartmentRole::Staff).await?;
                     changes.push(format!("staff.{}.membership", s.email));
                 }
             }
@@ -523,7 +524,6 @@ pub async fn apply(
         // Emails in `changes` are staff identifiers the tenant admin sees anyway; no passwords.
         audit::record(
             &txn,
-            tenant_id,
             actor,
             action,
             format!("tenant:{}", tenant.id),

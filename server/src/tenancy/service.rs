@@ -1,8 +1,9 @@
 //! Tenancy services: the tenant directory, departments, staff, roles and memberships.
 //!
 //! Read top-down: lookups, then departments, then staff. Every function that touches tenant data
-//! takes the [`TenantCtx`], checks permission first, and works in a [`begin_tenant`] transaction ([`begin_tenant_write`] when it writes);
-//! every change writes its audit entry in that same transaction.
+//! takes the [`TenantCtx`], checks permission first, and works in a [`TenantTx`] ([`begin_tenant`],
+//! [`begin_tenant_write`] when it writes); every change writes its audit entry in that same
+//! transaction.
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ use super::types::{Email, Name, Slug};
 use crate::audit;
 use crate::auth::password;
 use crate::context::{Principal, RequestCtx, Role, TenantCtx};
-use crate::db::{begin_platform, begin_tenant, begin_tenant_write, scoped};
+use crate::db::{TenantTx, begin_platform, begin_tenant, begin_tenant_write};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page, fetch_tenant_page};
 use crate::ids::{DepartmentId, StaffUserId, TenantId};
@@ -86,11 +87,10 @@ pub async fn list_departments(
     ctx: &TenantCtx,
     args: PageArgs,
 ) -> AppResult<Page<departments::Model>> {
-    let select = scoped::<departments::Entity>(ctx.tenant_id);
     fetch_tenant_page(
         db,
         ctx.tenant_id,
-        select,
+        departments::Entity::find(),
         departments::Column::Id,
         |m| m.id,
         args,
@@ -98,14 +98,10 @@ pub async fn list_departments(
     .await
 }
 
-async fn find_department<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: DepartmentId,
-) -> AppResult<departments::Model> {
-    scoped::<departments::Entity>(tenant)
+async fn find_department(txn: &TenantTx, id: DepartmentId) -> AppResult<departments::Model> {
+    txn.select::<departments::Entity>()
         .filter(departments::Column::Id.eq(id.0))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("department"))
 }
@@ -116,26 +112,25 @@ pub async fn get_department(
     id: DepartmentId,
 ) -> AppResult<departments::Model> {
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let dept = find_department(&txn, ctx.tenant_id, id).await?;
+    let dept = find_department(&txn, id).await?;
     txn.commit().await?;
     Ok(dept)
 }
 
 /// Inserts a department inside an open tenant transaction (also used by onboarding).
-pub(crate) async fn insert_department<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(crate) async fn insert_department(
+    txn: &TenantTx,
     new: &NewDepartment,
 ) -> AppResult<departments::Model> {
     departments::ActiveModel {
         id: Set(DepartmentId::new().0),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         key: Set(new.key.to_string()),
         name: Set(new.name.to_string()),
         email: Set(new.email.as_ref().map(ToString::to_string)),
         created_at: Set(chrono::Utc::now()),
     }
-    .insert(conn)
+    .insert(txn)
     .await
     .map_err(|e| {
         on_unique(
@@ -154,10 +149,9 @@ pub async fn create_department(
 ) -> AppResult<departments::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let dept = insert_department(&txn, ctx.tenant_id, &new).await?;
+    let dept = insert_department(&txn, &new).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "department.create",
         format!("department:{}", dept.id),
@@ -176,7 +170,7 @@ pub async fn update_department(
 ) -> AppResult<departments::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let dept = find_department(&txn, ctx.tenant_id, id).await?;
+    let dept = find_department(&txn, id).await?;
     let mut changed = Vec::new();
     let mut active = dept.clone().into_active_model();
     if let Some(name) = patch.name.filter(|n| n.as_str() != dept.name) {
@@ -198,7 +192,6 @@ pub async fn update_department(
     if !changed.is_empty() {
         audit::record(
             &txn,
-            ctx.tenant_id,
             &ctx.actor(),
             "department.update",
             format!("department:{}", dept.id),
@@ -218,8 +211,9 @@ pub async fn delete_department(
 ) -> AppResult<()> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let dept = find_department(&txn, ctx.tenant_id, id).await?;
-    let members = scoped::<staff_memberships::Entity>(ctx.tenant_id)
+    let dept = find_department(&txn, id).await?;
+    let members = txn
+        .select::<staff_memberships::Entity>()
         .filter(staff_memberships::Column::DepartmentId.eq(dept.id))
         .count(&txn)
         .await?;
@@ -234,7 +228,6 @@ pub async fn delete_department(
         .await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "department.delete",
         format!("department:{}", dept.id),
@@ -245,14 +238,14 @@ pub async fn delete_department(
     Ok(())
 }
 
-pub async fn departments_by_ids<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn departments_by_ids(
+    txn: &TenantTx,
     ids: &[Uuid],
 ) -> AppResult<HashMap<Uuid, departments::Model>> {
-    let rows = scoped::<departments::Entity>(tenant)
+    let rows = txn
+        .select::<departments::Entity>()
         .filter(departments::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
+        .all(txn)
         .await?;
     Ok(rows.into_iter().map(|d| (d.id, d)).collect())
 }
@@ -309,11 +302,10 @@ pub async fn list_staff(
     args: PageArgs,
 ) -> AppResult<Page<staff_users::Model>> {
     ctx.require_tenant_admin()?;
-    let select = scoped::<staff_users::Entity>(ctx.tenant_id);
     fetch_tenant_page(
         db,
         ctx.tenant_id,
-        select,
+        staff_users::Entity::find(),
         staff_users::Column::Id,
         |m| m.id,
         args,
@@ -321,26 +313,22 @@ pub async fn list_staff(
     .await
 }
 
-pub(crate) async fn find_staff<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    id: StaffUserId,
-) -> AppResult<staff_users::Model> {
-    scoped::<staff_users::Entity>(tenant)
+pub(crate) async fn find_staff(txn: &TenantTx, id: StaffUserId) -> AppResult<staff_users::Model> {
+    txn.select::<staff_users::Entity>()
         .filter(staff_users::Column::Id.eq(id.0))
-        .one(conn)
+        .one(txn)
         .await?
         .ok_or(AppError::NotFound("staff user"))
 }
 
-pub(crate) async fn find_staff_by_email<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(crate) async fn find_staff_by_email(
+    txn: &TenantTx,
     email: &str,
 ) -> AppResult<Option<staff_users::Model>> {
-    Ok(scoped::<staff_users::Entity>(tenant)
+    Ok(txn
+        .select::<staff_users::Entity>()
         .filter(staff_users::Column::Email.eq(email))
-        .one(conn)
+        .one(txn)
         .await?)
 }
 
@@ -355,21 +343,17 @@ pub async fn get_staff(
         ctx.require_tenant_admin()?;
     }
     let txn = begin_tenant(db, ctx.tenant_id).await?;
-    let user = find_staff(&txn, ctx.tenant_id, id).await?;
+    let user = find_staff(&txn, id).await?;
     txn.commit().await?;
     Ok(user)
 }
 
 /// Inserts a staff user with roles and memberships inside an open tenant transaction.
-pub(crate) async fn insert_staff<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    new: &NewStaff,
-) -> AppResult<staff_users::Model> {
+pub(crate) async fn insert_staff(txn: &TenantTx, new: &NewStaff) -> AppResult<staff_users::Model> {
     let now = chrono::Utc::now();
     let user = staff_users::ActiveModel {
         id: Set(StaffUserId::new().0),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         email: Set(new.email.to_string()),
         display_name: Set(new.display_name.to_string()),
         password_hash: Set(new.password_hash.clone()),
@@ -377,7 +361,7 @@ pub(crate) async fn insert_staff<C: ConnectionTrait>(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(conn)
+    .insert(txn)
     .await
     .map_err(|e| {
         on_unique(
@@ -388,28 +372,23 @@ pub(crate) async fn insert_staff<C: ConnectionTrait>(
         )
     })?;
     for role in &new.roles {
-        insert_role(conn, tenant, StaffUserId(user.id), *role).await?;
+        insert_role(txn, StaffUserId(user.id), *role).await?;
     }
     for (dept, role) in &new.departments {
-        insert_membership(conn, tenant, StaffUserId(user.id), *dept, *role).await?;
+        insert_membership(txn, StaffUserId(user.id), *dept, *role).await?;
     }
     Ok(user)
 }
 
-pub(crate) async fn insert_role<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    user: StaffUserId,
-    role: Role,
-) -> AppResult<()> {
+pub(crate) async fn insert_role(txn: &TenantTx, user: StaffUserId, role: Role) -> AppResult<()> {
     staff_roles::ActiveModel {
         id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         user_id: Set(user.0),
         role: Set(role.as_str().to_owned()),
         created_at: Set(chrono::Utc::now()),
     }
-    .insert(conn)
+    .insert(txn)
     .await
     .map_err(|e| {
         on_unique(
@@ -422,25 +401,24 @@ pub(crate) async fn insert_role<C: ConnectionTrait>(
     Ok(())
 }
 
-pub(crate) async fn insert_membership<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub(crate) async fn insert_membership(
+    txn: &TenantTx,
     user: StaffUserId,
     dept: DepartmentId,
     role: DepartmentRole,
 ) -> AppResult<()> {
     // The composite foreign key rejects another tenant's department too; checking first gives
     // the caller NOT_FOUND instead of a constraint error.
-    find_department(conn, tenant, dept).await?;
+    find_department(txn, dept).await?;
     staff_memberships::ActiveModel {
         id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant.0),
+        tenant_id: Set(txn.tenant().0),
         user_id: Set(user.0),
         department_id: Set(dept.0),
         role: Set(role.as_str().to_owned()),
         created_at: Set(chrono::Utc::now()),
     }
-    .insert(conn)
+    .insert(txn)
     .await
     .map_err(|e| {
         on_unique(
@@ -460,11 +438,10 @@ pub async fn create_staff(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let user = insert_staff(&txn, ctx.tenant_id, &new).await?;
+    let user = insert_staff(&txn, &new).await?;
     let roles: Vec<_> = new.roles.iter().map(|r| r.as_str()).collect();
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.create",
         format!("staff:{}", user.id),
@@ -489,7 +466,7 @@ pub async fn update_staff(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let user = find_staff(&txn, ctx.tenant_id, id).await?;
+    let user = find_staff(&txn, id).await?;
     let mut active = user.clone().into_active_model();
     let mut changed = Vec::new();
     if let Some(name) = patch
@@ -503,7 +480,7 @@ pub async fn update_staff(
         let status = if want_active { "active" } else { "disabled" };
         if status != user.status {
             if !want_active {
-                ensure_not_last_admin(&txn, ctx.tenant_id, id).await?;
+                ensure_not_last_admin(&txn, id).await?;
             }
             active.status = Set(status.into());
             changed.push("status");
@@ -516,12 +493,11 @@ pub async fn update_staff(
     active.updated_at = Set(chrono::Utc::now());
     let user = active.update(&txn).await?;
     if user.status == "disabled" {
-        crate::auth::revocation::revoke_all_sessions(&txn, Some(ctx.tenant_id), "staff", user.id)
+        crate::auth::revocation::revoke_all_sessions(&txn, Some(txn.tenant()), "staff", user.id)
             .await?;
     }
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.update",
         format!("staff:{}", user.id),
@@ -533,14 +509,11 @@ pub async fn update_staff(
 }
 
 /// Refuses a change that would leave the tenant without an active administrator.
-async fn ensure_not_last_admin<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    user: StaffUserId,
-) -> AppResult<()> {
-    let admins: Vec<Uuid> = scoped::<staff_roles::Entity>(tenant)
+async fn ensure_not_last_admin(txn: &TenantTx, user: StaffUserId) -> AppResult<()> {
+    let admins: Vec<Uuid> = txn
+        .select::<staff_roles::Entity>()
         .filter(staff_roles::Column::Role.eq(Role::TenantAdmin.as_str()))
-        .all(conn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|r| r.user_id)
@@ -548,10 +521,11 @@ async fn ensure_not_last_admin<C: ConnectionTrait>(
     if !admins.contains(&user.0) {
         return Ok(());
     }
-    let others_active = scoped::<staff_users::Entity>(tenant)
+    let others_active = txn
+        .select::<staff_users::Entity>()
         .filter(staff_users::Column::Id.is_in(admins.into_iter().filter(|id| *id != user.0)))
         .filter(staff_users::Column::Status.eq("active"))
-        .count(conn)
+        .count(txn)
         .await?;
     if others_active == 0 {
         return Err(AppError::Conflict {
@@ -571,11 +545,10 @@ pub async fn grant_role(
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let target = find_staff(&txn, ctx.tenant_id, user).await?;
-    insert_role(&txn, ctx.tenant_id, user, role).await?;
+    let target = find_staff(&txn, user).await?;
+    insert_role(&txn, user, role).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.grant_role",
         format!("staff:{}", target.id),
@@ -595,12 +568,12 @@ pub async fn revoke_role(
     ctx.require_tenant_admin()?;
     check_grantable("role", role)?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let target = find_staff(&txn, ctx.tenant_id, user).await?;
+    let target = find_staff(&txn, user).await?;
     if role == Role::TenantAdmin {
-        ensure_not_last_admin(&txn, ctx.tenant_id, user).await?;
+        ensure_not_last_admin(&txn, user).await?;
     }
-    let res = staff_roles::Entity::delete_many()
-        .filter(staff_roles::Column::TenantId.eq(ctx.tenant_id.0))
+    let res = txn
+        .delete_many::<staff_roles::Entity>()
         .filter(staff_roles::Column::UserId.eq(user.0))
         .filter(staff_roles::Column::Role.eq(role.as_str()))
         .exec(&txn)
@@ -610,7 +583,6 @@ pub async fn revoke_role(
     }
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.revoke_role",
         format!("staff:{}", target.id),
@@ -630,11 +602,10 @@ pub async fn add_membership(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let target = find_staff(&txn, ctx.tenant_id, user).await?;
-    insert_membership(&txn, ctx.tenant_id, user, dept, role).await?;
+    let target = find_staff(&txn, user).await?;
+    insert_membership(&txn, user, dept, role).await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.add_membership",
         format!("staff:{}", target.id),
@@ -653,9 +624,9 @@ pub async fn remove_membership(
 ) -> AppResult<staff_users::Model> {
     ctx.require_tenant_admin()?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let target = find_staff(&txn, ctx.tenant_id, user).await?;
-    let res = staff_memberships::Entity::delete_many()
-        .filter(staff_memberships::Column::TenantId.eq(ctx.tenant_id.0))
+    let target = find_staff(&txn, user).await?;
+    let res = txn
+        .delete_many::<staff_memberships::Entity>()
         .filter(staff_memberships::Column::UserId.eq(user.0))
         .filter(staff_memberships::Column::DepartmentId.eq(dept.0))
         .exec(&txn)
@@ -665,7 +636,6 @@ pub async fn remove_membership(
     }
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.remove_membership",
         format!("staff:{}", target.id),
@@ -690,7 +660,7 @@ pub async fn change_own_password(
     };
     password::check_policy("newPassword", &new)?;
     let txn = begin_tenant_write(db, ctx.tenant_id).await?;
-    let user = find_staff(&txn, ctx.tenant_id, *user_id).await?;
+    let user = find_staff(&txn, *user_id).await?;
     if !password::verify(current, user.password_hash.clone()).await? {
         return Err(AppError::invalid(
             "currentPassword",
@@ -698,19 +668,17 @@ pub async fn change_own_password(
         ));
     }
     let hash = password::hash(new).await?;
-    staff_users::Entity::update_many()
+    txn.update_many::<staff_users::Entity>()
         .col_expr(staff_users::Column::PasswordHash, Expr::value(hash))
         .col_expr(
             staff_users::Column::UpdatedAt,
             Expr::value(chrono::Utc::now()),
         )
-        .filter(staff_users::Column::TenantId.eq(ctx.tenant_id.0))
         .filter(staff_users::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;
     audit::record(
         &txn,
-        ctx.tenant_id,
         &ctx.actor(),
         "staff.change_password",
         format!("staff:{}", user.id),
@@ -722,26 +690,22 @@ pub async fn change_own_password(
 }
 
 /// Tenant-wide roles per user, plus `Staff` for members of any department.
-pub async fn roles_of<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    users: &[Uuid],
-) -> AppResult<HashMap<Uuid, Vec<Role>>> {
-    let memberships = memberships_of(conn, tenant, users).await?;
-    roles_given(conn, tenant, users, &memberships).await
+pub async fn roles_of(txn: &TenantTx, users: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<Role>>> {
+    let memberships = memberships_of(txn, users).await?;
+    roles_given(txn, users, &memberships).await
 }
 
 /// [`roles_of`] for a caller that has loaded the users' memberships already.
-pub async fn roles_given<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn roles_given(
+    txn: &TenantTx,
     users: &[Uuid],
     memberships: &HashMap<Uuid, Vec<staff_memberships::Model>>,
 ) -> AppResult<HashMap<Uuid, Vec<Role>>> {
     let mut out: HashMap<Uuid, Vec<Role>> = users.iter().map(|u| (*u, Vec::new())).collect();
-    let grants = scoped::<staff_roles::Entity>(tenant)
+    let grants = txn
+        .select::<staff_roles::Entity>()
         .filter(staff_roles::Column::UserId.is_in(users.iter().copied()))
-        .all(conn)
+        .all(txn)
         .await?;
     for g in grants {
         if let (Some(role), Some(list)) = (Role::parse(&g.role), out.get_mut(&g.user_id)) {
@@ -758,14 +722,14 @@ pub async fn roles_given<C: ConnectionTrait>(
     Ok(out)
 }
 
-pub async fn memberships_of<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
+pub async fn memberships_of(
+    txn: &TenantTx,
     users: &[Uuid],
 ) -> AppResult<HashMap<Uuid, Vec<staff_memberships::Model>>> {
-    let rows = scoped::<staff_memberships::Entity>(tenant)
+    let rows = txn
+        .select::<staff_memberships::Entity>()
         .filter(staff_memberships::Column::UserId.is_in(users.iter().copied()))
-        .all(conn)
+        .all(txn)
         .await?;
     let mut out: HashMap<Uuid, Vec<staff_memberships::Model>> =
         users.iter().map(|u| (*u, Vec::new())).collect();
