@@ -136,8 +136,7 @@ pub async fn list_applications(
             let mut wanted: Vec<Uuid> = rows.iter().map(|t| t.department_id).collect();
             wanted.sort_unstable();
             wanted.dedup();
-            departments =
-                crate::tenancy::service::departments_by_ids(&txn, &wanted).await?;
+            departments = crate::tenancy::service::departments_by_ids(&txn, &wanted).await?;
         }
         let mut by_application: HashMap<Uuid, Vec<application_tasks::Model>> = HashMap::new();
         for t in rows {
