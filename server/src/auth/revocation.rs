@@ -18,19 +18,24 @@ pub async fn revoke_all_sessions<C: ConnectionTrait>(
     kind: &str,
     subject: Uuid,
 ) -> AppResult<()> {
-    let mut q = refresh_tokens::Entity::update_many()
+    let q = refresh_tokens::Entity::update_many()
         .col_expr(
             refresh_tokens::Column::RevokedAt,
             Expr::value(chrono::Utc::now()),
         )
         .filter(refresh_tokens::Column::SubjectKind.eq(kind))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))
-        .filter(refresh_tokens::Column::RevokedAt.is_null());
-    // Not a scoping filter: refresh tokens are platform or tenant rows, and which one is meant.
-    q = match tenant {
-        Some(t) => q.filter(refresh_tokens::Column::TenantId.eq(t.0)),
-        None => q.filter(refresh_tokens::Column::TenantId.is_null()),
-    };
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .filter(owned_by(tenant));
     q.exec(conn).await?;
     Ok(())
+}
+
+/// Refresh tokens of `tenant`'s subjects, or of platform subjects (`None`). Not a scoping filter:
+/// refresh tokens are platform or tenant rows, and this says which one is meant.
+pub(super) fn owned_by(tenant: Option<TenantId>) -> sea_orm::Condition {
+    sea_orm::Condition::all().add(match tenant {
+        Some(t) => refresh_tokens::Column::TenantId.eq(t.0),
+        None => refresh_tokens::Column::TenantId.is_null(),
+    })
 }

@@ -182,15 +182,11 @@ async fn session_alive<C: ConnectionTrait>(
     subject: Uuid,
     session: Uuid,
 ) -> AppResult<bool> {
-    let mut q = refresh_tokens::Entity::find()
+    let q = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::FamilyId.eq(session))
         .filter(refresh_tokens::Column::SubjectKind.eq(kind))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))
-        .filter(refresh_tokens::Column::RevokedAt.is_null());
-    // Not a scoping filter: refresh tokens are platform or tenant rows, and which one is meant.
-    q = match tenant {
-        Some(t) => q.filter(refresh_tokens::Column::TenantId.eq(t.0)),
-        None => q.filter(refresh_tokens::Column::TenantId.is_null()),
-    };
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .filter(super::revocation::owned_by(tenant));
     Ok(q.one(conn).await?.is_some())
 }
