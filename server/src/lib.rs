@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod marketplace;
+pub mod memo;
 pub mod messaging;
 pub mod metrics;
 pub mod payments;

@@ -135,6 +135,7 @@ impl Application {
             metrics: Arc::new(Metrics::new()?),
             tenants: Arc::new(Default::default()),
             department_pages: Arc::default(),
+            marketplace_pages: Arc::default(),
             keys: Arc::new(keys),
             db,
             settings: Arc::new(settings),

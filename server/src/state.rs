@@ -33,6 +33,8 @@ pub struct AppState {
     pub tenants: Arc<TenantCache>,
     /// Pages of each tenant's department list, cached for a few seconds.
     pub department_pages: Arc<crate::tenancy::department_pages::DepartmentPages>,
+    /// Marketplace pages, cached for a few seconds.
+    pub marketplace_pages: Arc<crate::marketplace::pages::MarketplacePages>,
     /// Service revisions that applications were submitted against, parsed once.
     pub pinned: Arc<crate::applications::pinned::PinnedCache>,
     /// Status changes for live subscribers (across replicas on PostgreSQL).

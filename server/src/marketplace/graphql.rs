@@ -11,6 +11,7 @@ use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::pages::MarketplacePages;
 use super::service::{
     self, NewTemplate, NewVersion, TemplateFilter, VersionInfo, Viewer, Visibility,
 };
@@ -25,6 +26,15 @@ use crate::tenancy::types::Slug;
 
 fn db<'a>(ctx: &'a Context<'_>) -> AppResult<&'a crate::db::Db> {
     state::<crate::db::Db>(ctx)
+}
+
+fn marketplace_pages<'a>(ctx: &'a Context<'_>) -> AppResult<&'a MarketplacePages> {
+    Ok(&state::<crate::state::AppState>(ctx)?.marketplace_pages)
+}
+
+/// After a committed change of templates or versions: the remembered pages go.
+pub(crate) fn forget_marketplace_pages(ctx: &Context<'_>) -> AppResult<()> {
+    marketplace_pages(ctx)?.forget(())
 }
 
 /// The tenant the request is made for, if any: it also sees its own private templates.
@@ -490,18 +500,27 @@ impl MarketplaceQuery {
             .any(|f| node.field(f).exists()),
             adoption: node.field("adoption").exists(),
         };
+        let (db, viewer, args) = (db(ctx)?, viewer(ctx)?, PageArgs::parse(ctx, first, after)?);
+        let read = || service::list_templates(db, viewer, &filter, args, along);
+        // The marketplace page is remembered for a few seconds (adoption counts, which every
+        // fork changes, are always read).
         let service::TemplatePage {
             page,
             mut versions,
             adoption,
-        } = service::list_templates(
-            db(ctx)?,
-            viewer(ctx)?,
-            &filter,
-            PageArgs::parse(ctx, first, after)?,
-            along,
-        )
-        .await?;
+        } = if along.adoption {
+            read().await?
+        } else {
+            let key = (
+                viewer,
+                filter.clone(),
+                args.first,
+                args.after,
+                args.want_total,
+                along.versions,
+            );
+            marketplace_pages(ctx)?.get_or_read((), key, read).await?
+        };
         Ok(into_connection(
             page,
             |m| m.id,
@@ -628,6 +647,7 @@ impl MarketplaceMutation {
             visibility: input.visibility.into(),
         };
         let t = service::create_template(db(ctx)?, &tenant_ctx(ctx)?, new).await?;
+        forget_marketplace_pages(ctx)?;
         Ok(TemplatePayload {
             template: Template::alone(t),
         })
@@ -647,6 +667,7 @@ impl MarketplaceMutation {
             changelog: text("input.changelog", &input.changelog, 10_000, false)?,
         };
         let v = service::publish_version(db(ctx)?, &tenant_ctx(ctx)?, new).await?;
+        forget_marketplace_pages(ctx)?;
         Ok(TemplateVersionPayload { version: v.into() })
     }
 
@@ -662,6 +683,7 @@ impl MarketplaceMutation {
             .map(|n| text("input.note", &n, 2000, false))
             .transpose()?;
         let v = service::deprecate_version(db(ctx)?, &tenant_ctx(ctx)?, id, note).await?;
+        forget_marketplace_pages(ctx)?;
         Ok(TemplateVersionPayload { version: v.into() })
     }
 
@@ -674,6 +696,7 @@ impl MarketplaceMutation {
         let id = TemplateId(parse_id("input.templateId", &input.template_id)?);
         let t = service::set_visibility(db(ctx)?, &tenant_ctx(ctx)?, id, input.visibility.into())
             .await?;
+        forget_marketplace_pages(ctx)?;
         Ok(TemplatePayload {
             template: Template::alone(t),
         })

@@ -2,5 +2,6 @@
 //! full-text search, and adoption (which tenants use which version).
 
 pub mod graphql;
+pub mod pages;
 pub mod seed;
 pub mod service;

@@ -68,7 +68,7 @@ pub struct NewVersion {
     pub changelog: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct TemplateFilter {
     pub search: Option<String>,
     pub category: Option<String>,
@@ -111,6 +111,7 @@ pub struct Along {
 }
 
 /// A page of templates with what was asked to come along (in the page's own transaction).
+#[derive(Clone)]
 pub struct TemplatePage {
     pub page: Page<templates::Model>,
     pub versions: Option<HashMap<Uuid, Vec<VersionInfo>>>,
@@ -665,7 +666,7 @@ fn adoption_query(templates: &[Uuid], backend: DbBackend) -> sea_orm::sea_query:
 }
 
 /// See [`adoption_of`].
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Adoptions {
     pub per_version: HashMap<Uuid, (Uuid, i64)>,
     pub per_template: HashMap<Uuid, i64>,

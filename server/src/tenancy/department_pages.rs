@@ -1,63 +1,22 @@
-//! Pages of a tenant's department list, kept for a few seconds. Portal and staff pages show the
-//! departments on every visit, while they change only through administration. A change made
-//! through this server drops the tenant's pages at once ([`DepartmentPages::forget`]); one made by
-//! another replica or the CLI is seen within [`TTL`], as with the tenant directory.
-//!
-//! The pages are the very results of the one list query, remembered, not a second copy of its
-//! logic: a miss runs that query.
-
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Mutex;
-use std::time::Instant;
+//! Pages of a tenant's department list, remembered for a few seconds ([`crate::memo`]): portal
+//! and staff pages show the departments on every visit, while they change only through
+//! administration. Every department change made here forgets the tenant's pages.
 
 use entity::departments;
 use uuid::Uuid;
 
-pub use super::cache::TTL;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::graphql::connection::{Page, PageArgs};
 use crate::ids::TenantId;
-
-/// Bound on remembered pages (all tenants); past it the cache starts over.
-const MAX_PAGES: usize = 10_000;
-
-/// A page is known by its tenant and its arguments.
-type Key = (TenantId, usize, Option<Uuid>, bool);
+use crate::memo::Memo;
 
 #[derive(Debug, Default)]
 pub struct DepartmentPages {
-    inner: Mutex<Pages>,
-}
-
-#[derive(Debug, Default)]
-struct Pages {
-    /// Bumped by every change of a tenant's departments: a read that began before it must not
-    /// remember what it read.
-    generation: HashMap<TenantId, u64>,
-    pages: HashMap<Key, Remembered>,
-}
-
-#[derive(Debug)]
-struct Remembered {
-    at: Instant,
-    generation: u64,
-    page: Page<departments::Model>,
-}
-
-fn poisoned() -> AppError {
-    AppError::internal("department pages", anyhow::anyhow!("lock poisoned"))
-}
-
-impl Pages {
-    fn generation_of(&self, tenant: TenantId) -> u64 {
-        self.generation.get(&tenant).copied().unwrap_or_default()
-    }
+    pages: Memo<TenantId, (usize, Option<Uuid>, bool), Page<departments::Model>>,
 }
 
 impl DepartmentPages {
-    /// The page of `tenant`'s departments for `args`: remembered, or read by `read` and then
-    /// remembered unless the departments changed meanwhile.
+    /// The page of `tenant`'s departments for `args`: remembered, or read by `read`.
     pub async fn page<F, Fut>(
         &self,
         tenant: TenantId,
@@ -66,50 +25,22 @@ impl DepartmentPages {
     ) -> AppResult<Page<departments::Model>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = AppResult<Page<departments::Model>>>,
+        Fut: std::future::Future<Output = AppResult<Page<departments::Model>>>,
     {
-        let key = (tenant, args.first, args.after, args.want_total);
-        let generation = {
-            let pages = self.inner.lock().map_err(|_| poisoned())?;
-            let generation = pages.generation_of(tenant);
-            if let Some(r) = pages.pages.get(&key)
-                && r.generation == generation
-                && r.at.elapsed() < TTL
-            {
-                return Ok(r.page.clone());
-            }
-            generation
-        };
-        let page = read().await?;
-        let mut pages = self.inner.lock().map_err(|_| poisoned())?;
-        if pages.generation_of(tenant) == generation {
-            if pages.pages.len() >= MAX_PAGES {
-                pages.pages.clear();
-            }
-            pages.pages.insert(
-                key,
-                Remembered {
-                    at: Instant::now(),
-                    generation,
-                    page: page.clone(),
-                },
-            );
-        }
-        Ok(page)
+        let key = (args.first, args.after, args.want_total);
+        self.pages.get_or_read(tenant, key, read).await
     }
 
     /// Drops `tenant`'s pages; call after a change of its departments committed.
     pub fn forget(&self, tenant: TenantId) -> AppResult<()> {
-        let mut pages = self.inner.lock().map_err(|_| poisoned())?;
-        *pages.generation.entry(tenant).or_default() += 1;
-        pages.pages.retain(|key, _| key.0 != tenant);
-        Ok(())
+        self.pages.forget(tenant)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AppError;
 
     fn page(names: &[&str]) -> Page<departments::Model> {
         Page {

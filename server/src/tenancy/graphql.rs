@@ -495,6 +495,7 @@ impl TenancyMutation {
         )
         .await?;
         department_pages(ctx)?.forget(TenantId(applied.tenant.id))?;
+        crate::marketplace::graphql::forget_marketplace_pages(ctx)?;
         Ok(OnboardTenantPayload {
             tenant: Tenant(applied.tenant),
         })

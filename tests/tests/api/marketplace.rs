@@ -1223,3 +1223,84 @@ async fn a_listing_shows_the_descriptive_fields_exactly_when_asked_for() {
         assert_eq!(got, want, "{field}");
     }
 }
+
+/// The marketplace page is remembered for a few seconds, and every change of templates or
+/// versions made here shows at once: a new template, its visibility, a new version, a deprecation.
+#[tokio::test]
+async fn the_marketplace_page_shows_every_change_made_here_at_once() {
+    let app = spawn_app().await;
+    let author = app.login(Some(MUSTER), MUSTER_AUTHOR).await;
+    // Slug → its versions as `version` or `version (deprecated)`, as a visitor of `tenant` sees them.
+    let listed = |tenant: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app
+                .gql(
+                    Some(tenant),
+                    None,
+                    "{ templates(first: 100) { edges { node { slug versions { version deprecated } } } } }",
+                    json!({}),
+                )
+                .await;
+            data(&resp)["templates"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let versions: Vec<String> = e["node"]["versions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| match v["deprecated"].as_bool() {
+                            Some(true) => format!("{} (deprecated)", str_at(v, "version")),
+                            _ => str_at(v, "version"),
+                        })
+                        .collect();
+                    (str_at(&e["node"], "slug"), versions)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    assert!(!listed(MUSTER).await.contains_key("test-hund"));
+    assert!(!listed(BEISPIEL).await.contains_key("test-hund"));
+
+    let (template, v1) = published_template(&app, &author, "test-hund", "PRIVATE").await;
+    assert_eq!(listed(MUSTER).await["test-hund"], ["1.0.0"]);
+    assert!(!listed(BEISPIEL).await.contains_key("test-hund"), "private");
+
+    let resp = app
+        .caller(MUSTER, &author)
+        .gql(
+            "mutation($i: SetTemplateVisibilityInput!) { setTemplateVisibility(input: $i) { template { visibility } } }",
+            json!({"i": {"templateId": template, "visibility": "PUBLIC"}}),
+        )
+        .await;
+    assert_eq!(
+        data(&resp)["setTemplateVisibility"]["template"]["visibility"],
+        "PUBLIC"
+    );
+    assert_eq!(listed(BEISPIEL).await["test-hund"], ["1.0.0"]);
+
+    let resp = app
+        .caller(MUSTER, &author)
+        .gql(
+            PUBLISH,
+            json!({"i": {"templateId": template, "version": "1.1.0", "content": content_v1_1()}}),
+        )
+        .await;
+    data(&resp);
+    assert_eq!(listed(BEISPIEL).await["test-hund"], ["1.1.0", "1.0.0"]);
+
+    let resp = app
+        .caller(MUSTER, &author)
+        .gql(
+            "mutation($i: DeprecateTemplateVersionInput!) { deprecateTemplateVersion(input: $i) { version { deprecated } } }",
+            json!({"i": {"id": v1}}),
+        )
+        .await;
+    data(&resp);
+    assert_eq!(
+        listed(BEISPIEL).await["test-hund"],
+        ["1.1.0", "1.0.0 (deprecated)"]
+    );
+}

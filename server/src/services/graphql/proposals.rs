@@ -82,6 +82,7 @@ impl ProposalsMutation {
             resolutions,
         )
         .await?;
+        crate::marketplace::graphql::forget_marketplace_pages(ctx)?;
         Ok(ProposalPayload {
             proposal: Proposal(p),
             version: Some(v.into()),

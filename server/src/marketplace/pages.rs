@@ -1,0 +1,19 @@
+//! Marketplace pages remembered for a few seconds ([`crate::memo`]): the public marketplace is
+//! the platform's most visited list, and templates and versions change only by authors. Every
+//! change of templates or versions made here forgets them (`graphql::forget_marketplace_pages`).
+
+use super::service::{TemplateFilter, TemplatePage, Viewer};
+
+/// Keyed by viewer, filter, `first`, `after`, `totalCount` asked, versions asked.
+pub type MarketplacePages = crate::memo::Memo<
+    (),
+    (
+        Viewer,
+        TemplateFilter,
+        usize,
+        Option<uuid::Uuid>,
+        bool,
+        bool,
+    ),
+    TemplatePage,
+>;
