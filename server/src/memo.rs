@@ -112,3 +112,68 @@ impl<S: Eq + Hash + Copy, K: Eq + Hash, V: Clone> Memo<S, K, V> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Pages = Memo<u32, &'static str, String>;
+
+    async fn read(memo: &Pages, scope: u32, key: &'static str, value: &str) -> String {
+        let value = value.to_owned();
+        memo.get_or_read(scope, key, || async { Ok(value) })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_result_is_read_once_then_remembered_until_its_scope_changes() {
+        let memo = Pages::default();
+        assert_eq!(read(&memo, 1, "page", "first").await, "first");
+        assert_eq!(read(&memo, 1, "page", "read again").await, "first");
+        assert_eq!(
+            read(&memo, 2, "page", "two").await,
+            "two",
+            "scopes never share"
+        );
+        assert_eq!(
+            read(&memo, 1, "other", "other").await,
+            "other",
+            "other key, other result"
+        );
+
+        memo.forget(1).unwrap();
+        assert_eq!(read(&memo, 1, "page", "new").await, "new");
+        assert_eq!(read(&memo, 1, "other", "new other").await, "new other");
+        assert_eq!(
+            read(&memo, 2, "page", "unread").await,
+            "two",
+            "other scopes stay"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_overtaken_by_a_change_is_not_remembered() {
+        let memo = Pages::default();
+        let stale = memo
+            .get_or_read(1, "page", || async {
+                // The change commits while this read is under way.
+                memo.forget(1).unwrap();
+                Ok("before the change".to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(stale, "before the change");
+        assert_eq!(read(&memo, 1, "page", "after").await, "after");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_remembered() {
+        let memo = Pages::default();
+        let failed = memo
+            .get_or_read(1, "page", || async { Err(AppError::NotFound("page")) })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(read(&memo, 1, "page", "ok").await, "ok");
+    }
+}

@@ -511,14 +511,7 @@ impl MarketplaceQuery {
         } = if along.adoption {
             read().await?
         } else {
-            let key = (
-                viewer,
-                filter.clone(),
-                args.first,
-                args.after,
-                args.want_total,
-                along.versions,
-            );
+            let key = (viewer, filter.clone(), args, along.versions);
             marketplace_pages(ctx)?.get_or_read((), key, read).await?
         };
         Ok(into_connection(

@@ -3,17 +3,8 @@
 //! change of templates or versions made here forgets them (`graphql::forget_marketplace_pages`).
 
 use super::service::{TemplateFilter, TemplatePage, Viewer};
+use crate::graphql::connection::PageArgs;
 
-/// Keyed by viewer, filter, `first`, `after`, `totalCount` asked, versions asked.
-pub type MarketplacePages = crate::memo::Memo<
-    (),
-    (
-        Viewer,
-        TemplateFilter,
-        usize,
-        Option<uuid::Uuid>,
-        bool,
-        bool,
-    ),
-    TemplatePage,
->;
+/// Keyed by viewer, filter, paging arguments and whether versions were asked for.
+pub type MarketplacePages =
+    crate::memo::Memo<(), (Viewer, TemplateFilter, PageArgs, bool), TemplatePage>;

@@ -92,7 +92,7 @@ impl Tenant {
         let args = PageArgs::parse(ctx, first, after)?;
         let db = db(ctx)?;
         let page = department_pages(ctx)?
-            .page(tctx.tenant_id, args, || {
+            .get_or_read(tctx.tenant_id, args, || {
                 service::list_departments(db, &tctx, args)
             })
             .await?;
