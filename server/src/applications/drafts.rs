@@ -133,6 +133,44 @@ pub async fn draft(
     Ok((draft, slug))
 }
 
+/// What submitting the draft now would find: the problems of its data and documents (the paths
+/// and messages `submitApplication` would answer with) and the fees it would compute, by the
+/// service's revision in force — the same checks and rules, so the citizen sees before
+/// submitting what submission will say.
+pub struct Preview {
+    pub problems: crate::error::FieldErrors,
+    pub fees: Vec<rules::FeeLine>,
+}
+
+pub async fn preview(deps: &AppState, draft: &drafts::Model) -> AppResult<Preview> {
+    let txn = begin_tenant(&deps.db, crate::ids::TenantId(draft.tenant_id)).await?;
+    let service = txn
+        .select::<tenant_services::Entity>()
+        .filter(tenant_services::Column::Id.eq(draft.service_id))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("service"))?;
+    let pinned = deps
+        .pinned(&txn, service.id, service.current_revision)
+        .await?;
+    let mut problems = match pinned.validator.check("data", &draft.data) {
+        Ok(()) => crate::error::FieldErrors::new(),
+        Err(AppError::Validation(fields)) => fields,
+        Err(other) => return Err(other),
+    };
+    let files = crate::attachments::handover::of_draft_in(&txn, Some(DraftId(draft.id))).await?;
+    problems.extend(crate::attachments::handover::missing_documents(
+        &pinned.content,
+        &draft.data,
+        &files,
+    ));
+    txn.commit().await?;
+    Ok(Preview {
+        problems,
+        fees: rules::fees_for(&pinned.content, &draft.data),
+    })
+}
+
 async fn live_service(txn: &TenantTx, slug: &str) -> AppResult<tenant_services::Model> {
     match txn
         .select::<tenant_services::Entity>()

@@ -97,7 +97,7 @@ impl Condition {
         }
     }
 
-    pub(super) fn fields<'a>(&'a self, out: &mut Vec<&'a Key>) {
+    pub fn fields<'a>(&'a self, out: &mut Vec<&'a Key>) {
         match self {
             Self::Equals(c) | Self::NotEquals(c) | Self::GreaterThan(c) | Self::LessThan(c) => {
                 out.push(&c.field);

@@ -244,6 +244,17 @@ impl TenancyQuery {
             service::list_tenants(db(ctx)?, req, PageArgs::parse(ctx, first, after)?).await?;
         Ok(into_connection(page, |m| m.id, Tenant))
     }
+    /// The active municipalities, by name, with the address of their portal. Public.
+    async fn municipalities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Municipality>> {
+        Ok(service::active_tenants(db(ctx)?)
+            .await?
+            .into_iter()
+            .map(|t| Municipality {
+                slug: t.slug,
+                name: t.name,
+            })
+            .collect())
+    }
     /// A department of the current tenant.
     async fn department(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Department> {
         let id = DepartmentId(parse_id("id", &id)?);
@@ -261,6 +272,14 @@ impl TenancyQuery {
 }
 
 // ---- inputs and payloads ----------------------------------------------------------------------
+
+/// A municipality on this platform, as its portal shows it.
+#[derive(SimpleObject)]
+pub struct Municipality {
+    /// The tenant's key: its portal is `/t/<slug>/` (or the subdomain).
+    pub slug: String,
+    pub name: String,
+}
 
 #[derive(InputObject)]
 pub struct BrandingInput {

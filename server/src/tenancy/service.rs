@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, Set,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -63,6 +63,18 @@ pub async fn list_tenants(
     .await?;
     txn.commit().await?;
     Ok(page)
+}
+
+/// The active municipalities by name: public (their portals are), for the platform's index.
+pub async fn active_tenants(db: &DatabaseConnection) -> AppResult<Vec<tenants::Model>> {
+    let txn = begin_platform(db).await?;
+    let rows = tenants::Entity::find()
+        .filter(tenants::Column::Status.eq("active"))
+        .order_by_asc(tenants::Column::Name)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------------------

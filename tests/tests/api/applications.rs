@@ -1398,3 +1398,89 @@ async fn a_work_list_reads_its_tasks_and_their_departments_with_the_page() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_draft_tells_what_submitting_would_refuse_and_what_it_would_cost() {
+    let app = spawn_app().await;
+    let preview = "problems { path message } fees { key amountCents } feeTotalCents";
+    let mut form = dog(true);
+    form.as_object_mut().unwrap().remove("postcode");
+    form["dog_count"] = json!(2);
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            None,
+            &format!("mutation($i: SaveDraftInput!) {{ saveDraft(input: $i) {{ accessToken draft {{ id {preview} }} }} }}"),
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": form } }),
+        )
+        .await;
+    let draft = &data(&resp)["saveDraft"]["draft"];
+    let paths: BTreeSet<String> = draft["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| str_at(p, "path"))
+        .collect();
+    // What submission would answer: the missing field and the missing document.
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            "input.data/postcode".to_owned(),
+            "input.documents/sachkundenachweis".to_owned()
+        ])
+    );
+    // Musterstadt's rate of 120 € per dog, twice, plus the listed-breed surcharge.
+    assert_eq!(draft["feeTotalCents"], 2 * 12000 + 60000);
+    let submitted = app
+        .gql(
+            Some(MUSTER),
+            None,
+            "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { application { id } } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": form,
+                           "draftId": str_at(draft, "id"),
+                           "accessToken": str_at(&data(&resp)["saveDraft"], "accessToken") } }),
+        )
+        .await;
+    assert_code(&submitted, "VALIDATION_FAILED");
+    let fields: BTreeSet<String> = submitted["errors"][0]["extensions"]["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    // Submission stops at the data's problems before it looks at the documents; the draft
+    // names both at once, with the same paths.
+    assert_eq!(fields, BTreeSet::from(["input.data/postcode".to_owned()]));
+    assert!(fields.is_subset(&paths));
+
+    // A complete draft has none.
+    let resp = app
+        .gql(
+            Some(MUSTER),
+            None,
+            &format!("mutation($i: SaveDraftInput!) {{ saveDraft(input: $i) {{ draft {{ {preview} }} }} }}"),
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": dog(false) } }),
+        )
+        .await;
+    let draft = &data(&resp)["saveDraft"]["draft"];
+    assert_eq!(draft["problems"], json!([]));
+    assert_eq!(
+        draft["fees"],
+        json!([{ "key": "steuer", "amountCents": 12000 }])
+    );
+}
+
+#[tokio::test]
+async fn the_municipalities_are_listed_publicly_by_name() {
+    let app = spawn_app().await;
+    let resp = app
+        .gql(None, None, "{ municipalities { slug name } }", json!({}))
+        .await;
+    let list = data(&resp)["municipalities"].as_array().unwrap().clone();
+    let slugs: Vec<String> = list.iter().map(|m| str_at(m, "slug")).collect();
+    assert_eq!(
+        slugs,
+        ["beispielhausen", "exempelburg", "musterstadt"],
+        "{resp}"
+    );
+}

@@ -25,10 +25,7 @@ impl DraftsQuery {
         let id = parse_id("id", &id)?;
         let (model, service_slug) =
             drafts::draft(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
-        Ok(Draft {
-            model,
-            service_slug,
-        })
+        Ok(Draft::new(model, service_slug))
     }
 }
 
@@ -79,10 +76,7 @@ impl DraftsMutation {
         )
         .await?;
         Ok(SaveDraftPayload {
-            draft: Draft {
-                model,
-                service_slug: slug,
-            },
+            draft: Draft::new(model, slug),
             access_token,
         })
     }

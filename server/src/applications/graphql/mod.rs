@@ -567,6 +567,33 @@ impl Message {
 pub struct Draft {
     model: draft_rows::Model,
     service_slug: String,
+    /// Computed once per request however many of its fields are asked for.
+    preview: tokio::sync::OnceCell<super::drafts::Preview>,
+}
+
+impl Draft {
+    fn new(model: draft_rows::Model, service_slug: String) -> Self {
+        Self {
+            model,
+            service_slug,
+            preview: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn preview(&self, ctx: &Context<'_>) -> AppResult<&super::drafts::Preview> {
+        let deps = deps(ctx)?;
+        self.preview
+            .get_or_try_init(|| super::drafts::preview(deps, &self.model))
+            .await
+    }
+}
+
+/// A problem with a field of a draft, as submission would report it.
+#[derive(SimpleObject)]
+pub struct FieldProblem {
+    /// The field path submission answers with, e.g. `input.data/postcode`.
+    pub path: String,
+    pub message: String,
 }
 
 #[Object]
@@ -585,6 +612,40 @@ impl Draft {
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
+    }
+    /// What submitting now would refuse, one entry per field path as `submitApplication`
+    /// answers in `VALIDATION_FAILED` (`input.data/dog_count`, `input.documents/<key>`):
+    /// checked against the service's revision in force. Empty when the draft can be submitted.
+    async fn problems(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FieldProblem>> {
+        let preview = self.preview(ctx).await?;
+        Ok(preview
+            .problems
+            .iter()
+            .map(|(path, message)| FieldProblem {
+                path: path.clone(),
+                message: message.clone(),
+            })
+            .collect())
+    }
+    /// The fees submitting the draft now would compute (the same rules as the application's).
+    async fn fees(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Fee>> {
+        Ok(self
+            .preview(ctx)
+            .await?
+            .fees
+            .iter()
+            .cloned()
+            .map(Fee::from)
+            .collect())
+    }
+    async fn fee_total_cents(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self
+            .preview(ctx)
+            .await?
+            .fees
+            .iter()
+            .map(|f| f.amount_cents)
+            .sum())
     }
     /// Files attached so far; they move to the application on submission.
     async fn attachments(
