@@ -118,6 +118,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         app.port()
     );
     println!("Amtsplatz listening on {url}  (GraphiQL: {url}/graphql)");
+    println!("Citizen portals: {url}/  (one per municipality, e.g. {url}/t/<tenant>/)");
+    let mut portals: Vec<&str> = app
+        .demo_logins()
+        .iter()
+        .filter_map(|l| l.tenant.as_deref())
+        .collect();
+    portals.dedup();
+    for tenant in portals {
+        println!("  {url}/t/{tenant}/");
+    }
     if !app.demo_logins().is_empty() {
         println!("Demo logins (send the tenant as header X-Tenant):");
         for l in app.demo_logins() {

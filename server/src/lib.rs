@@ -3,7 +3,7 @@
 //! [`context::RequestCtx`]), [`graphql`] (what every domain's GraphQL shares), [`content`] (the
 //! service content model), then one folder per domain: [`tenancy`], [`auth`], [`audit`],
 //! [`marketplace`], [`services`], [`applications`], [`attachments`] (with [`storage`]),
-//! [`messaging`]. Which layer may import which: README.md, "Code layout".
+//! [`messaging`]; the pages in [`web`] sit on top of the GraphQL schema. Which layer may import which: README.md, "Code layout".
 
 pub mod applications;
 pub mod appointments;
@@ -32,3 +32,4 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod tenancy;
+pub mod web;

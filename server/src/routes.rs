@@ -9,5 +9,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::applications::http::routes)
         .configure(crate::attachments::http::routes)
         .configure(crate::appointments::http::routes)
-        .configure(crate::payments::http::routes);
+        .configure(crate::payments::http::routes)
+        .configure(crate::web::routes);
 }

@@ -1,4 +1,4 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET, WebSocket), health, readiness, metrics, JWKS;
+//! HTTP routes: GraphQL (POST and WebSocket; GraphiQL is a page of [`crate::web`]), health, readiness, metrics, JWKS;
 //! and what the domains' own routes (`<domain>/http.rs`) share. Imports no domain's routes: the
 //! route table is [`crate::routes`].
 //!
@@ -28,9 +28,7 @@ use crate::state::{AppState, ClientIp};
 /// [`crate::routes`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
-        .route("/graphql", web::get().to(graphiql))
         .route("/graphql/ws", web::get().to(graphql_ws))
-        .route("/", web::get().to(graphiql))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
@@ -70,7 +68,7 @@ pub(crate) async fn request_ctx(state: &AppState, req: &HttpRequest) -> AppResul
 }
 
 /// Where the tenant comes from, before it is looked up.
-fn tenant_hint(req: &HttpRequest, base_domain: Option<&str>) -> Option<String> {
+pub(crate) fn tenant_hint(req: &HttpRequest, base_domain: Option<&str>) -> Option<String> {
     if let Some(v) = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
@@ -132,7 +130,7 @@ pub async fn resolve(
     })
 }
 
-fn client_ip(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
     if state.settings.auth.trust_forwarded_for
         && let Some(ip) = req
             .connection_info()
@@ -154,7 +152,7 @@ fn error_response(err: &AppError) -> HttpResponse {
 }
 
 /// Reads the body up to `limit` bytes; beyond it, stops reading and answers `PAYLOAD_TOO_LARGE`.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -325,18 +323,7 @@ async fn graphql_post(
     if let Some(user) = ctx.principal.log_id() {
         root_span.record("user.id", tracing::field::display(user));
     }
-    let operation = state.metrics.operation_label(gql.operation_name.as_deref());
-    let mut gql = gql
-        .data(ClientIp(client_ip(&state, &req)))
-        .data(RequestOrigin(origin(&req)));
-    attach_loaders(&mut gql.data, &state, &ctx);
-    let gql = gql.data(ctx);
-    let resp = async_graphql::Executor::execute(schema.get_ref(), gql).await;
-    let ok = resp.errors.is_empty();
-    state
-        .metrics
-        .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
-    tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
+    let resp = execute(&state, &schema, &req, ctx, gql, started).await;
     let mut answer = HttpResponse::Ok();
     // The body stays the GraphQL response; status and header tell HTTP clients and proxies.
     if let Some(secs) = crate::graphql::retry_after(&resp.errors) {
@@ -345,6 +332,33 @@ async fn graphql_post(
             .insert_header((header::RETRY_AFTER, secs.to_string()));
     }
     answer.json(resp)
+}
+
+/// Runs one operation for an HTTP caller whose request is already resolved: what every
+/// operation sees besides the caller (client IP for rate limits, origin, DataLoaders), then the
+/// metrics and the log line. The API's POST and the pages ([`crate::web`]) both run through
+/// here, so a page is exactly an API client, with its limits and errors.
+pub(crate) async fn execute(
+    state: &AppState,
+    schema: &CheckedSchema,
+    req: &HttpRequest,
+    ctx: RequestCtx,
+    gql: async_graphql::Request,
+    started: Instant,
+) -> async_graphql::Response {
+    let operation = state.metrics.operation_label(gql.operation_name.as_deref());
+    let mut gql = gql
+        .data(ClientIp(client_ip(state, req)))
+        .data(RequestOrigin(origin(req)));
+    attach_loaders(&mut gql.data, state, &ctx);
+    let gql = gql.data(ctx);
+    let resp = async_graphql::Executor::execute(schema, gql).await;
+    let ok = resp.errors.is_empty();
+    state
+        .metrics
+        .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
+    tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
+    resp
 }
 
 /// Why a GraphQL POST was refused before GraphQL ran.
@@ -442,16 +456,6 @@ async fn graphql_ws(
             Ok(data)
         })
         .start(&req, payload)
-}
-
-async fn graphiql() -> HttpResponse {
-    let html = async_graphql::http::GraphiQLSource::build()
-        .endpoint("/graphql")
-        .subscription_endpoint("/graphql/ws")
-        .finish();
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html)
 }
 
 async fn healthz() -> HttpResponse {

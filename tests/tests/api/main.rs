@@ -17,6 +17,7 @@ mod limits;
 mod marketplace;
 mod ops;
 mod payments;
+mod portal;
 mod process;
 mod races;
 mod rls;

@@ -1,0 +1,318 @@
+//! What every page shares: the site (tenant and the path prefix its pages live under), the
+//! language, the CSRF token, the response headers (Content-Security-Policy without inline
+//! script, no caching of personal pages, no referrer), cookies and error pages.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::gql::{ApiError, Gql};
+use super::i18n::{Lang, Texts};
+use crate::graphql::CheckedSchema;
+use crate::state::AppState;
+
+/// The policy every page is sent with: scripts and styles only from our own files, nothing
+/// framed, forms only to us. Logos may come from the municipality's own web server.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' https: data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// The CSRF cookie; forms echo it in `_csrf`.
+const CSRF_COOKIE: &str = "ap_csrf";
+
+/// The municipality as the header shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantHead {
+    pub name: String,
+    pub branding: Branding,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branding {
+    pub primary_color: Option<String>,
+    pub logo_url: Option<String>,
+}
+
+/// The GraphQL selection of [`TenantHead`], for every page's query.
+pub const TENANT_HEAD: &str = "tenant { name branding { primaryColor logoUrl } }";
+
+/// One page request: who, where, in which language.
+pub struct Cx {
+    pub lang: Lang,
+    pub t: &'static Texts,
+    /// Where this tenant's pages live: `/t/<slug>`, or empty on the tenant's own host.
+    pub base: String,
+    pub slug: String,
+    /// The request's path, for the language switch.
+    pub path: String,
+    pub csrf: String,
+    /// Set on the response: a new CSRF cookie, a language chosen by `?lang=`.
+    cookies: Vec<Cookie<'static>>,
+    secure: bool,
+}
+
+impl Cx {
+    /// The page context of a tenant page. The tenant is the path's `{tenant}`, else the host's
+    /// subdomain under the base domain.
+    pub fn of(req: &HttpRequest, state: &AppState) -> Option<Self> {
+        let (slug, base) = match req.match_info().get("tenant") {
+            Some(slug) => (slug.to_owned(), format!("/t/{slug}")),
+            None => (
+                crate::http::tenant_hint(req, state.settings.base_domain.as_deref())?,
+                String::new(),
+            ),
+        };
+        Some(Self::with_site(req, slug, base))
+    }
+
+    /// A page outside any tenant (the platform's index).
+    pub fn platform(req: &HttpRequest) -> Self {
+        Self::with_site(req, String::new(), String::new())
+    }
+
+    fn with_site(req: &HttpRequest, slug: String, base: String) -> Self {
+        let (lang, chosen) = Lang::of(req);
+        let secure = crate::http::origin(req).starts_with("https://");
+        let mut cookies = Vec::new();
+        if chosen {
+            cookies.push(cookie("lang", lang.code().to_owned(), "/", secure, false));
+        }
+        let csrf = match req.cookie(CSRF_COOKIE) {
+            Some(c) if is_token(c.value()) => c.value().to_owned(),
+            _ => {
+                let token = new_token();
+                cookies.push(cookie(CSRF_COOKIE, token.clone(), "/", secure, true));
+                token
+            }
+        };
+        Self {
+            lang,
+            t: lang.texts(),
+            base,
+            slug,
+            path: req.path().to_owned(),
+            csrf,
+            cookies,
+            secure,
+        }
+    }
+
+    /// A cookie for this site's responses (HttpOnly, SameSite=Lax, Secure behind TLS).
+    pub fn set_cookie(&mut self, name: &'static str, value: String, path: String) {
+        self.cookies
+            .push(cookie(name, value, &path, self.secure, true));
+    }
+
+    /// Removes a cookie set with [`Self::set_cookie`].
+    pub fn clear_cookie(&mut self, name: &'static str, path: String) {
+        let mut c = cookie(name, String::new(), &path, self.secure, true);
+        c.make_removal();
+        self.cookies.push(c);
+    }
+
+    /// A link within this tenant's pages.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The current page in the other language.
+    pub fn switch_link(&self) -> String {
+        format!("{}?lang={}", self.path, self.lang.other().code())
+    }
+
+    /// The page's HTML with the security headers; personal pages are never cached.
+    pub fn html(&self, status: StatusCode, page: &impl Template) -> HttpResponse {
+        match page.render() {
+            Ok(body) => {
+                let mut answer = HttpResponse::build(status);
+                self.headers(&mut answer);
+                answer.content_type("text/html; charset=utf-8").body(body)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a page template failed to render");
+                HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("internal error")
+            }
+        }
+    }
+
+    /// `303 See Other` to a path of this site (after every POST: reloading never posts twice).
+    pub fn redirect(&self, location: &str) -> HttpResponse {
+        let mut answer = HttpResponse::SeeOther();
+        self.headers(&mut answer);
+        answer.insert_header((header::LOCATION, location)).finish()
+    }
+
+    fn headers(&self, answer: &mut actix_web::HttpResponseBuilder) {
+        answer
+            .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::VARY, "Cookie, Accept-Language"));
+        for c in &self.cookies {
+            answer.cookie(c.clone());
+        }
+    }
+
+    /// An error page for an API error, with the status HTTP would give it.
+    pub fn error(&self, err: &ApiError) -> HttpResponse {
+        let (status, kind) = match err.code.as_str() {
+            "NOT_FOUND" => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+            "FORBIDDEN" | "UNAUTHENTICATED" => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+            "RATE_LIMITED" => (StatusCode::TOO_MANY_REQUESTS, ErrorKind::RateLimited),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Internal),
+        };
+        self.error_page(status, kind, None)
+    }
+
+    pub fn error_page(
+        &self,
+        status: StatusCode,
+        kind: ErrorKind,
+        tenant: Option<&TenantHead>,
+    ) -> HttpResponse {
+        let t = self.t;
+        let (title, text) = match kind {
+            ErrorKind::NotFound => (t.not_found_title, t.not_found_text),
+            ErrorKind::Forbidden => (t.forbidden_title, t.forbidden_text),
+            ErrorKind::Expired => (t.expired_title, t.expired_text),
+            ErrorKind::RateLimited => (t.rate_limited_title, t.rate_limited_text),
+            ErrorKind::Internal => (t.internal_title, t.internal_text),
+        };
+        self.html(
+            status,
+            &ErrorPage {
+                cx: self,
+                tenant,
+                title,
+                text,
+            },
+        )
+    }
+
+    /// Checks a posted form's CSRF token against the cookie, and that the browser says the
+    /// form came from this site.
+    pub fn csrf_ok(&self, req: &HttpRequest, posted: Option<&str>) -> bool {
+        let from_cookie = req.cookie(CSRF_COOKIE);
+        let same_token = match (from_cookie, posted) {
+            (Some(c), Some(p)) if is_token(c.value()) => {
+                // Comparing digests: the time taken says nothing about the token.
+                Sha256::digest(c.value().as_bytes()) == Sha256::digest(p.as_bytes())
+            }
+            _ => false,
+        };
+        let headers = req.headers();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "cross-site");
+        // Host and port only: behind a proxy that ends TLS the scheme seen here may differ.
+        let host_of = |url: &str| url.split_once("://").map(|(_, h)| h.to_owned());
+        let foreign_origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| host_of(o) != host_of(&crate::http::origin(req)));
+        same_token && !cross_site && !foreign_origin
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum ErrorKind {
+    NotFound,
+    Forbidden,
+    Expired,
+    RateLimited,
+    Internal,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    cx: &'a Cx,
+    tenant: Option<&'a TenantHead>,
+    title: &'static str,
+    text: &'static str,
+}
+
+fn cookie(
+    name: &'static str,
+    value: String,
+    path: &str,
+    secure: bool,
+    http_only: bool,
+) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path(path.to_owned())
+        .http_only(http_only)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .finish()
+}
+
+/// 32 random bytes, URL-safe base64 (43 characters).
+pub fn new_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+fn is_token(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The shared state every handler takes.
+pub struct Deps<'a> {
+    pub state: &'a AppState,
+    pub schema: &'a CheckedSchema,
+}
+
+impl<'a> Deps<'a> {
+    pub fn new(state: &'a web::Data<AppState>, schema: &'a web::Data<CheckedSchema>) -> Self {
+        Self {
+            state: state.get_ref(),
+            schema: schema.get_ref(),
+        }
+    }
+
+    /// Resolves the page's caller (tenant, anonymous unless signed in) and opens its GraphQL.
+    pub async fn gql(&self, req: &'a HttpRequest, cx: &Cx) -> Result<Gql<'a>, ApiError> {
+        let tenant = (!cx.slug.is_empty()).then_some(cx.slug.as_str());
+        let ctx = crate::http::resolve(self.state, tenant, None, uuid::Uuid::new_v4().to_string())
+            .await
+            .map_err(|e| ApiError {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+                fields: Default::default(),
+            })?;
+        Ok(Gql::new(self.state, self.schema, req, ctx))
+    }
+}
+
+/// A posted form: its fields in order (repeated names kept), at most 64 KiB.
+pub struct Posted(pub Vec<(String, String)>);
+
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+impl Posted {
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .ok()
+            .map(Self)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}

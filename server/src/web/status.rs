@@ -1,0 +1,330 @@
+//! After submission: the confirmation with the reference and the status link (shown once),
+//! the status link itself, and the status page (timeline, messages, fees). An anonymous
+//! applicant's browser keeps the application's access token in a cookie on the
+//! application's own path.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::gql::{ApiError, Gql};
+use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead};
+use crate::content::ServiceContent;
+use crate::graphql::CheckedSchema;
+use crate::state::AppState;
+
+/// The cookie holding an anonymous application's access token, on the application's path.
+pub const APPLICATION_COOKIE: &str = "ap_application";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationRow {
+    id: String,
+    reference: String,
+    state: String,
+    state_label: String,
+    submitted_at: String,
+    service_content: Value,
+    fees: Vec<FeeRow>,
+    fee_total_cents: i64,
+    timeline: Vec<EventRow>,
+    messages: Vec<MessageRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FeeRow {
+    key: String,
+    label: String,
+    amount_cents: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventRow {
+    at: String,
+    kind: String,
+    to_state: Option<String>,
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageRow {
+    sender: String,
+    body: String,
+    created_at: String,
+}
+
+async fn load(
+    gql: &Gql<'_>,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<(TenantHead, ApplicationRow, Option<String>), ApiError> {
+    let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
+    #[derive(Deserialize)]
+    struct Data {
+        tenant: TenantHead,
+        application: ApplicationRow,
+    }
+    let data: Data = gql
+        .run(
+            &format!(
+                "query($id: ID!, $token: String) {{ {TENANT_HEAD} application(id: $id, accessToken: $token) {{ \
+                 id reference state stateLabel submittedAt serviceContent fees {{ key label amountCents }} feeTotalCents \
+                 timeline {{ at kind toState comment }} messages {{ sender body createdAt }} }} }}"
+            ),
+            json!({ "id": id, "token": token }),
+        )
+        .await?;
+    Ok((data.tenant, data.application, token))
+}
+
+#[derive(Template)]
+#[template(path = "submitted.html")]
+struct SubmittedPage<'a> {
+    cx: &'a Cx,
+    tenant: Option<&'a TenantHead>,
+    service_title: String,
+    reference: String,
+    confirmation: Option<String>,
+    status_link: Option<String>,
+    status_page: String,
+}
+
+/// `GET /t/{tenant}/applications/{id}/submitted`.
+pub async fn submitted(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().map_or("", String::as_str);
+    let (tenant, app, token) = match load(&gql, &req, id).await {
+        Ok(x) => x,
+        Err(e) => return cx.error(&e),
+    };
+    let content = serde_json::from_value::<ServiceContent>(app.service_content).ok();
+    let app_path = cx.link(&format!("/applications/{}", app.id));
+    cx.html(
+        StatusCode::OK,
+        &SubmittedPage {
+            cx: &cx,
+            tenant: Some(&tenant),
+            service_title: content
+                .as_ref()
+                .map(|c| cx.lang.pick(&c.title))
+                .unwrap_or_default(),
+            reference: app.reference,
+            confirmation: content.as_ref().and_then(|c| {
+                c.texts
+                    .iter()
+                    .find(|(k, _)| k.as_str() == "bestaetigung")
+                    .map(|(_, v)| cx.lang.pick(v))
+            }),
+            status_link: token
+                .map(|t| format!("{}{app_path}/access?token={t}", crate::http::origin(&req))),
+            status_page: app_path,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /t/{tenant}/applications/{id}/access?token=…`: the status link. Keeps the token in
+/// the application's cookie and continues without it in the address.
+pub async fn access(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    let Some(mut cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().map_or("", String::as_str);
+    let token = query.token.clone().unwrap_or_default();
+    let check: Result<Value, _> = gql
+        .run(
+            "query($id: ID!, $token: String) { application(id: $id, accessToken: $token) { id } }",
+            json!({ "id": id, "token": token }),
+        )
+        .await;
+    match check {
+        Ok(_) => {
+            let app_path = cx.link(&format!("/applications/{id}"));
+            cx.set_cookie(APPLICATION_COOKIE, token, app_path.clone());
+            cx.redirect(&app_path)
+        }
+        Err(e) if e.is("UNAUTHENTICATED") || e.is("VALIDATION_FAILED") => {
+            cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None)
+        }
+        Err(e) => cx.error(&e),
+    }
+}
+
+struct Event {
+    at: String,
+    text: String,
+}
+
+struct Message {
+    from_staff: bool,
+    body: String,
+    at: String,
+}
+
+struct Fee {
+    label: String,
+    amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage<'a> {
+    cx: &'a Cx,
+    tenant: Option<&'a TenantHead>,
+    service_title: String,
+    reference: String,
+    state: String,
+    submitted_at: String,
+    events: Vec<Event>,
+    messages: Vec<Message>,
+    fees: Vec<Fee>,
+    total: String,
+}
+
+/// `GET /t/{tenant}/applications/{id}`.
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().cloned().unwrap_or_default();
+    let (tenant, app, _) = match load(&gql, &req, &id).await {
+        Ok(x) => x,
+        Err(e) => return cx.error(&e),
+    };
+    let lang = cx.lang;
+    let content = serde_json::from_value::<ServiceContent>(app.service_content).ok();
+    let currency = content.as_ref().map_or("EUR", |c| c.currency.as_str());
+    let events = app
+        .timeline
+        .iter()
+        .map(|e| Event {
+            at: lang.date(&e.at),
+            text: [
+                Some(event_label(lang, &e.kind)),
+                e.to_state.as_deref().map(|s| {
+                    content
+                        .as_ref()
+                        .and_then(|c| state_label(c, s))
+                        .map_or_else(|| s.to_owned(), |l| lang.pick(l))
+                }),
+                e.comment.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" – "),
+        })
+        .collect();
+    let messages = app
+        .messages
+        .iter()
+        .map(|m| Message {
+            from_staff: m.sender == "staff",
+            body: m.body.clone(),
+            at: lang.date(&m.created_at),
+        })
+        .collect();
+    let fees = app
+        .fees
+        .iter()
+        .map(|f| Fee {
+            label: content
+                .as_ref()
+                .and_then(|c| c.fees.iter().find(|x| x.key.as_str() == f.key))
+                .map_or_else(|| f.label.clone(), |x| lang.pick(&x.label)),
+            amount: lang.money(f.amount_cents, currency),
+        })
+        .collect();
+    cx.html(
+        StatusCode::OK,
+        &StatusPage {
+            cx: &cx,
+            tenant: Some(&tenant),
+            service_title: content
+                .as_ref()
+                .map(|c| lang.pick(&c.title))
+                .unwrap_or_default(),
+            reference: app.reference,
+            state: content
+                .as_ref()
+                .and_then(|c| state_label(c, &app.state))
+                .map_or(app.state_label, |l| lang.pick(l)),
+            submitted_at: lang.date(&app.submitted_at),
+            events,
+            messages,
+            fees,
+            total: lang.money(app.fee_total_cents, currency),
+        },
+    )
+}
+
+fn state_label<'c>(content: &'c ServiceContent, key: &str) -> Option<&'c crate::content::I18n> {
+    content
+        .workflow
+        .states
+        .iter()
+        .find(|s| s.key.as_str() == key)
+        .map(|s| &s.label)
+}
+
+fn event_label(lang: super::i18n::Lang, kind: &str) -> String {
+    let de = lang == super::i18n::Lang::De;
+    match kind {
+        "submitted" if de => "Antrag eingegangen",
+        "submitted" => "Application received",
+        "transitioned" if de => "Status geändert",
+        "transitioned" => "Status changed",
+        "withdrawn" if de => "Antrag zurückgezogen",
+        "withdrawn" => "Application withdrawn",
+        "information_provided" if de => "Angaben nachgereicht",
+        "information_provided" => "Information provided",
+        "task_completed" if de => "Bearbeitungsschritt erledigt",
+        "task_completed" => "Processing step completed",
+        "message_sent" if de => "Nachricht",
+        "message_sent" => "Message",
+        other => other,
+    }
+    .to_owned()
+}

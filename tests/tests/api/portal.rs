@@ -1,0 +1,742 @@
+//! The citizen portal's pages, driven like a browser without JavaScript: plain GETs and form
+//! POSTs with the cookies the server sets, asserting on status codes, the HTML (parsed with
+//! html5ever via `scraper`) and on what the API then reads back.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use scraper::{Html, Selector};
+use serde_json::json;
+
+use crate::helpers::{TestApp, data, spawn_app};
+
+/// A browser without JavaScript: keeps cookies, follows nothing by itself.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+
+    fn location(&self) -> String {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("a redirect, got {} {}", self.status, self.body))
+            .to_owned()
+    }
+
+    /// Texts of the elements matching `css`.
+    fn texts(&self, css: &str) -> Vec<String> {
+        let sel = Selector::parse(css).expect("selector");
+        self.html()
+            .select(&sel)
+            .map(|e| {
+                e.text()
+                    .collect::<String>()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    fn attr(&self, css: &str, attr: &str) -> Option<String> {
+        let sel = Selector::parse(css).expect("selector");
+        self.html()
+            .select(&sel)
+            .next()
+            .and_then(|e| e.value().attr(attr).map(str::to_owned))
+    }
+
+    fn csrf(&self) -> String {
+        self.attr("input[name=_csrf]", "value")
+            .expect("a CSRF field")
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.app.base_url)
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn take(&mut self, resp: reqwest::Response) -> Page {
+        for value in resp.headers().get_all(SET_COOKIE) {
+            let raw = value.to_str().expect("ascii cookie");
+            let (pair, attrs) = raw.split_once(';').unwrap_or((raw, ""));
+            let (name, val) = pair.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") || val.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), val.to_owned());
+            }
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.take(resp).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        self.take(resp).await
+    }
+
+    /// GETs `path`, following redirects; the final page.
+    async fn visit(&mut self, path: &str) -> Page {
+        let mut page = self.get(path).await;
+        let mut hops = 0;
+        while page.status == StatusCode::SEE_OTHER || page.status == StatusCode::PERMANENT_REDIRECT
+        {
+            hops += 1;
+            assert!(hops < 5, "too many redirects");
+            let to = page.location();
+            page = self.get(&to).await;
+        }
+        page
+    }
+}
+
+/// Every page: the security headers, and no script the policy would have to allow inline.
+fn assert_safe_page(page: &Page) {
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Content-Security-Policy");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let html = page.html();
+    for script in html.select(&Selector::parse("script").unwrap()) {
+        assert!(
+            script.value().attr("src").is_some(),
+            "inline script: {}",
+            script.html()
+        );
+        assert!(script.text().collect::<String>().trim().is_empty());
+    }
+    let attrs_with_handlers = html
+        .select(&Selector::parse("*").unwrap())
+        .flat_map(|e| {
+            e.value()
+                .attrs()
+                .map(|(k, _)| k.to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|k| k.starts_with("on") || k == "style")
+        .count();
+    assert_eq!(attrs_with_handlers, 0, "inline handlers or styles");
+    // Every form that posts carries the CSRF token.
+    for form in html.select(&Selector::parse("form[method=post]").unwrap()) {
+        assert!(
+            form.select(&Selector::parse("input[name=_csrf]").unwrap())
+                .next()
+                .is_some(),
+            "a form without CSRF token: {}",
+            form.html()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_start_page_lists_live_services_by_topic_and_searches_them() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let page = b.visit("/t/musterstadt").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_safe_page(&page);
+    assert_eq!(page.attr("html", "lang").as_deref(), Some("de"));
+    assert!(page.texts("h1")[0].contains("Stadt Musterstadt"));
+    let links = page.texts(".ap-services a");
+    assert!(
+        links.contains(&"Hund zur Hundesteuer anmelden".to_owned()),
+        "{links:?}"
+    );
+    assert_eq!(
+        page.attr(".ap-services a[href$='/services/hundesteuer']", "href")
+            .as_deref(),
+        Some("/t/musterstadt/services/hundesteuer")
+    );
+    assert!(page.texts("h3").contains(&"Steuern und Abgaben".to_owned()));
+
+    let found = b.visit("/t/musterstadt/?q=Hundesteuer").await;
+    let links = found.texts(".ap-services a");
+    assert_eq!(links, ["Hund zur Hundesteuer anmelden"], "{}", found.body);
+    let none = b.visit("/t/musterstadt/?q=Raumfahrt").await;
+    assert!(none.texts(".ap-services a").is_empty());
+    assert!(none.body.contains("Keine passende Leistung gefunden."));
+
+    // The other municipality's portal shows its own services only.
+    let other = b.visit("/t/beispielhausen/?q=Hundesteuer").await;
+    assert!(other.texts(".ap-services a").is_empty(), "{}", other.body);
+
+    let english = b.visit("/t/musterstadt/?lang=en").await;
+    assert_eq!(english.attr("html", "lang").as_deref(), Some("en"));
+    assert!(
+        english
+            .texts("h2")
+            .contains(&"Services by topic".to_owned())
+    );
+    // The choice is remembered.
+    let again = b.visit("/t/musterstadt/").await;
+    assert_eq!(again.attr("html", "lang").as_deref(), Some("en"));
+}
+
+#[tokio::test]
+async fn the_platform_index_lists_the_municipalities_portals() {
+    let app = spawn_app().await;
+    let page = Browser::new(&app).visit("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_safe_page(&page);
+    let names = page.texts(".ap-municipalities a");
+    assert!(names.contains(&"Stadt Musterstadt".to_owned()), "{names:?}");
+    assert_eq!(
+        page.attr(".ap-municipalities a[href='/t/musterstadt/']", "href")
+            .as_deref(),
+        Some("/t/musterstadt/")
+    );
+}
+
+#[tokio::test]
+async fn a_service_page_shows_fees_documents_appointment_and_the_office_in_both_languages() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let page = b.visit("/t/musterstadt/services/hundesteuer").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_safe_page(&page);
+    assert_eq!(page.texts("h1"), ["Hund zur Hundesteuer anmelden"]);
+    let fees = page.texts(".ap-fees td");
+    // Musterstadt's own rate (overlay: 120 € instead of 96 €) and the listed-breed surcharge.
+    assert_eq!(fees, ["120,00 €", "600,00 €"]);
+    assert!(page.texts(".ap-fees th")[0].contains("× Anzahl der Hunde"));
+    assert!(page.body.contains("Sachkundenachweis"));
+    // Routing sends every application to the treasury here (overlay), with its contact.
+    assert!(page.body.contains("Stadtkasse"), "{}", page.body);
+    assert!(page.body.contains("Sie müssen nicht vorbeikommen."));
+
+    let en = b.visit("/t/musterstadt/services/hundesteuer?lang=en").await;
+    assert_eq!(en.texts("h1"), ["Register a dog for dog tax"]);
+    assert_eq!(en.texts(".ap-fees td"), ["€120.00", "€600.00"]);
+    assert!(en.body.contains("Certificate of competence"));
+
+    let appointment = b
+        .visit("/t/musterstadt/services/meldebescheinigung?lang=de")
+        .await;
+    assert!(
+        appointment
+            .body
+            .contains("Auf Wunsch können Sie nach dem Antrag einen Termin")
+    );
+
+    let missing = b.visit("/t/musterstadt/services/gibt-es-nicht").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_safe_page(&missing);
+    assert!(missing.body.contains("Seite nicht gefunden"));
+    let no_tenant = b.visit("/t/nirgendwo/").await;
+    assert_eq!(no_tenant.status, StatusCode::NOT_FOUND);
+}
+
+/// Starts an application for the dog tax; the first step's page.
+async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
+    let service = b.visit("/t/musterstadt/services/hundesteuer").await;
+    let csrf = service.csrf();
+    let started = b
+        .post(
+            "/t/musterstadt/services/hundesteuer/apply",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let draft = started.location();
+    assert!(draft.starts_with("/t/musterstadt/drafts/"), "{draft}");
+    let step = b.visit(&draft).await;
+    (draft, step)
+}
+
+const OWNER: &[(&str, &str)] = &[
+    ("name", "Erika Mustermann"),
+    ("street", "Hauptstraße 1"),
+    ("postcode", "12345"),
+    ("city", "Musterstadt"),
+    ("email", "erika@example.org"),
+];
+
+fn with<'a>(
+    csrf: &'a str,
+    action: &'a str,
+    fields: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![("_csrf", csrf), ("_action", action)];
+    form.extend_from_slice(fields);
+    form
+}
+
+#[tokio::test]
+async fn a_citizen_applies_without_javascript_from_the_service_page_to_the_confirmation() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (draft, step) = start_dog_tax(&mut b).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert_safe_page(&step);
+    assert_eq!(step.texts("h1"), ["Halterin oder Halter"]);
+    assert!(step.texts(".kern-preline")[0].contains("Schritt 1 von 3"));
+    assert_eq!(
+        step.attr("#f-postcode", "name").as_deref(),
+        Some("postcode")
+    );
+    assert_eq!(step.attr("#f-email", "type").as_deref(), Some("email"));
+    assert_eq!(
+        step.attr("#f-email", "autocomplete").as_deref(),
+        Some("email")
+    );
+    let csrf = step.csrf();
+    let halter = format!("{draft}/steps/halter");
+
+    // Missing postcode, wrong email: the step comes back with both errors, at the fields and
+    // in the summary, in German, and keeps what was typed.
+    let wrong = b
+        .post(
+            &halter,
+            &with(
+                &csrf,
+                "next",
+                &[
+                    ("name", "Erika Mustermann"),
+                    ("street", "Hauptstraße 1"),
+                    ("city", "Musterstadt"),
+                    ("email", "keine-mail"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert_safe_page(&wrong);
+    let summary = wrong.texts("#error-summary a");
+    assert!(
+        summary.contains(&"Bitte geben Sie „Postleitzahl“ an.".to_owned()),
+        "{summary:?}"
+    );
+    assert!(
+        summary.iter().any(|s| s.contains("E-Mail-Adresse")),
+        "{summary:?}"
+    );
+    assert_eq!(
+        wrong
+            .attr("#error-summary a[href$='#f-postcode']", "href")
+            .as_deref(),
+        Some("#f-postcode")
+    );
+    assert_eq!(
+        wrong.attr("#f-email", "aria-invalid").as_deref(),
+        Some("true")
+    );
+    assert!(
+        wrong
+            .attr("#f-email", "aria-describedby")
+            .unwrap()
+            .contains("f-email-error")
+    );
+    assert_eq!(
+        wrong.attr("#f-email", "value").as_deref(),
+        Some("keine-mail")
+    );
+    assert!(wrong.texts("title")[0].starts_with("Fehler:"));
+
+    let ok = b.post(&halter, &with(&csrf, "next", OWNER)).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.location(), format!("{draft}/steps/hund"));
+
+    // A number that is no number is named as such.
+    let hund = format!("{draft}/steps/hund");
+    let dog = [
+        ("breed", "Dackel"),
+        ("listed_breed", "false"),
+        ("date_acquired", "2026-11-01"),
+        ("hund_name", "Waldi"),
+    ];
+    let mut bad = dog.to_vec();
+    bad.push(("dog_count", "zwei"));
+    let wrong = b.post(&hund, &with(&csrf, "next", &bad)).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        wrong.texts("#error-summary a"),
+        ["Geben Sie bei „Anzahl der Hunde“ eine ganze Zahl zwischen 1 und 20 ein."]
+    );
+    let mut good = dog.to_vec();
+    good.push(("dog_count", "2"));
+    let ok = b.post(&hund, &with(&csrf, "next", &good)).await;
+    assert_eq!(ok.location(), format!("{draft}/steps/bankverbindung"));
+    let ok = b
+        .post(
+            &format!("{draft}/steps/bankverbindung"),
+            &with(
+                &csrf,
+                "next",
+                &[
+                    ("iban", "DE02120300000000202051"),
+                    ("account_holder", "Erika Mustermann"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(ok.location(), format!("{draft}/review"));
+
+    // The review shows every answer and the fees the server computes for them.
+    let review = b.visit(&format!("{draft}/review")).await;
+    assert_eq!(review.status, StatusCode::OK);
+    assert_safe_page(&review);
+    let values = review.texts(".kern-description-list-item__value");
+    assert!(
+        values.iter().any(|v| v.starts_with("01.11.2026")),
+        "{values:?}"
+    );
+    assert!(values.iter().any(|v| v.starts_with("Nein")), "{values:?}");
+    assert_eq!(review.texts(".ap-total"), ["240,00 €"]);
+    assert_eq!(
+        review.attr(".ap-change", "href").as_deref(),
+        Some(format!("{draft}/steps/halter#f-name").as_str())
+    );
+
+    let submitted = b
+        .post(&format!("{draft}/submit"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        submitted.body
+    );
+    let confirmation = b.visit(&submitted.location()).await;
+    assert_eq!(confirmation.status, StatusCode::OK);
+    assert_safe_page(&confirmation);
+    let reference = confirmation.texts(".ap-reference").remove(0);
+    assert!(reference.starts_with("MUSTERSTADT-"), "{reference}");
+    let status_link = confirmation
+        .attr("#status-link", "value")
+        .expect("the status link");
+    assert!(status_link.contains("/access?token="), "{status_link}");
+    assert!(confirmation.body.contains("Hundesteuermarke"));
+
+    // The draft is gone with the submission: its pages are not found any more.
+    let gone = b.get(&format!("{draft}/review")).await;
+    assert!(
+        matches!(gone.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+        "{}",
+        gone.status
+    );
+
+    // The status link works in another browser, and only there with the token.
+    let mut other = Browser::new(&app);
+    let path = status_link.trim_start_matches(&app.base_url).to_owned();
+    let status = other.visit(&path).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_safe_page(&status);
+    assert_eq!(
+        status.texts("dd.ap-reference"),
+        std::slice::from_ref(&reference)
+    );
+    assert!(status.body.contains("Antrag eingegangen"));
+    let app_path = path.split("/access").next().unwrap().to_owned();
+    let stranger = Browser::new(&app).get(&app_path).await;
+    assert_eq!(stranger.status, StatusCode::FORBIDDEN);
+    let wrong_token = Browser::new(&app)
+        .get(&format!("{app_path}/access?token=falsch"))
+        .await;
+    assert_eq!(wrong_token.status, StatusCode::NOT_FOUND);
+
+    // What the API stores is what was typed, typed: the staff see the application.
+    let admin = app
+        .login(
+            Some("musterstadt"),
+            ("admin@musterstadt.example", "musterstadt-admin"),
+        )
+        .await;
+    let resp = app
+        .caller("musterstadt", &admin)
+        .gql(
+            "query($s: String) { applications(filter: {search: $s}) { nodes { reference data feeTotalCents } } }",
+            json!({ "s": reference }),
+        )
+        .await;
+    let nodes = &data(&resp)["applications"]["nodes"];
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{resp}");
+    assert_eq!(nodes[0]["data"]["dog_count"], 2);
+    assert_eq!(nodes[0]["data"]["listed_breed"], false);
+    assert_eq!(nodes[0]["data"]["postcode"], "12345");
+    assert_eq!(nodes[0]["feeTotalCents"], 24000);
+}
+
+#[tokio::test]
+async fn save_and_continue_later_gives_a_resume_link_that_works_in_another_browser() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (draft, step) = start_dog_tax(&mut b).await;
+    let csrf = step.csrf();
+    // Saving for later stores even an incomplete step, without complaint.
+    let saved = b
+        .post(
+            &format!("{draft}/steps/halter"),
+            &with(&csrf, "save", &[("name", "Erika Mustermann")]),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let page = b.visit(&saved.location()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_safe_page(&page);
+    let link = page.attr("#resume-link", "value").expect("the resume link");
+    assert!(
+        link.starts_with(&app.base_url) && link.contains("/resume?token="),
+        "{link}"
+    );
+
+    let mut other = Browser::new(&app);
+    let path = link.trim_start_matches(&app.base_url).to_owned();
+    let resumed = other.get(&path).await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    // The token leaves the address at once; the cookie carries it, only on the draft's pages.
+    assert!(!resumed.location().contains("token"));
+    let cookie = resumed
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ap_draft="))
+        .expect("the draft cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(cookie.contains(&format!("Path={draft}")), "{cookie}");
+    let step = other.visit(&resumed.location()).await;
+    assert_eq!(step.texts("h1"), ["Halterin oder Halter"]);
+    assert_eq!(
+        step.attr("#f-name", "value").as_deref(),
+        Some("Erika Mustermann")
+    );
+
+    let wrong = Browser::new(&app)
+        .get(&format!("{draft}/resume?token=falsch"))
+        .await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND);
+    let nobody = Browser::new(&app)
+        .get(&format!("{draft}/steps/halter"))
+        .await;
+    assert_eq!(nobody.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_or_from_another_site_change_nothing() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (draft, step) = start_dog_tax(&mut b).await;
+    let csrf = step.csrf();
+    let halter = format!("{draft}/steps/halter");
+    for form in [
+        vec![("_action", "save"), ("name", "Angreifer")],
+        vec![
+            ("_csrf", "falsch"),
+            ("_action", "save"),
+            ("name", "Angreifer"),
+        ],
+    ] {
+        let refused = b.post(&halter, &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(refused.body.contains("Formular abgelaufen"));
+    }
+    // The right token sent from another site's page is refused too.
+    let cross = b
+        .client
+        .post(b.url(&halter))
+        .header("cookie", b.cookie_header())
+        .header("origin", "https://evil.example")
+        .form(&with(&csrf, "save", &[("name", "Angreifer")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let page = b.visit(&halter).await;
+    assert_eq!(page.attr("#f-name", "value").as_deref(), Some(""));
+    // Starting an application needs the token as well.
+    let start = b
+        .post("/t/musterstadt/services/hundesteuer/apply", &[])
+        .await;
+    assert_eq!(start.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn pages_set_only_http_only_same_site_cookies_and_serve_their_assets() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let page = b.get("/t/musterstadt/").await;
+    let cookies: Vec<String> = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let csrf = cookies
+        .iter()
+        .find(|c| c.starts_with("ap_csrf="))
+        .expect("the CSRF cookie");
+    assert!(
+        csrf.contains("HttpOnly") && csrf.contains("SameSite=Lax"),
+        "{csrf}"
+    );
+    assert!(!csrf.contains("Secure"), "plain HTTP here: {csrf}");
+    // The same cookie is kept, not renewed on every page.
+    let again = b.get("/t/musterstadt/").await;
+    assert!(
+        again
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("ap_csrf="))
+    );
+
+    // Every stylesheet and script the page links is served from here.
+    let html = page.html();
+    let refs: Vec<String> = html
+        .select(&Selector::parse("link[rel=stylesheet], script[src]").unwrap())
+        .filter_map(|e| {
+            e.value()
+                .attr("href")
+                .or(e.value().attr("src"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(refs.len() >= 3, "{refs:?}");
+    for r in refs {
+        assert!(r.starts_with('/'), "only our own assets: {r}");
+        let asset = b.get(&r).await;
+        assert_eq!(asset.status, StatusCode::OK, "{r}");
+        if r.starts_with("/static/") {
+            let etag = asset.headers["etag"].to_str().unwrap().to_owned();
+            let cached = b
+                .client
+                .get(b.url(&r))
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(cached.status(), StatusCode::NOT_MODIFIED, "{r}");
+        }
+    }
+    let brand = b.get("/t/musterstadt/brand.css").await;
+    assert!(brand.body.contains("#0a5c8a"), "{}", brand.body);
+    assert_eq!(
+        b.get("/static/nothing-here.css").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn graphiql_is_served_from_our_own_pinned_assets_and_needs_no_internet() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let page = b.get("/graphql").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    let html = page.html();
+    let refs: Vec<String> = html
+        .select(&Selector::parse("link[href], script[src]").unwrap())
+        .filter_map(|e| {
+            e.value()
+                .attr("href")
+                .or(e.value().attr("src"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    for r in &refs {
+        assert!(r.starts_with("/static/vendor/graphiql/"), "{r}");
+        let asset = b.get(r).await;
+        assert_eq!(asset.status, StatusCode::OK, "{r}");
+        let ty = asset.headers["content-type"].to_str().unwrap();
+        assert!(ty.contains("css") || ty.contains("javascript"), "{r}: {ty}");
+        // Nothing in them is fetched from elsewhere at run time.
+        assert!(
+            !asset.body.contains("unpkg.com") && !asset.body.contains("cdn.jsdelivr"),
+            "{r}"
+        );
+    }
+    // The editor's workers, which init.js starts, are there too.
+    for worker in ["editor", "json", "graphql"] {
+        let w = b
+            .get(&format!("/static/vendor/graphiql/{worker}.worker.js"))
+            .await;
+        assert_eq!(w.status, StatusCode::OK, "{worker}");
+    }
+    assert_eq!(
+        page.attr("#graphiql", "data-endpoint").as_deref(),
+        Some("/graphql")
+    );
+}
