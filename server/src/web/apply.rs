@@ -30,6 +30,7 @@ pub struct Loaded {
     pub data: Value,
     pub problems: BTreeMap<String, String>,
     pub fees: Vec<FeeRow>,
+    pub files: Vec<super::documents::FileRow>,
     pub wizard: Wizard,
     pub token: Option<String>,
 }
@@ -50,6 +51,7 @@ struct DraftRow {
     data: Value,
     problems: Vec<Problem>,
     fees: Vec<FeeRow>,
+    attachments: Vec<super::documents::FileRow>,
 }
 
 #[derive(Deserialize)]
@@ -58,8 +60,8 @@ struct Problem {
     message: String,
 }
 
-const DRAFT_FIELDS: &str =
-    "id serviceSlug data problems { path message } fees { key label amountCents }";
+const DRAFT_FIELDS: &str = "id serviceSlug data problems { path message } \
+     fees { key label amountCents } attachments { id filename sizeBytes document }";
 
 /// Where a draft's pages live.
 pub fn draft_path(cx: &Cx, id: &str) -> String {
@@ -95,6 +97,7 @@ pub async fn load(gql: &Gql<'_>, req: &HttpRequest, id: &str) -> Result<Loaded, 
             .map(|p| (p.path, p.message))
             .collect(),
         fees: data.draft.fees,
+        files: data.draft.attachments,
         wizard,
         token,
     })
@@ -122,6 +125,7 @@ async fn form_of(gql: &Gql<'_>, slug: &str) -> Result<Wizard, ApiError> {
             code: "INTERNAL".into(),
             message: format!("service content unreadable: {e}"),
             fields: BTreeMap::new(),
+            limit_bytes: None,
         })?;
     Ok(Wizard::new(content))
 }
@@ -229,8 +233,13 @@ pub async fn resume_here(
         Wizard::keys_of(s).any(|k| super::form::field_problem(&draft.problems, k).is_some())
     });
     let answered_any = draft.data.as_object().is_some_and(|o| !o.is_empty());
+    let documents_missing = draft
+        .problems
+        .keys()
+        .any(|p| p.starts_with("input.documents/"));
     match (open_step, answered_any) {
         (Some(step), _) => cx.redirect(&format!("{base}/steps/{}", step.key)),
+        (None, true) if documents_missing => cx.redirect(&format!("{base}/documents")),
         (None, true) => cx.redirect(&format!("{base}/review")),
         (None, false) => match steps.first() {
             Some(step) => cx.redirect(&format!("{base}/steps/{}", step.key)),
@@ -439,6 +448,9 @@ pub async fn post_step(
             }
             match index.and_then(|i| steps.get(i + 1)) {
                 Some(next) => cx.redirect(&format!("{base}/steps/{}", next.key)),
+                None if super::documents::asks_for_documents(&draft) => {
+                    cx.redirect(&format!("{base}/documents"))
+                }
                 None => cx.redirect(&format!("{base}/review")),
             }
         }

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// For `VALIDATION_FAILED`: field path → message (`input.data/dog_count`).
     pub fields: BTreeMap<String, String>,
+    /// For `PAYLOAD_TOO_LARGE`: the limit.
+    pub limit_bytes: Option<u64>,
 }
 
 impl ApiError {
@@ -59,6 +61,14 @@ impl<'a> Gql<'a> {
     ) -> Result<T, ApiError> {
         let request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(variables));
+        self.execute(request).await
+    }
+
+    /// Runs a prepared request (e.g. one carrying an upload); `data` read as `T`.
+    pub async fn execute<T: DeserializeOwned>(
+        &self,
+        request: async_graphql::Request,
+    ) -> Result<T, ApiError> {
         let resp = crate::http::execute(
             self.state,
             self.schema,
@@ -87,6 +97,7 @@ impl<'a> Gql<'a> {
                     .to_owned(),
                 message: err.message,
                 fields,
+                limit_bytes: ext.get("limitBytes").and_then(serde_json::Value::as_u64),
             });
         }
         let data = resp.data.into_json().map_err(|e| internal(&e))?;
@@ -101,5 +112,6 @@ fn internal(err: &dyn std::fmt::Display) -> ApiError {
         code: "INTERNAL".into(),
         message: "internal error".into(),
         fields: BTreeMap::new(),
+        limit_bytes: None,
     }
 }

@@ -180,6 +180,14 @@ texts! {
     yes: "Ja", "Yes";
     no: "Nein", "No";
     choose: "Bitte auswählen", "Please choose";
+    optional: "(freiwillig)", "(optional)";
+    documents_title: "Unterlagen", "Documents";
+    documents_intro: "Laden Sie die folgenden Unterlagen hoch, als Foto oder Scan.", "Upload the following documents, as a photo or a scan.";
+    documents_max_size: "Jede Datei darf höchstens so groß sein:", "Each file may be at most";
+    documents_none_yet: "Noch keine Datei hochgeladen.", "No file uploaded yet.";
+    documents_choose: "Datei auswählen", "Choose a file";
+    documents_types: "Erlaubte Formate:", "Accepted formats:";
+    documents_upload: "Hochladen", "Upload";
     only_if_note: "Nur ausfüllen, wenn es auf Sie zutrifft.", "Only answer if it applies to you.";
     entry: "Eintrag", "Entry";
     add_entry: "Weiteren Eintrag hinzufügen", "Add another entry";

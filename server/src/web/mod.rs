@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod assets;
+mod documents;
 mod form;
 mod gql;
 mod graphiql;
@@ -94,6 +95,13 @@ fn pages(cfg: &mut web::ServiceConfig, guard: Option<TenantHost>) {
         .route("/drafts/{id}/saved", get().to(apply::saved))
         .route("/drafts/{id}/steps/{step}", get().to(apply::show_step))
         .route("/drafts/{id}/steps/{step}", post().to(apply::post_step))
+        .route("/drafts/{id}/documents", get().to(documents::show))
+        .route("/drafts/{id}/documents", post().to(documents::upload))
+        .route("/drafts/{id}/documents/next", post().to(documents::next))
+        .route(
+            "/drafts/{id}/documents/delete",
+            post().to(documents::delete),
+        )
         .route("/drafts/{id}/review", get().to(review::show))
         .route("/drafts/{id}/submit", post().to(review::submit))
         .route("/applications/{id}", get().to(status::show))

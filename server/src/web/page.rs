@@ -292,6 +292,7 @@ impl<'a> Deps<'a> {
                 code: e.code().to_owned(),
                 message: e.to_string(),
                 fields: Default::default(),
+                limit_bytes: None,
             })?;
         Ok(Gql::new(self.state, self.schema, req, ctx))
     }

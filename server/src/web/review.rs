@@ -44,6 +44,8 @@ struct ReviewPage<'a> {
     errors: Vec<ErrorLink>,
     action: String,
     back: String,
+    files: Vec<String>,
+    documents_link: String,
 }
 
 fn review_page<'a>(
@@ -105,12 +107,35 @@ fn review_page<'a>(
                 .find(|d| d.key.as_str() == doc)
                 .map_or_else(|| doc.to_owned(), |d| lang.pick(&d.label));
             errors.push(ErrorLink {
-                href: format!("{base}/review#documents"),
+                href: format!("{base}/documents#doc-{doc}"),
                 text: format!("{label}: {message}"),
             });
         }
     }
-    let last = steps.last().map_or_else(String::new, |s| s.key.to_string());
+    let back = if super::documents::asks_for_documents(draft) {
+        format!("{base}/documents")
+    } else {
+        format!(
+            "{base}/steps/{}",
+            steps.last().map_or("", |s| s.key.as_str())
+        )
+    };
+    let files = draft
+        .files
+        .iter()
+        .map(|f| {
+            let doc = wizard
+                .content
+                .required_documents
+                .iter()
+                .find(|d| Some(d.key.as_str()) == f.document.as_deref())
+                .map(|d| lang.pick(&d.label));
+            match doc {
+                Some(label) => format!("{label}: {}", f.filename),
+                None => f.filename.clone(),
+            }
+        })
+        .collect();
     ReviewPage {
         cx,
         tenant: Some(&draft.tenant),
@@ -120,7 +145,9 @@ fn review_page<'a>(
         total,
         errors,
         action: format!("{base}/submit"),
-        back: format!("{base}/steps/{last}"),
+        back,
+        files,
+        documents_link: format!("{base}/documents"),
     }
 }
 

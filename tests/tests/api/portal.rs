@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use scraper::{Html, Selector};
 use serde_json::json;
 
-use crate::helpers::{TestApp, data, spawn_app};
+use crate::helpers::{TestApp, big_pdf, data, pdf, spawn_app, spawn_app_with};
 
 /// A browser without JavaScript: keeps cookies, follows nothing by itself.
 struct Browser<'a> {
@@ -135,6 +135,32 @@ impl<'a> Browser<'a> {
             .send()
             .await
             .expect("POST");
+        self.take(resp).await
+    }
+
+    async fn upload(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, Vec<u8>, &str),
+    ) -> Page {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        let part = reqwest::multipart::Part::bytes(file.1)
+            .file_name(file.0.to_owned())
+            .mime_str(file.2)
+            .unwrap();
+        form = form.part("file", part);
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("cookie", self.cookie_header())
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST multipart");
         self.take(resp).await
     }
 
@@ -738,5 +764,200 @@ async fn graphiql_is_served_from_our_own_pinned_assets_and_needs_no_internet() {
     assert_eq!(
         page.attr("#graphiql", "data-endpoint").as_deref(),
         Some("/graphql")
+    );
+}
+
+#[tokio::test]
+async fn the_documents_a_service_asks_for_are_uploaded_at_their_place_with_errors_shown_there() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (draft, step) = start_dog_tax(&mut b).await;
+    let csrf = step.csrf();
+    b.post(
+        &format!("{draft}/steps/halter"),
+        &with(&csrf, "next", OWNER),
+    )
+    .await;
+    let dog = [
+        ("dog_count", "1"),
+        ("breed", "Pitbull-Terrier"),
+        ("listed_breed", "true"),
+        ("date_acquired", "2026-11-01"),
+    ];
+    b.post(&format!("{draft}/steps/hund"), &with(&csrf, "next", &dog))
+        .await;
+    let last = b
+        .post(
+            &format!("{draft}/steps/bankverbindung"),
+            &with(
+                &csrf,
+                "next",
+                &[
+                    ("iban", "DE02120300000000202051"),
+                    ("account_holder", "Erika Mustermann"),
+                ],
+            ),
+        )
+        .await;
+    // A listed breed needs the certificate of competence: the documents step comes next.
+    assert_eq!(last.location(), format!("{draft}/documents"));
+    let page = b.visit(&format!("{draft}/documents")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_safe_page(&page);
+    assert_eq!(page.texts(".ap-document h2"), ["Sachkundenachweis"]);
+    assert_eq!(
+        page.attr("#file-sachkundenachweis", "accept").as_deref(),
+        Some("application/pdf,image/jpeg,image/png")
+    );
+    let upload_form = "form[enctype='multipart/form-data']";
+    assert!(
+        page.attr(upload_form, "action")
+            .unwrap()
+            .ends_with("/documents")
+    );
+
+    // Going on without it names the missing document.
+    let missing = b
+        .post(&format!("{draft}/documents/next"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        missing.texts("#error-summary a"),
+        ["Laden Sie „Sachkundenachweis“ hoch."]
+    );
+
+    // A file of the wrong kind is refused at the document; nothing is attached.
+    let fields = [("_csrf", csrf.as_str()), ("document", "sachkundenachweis")];
+    let wrong = b
+        .upload(
+            &format!("{draft}/documents"),
+            &fields,
+            ("notiz.txt", b"nur Text".to_vec(), "text/plain"),
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert_safe_page(&wrong);
+    assert_eq!(
+        wrong.texts("#file-sachkundenachweis-error"),
+        ["Fehler: Diese Datei hat kein erlaubtes Format. Erlaubt: PDF, JPEG, PNG."]
+    );
+    assert!(wrong.texts(".ap-filename").is_empty());
+    // No CSRF token, no upload.
+    let forged = b
+        .upload(
+            &format!("{draft}/documents"),
+            &[("document", "sachkundenachweis")],
+            ("a.pdf", pdf("x"), "application/pdf"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // Uploaded, removed, uploaded again: the list follows.
+    let ok = b
+        .upload(
+            &format!("{draft}/documents"),
+            &fields,
+            ("sachkunde.pdf", pdf("erste"), "application/pdf"),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let listed = b.visit(&format!("{draft}/documents")).await;
+    assert_eq!(listed.texts(".ap-filename"), ["sachkunde.pdf"]);
+    let attachment = listed.attr("input[name=attachment]", "value").unwrap();
+    let removed = b
+        .post(
+            &format!("{draft}/documents/delete"),
+            &[("_csrf", &csrf), ("attachment", &attachment)],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert!(
+        b.visit(&format!("{draft}/documents"))
+            .await
+            .texts(".ap-filename")
+            .is_empty()
+    );
+    b.upload(
+        &format!("{draft}/documents"),
+        &fields,
+        ("nachweis.pdf", pdf("zweite"), "application/pdf"),
+    )
+    .await;
+
+    let on = b
+        .post(&format!("{draft}/documents/next"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(on.location(), format!("{draft}/review"));
+    let review = b.visit(&on.location()).await;
+    assert_eq!(
+        review.texts(".ap-files li"),
+        ["Sachkundenachweis: nachweis.pdf"]
+    );
+    // 120 € tax and the 600 € surcharge.
+    assert_eq!(review.texts(".ap-total"), ["720,00 €"]);
+    let submitted = b
+        .post(&format!("{draft}/submit"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        submitted.body
+    );
+    let confirmation = b.visit(&submitted.location()).await;
+    let reference = confirmation.texts(".ap-reference").remove(0);
+
+    // The application holds exactly the one file, for its document.
+    let admin = app
+        .login(
+            Some("musterstadt"),
+            ("admin@musterstadt.example", "musterstadt-admin"),
+        )
+        .await;
+    let resp = app
+        .caller("musterstadt", &admin)
+        .gql(
+            "query($s: String) { applications(filter: {search: $s}) { nodes { attachments { filename document } } } }",
+            json!({ "s": reference }),
+        )
+        .await;
+    assert_eq!(
+        data(&resp)["applications"]["nodes"][0]["attachments"],
+        json!([{ "filename": "nachweis.pdf", "document": "sachkundenachweis" }])
+    );
+}
+
+#[tokio::test]
+async fn a_file_over_the_limit_is_refused_at_its_document_without_storing_anything() {
+    let app = spawn_app_with(|s| s.storage.multipart_max_bytes = 64 * 1024).await;
+    let mut b = Browser::new(&app);
+    let (draft, step) = start_dog_tax(&mut b).await;
+    let csrf = step.csrf();
+    b.post(
+        &format!("{draft}/steps/hund"),
+        &with(&csrf, "save", &[("listed_breed", "true")]),
+    )
+    .await;
+    let fields = [("_csrf", csrf.as_str()), ("document", "sachkundenachweis")];
+    let big = b
+        .upload(
+            &format!("{draft}/documents"),
+            &fields,
+            ("gross.pdf", big_pdf(200 * 1024), "application/pdf"),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", big.body);
+    let error = big.texts("#file-sachkundenachweis-error").remove(0);
+    assert!(error.contains("Die Datei ist zu groß"), "{error}");
+    assert!(
+        b.visit(&format!("{draft}/documents"))
+            .await
+            .texts(".ap-filename")
+            .is_empty()
     );
 }
