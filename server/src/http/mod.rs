@@ -347,11 +347,7 @@ pub(crate) async fn execute(
     started: Instant,
 ) -> async_graphql::Response {
     let operation = state.metrics.operation_label(gql.operation_name.as_deref());
-    let mut gql = gql
-        .data(ClientIp(client_ip(state, req)))
-        .data(RequestOrigin(origin(req)));
-    attach_loaders(&mut gql.data, state, &ctx);
-    let gql = gql.data(ctx);
+    let gql = with_request_data(state, req, ctx, gql);
     let resp = async_graphql::Executor::execute(schema, gql).await;
     let ok = resp.errors.is_empty();
     state
@@ -359,6 +355,21 @@ pub(crate) async fn execute(
         .observe_graphql(&operation, ok, started.elapsed().as_secs_f64());
     tracing::info!(graphql.operation = %operation, graphql.ok = ok, "graphql request");
     resp
+}
+
+/// What every operation of an HTTP caller sees besides its document: the caller, the client
+/// IP for rate limits, the origin, the DataLoaders.
+pub(crate) fn with_request_data(
+    state: &AppState,
+    req: &HttpRequest,
+    ctx: RequestCtx,
+    gql: async_graphql::Request,
+) -> async_graphql::Request {
+    let mut gql = gql
+        .data(ClientIp(client_ip(state, req)))
+        .data(RequestOrigin(origin(req)));
+    attach_loaders(&mut gql.data, state, &ctx);
+    gql.data(ctx)
 }
 
 /// Why a GraphQL POST was refused before GraphQL ran.

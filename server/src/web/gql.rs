@@ -105,6 +105,21 @@ impl<'a> Gql<'a> {
     }
 }
 
+impl Gql<'_> {
+    /// Runs a subscription as this caller: each event's `data`, until the API ends it.
+    pub fn stream(
+        &self,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        let request = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables));
+        let request =
+            crate::http::with_request_data(self.state, self.req, self.ctx.clone(), request);
+        async_graphql::Executor::execute_stream(self.schema, request, None)
+    }
+}
+
 /// An answer the page cannot read is the page's bug: logged, shown as an internal error.
 fn internal(err: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(error = %err, "a page could not read its GraphQL answer");

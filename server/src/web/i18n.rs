@@ -210,6 +210,11 @@ texts! {
     status_messages: "Nachrichten", "Messages";
     status_no_messages: "Noch keine Nachrichten.", "No messages yet.";
     status_fees: "Gebühren", "Fees";
+    provide_title: "Die Verwaltung bittet Sie um weitere Angaben", "The office asks you for more information";
+    provide_label: "Ihre Antwort", "Your answer";
+    provide_send: "Angaben senden", "Send information";
+    message_label: "Nachricht an die Verwaltung", "Message to the office";
+    message_send: "Nachricht senden", "Send message";
     status_open: "Zum Antrag", "Open application";
     not_found_title: "Seite nicht gefunden", "Page not found";
     not_found_text: "Diese Seite gibt es nicht (mehr). Vielleicht ist der Link abgelaufen oder unvollständig.",

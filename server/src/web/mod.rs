@@ -106,5 +106,8 @@ fn pages(cfg: &mut web::ServiceConfig, guard: Option<TenantHost>) {
         .route("/drafts/{id}/submit", post().to(review::submit))
         .route("/applications/{id}", get().to(status::show))
         .route("/applications/{id}/submitted", get().to(status::submitted))
-        .route("/applications/{id}/access", get().to(status::access));
+        .route("/applications/{id}/access", get().to(status::access))
+        .route("/applications/{id}/messages", post().to(status::write))
+        .route("/applications/{id}/provide", post().to(status::write))
+        .route("/applications/{id}/events", get().to(status::events));
 }

@@ -9,6 +9,9 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use futures_util::StreamExt as _;
+
+use super::form::ErrorLink;
 use super::gql::{ApiError, Gql};
 use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead};
 use crate::content::ServiceContent;
@@ -211,28 +214,30 @@ struct StatusPage<'a> {
     messages: Vec<Message>,
     fees: Vec<Fee>,
     total: String,
+    state_key: String,
+    awaits_citizen: bool,
+    errors: Vec<ErrorLink>,
+    message_error: Option<String>,
+    provide_error: Option<String>,
+    typed: String,
+    base: String,
 }
 
-/// `GET /t/{tenant}/applications/{id}`.
-pub async fn show(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    schema: web::Data<CheckedSchema>,
-    path: web::Path<Vec<String>>,
-) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
-    let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
-    };
-    let id = path.last().cloned().unwrap_or_default();
-    let (tenant, app, _) = match load(&gql, &req, &id).await {
-        Ok(x) => x,
-        Err(e) => return cx.error(&e),
-    };
+/// What a form on the status page got wrong, to show at its field.
+#[derive(Default)]
+struct FormErrors {
+    message: Option<String>,
+    provide: Option<String>,
+    /// What was typed, shown again.
+    typed: String,
+}
+
+fn status_page<'a>(
+    cx: &'a Cx,
+    tenant: &'a TenantHead,
+    app: ApplicationRow,
+    form: FormErrors,
+) -> StatusPage<'a> {
     let lang = cx.lang;
     let content = serde_json::from_value::<ServiceContent>(app.service_content).ok();
     let currency = content.as_ref().map_or("EUR", |c| c.currency.as_str());
@@ -277,27 +282,206 @@ pub async fn show(
             amount: lang.money(f.amount_cents, currency),
         })
         .collect();
-    cx.html(
-        StatusCode::OK,
-        &StatusPage {
-            cx: &cx,
-            tenant: Some(&tenant),
-            service_title: content
-                .as_ref()
-                .map(|c| lang.pick(&c.title))
-                .unwrap_or_default(),
-            reference: app.reference,
-            state: content
-                .as_ref()
-                .and_then(|c| state_label(c, &app.state))
-                .map_or(app.state_label, |l| lang.pick(l)),
-            submitted_at: lang.date(&app.submitted_at),
-            events,
-            messages,
-            fees,
-            total: lang.money(app.fee_total_cents, currency),
+    let awaits_citizen = content.as_ref().is_some_and(|c| {
+        c.workflow
+            .states
+            .iter()
+            .any(|s| s.key.as_str() == app.state && s.awaits_citizen)
+    });
+    let base = cx.link(&format!("/applications/{}", app.id));
+    let mut errors = Vec::new();
+    for (id, e) in [
+        ("provide-message", &form.provide),
+        ("message-body", &form.message),
+    ] {
+        if let Some(text) = e {
+            errors.push(ErrorLink {
+                href: format!("#{id}"),
+                text: text.clone(),
+            });
+        }
+    }
+    StatusPage {
+        cx,
+        tenant: Some(tenant),
+        service_title: content
+            .as_ref()
+            .map(|c| lang.pick(&c.title))
+            .unwrap_or_default(),
+        reference: app.reference,
+        state_key: app.state.clone(),
+        state: content
+            .as_ref()
+            .and_then(|c| state_label(c, &app.state))
+            .map_or(app.state_label, |l| lang.pick(l)),
+        submitted_at: lang.date(&app.submitted_at),
+        events,
+        messages,
+        fees,
+        total: lang.money(app.fee_total_cents, currency),
+        awaits_citizen,
+        errors,
+        message_error: form.message,
+        provide_error: form.provide,
+        typed: form.typed,
+        base,
+    }
+}
+
+/// `GET /t/{tenant}/applications/{id}`.
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().cloned().unwrap_or_default();
+    match load(&gql, &req, &id).await {
+        Ok((tenant, app, _)) => cx.html(
+            StatusCode::OK,
+            &status_page(&cx, &tenant, app, FormErrors::default()),
+        ),
+        Err(e) => cx.error(&e),
+    }
+}
+
+/// `POST /t/{tenant}/applications/{id}/messages` (`body`) and `…/provide` (`message`): a
+/// message to the office, or the information it asked for.
+pub async fn write(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let form = match super::apply::posted(&req, &cx, payload).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().cloned().unwrap_or_default();
+    let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
+    let providing = req.path().ends_with("/provide");
+    let text = form
+        .get(if providing { "message" } else { "body" })
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let de = cx.lang == super::i18n::Lang::De;
+    let refuse = |gql_err: Option<ApiError>| {
+        let message = match gql_err {
+            None if de => "Bitte schreiben Sie eine Nachricht.".to_owned(),
+            None => "Write a message.".to_owned(),
+            Some(_) if de => "Die Nachricht konnte nicht angenommen werden (höchstens 10.000 Zeichen, keine Steuerzeichen).".to_owned(),
+            Some(_) => "The message could not be accepted (at most 10,000 characters, no control characters).".to_owned(),
+        };
+        let mut errors = FormErrors {
+            typed: text.clone(),
+            ..FormErrors::default()
+        };
+        if providing {
+            errors.provide = Some(message);
+        } else {
+            errors.message = Some(message);
+        }
+        errors
+    };
+    if text.is_empty() {
+        return match load(&gql, &req, &id).await {
+            Ok((tenant, app, _)) => cx.html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &status_page(&cx, &tenant, app, refuse(None)),
+            ),
+            Err(e) => cx.error(&e),
+        };
+    }
+    let answer: Result<Value, _> = if providing {
+        gql.run(
+            "mutation($id: ID!, $m: String, $t: String) { provideInformation(input: {id: $id, message: $m, accessToken: $t}) { application { id } } }",
+            json!({ "id": id, "m": text, "t": token }),
+        )
+        .await
+    } else {
+        gql.run(
+            "mutation($id: ID!, $b: String!, $t: String) { sendMessage(input: {applicationId: $id, body: $b, accessToken: $t}) { message { id } } }",
+            json!({ "id": id, "b": text, "t": token }),
+        )
+        .await
+    };
+    match answer {
+        Ok(_) => cx.redirect(&format!(
+            "{}#{}",
+            cx.link(&format!("/applications/{id}")),
+            if providing { "status" } else { "messages" }
+        )),
+        Err(e) if e.is("VALIDATION_FAILED") => match load(&gql, &req, &id).await {
+            Ok((tenant, app, _)) => cx.html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &status_page(&cx, &tenant, app, refuse(Some(e))),
+            ),
+            Err(e) => cx.error(&e),
         },
-    )
+        Err(e) => cx.error(&e),
+    }
+}
+
+/// `GET /t/{tenant}/applications/{id}/events`: the application's status as server-sent events
+/// (the API's `applicationStatusChanged` subscription, in-process), for live updates when
+/// JavaScript is on. The page works without: it shows the status of when it was loaded.
+pub async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().cloned().unwrap_or_default();
+    let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
+    let stream = gql.stream(
+        "subscription($id: ID!, $t: String) { applicationStatusChanged(id: $id, accessToken: $t) { state at } }",
+        json!({ "id": id, "t": token }),
+    );
+    let body = stream.map(|resp| {
+        let line = if resp.errors.is_empty() {
+            let data = resp.data.into_json().unwrap_or_default();
+            format!(
+                "event: status\ndata: {}\n\n",
+                data["applicationStatusChanged"]
+            )
+        } else {
+            // Refused (no access) or ended: the browser stops listening on `end`.
+            "event: end\ndata: {}\n\n".to_owned()
+        };
+        Ok::<_, actix_web::Error>(web::Bytes::from(line))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        // Not compressed: each event must reach the browser at once.
+        .insert_header((actix_web::http::header::CONTENT_ENCODING, "identity"))
+        .streaming(body)
 }
 
 fn state_label<'c>(content: &'c ServiceContent, key: &str) -> Option<&'c crate::content::I18n> {

@@ -9,7 +9,8 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use scraper::{Html, Selector};
 use serde_json::json;
 
-use crate::helpers::{TestApp, big_pdf, data, pdf, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, big_pdf, data, pdf, spawn_app, spawn_app_with, str_at};
+use futures_util::StreamExt as _;
 
 /// A browser without JavaScript: keeps cookies, follows nothing by itself.
 struct Browser<'a> {
@@ -960,4 +961,200 @@ async fn a_file_over_the_limit_is_refused_at_its_document_without_storing_anythi
             .texts(".ap-filename")
             .is_empty()
     );
+}
+
+/// An application submitted through the API by an anonymous citizen, opened in a browser by
+/// its status link; (application id, its page).
+async fn submitted_application(app: &TestApp, b: &mut Browser<'_>) -> (String, String) {
+    let resp = app
+        .gql(
+            Some("musterstadt"),
+            None,
+            "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken application { id } } }",
+            json!({ "i": { "serviceSlug": "hundesteuer", "data": crate::applications::dog(false) } }),
+        )
+        .await;
+    let id = str_at(&data(&resp)["submitApplication"]["application"], "id");
+    let token = str_at(&data(&resp)["submitApplication"], "accessToken");
+    let page = format!("/t/musterstadt/applications/{id}");
+    let opened = b.get(&format!("{page}/access?token={token}")).await;
+    assert_eq!(opened.location(), page);
+    (id, page)
+}
+
+#[tokio::test]
+async fn the_applicant_writes_to_the_office_and_answers_its_request_from_the_status_page() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (id, page) = submitted_application(&app, &mut b).await;
+    let status = b.visit(&page).await;
+    assert_safe_page(&status);
+    let csrf = status.csrf();
+    assert!(
+        status.attr("textarea#provide-message", "name").is_none(),
+        "nothing was asked yet"
+    );
+
+    let empty = b
+        .post(
+            &format!("{page}/messages"),
+            &[("_csrf", &csrf), ("body", "  ")],
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        empty.texts("#error-summary a"),
+        ["Bitte schreiben Sie eine Nachricht."]
+    );
+    let sent = b
+        .post(
+            &format!("{page}/messages"),
+            &[
+                ("_csrf", &csrf),
+                ("body", "Ist der Bescheid schon unterwegs?"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let status = b.visit(&page).await;
+    assert!(
+        status
+            .texts(".ap-message--citizen p")
+            .contains(&"Ist der Bescheid schon unterwegs?".to_owned())
+    );
+
+    // The office sees it, and asks for more information.
+    let kasse = app
+        .login(
+            Some("musterstadt"),
+            ("kasse@musterstadt.example", "musterstadt-kasse"),
+        )
+        .await;
+    let office = app.caller("musterstadt", &kasse);
+    let resp = office
+        .gql(
+            "query($id: ID!) { application(id: $id) { messages { sender body } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        data(&resp)["application"]["messages"],
+        json!([{ "sender": "citizen", "body": "Ist der Bescheid schon unterwegs?" }])
+    );
+    for to in ["in_review", "needs_info"] {
+        let resp = office
+            .gql(
+                "mutation($i: TransitionApplicationInput!) { transitionApplication(input: $i) { application { state } } }",
+                json!({ "i": { "id": id, "to": to, "comment": "Bitte Chipnummer nennen" } }),
+            )
+            .await;
+        assert_eq!(
+            data(&resp)["transitionApplication"]["application"]["state"],
+            to,
+            "{resp}"
+        );
+    }
+    let asked = b.visit(&page).await;
+    assert_safe_page(&asked);
+    assert!(asked.texts(".ap-provide h2")[0].contains("weitere Angaben"));
+    let answered = b
+        .post(
+            &format!("{page}/provide"),
+            &[("_csrf", &csrf), ("message", "Chipnummer 276098106543210")],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    let resp = office
+        .gql(
+            "query($id: ID!) { application(id: $id) { state timeline { kind } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let kinds: Vec<String> = data(&resp)["application"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| str_at(e, "kind"))
+        .collect();
+    assert!(
+        kinds.contains(&"information_provided".to_owned()),
+        "{kinds:?}"
+    );
+    assert_ne!(data(&resp)["application"]["state"], "needs_info");
+    // Without the application's cookie, no one writes in its name.
+    let stranger = Browser::new(&app)
+        .post(
+            &format!("{page}/messages"),
+            &[("_csrf", &csrf), ("body", "Fremd")],
+        )
+        .await;
+    assert_eq!(stranger.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_status_page_streams_status_changes_while_it_is_open() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (id, page) = submitted_application(&app, &mut b).await;
+    let status = b.visit(&page).await;
+    assert_eq!(
+        status.attr("#status", "data-state").as_deref(),
+        Some("submitted")
+    );
+    assert_eq!(
+        status.attr("#status", "data-events"),
+        Some(format!("{page}/events"))
+    );
+
+    let resp = b
+        .client
+        .get(b.url(&format!("{page}/events")))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut events = resp.bytes_stream();
+    let mut seen = String::new();
+    let mut next_event = async || loop {
+        if let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            return event;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream stays open")
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    };
+    let first = next_event().await;
+    assert!(first.starts_with("event: status\n"), "{first}");
+    assert!(first.contains("\"state\":\"submitted\""), "{first}");
+
+    let kasse = app
+        .login(
+            Some("musterstadt"),
+            ("kasse@musterstadt.example", "musterstadt-kasse"),
+        )
+        .await;
+    app.caller("musterstadt", &kasse)
+        .gql(
+            "mutation($i: TransitionApplicationInput!) { transitionApplication(input: $i) { application { state } } }",
+            json!({ "i": { "id": id, "to": "in_review" } }),
+        )
+        .await;
+    let second = next_event().await;
+    assert!(second.contains("\"state\":\"in_review\""), "{second}");
+
+    // Without the application's cookie the stream says nothing but that it ends.
+    let stranger = reqwest::get(format!("{}{page}/events", app.base_url))
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), stranger.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with("event: end"), "{body}");
+    assert!(!body.contains("submitted"), "{body}");
 }
