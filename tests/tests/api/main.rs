@@ -20,4 +20,5 @@ mod payments;
 mod process;
 mod races;
 mod rls;
+mod services_search;
 mod tenancy;
