@@ -11,6 +11,10 @@ pub struct Model {
     pub slug: String,
     /// German title of the current revision, for listing.
     pub title: String,
+    /// German summary of the current revision, for listing and search.
+    pub summary: String,
+    /// Category key of the current revision (`steuern`, `meldewesen`, …).
+    pub category: String,
     pub template_id: Option<Uuid>,
     /// The pinned upstream version (base of the overlay).
     pub upstream_version_id: Option<Uuid>,

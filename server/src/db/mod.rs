@@ -8,6 +8,7 @@
 //! use a plain transaction ([`begin_platform`]); rows shared between the platform and a viewing
 //! tenant (marketplace templates) use [`begin_viewer`].
 
+pub mod search;
 mod tenant_tx;
 
 use std::time::Duration;

@@ -477,9 +477,7 @@ impl MarketplaceQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Template>> {
         let f = filter.unwrap_or_default();
-        if f.search.as_ref().is_some_and(|s| s.len() > 200) {
-            return Err(AppError::invalid("filter.search", "at most 200 characters").into());
-        }
+        crate::db::search::check_search("filter.search", f.search.as_deref())?;
         let filter = TemplateFilter {
             search: f.search,
             category: f.category,

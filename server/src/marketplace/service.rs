@@ -23,6 +23,7 @@ use crate::audit;
 use crate::content::ServiceContent;
 use crate::content::impact::Impact;
 use crate::context::TenantCtx;
+use crate::db::search::FullText;
 use crate::db::{Db, TenantTx, begin_tenant_write, begin_viewer, read_as, read_in};
 use crate::error::{AppError, AppResult, on_unique};
 use crate::graphql::connection::{Page, PageArgs, fetch_page_as, into_page, page_query};
@@ -170,7 +171,7 @@ pub async fn list_templates(
         select = select.filter(templates::Column::AuthorTenantId.eq(id));
     }
     if let Some(search) = &filter.search {
-        select = match search_condition(db.get_database_backend(), search) {
+        select = match TEMPLATES_SEARCH.condition(db.get_database_backend(), search, None) {
             Some(cond) => select.filter(cond),
             None => select,
         };
@@ -213,45 +214,14 @@ pub async fn list_templates(
     })
 }
 
-/// Words of a search (letters and digits only, so they are safe inside FTS query syntax), at most 8.
-fn search_words(search: &str) -> Vec<String> {
-    search
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(8)
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Full-text condition: every word must match (as a prefix). PostgreSQL uses German stemming,
-/// SQLite FTS5 prefix queries.
-fn search_condition(backend: DbBackend, search: &str) -> Option<sea_orm::sea_query::SimpleExpr> {
-    let words = search_words(search);
-    if words.is_empty() {
-        return None;
-    }
-    Some(match backend {
-        DbBackend::Postgres => {
-            let query = words
-                .iter()
-                .map(|w| format!("{w}:*"))
-                .collect::<Vec<_>>()
-                .join(" & ");
-            Expr::cust_with_values("search @@ to_tsquery('german', $1)", [query])
-        }
-        _ => {
-            let query = words
-                .iter()
-                .map(|w| format!("\"{w}\"*"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            Expr::cust_with_values(
-                "templates.id IN (SELECT template_id FROM templates_fts WHERE templates_fts MATCH ?)",
-                [query],
-            )
-        }
-    })
-}
+/// Where the templates' full-text index lives (see the marketplace migration).
+const TEMPLATES_SEARCH: FullText = FullText {
+    key: "templates.id",
+    tsvector: "templates.search",
+    fts: "templates_fts",
+    fts_key: "template_id",
+    fts_tenant: None,
+};
 
 /// Creates a template (no versions yet) authored by the caller's tenant.
 pub async fn create_template(
@@ -717,19 +687,4 @@ pub fn versions_by_template(
         out.entry(v.template_id).or_default().push(v);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_words_keep_only_letters_and_digits() {
-        assert_eq!(
-            search_words("Hunde\"* OR steuer"),
-            ["hunde", "or", "steuer"]
-        );
-        assert_eq!(search_words("Müll-Abfuhr"), ["müll", "abfuhr"]);
-        assert!(search_words("\"*()").is_empty());
-    }
 }

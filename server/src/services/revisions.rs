@@ -1,5 +1,6 @@
 //! Revisions of a service: fork a template version, customize it, replace its content (tenant
-//! files), roll back. Each writes one new revision ([`commit_revision`]).
+//! files), roll back. Each writes one new revision ([`commit_revision`]), which also keeps the
+//! service's listing columns (title, summary, category; the search index follows them) in step.
 
 use chrono::Utc;
 use entity::states::VersionStatus;
@@ -63,6 +64,14 @@ pub(super) async fn commit_revision(
         .col_expr(
             tenant_services::Column::Title,
             Expr::value(new.content.title.de.clone()),
+        )
+        .col_expr(
+            tenant_services::Column::Summary,
+            Expr::value(new.content.summary.de.clone()),
+        )
+        .col_expr(
+            tenant_services::Column::Category,
+            Expr::value(new.content.category.as_str()),
         )
         .col_expr(tenant_services::Column::UpdatedAt, Expr::value(now))
         .filter(tenant_services::Column::Id.eq(service.id))
@@ -142,6 +151,8 @@ pub async fn fork(
         tenant_id: Set(ctx.tenant_id.0),
         slug: Set(slug.to_string()),
         title: Set(content.title.de.clone()),
+        summary: Set(content.summary.de.clone()),
+        category: Set(content.category.as_str().to_owned()),
         template_id: Set(Some(template.id)),
         upstream_version_id: Set(Some(version.id)),
         overlay: Set(Value::Array(vec![])),

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::merge::ResolveError;
 use crate::context::TenantCtx;
+use crate::db::search::FullText;
 use crate::db::{TenantTx, begin_tenant, read_tenant};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Page, PageArgs, fetch_tenant_page};
@@ -29,13 +30,42 @@ fn sees_all(ctx: &TenantCtx) -> bool {
     ctx.require_staff().is_ok()
 }
 
+/// What a list of services is narrowed to, besides the status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServiceFilter {
+    /// Full text over title and summary (every word, as a prefix).
+    pub search: Option<String>,
+    /// Category key of the current revision.
+    pub category: Option<String>,
+}
+
+/// Where the services' full-text index lives (see the service search migration).
+const SERVICES_SEARCH: FullText = FullText {
+    key: "tenant_services.id",
+    tsvector: "tenant_services.search",
+    fts: "tenant_services_fts",
+    fts_key: "service_id",
+    fts_tenant: Some("tenant_id"),
+};
+
+/// The tenant's services, in creation order: live ones for everybody, all (or those in
+/// `status`) for staff; narrowed by `filter`.
 pub async fn list_services(
     db: &crate::db::Db,
     ctx: &TenantCtx,
     status: Option<ServiceStatus>,
+    filter: &ServiceFilter,
     args: PageArgs,
 ) -> AppResult<Page<tenant_services::Model>> {
     let mut select = tenant_services::Entity::find();
+    if let Some(c) = &filter.category {
+        select = select.filter(tenant_services::Column::Category.eq(c.as_str()));
+    }
+    if let Some(cond) = filter.search.as_deref().and_then(|s| {
+        SERVICES_SEARCH.condition(db.get_database_backend(), s, Some(ctx.tenant_id.0))
+    }) {
+        select = select.filter(cond);
+    }
     let status = if sees_all(ctx) {
         status
     } else if status.is_some_and(|s| s != ServiceStatus::Live) {

@@ -21,4 +21,5 @@ mod portal;
 mod process;
 mod races;
 mod rls;
+mod services_search;
 mod tenancy;

@@ -15,8 +15,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::merge::{Choice, Conflict, ConflictKind};
-use super::service::{self, ServiceStatus};
+use super::service::{self, ServiceFilter, ServiceStatus};
 use super::{revisions, status, updates};
+use crate::db::search::check_search;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::parse_id;
@@ -103,6 +104,14 @@ impl Service {
     /// German title of the current revision.
     async fn title(&self) -> &str {
         &self.0.title
+    }
+    /// German summary of the current revision.
+    async fn summary(&self) -> &str {
+        &self.0.summary
+    }
+    /// Category key of the current revision (`steuern`, `meldewesen`, …).
+    async fn category(&self) -> &str {
+        &self.0.category
     }
     async fn status(&self) -> ServiceState {
         self.0.status.into()
@@ -261,13 +270,21 @@ impl ServicesQuery {
         &self,
         ctx: &Context<'_>,
         status: Option<ServiceState>,
+        filter: Option<ServiceFilterInput>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Conn<Service>> {
+        let f = filter.unwrap_or_default();
+        check_search("filter.search", f.search.as_deref())?;
+        let filter = ServiceFilter {
+            search: f.search,
+            category: f.category,
+        };
         let page = service::list_services(
             db(ctx)?,
             &tenant_ctx(ctx)?,
             status.map(Into::into),
+            &filter,
             PageArgs::parse(ctx, first, after)?,
         )
         .await?;
@@ -302,6 +319,14 @@ impl ServicesQuery {
 }
 
 // ---- inputs ------------------------------------------------------------------------------------
+
+#[derive(InputObject, Default)]
+pub struct ServiceFilterInput {
+    /// Full text over title and summary (German stemming on PostgreSQL; prefix match).
+    pub search: Option<String>,
+    /// Category key (`steuern`, `meldewesen`, …).
+    pub category: Option<String>,
+}
 
 #[derive(InputObject)]
 pub struct ForkTemplateInput {
