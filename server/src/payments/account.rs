@@ -151,6 +151,27 @@ pub(super) async fn account(
     Ok(Some(account))
 }
 
+/// How citizens of the tenant can pay: at the counter always, online where the platform has the
+/// provider and the municipality its account there.
+pub async fn options(
+    db: &sea_orm::DatabaseConnection,
+    payments: &Payments,
+    tenant: crate::ids::TenantId,
+) -> AppResult<Vec<ProviderKind>> {
+    let txn = crate::db::begin_tenant(db, tenant).await?;
+    let mut kinds = Vec::new();
+    for kind in [ProviderKind::Stripe, ProviderKind::OnSite] {
+        let Ok(provider) = payments.provider(kind) else {
+            continue;
+        };
+        if provider.confirmed_by_staff() || account(&txn, payments, kind).await?.is_some() {
+            kinds.push(kind);
+        }
+    }
+    txn.commit().await?;
+    Ok(kinds)
+}
+
 /// `paymentSettings`: the tenant's provider accounts (never the secrets). Tenant admins only.
 pub async fn accounts(
     db: &sea_orm::DatabaseConnection,

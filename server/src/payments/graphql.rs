@@ -181,6 +181,12 @@ pub struct PaymentsQuery;
 
 #[Object]
 impl PaymentsQuery {
+    /// How citizens can pay here: `ON_SITE` (at the counter) always, `STRIPE` when the
+    /// municipality has its account configured. Public.
+    async fn payment_options(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProviderKind>> {
+        let tctx = tenant_ctx(ctx)?;
+        Ok(account::options(&app_state(ctx)?.db, payments_of(ctx)?, tctx.tenant_id).await?)
+    }
     /// The tenant's payment provider accounts. Tenant administrators.
     async fn payment_accounts(
         &self,

@@ -215,6 +215,19 @@ texts! {
     provide_send: "Angaben senden", "Send information";
     message_label: "Nachricht an die Verwaltung", "Message to the office";
     message_send: "Nachricht senden", "Send message";
+    pay_title: "Gebühren bezahlen", "Pay the fees";
+    pay_first: "Wir bearbeiten Ihren Antrag, sobald die Gebühren bezahlt sind.", "We process your application once the fees are paid.";
+    pay_amount: "Zu zahlen:", "To pay:";
+    pay_online: "Online bezahlen", "Pay online";
+    pay_on_site: "An der Kasse bezahlen", "Pay at the counter";
+    pay_on_site_pending: "Sie zahlen an der Kasse. Nennen Sie dort Ihr Aktenzeichen.", "You pay at the counter. Give your reference number there.";
+    payments_title: "Zahlungen", "Payments";
+    payment_paid: "bezahlt am", "paid on";
+    payment_pending: "offen", "open";
+    payment_refunded: "erstattet", "refunded";
+    payment_ended: "abgebrochen oder abgelaufen", "cancelled or expired";
+    payment_returned: "Vielen Dank. Sobald der Zahlungsdienst die Zahlung bestätigt, sehen Sie sie hier.", "Thank you. As soon as the payment service confirms the payment, you see it here.";
+    payment_cancelled: "Die Zahlung wurde abgebrochen. Sie können es jederzeit erneut versuchen.", "The payment was cancelled. You can try again at any time.";
     status_open: "Zum Antrag", "Open application";
     not_found_title: "Seite nicht gefunden", "Page not found";
     not_found_text: "Diese Seite gibt es nicht (mehr). Vielleicht ist der Link abgelaufen oder unvollständig.",

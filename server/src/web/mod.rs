@@ -109,5 +109,10 @@ fn pages(cfg: &mut web::ServiceConfig, guard: Option<TenantHost>) {
         .route("/applications/{id}/access", get().to(status::access))
         .route("/applications/{id}/messages", post().to(status::write))
         .route("/applications/{id}/provide", post().to(status::write))
-        .route("/applications/{id}/events", get().to(status::events));
+        .route("/applications/{id}/events", get().to(status::events))
+        .route("/applications/{id}/pay", post().to(status::pay))
+        .route(
+            "/applications/{id}/payment/{outcome}",
+            get().to(status::payment_return),
+        );
 }

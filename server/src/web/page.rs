@@ -16,10 +16,11 @@ use crate::graphql::CheckedSchema;
 use crate::state::AppState;
 
 /// The policy every page is sent with: scripts and styles only from our own files, nothing
-/// framed, forms only to us. Logos may come from the municipality's own web server.
+/// framed, forms only to us (and on to Stripe Checkout, where paying online redirects). Logos
+/// may come from the municipality's own web server.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' https: data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
-     base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+     base-uri 'none'; frame-ancestors 'none'; form-action 'self' https://checkout.stripe.com";
 
 /// The CSRF cookie; forms echo it in `_csrf`.
 const CSRF_COOKIE: &str = "ap_csrf";

@@ -32,6 +32,11 @@ struct ApplicationRow {
     service_content: Value,
     fees: Vec<FeeRow>,
     fee_total_cents: i64,
+    awaiting_payment: bool,
+    payments: Vec<PaymentRow>,
+    /// How the applicant can pay here (filled from `paymentOptions`).
+    #[serde(default)]
+    payment_options: Vec<String>,
     timeline: Vec<EventRow>,
     messages: Vec<MessageRow>,
 }
@@ -42,6 +47,15 @@ struct FeeRow {
     key: String,
     label: String,
     amount_cents: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentRow {
+    provider: Option<String>,
+    state: Option<String>,
+    amount_cents: i64,
+    paid_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,21 +82,26 @@ async fn load(
 ) -> Result<(TenantHead, ApplicationRow, Option<String>), ApiError> {
     let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Data {
         tenant: TenantHead,
         application: ApplicationRow,
+        payment_options: Vec<String>,
     }
     let data: Data = gql
         .run(
             &format!(
-                "query($id: ID!, $token: String) {{ {TENANT_HEAD} application(id: $id, accessToken: $token) {{ \
+                "query($id: ID!, $token: String) {{ {TENANT_HEAD} paymentOptions application(id: $id, accessToken: $token) {{ \
                  id reference state stateLabel submittedAt serviceContent fees {{ key label amountCents }} feeTotalCents \
+                 awaitingPayment payments {{ provider state amountCents paidAt }} \
                  timeline {{ at kind toState comment }} messages {{ sender body createdAt }} }} }}"
             ),
             json!({ "id": id, "token": token }),
         )
         .await?;
-    Ok((data.tenant, data.application, token))
+    let mut app = data.application;
+    app.payment_options = data.payment_options;
+    Ok((data.tenant, app, token))
 }
 
 #[derive(Template)]
@@ -221,6 +240,11 @@ struct StatusPage<'a> {
     provide_error: Option<String>,
     typed: String,
     base: String,
+    pay: Option<PayView>,
+    pay_error: Option<String>,
+    payments: Vec<String>,
+    pending_on_site: bool,
+    notice: Option<String>,
 }
 
 /// What a form on the status page got wrong, to show at its field.
@@ -228,6 +252,9 @@ struct StatusPage<'a> {
 struct FormErrors {
     message: Option<String>,
     provide: Option<String>,
+    pay: Option<String>,
+    /// A notice at the top (back from the payment provider).
+    notice: Option<String>,
     /// What was typed, shown again.
     typed: String,
 }
@@ -290,7 +317,49 @@ fn status_page<'a>(
     });
     let base = cx.link(&format!("/applications/{}", app.id));
     let mut errors = Vec::new();
+    let t = cx.t;
+    let paid = app.payments.iter().any(|p| {
+        matches!(
+            p.state.as_deref(),
+            Some("PAID" | "PARTIALLY_REFUNDED" | "REFUNDED")
+        )
+    });
+    let payments = app
+        .payments
+        .iter()
+        .map(|p| {
+            let how = match p.provider.as_deref() {
+                Some("STRIPE") => t.pay_online,
+                _ => t.pay_on_site,
+            };
+            let state = match p.state.as_deref() {
+                Some("PAID") => format!(
+                    "{} {}",
+                    t.payment_paid,
+                    p.paid_at
+                        .as_deref()
+                        .map(|d| lang.date(d))
+                        .unwrap_or_default()
+                ),
+                Some("PENDING") => t.payment_pending.to_owned(),
+                Some("REFUNDED" | "PARTIALLY_REFUNDED") => t.payment_refunded.to_owned(),
+                _ => t.payment_ended.to_owned(),
+            };
+            format!("{how}: {} – {state}", lang.money(p.amount_cents, currency))
+        })
+        .collect();
+    let pending_on_site = app
+        .payments
+        .iter()
+        .any(|p| p.provider.as_deref() == Some("ON_SITE") && p.state.as_deref() == Some("PENDING"));
+    let pay = (app.fee_total_cents > 0 && !paid && !pending_on_site).then(|| PayView {
+        amount: lang.money(app.fee_total_cents, currency),
+        online: app.payment_options.iter().any(|o| o == "STRIPE"),
+        on_site: app.payment_options.iter().any(|o| o == "ON_SITE"),
+        first: app.awaiting_payment,
+    });
     for (id, e) in [
+        ("payment", &form.pay),
         ("provide-message", &form.provide),
         ("message-body", &form.message),
     ] {
@@ -325,7 +394,21 @@ fn status_page<'a>(
         provide_error: form.provide,
         typed: form.typed,
         base,
+        pay,
+        pay_error: form.pay,
+        payments,
+        pending_on_site,
+        notice: form.notice,
     }
+}
+
+/// The payment offer on the status page.
+struct PayView {
+    amount: String,
+    online: bool,
+    on_site: bool,
+    /// Processing waits for the payment.
+    first: bool,
 }
 
 /// `GET /t/{tenant}/applications/{id}`.
@@ -436,6 +519,124 @@ pub async fn write(
             ),
             Err(e) => cx.error(&e),
         },
+        Err(e) => cx.error(&e),
+    }
+}
+
+/// `POST /t/{tenant}/applications/{id}/pay` (`provider`: `STRIPE` or `ON_SITE`): starts the
+/// payment of the fees the server computed; online, the browser goes on to the provider's
+/// checkout.
+pub async fn pay(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let form = match super::apply::posted(&req, &cx, payload).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let id = path.last().cloned().unwrap_or_default();
+    let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
+    let provider = match form.get("provider") {
+        Some("STRIPE") => "STRIPE",
+        _ => "ON_SITE",
+    };
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Started {
+        checkout_url: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data {
+        start_payment: Started,
+    }
+    let answer: Result<Data, _> = gql
+        .run(
+            "mutation($id: ID!, $p: ProviderKind!, $t: String) { startPayment(input: {applicationId: $id, provider: $p, accessToken: $t}) { checkoutUrl } }",
+            json!({ "id": id, "p": provider, "t": token }),
+        )
+        .await;
+    let status_page_path = cx.link(&format!("/applications/{id}"));
+    match answer {
+        Ok(Data {
+            start_payment: Started {
+                checkout_url: Some(url),
+            },
+        }) => cx.redirect(&url),
+        Ok(_) => cx.redirect(&format!("{status_page_path}#payment")),
+        Err(e) if matches!(e.code.as_str(), "PAYMENT_FAILED" | "CONFLICT") => {
+            let text = if cx.lang == super::i18n::Lang::De {
+                "Die Zahlung konnte gerade nicht begonnen werden. Bitte versuchen Sie es später erneut oder wählen Sie die Zahlung an der Kasse."
+            } else {
+                "The payment could not be started just now. Please try again later or choose to pay at the counter."
+            };
+            match load(&gql, &req, &id).await {
+                Ok((tenant, app, _)) => cx.html(
+                    StatusCode::CONFLICT,
+                    &status_page(
+                        &cx,
+                        &tenant,
+                        app,
+                        FormErrors {
+                            pay: Some(text.to_owned()),
+                            ..FormErrors::default()
+                        },
+                    ),
+                ),
+                Err(e) => cx.error(&e),
+            }
+        }
+        Err(e) => cx.error(&e),
+    }
+}
+
+/// `GET /t/{tenant}/applications/{id}/payment/{done|cancelled}`: where the payment provider
+/// sends the citizen back (the municipality's success and cancel URLs point here); the status
+/// page with a notice. Whether it is paid, only the provider's signed webhook says.
+pub async fn payment_return(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    schema: web::Data<CheckedSchema>,
+    path: web::Path<Vec<String>>,
+) -> HttpResponse {
+    let Some(cx) = Cx::of(&req, &state) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let deps = Deps::new(&state, &schema);
+    let gql = match deps.gql(&req, &cx).await {
+        Ok(g) => g,
+        Err(e) => return cx.error(&e),
+    };
+    let (id, outcome) = super::apply::two(&path);
+    let notice = if outcome == "done" {
+        cx.t.payment_returned
+    } else {
+        cx.t.payment_cancelled
+    };
+    match load(&gql, &req, id).await {
+        Ok((tenant, app, _)) => cx.html(
+            StatusCode::OK,
+            &status_page(
+                &cx,
+                &tenant,
+                app,
+                FormErrors {
+                    notice: Some(notice.to_owned()),
+                    ..FormErrors::default()
+                },
+            ),
+        ),
         Err(e) => cx.error(&e),
     }
 }

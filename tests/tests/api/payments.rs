@@ -8,9 +8,9 @@ use crate::applications::{dog, exec, validate_against_xsd};
 use crate::fake_stripe::{FakeStripe, STRIPE_KEY, own_endpoint, signature};
 use crate::helpers::*;
 
-const MUSTER_SECRET: &str = "whsec_musterstadt_0123456789abcdef";
+pub(crate) const MUSTER_SECRET: &str = "whsec_musterstadt_0123456789abcdef";
 const BEISPIEL_SECRET: &str = "whsec_beispielhausen_0123456789abcdef";
-const MUSTER_ACCOUNT: &str = "acct_1MusterstadtKasse";
+pub(crate) const MUSTER_ACCOUNT: &str = "acct_1MusterstadtKasse";
 const BEISPIEL_ACCOUNT: &str = "acct_1BeispielhausenKa";
 
 const PAYMENT_FIELDS: &str = "id applicationId provider state amountCents refundedCents currency checkoutUrl paidAt providerPaymentId";
@@ -18,7 +18,7 @@ const START: &str = "mutation($i: StartPaymentInput!) { startPayment(input: $i) 
 const REFUND: &str = "mutation($i: RefundPaymentInput!) { refundPayment(input: $i) { refundId providerRefundId payment { state amountCents refundedCents } } }";
 const CONFIGURE: &str = "mutation($i: ConfigureStripePaymentsInput!) { configureStripePayments(input: $i) { account { provider accountId successUrl cancelUrl webhookSecretSet webhookPath } } }";
 
-async fn stripe_app() -> (TestApp, FakeStripe) {
+pub(crate) async fn stripe_app() -> (TestApp, FakeStripe) {
     let fake = FakeStripe::start().await;
     let base = fake.base_url.clone();
     let app = spawn_app_with(move |s| {
@@ -29,7 +29,7 @@ async fn stripe_app() -> (TestApp, FakeStripe) {
     (app, fake)
 }
 
-async fn configure(
+pub(crate) async fn configure(
     app: &TestApp,
     tenant: &str,
     admin: (&str, &str),
@@ -105,7 +105,7 @@ async fn as_applicant(app: &TestApp, id: &str, token: &str) -> Value {
 }
 
 /// Posts `event` to the tenant's Stripe webhook with `header` (`None`: signed now with `secret`).
-async fn deliver(
+pub(crate) async fn deliver(
     app: &TestApp,
     tenant: &str,
     body: &str,
@@ -149,7 +149,7 @@ fn timeline_kinds(application: &Value) -> Vec<String> {
         .collect()
 }
 
-fn session_of(checkout_url: &str) -> String {
+pub(crate) fn session_of(checkout_url: &str) -> String {
     checkout_url
         .rsplit('/')
         .next()

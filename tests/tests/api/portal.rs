@@ -1158,3 +1158,138 @@ async fn the_status_page_streams_status_changes_while_it_is_open() {
     assert!(body.starts_with("event: end"), "{body}");
     assert!(!body.contains("submitted"), "{body}");
 }
+
+#[tokio::test]
+async fn the_applicant_chooses_to_pay_at_the_counter_and_sees_the_treasury_confirm_it() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let (id, page) = submitted_application(&app, &mut b).await;
+    let status = b.visit(&page).await;
+    assert_safe_page(&status);
+    // The amount the server computed; no Stripe account here, so only the counter.
+    assert_eq!(status.texts(".ap-pay-amount"), ["120,00 €"]);
+    let providers: Vec<String> = status
+        .html()
+        .select(&Selector::parse("#payment input[name=provider]").unwrap())
+        .filter_map(|e| e.value().attr("value").map(str::to_owned))
+        .collect();
+    assert_eq!(providers, ["ON_SITE"]);
+    let csrf = status.csrf();
+    let chosen = b
+        .post(
+            &format!("{page}/pay"),
+            &[("_csrf", &csrf), ("provider", "ON_SITE")],
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::SEE_OTHER, "{}", chosen.body);
+    assert_eq!(chosen.location(), format!("{page}#payment"));
+    let waiting = b.visit(&page).await;
+    assert!(
+        waiting.texts(".ap-pay-amount").is_empty(),
+        "no second offer"
+    );
+    assert_eq!(
+        waiting.texts(".ap-payments li"),
+        ["An der Kasse bezahlen: 120,00 € – offen"]
+    );
+
+    let kasse = app
+        .login(
+            Some("musterstadt"),
+            ("kasse@musterstadt.example", "musterstadt-kasse"),
+        )
+        .await;
+    let office = app.caller("musterstadt", &kasse);
+    let resp = office
+        .gql(
+            "query($id: ID!) { application(id: $id) { payments { id } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let payment = str_at(&data(&resp)["application"]["payments"][0], "id");
+    let resp = office
+        .gql(
+            "mutation($i: MarkPaymentPaidInput!) { markPaymentPaid(input: $i) { payment { state } } }",
+            json!({ "i": { "paymentId": payment } }),
+        )
+        .await;
+    assert_eq!(data(&resp)["markPaymentPaid"]["payment"]["state"], "PAID");
+    let paid = b.visit(&page).await;
+    let line = paid.texts(".ap-payments li").remove(0);
+    assert!(
+        line.starts_with("An der Kasse bezahlen: 120,00 € – bezahlt am "),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn paying_online_goes_to_stripe_checkout_and_the_return_page_waits_for_the_webhook() {
+    use crate::payments::{
+        MUSTER_ACCOUNT, MUSTER_SECRET, configure, deliver, session_of, stripe_app,
+    };
+    let (app, fake) = stripe_app().await;
+    configure(
+        &app,
+        "musterstadt",
+        ("admin@musterstadt.example", "musterstadt-admin"),
+        MUSTER_ACCOUNT,
+        MUSTER_SECRET,
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    let (_, page) = submitted_application(&app, &mut b).await;
+    let status = b.visit(&page).await;
+    let providers: Vec<String> = status
+        .html()
+        .select(&Selector::parse("#payment input[name=provider]").unwrap())
+        .filter_map(|e| e.value().attr("value").map(str::to_owned))
+        .collect();
+    assert_eq!(providers, ["STRIPE", "ON_SITE"]);
+    let csp = status.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' https://checkout.stripe.com"),
+        "{csp}"
+    );
+    let csrf = status.csrf();
+    let to_stripe = b
+        .post(
+            &format!("{page}/pay"),
+            &[("_csrf", &csrf), ("provider", "STRIPE")],
+        )
+        .await;
+    assert_eq!(
+        to_stripe.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_stripe.body
+    );
+    let checkout = to_stripe.location();
+    let session = session_of(&checkout);
+    assert_eq!(fake.session(&session).amount, 12000);
+
+    // Back from Stripe before its webhook: a notice, the payment still open.
+    let back = b.visit(&format!("{page}/payment/done")).await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert_safe_page(&back);
+    assert!(
+        back.body
+            .contains("Sobald der Zahlungsdienst die Zahlung bestätigt")
+    );
+    assert_eq!(
+        back.texts(".ap-payments li"),
+        ["Online bezahlen: 120,00 € – offen"]
+    );
+    let paid = fake.pay(&session).to_string();
+    let (code, _) = deliver(&app, "musterstadt", &paid, None, MUSTER_SECRET).await;
+    assert_eq!(code, 200);
+    let after = b.visit(&page).await;
+    assert!(
+        after.texts(".ap-payments li")[0].starts_with("Online bezahlen: 120,00 € – bezahlt am ")
+    );
+    assert!(after.texts(".ap-pay-amount").is_empty());
+    let cancelled = b.visit(&format!("{page}/payment/cancelled")).await;
+    assert!(cancelled.body.contains("Die Zahlung wurde abgebrochen."));
+}
