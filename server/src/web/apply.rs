@@ -130,18 +130,6 @@ async fn form_of(gql: &Gql<'_>, slug: &str) -> Result<Wizard, ApiError> {
     Ok(Wizard::new(content))
 }
 
-/// Everything a handler of a draft page starts with.
-async fn open<'a>(req: &'a HttpRequest, deps: &Deps<'a>) -> Result<(Cx, Gql<'a>), HttpResponse> {
-    let state = deps.state;
-    let Some(cx) = Cx::of(req, state) else {
-        return Err(HttpResponse::NotFound().finish());
-    };
-    match deps.gql(req, &cx).await {
-        Ok(gql) => Ok((cx, gql)),
-        Err(e) => Err(cx.error(&e)),
-    }
-}
-
 /// Reads a posted form (bounded, with a valid CSRF token), or the page that refuses it.
 pub async fn posted(
     req: &HttpRequest,
@@ -169,7 +157,7 @@ pub async fn start(
     payload: web::Payload,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (mut cx, gql) = match open(&req, &deps).await {
+    let (mut cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -218,7 +206,7 @@ pub async fn resume_here(
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql) = match open(&req, &deps).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -263,7 +251,7 @@ pub async fn resume(
     query: web::Query<TokenQuery>,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (mut cx, gql) = match open(&req, &deps).await {
+    let (mut cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -335,7 +323,7 @@ pub async fn show_step(
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql) = match open(&req, &deps).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -365,7 +353,7 @@ pub async fn post_step(
     payload: web::Payload,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql) = match open(&req, &deps).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -510,7 +498,7 @@ pub async fn saved(
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql) = match open(&req, &deps).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };

@@ -198,19 +198,6 @@ fn upload_error(lang: Lang, err: &ApiError, types: &str) -> String {
     }
 }
 
-async fn open<'a>(
-    req: &'a HttpRequest,
-    deps: &Deps<'a>,
-    path: &[String],
-) -> Result<(Cx, super::gql::Gql<'a>, String), HttpResponse> {
-    let Some(cx) = Cx::of(req, deps.state) else {
-        return Err(HttpResponse::NotFound().finish());
-    };
-    let gql = deps.gql(req, &cx).await.map_err(|e| cx.error(&e))?;
-    let id = path.last().cloned().unwrap_or_default();
-    Ok((cx, gql, id))
-}
-
 /// `GET /t/{tenant}/drafts/{id}/documents`.
 pub async fn show(
     req: HttpRequest,
@@ -219,10 +206,11 @@ pub async fn show(
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql, id) = match open(&req, &deps, &path).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
+    let id = path.last().cloned().unwrap_or_default();
     match load(&gql, &req, &id).await {
         Ok(draft) => cx.html(StatusCode::OK, &page(&cx, &draft, &BTreeMap::new())),
         Err(e) => cx.error(&e),
@@ -239,10 +227,11 @@ pub async fn next(
     payload: web::Payload,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql, id) = match open(&req, &deps, &path).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
+    let id = path.last().cloned().unwrap_or_default();
     if let Err(page) = posted(&req, &cx, payload).await {
         return page;
     }
@@ -288,10 +277,11 @@ pub async fn delete(
     payload: web::Payload,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql, id) = match open(&req, &deps, &path).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
+    let id = path.last().cloned().unwrap_or_default();
     let form = match posted(&req, &cx, payload).await {
         Ok(f) => f,
         Err(page) => return page,
@@ -398,10 +388,11 @@ pub async fn upload(
     payload: web::Payload,
 ) -> HttpResponse {
     let deps = Deps::new(&state, &schema);
-    let (cx, gql, id) = match open(&req, &deps, &path).await {
+    let (cx, gql) = match deps.open(&req).await {
         Ok(x) => x,
         Err(page) => return page,
     };
+    let id = path.last().cloned().unwrap_or_default();
     let limit = state.settings.storage.multipart_max_bytes;
     let Some(form) = read_upload(&req, payload, limit).await else {
         return cx.error_page(StatusCode::BAD_REQUEST, ErrorKind::Expired, None);

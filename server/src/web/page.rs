@@ -284,6 +284,18 @@ impl<'a> Deps<'a> {
         }
     }
 
+    /// What every tenant page starts with: its context and the caller's GraphQL; else the page
+    /// that says why not (no tenant here, an unknown tenant).
+    pub async fn open(&self, req: &'a HttpRequest) -> Result<(Cx, Gql<'a>), HttpResponse> {
+        let Some(cx) = Cx::of(req, self.state) else {
+            return Err(HttpResponse::NotFound().finish());
+        };
+        match self.gql(req, &cx).await {
+            Ok(gql) => Ok((cx, gql)),
+            Err(e) => Err(cx.error(&e)),
+        }
+    }
+
     /// Resolves the page's caller (tenant, anonymous unless signed in) and opens its GraphQL.
     pub async fn gql(&self, req: &'a HttpRequest, cx: &Cx) -> Result<Gql<'a>, ApiError> {
         let tenant = (!cx.slug.is_empty()).then_some(cx.slug.as_str());

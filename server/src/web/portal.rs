@@ -244,17 +244,12 @@ pub async fn service(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
-    let Some(slug) = path.last().cloned() else {
-        return cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None);
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
+    let slug = path.last().cloned().unwrap_or_default();
     let answer: Result<ServiceData, _> = gql
         .run(
             "query($slug: String!) { tenant { name branding { primaryColor logoUrl } \

@@ -158,13 +158,10 @@ pub async fn show(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let id = path.last().map_or("", String::as_str);
     let draft = match load(&gql, &req, id).await {
@@ -185,17 +182,14 @@ pub async fn submit(
     path: web::Path<Vec<String>>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let Some(mut cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
+    let deps = Deps::new(&state, &schema);
+    let (mut cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     if let Err(page) = posted(&req, &cx, payload).await {
         return page;
     }
-    let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
-    };
     let id = path.last().map_or("", String::as_str);
     let draft = match load(&gql, &req, id).await {
         Ok(d) => d,

@@ -123,13 +123,10 @@ pub async fn submitted(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let id = path.last().map_or("", String::as_str);
     let (tenant, app, token) = match load(&gql, &req, id).await {
@@ -175,13 +172,10 @@ pub async fn access(
     path: web::Path<Vec<String>>,
     query: web::Query<TokenQuery>,
 ) -> HttpResponse {
-    let Some(mut cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (mut cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let id = path.last().map_or("", String::as_str);
     let token = query.token.clone().unwrap_or_default();
@@ -411,6 +405,21 @@ struct PayView {
     first: bool,
 }
 
+/// The status page of application `id`, with what a form got wrong or a notice.
+async fn render(
+    cx: &Cx,
+    gql: &Gql<'_>,
+    req: &HttpRequest,
+    id: &str,
+    status: StatusCode,
+    form: FormErrors,
+) -> HttpResponse {
+    match load(gql, req, id).await {
+        Ok((tenant, app, _)) => cx.html(status, &status_page(cx, &tenant, app, form)),
+        Err(e) => cx.error(&e),
+    }
+}
+
 /// `GET /t/{tenant}/applications/{id}`.
 pub async fn show(
     req: HttpRequest,
@@ -418,22 +427,13 @@ pub async fn show(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let id = path.last().cloned().unwrap_or_default();
-    match load(&gql, &req, &id).await {
-        Ok((tenant, app, _)) => cx.html(
-            StatusCode::OK,
-            &status_page(&cx, &tenant, app, FormErrors::default()),
-        ),
-        Err(e) => cx.error(&e),
-    }
+    render(&cx, &gql, &req, &id, StatusCode::OK, FormErrors::default()).await
 }
 
 /// `POST /t/{tenant}/applications/{id}/messages` (`body`) and `…/provide` (`message`): a
@@ -445,17 +445,14 @@ pub async fn write(
     path: web::Path<Vec<String>>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
+    let deps = Deps::new(&state, &schema);
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let form = match super::apply::posted(&req, &cx, payload).await {
         Ok(f) => f,
         Err(page) => return page,
-    };
-    let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
     };
     let id = path.last().cloned().unwrap_or_default();
     let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
@@ -485,13 +482,15 @@ pub async fn write(
         errors
     };
     if text.is_empty() {
-        return match load(&gql, &req, &id).await {
-            Ok((tenant, app, _)) => cx.html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &status_page(&cx, &tenant, app, refuse(None)),
-            ),
-            Err(e) => cx.error(&e),
-        };
+        return render(
+            &cx,
+            &gql,
+            &req,
+            &id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            refuse(None),
+        )
+        .await;
     }
     let answer: Result<Value, _> = if providing {
         gql.run(
@@ -512,13 +511,10 @@ pub async fn write(
             cx.link(&format!("/applications/{id}")),
             if providing { "status" } else { "messages" }
         )),
-        Err(e) if e.is("VALIDATION_FAILED") => match load(&gql, &req, &id).await {
-            Ok((tenant, app, _)) => cx.html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &status_page(&cx, &tenant, app, refuse(Some(e))),
-            ),
-            Err(e) => cx.error(&e),
-        },
+        Err(e) if e.is("VALIDATION_FAILED") => {
+            let form = refuse(Some(e));
+            render(&cx, &gql, &req, &id, StatusCode::UNPROCESSABLE_ENTITY, form).await
+        }
         Err(e) => cx.error(&e),
     }
 }
@@ -533,17 +529,14 @@ pub async fn pay(
     path: web::Path<Vec<String>>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
+    let deps = Deps::new(&state, &schema);
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let form = match super::apply::posted(&req, &cx, payload).await {
         Ok(f) => f,
         Err(page) => return page,
-    };
-    let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
     };
     let id = path.last().cloned().unwrap_or_default();
     let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
@@ -581,21 +574,11 @@ pub async fn pay(
             } else {
                 "The payment could not be started just now. Please try again later or choose to pay at the counter."
             };
-            match load(&gql, &req, &id).await {
-                Ok((tenant, app, _)) => cx.html(
-                    StatusCode::CONFLICT,
-                    &status_page(
-                        &cx,
-                        &tenant,
-                        app,
-                        FormErrors {
-                            pay: Some(text.to_owned()),
-                            ..FormErrors::default()
-                        },
-                    ),
-                ),
-                Err(e) => cx.error(&e),
-            }
+            let form = FormErrors {
+                pay: Some(text.to_owned()),
+                ..FormErrors::default()
+            };
+            render(&cx, &gql, &req, &id, StatusCode::CONFLICT, form).await
         }
         Err(e) => cx.error(&e),
     }
@@ -610,13 +593,10 @@ pub async fn payment_return(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (cx, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let (id, outcome) = super::apply::two(&path);
     let notice = if outcome == "done" {
@@ -624,21 +604,11 @@ pub async fn payment_return(
     } else {
         cx.t.payment_cancelled
     };
-    match load(&gql, &req, id).await {
-        Ok((tenant, app, _)) => cx.html(
-            StatusCode::OK,
-            &status_page(
-                &cx,
-                &tenant,
-                app,
-                FormErrors {
-                    notice: Some(notice.to_owned()),
-                    ..FormErrors::default()
-                },
-            ),
-        ),
-        Err(e) => cx.error(&e),
-    }
+    let form = FormErrors {
+        notice: Some(notice.to_owned()),
+        ..FormErrors::default()
+    };
+    render(&cx, &gql, &req, id, StatusCode::OK, form).await
 }
 
 /// `GET /t/{tenant}/applications/{id}/events`: the application's status as server-sent events
@@ -650,13 +620,10 @@ pub async fn events(
     schema: web::Data<CheckedSchema>,
     path: web::Path<Vec<String>>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
-        return HttpResponse::NotFound().finish();
-    };
     let deps = Deps::new(&state, &schema);
-    let gql = match deps.gql(&req, &cx).await {
-        Ok(g) => g,
-        Err(e) => return cx.error(&e),
+    let (_, gql) = match deps.open(&req).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let id = path.last().cloned().unwrap_or_default();
     let token = req.cookie(APPLICATION_COOKIE).map(|c| c.value().to_owned());
