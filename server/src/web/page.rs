@@ -212,16 +212,17 @@ impl Cx {
             _ => false,
         };
         let headers = req.headers();
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == "cross-site");
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let cross_site = fetch_site.is_some_and(|v| v == "cross-site");
         // Host and port only: behind a proxy that ends TLS the scheme seen here may differ.
         let host_of = |url: &str| url.split_once("://").map(|(_, h)| h.to_owned());
-        let foreign_origin = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|o| host_of(o) != host_of(&crate::http::origin(req)));
+        let foreign_origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            None => false,
+            // Our pages are sent with `Referrer-Policy: no-referrer`, under which browsers post
+            // even our own forms with `Origin: null`: then Sec-Fetch-Site must say same-origin.
+            Some("null") => fetch_site.is_some_and(|v| v != "same-origin"),
+            Some(o) => host_of(o) != host_of(&crate::http::origin(req)),
+        };
         same_token && !cross_site && !foreign_origin
     }
 }

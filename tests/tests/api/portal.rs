@@ -645,8 +645,34 @@ async fn forms_without_the_csrf_token_or_from_another_site_change_nothing() {
         .await
         .unwrap();
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    // An opaque origin (`Origin: null`) counts only when the browser says the form is our own.
+    let opaque = |site: &'static str| {
+        b.client
+            .post(b.url(&halter))
+            .header("cookie", b.cookie_header())
+            .header("origin", "null")
+            .header("sec-fetch-site", site)
+            .form(&with(&csrf, "save", &[("name", "Angreifer")]))
+            .send()
+    };
+    assert_eq!(
+        opaque("same-site").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     let page = b.visit(&halter).await;
     assert_eq!(page.attr("#f-name", "value").as_deref(), Some(""));
+    // Our own form posted under `Referrer-Policy: no-referrer`, as browsers send it.
+    let own = b
+        .client
+        .post(b.url(&halter))
+        .header("cookie", b.cookie_header())
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&with(&csrf, "save", &[("name", "Erika Mustermann")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::SEE_OTHER);
     // Starting an application needs the token as well.
     let start = b
         .post("/t/musterstadt/services/hundesteuer/apply", &[])
