@@ -303,3 +303,117 @@ scenario('d-english', async (s) => {
   assert.equal(await page.getByRole('button', { name: 'Save and continue later' }).count(), 1);
   await s.check(page, 'step1-en');
 });
+
+/** A GraphQL call to the API as the municipality's staff would make it (not through the pages). */
+async function api(query, variables = {}, token) {
+  const headers = { 'content-type': 'application/json', 'x-tenant': 'musterstadt' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(url('/graphql'), { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  const body = await res.json();
+  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+  return body.data;
+}
+
+async function staffToken() {
+  const data = await api(
+    'mutation($i: LoginInput!) { login(input: $i) { accessToken } }',
+    { i: { email: 'kasse@musterstadt.example', password: 'musterstadt-kasse' } },
+  );
+  return data.login.accessToken;
+}
+
+// A listed breed: the certificate is uploaded at its document, the fees are paid at the counter,
+// the office writes and the citizen answers, and the open status page follows a status change.
+scenario('e-attachment-payment-messages', async (s) => {
+  const page = await s.newPage();
+  await page.goto(url('/t/musterstadt/services/hundesteuer'));
+  await page.getByRole('button', { name: 'Antrag starten' }).click();
+  await page.waitForURL(/\/steps\/halter$/);
+  for (const [key, value] of Object.entries(OWNER)) await page.locator(`#f-${key}`).fill(value);
+  await page.getByRole('button', { name: 'Weiter' }).click();
+  await page.waitForURL(/\/steps\/hund$/);
+  await page.locator('#f-dog_count').fill('1');
+  await page.locator('#f-breed').fill('American Staffordshire Terrier');
+  await page.locator('fieldset', { has: page.locator('#f-listed_breed') }).getByLabel('Ja').check();
+  await page.locator('#f-date_acquired').fill('2026-11-01');
+  await page.getByRole('button', { name: 'Weiter' }).click();
+  await page.waitForURL(/\/steps\/bankverbindung$/);
+  await page.locator('#f-iban').fill('DE02120300000000202051');
+  await page.locator('#f-account_holder').fill(OWNER.name);
+  await page.getByRole('button', { name: 'Weiter' }).click();
+
+  // The documents step asks for the certificate; a text file is refused at the document.
+  await page.waitForURL(/\/documents$/);
+  assert.equal(await h1(page), 'Unterlagen');
+  await s.check(page, 'documents');
+  const doc = page.locator('#doc-sachkundenachweis');
+  await doc.locator('input[type=file]').setInputFiles({
+    name: 'notiz.txt', mimeType: 'text/plain', buffer: Buffer.from('nur Text'),
+  });
+  await doc.getByRole('button', { name: 'Hochladen' }).click();
+  await page.locator('#error-summary').waitFor();
+  assert.match(await page.locator('#file-sachkundenachweis-error').innerText(), /kein erlaubtes Format/);
+  await s.check(page, 'documents-wrong-type');
+  await page.locator('#doc-sachkundenachweis input[type=file]').setInputFiles({
+    name: 'sachkunde.pdf',
+    mimeType: 'application/pdf',
+    buffer: Buffer.from('%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n'),
+  });
+  await page.locator('#doc-sachkundenachweis').getByRole('button', { name: 'Hochladen' }).click();
+  await page.waitForURL(/\/documents#doc-sachkundenachweis$/);
+  assert.deepEqual(await page.locator('.ap-filename').allInnerTexts(), ['sachkunde.pdf']);
+  await s.check(page, 'documents-uploaded');
+  await page.getByRole('button', { name: 'Weiter', exact: true }).click();
+  await page.waitForURL(/\/review$/);
+  assert.deepEqual(await page.locator('.ap-files li').allInnerTexts(), ['Sachkundenachweis: sachkunde.pdf']);
+  assert.equal(await page.locator('.ap-total').innerText(), '720,00 €');
+  await s.check(page, 'review');
+  await page.getByRole('button', { name: 'Antrag verbindlich absenden' }).click();
+  await page.waitForURL(/\/submitted$/);
+  await page.getByRole('link', { name: 'Zum Antrag' }).click();
+  await page.waitForURL(/\/applications\/[^/]+$/);
+  const applicationId = new URL(page.url()).pathname.split('/').pop();
+
+  // Paying at the counter: the amount the server computed, then the open payment.
+  assert.equal(await page.locator('.ap-pay-amount').innerText(), '720,00 €');
+  await s.check(page, 'status-to-pay');
+  await page.getByRole('button', { name: 'An der Kasse bezahlen' }).click();
+  await page.waitForURL(/#payment$/);
+  assert.deepEqual(await page.locator('.ap-payments li').allInnerTexts(), ['An der Kasse bezahlen: 720,00 € – offen']);
+  await s.check(page, 'status-pay-at-counter');
+
+  // The office writes; the citizen reads it and answers.
+  const token = await staffToken();
+  await api(
+    'mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } } }',
+    { i: { applicationId, body: 'Bitte bringen Sie die Hundesteuermarke des alten Wohnorts mit.' } },
+    token,
+  );
+  await page.reload();
+  assert.ok(
+    (await page.locator('.ap-message--staff p').allInnerTexts()).includes('Bitte bringen Sie die Hundesteuermarke des alten Wohnorts mit.'),
+  );
+  await page.getByLabel('Nachricht an die Verwaltung').fill('Mache ich, danke!');
+  await page.getByRole('button', { name: 'Nachricht senden' }).click();
+  await page.waitForURL(/#messages$/);
+  assert.ok((await page.locator('.ap-message--citizen p').allInnerTexts()).includes('Mache ich, danke!'));
+  await s.check(page, 'status-messages');
+  const seen = await api(
+    'query($id: ID!) { application(id: $id) { messages { sender body } attachments { filename document } } }',
+    { id: applicationId },
+    token,
+  );
+  assert.deepEqual(seen.application.messages.map((m) => m.sender), ['staff', 'citizen']);
+  assert.deepEqual(seen.application.attachments, [{ filename: 'sachkunde.pdf', document: 'sachkundenachweis' }]);
+
+  // The open page follows the office's status change by itself (server-sent events).
+  assert.equal(await page.locator('.ap-state').innerText(), 'Eingereicht');
+  await page.waitForTimeout(500); // the event stream is open
+  await api(
+    'mutation($i: TransitionApplicationInput!) { transitionApplication(input: $i) { application { state } } }',
+    { i: { id: applicationId, to: 'in_review' } },
+    token,
+  );
+  await page.locator('.ap-state', { hasText: 'In Bearbeitung' }).waitFor({ timeout: 10_000 });
+  await s.check(page, 'status-live-update');
+});
