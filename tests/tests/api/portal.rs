@@ -1319,3 +1319,50 @@ async fn paying_online_goes_to_stripe_checkout_and_the_return_page_waits_for_the
     let cancelled = b.visit(&format!("{page}/payment/cancelled")).await;
     assert!(cancelled.body.contains("Die Zahlung wurde abgebrochen."));
 }
+
+#[tokio::test]
+async fn with_a_base_domain_each_municipality_has_its_portal_at_the_root_of_its_own_host() {
+    let app = spawn_app_with(|s| s.base_domain = Some("amtsplatz.test".into())).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, host: &str| {
+        client
+            .get(format!("{}{path}", app.base_url))
+            .header("host", host)
+            .send()
+    };
+    let start = get("/", "musterstadt.amtsplatz.test").await.unwrap();
+    assert_eq!(start.status(), StatusCode::OK);
+    let html = Html::parse_document(&start.text().await.unwrap());
+    let link = html
+        .select(&Selector::parse(".ap-services a").unwrap())
+        .filter_map(|a| a.value().attr("href"))
+        .find(|h| h.contains("hundesteuer"))
+        .unwrap()
+        .to_owned();
+    // Links stay on the tenant's host, without the /t/<tenant> prefix.
+    assert_eq!(link, "/services/hundesteuer");
+    let service = get(&link, "musterstadt.amtsplatz.test").await.unwrap();
+    assert_eq!(service.status(), StatusCode::OK);
+    let body = service.text().await.unwrap();
+    assert!(
+        body.contains("action=\"/services/hundesteuer/apply\""),
+        "{body}"
+    );
+    // Another municipality's host shows its own portal; the platform's host lists them all.
+    let other = get("/", "beispielhausen.amtsplatz.test").await.unwrap();
+    assert!(
+        other
+            .text()
+            .await
+            .unwrap()
+            .contains("Gemeinde Beispielhausen")
+    );
+    let platform = get("/", "amtsplatz.test").await.unwrap();
+    assert!(platform.text().await.unwrap().contains("ap-municipalities"));
+    // The API is where it always is, on every host.
+    let api = get("/healthz", "musterstadt.amtsplatz.test").await.unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+}
