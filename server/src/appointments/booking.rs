@@ -173,6 +173,7 @@ fn notice<'a>(
         service_title,
         municipality: &ctx.tenant.name,
         ics_url: mail::ics_url(links.origin, booking.id, &ctx.tenant.slug, links.token),
+        manage_url: mail::manage_url(links.origin, booking.id, &ctx.tenant.slug, links.token),
     }
 }
 
@@ -613,6 +614,19 @@ fn resources_to_lock(txn: &TenantTx, location: Uuid) -> sea_orm::Select<booking_
         .filter(booking_resources::Column::LocationId.eq(location))
         .filter(booking_resources::Column::Active.eq(true))
         .order_by_asc(booking_resources::Column::Key)
+}
+
+/// The slug of a booking's service.
+pub async fn service_slug(db: &Db, tenant: TenantId, service: Uuid) -> AppResult<String> {
+    let txn = begin_tenant(db, tenant).await?;
+    let row = txn
+        .select::<tenant_services::Entity>()
+        .filter(tenant_services::Column::Id.eq(service))
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("service"))?;
+    txn.commit().await?;
+    Ok(row.slug)
 }
 
 /// A booking with what its calendar file shows, for its holder.

@@ -150,6 +150,11 @@ impl Booking {
     async fn end(&self) -> DateTime<Utc> {
         self.0.end_at
     }
+    /// The service the appointment is for.
+    async fn service_slug(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let tctx = tenant_ctx(ctx)?;
+        Ok(booking::service_slug(&deps(ctx)?.db, tctx.tenant_id, self.0.service_id).await?)
+    }
     /// `held` (see `holdExpiresAt`), `booked`, `cancelled` or `no_show`.
     async fn state(&self) -> &str {
         self.0.state.as_str()
@@ -192,6 +197,20 @@ impl AppointmentsQuery {
             .into_iter()
             .map(|(model, resources)| Location { model, resources })
             .collect())
+    }
+
+    /// A booking, for its holder: by the token of its confirmation mail and calendar link
+    /// (the same that cancels or moves it).
+    async fn booking(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        token: String,
+    ) -> async_graphql::Result<Booking> {
+        let tctx = tenant_ctx(ctx)?;
+        let id = parse_id("id", &id)?;
+        let (booking, _, _) = booking::for_ics(&deps(ctx)?.db, &tctx, id, &token).await?;
+        Ok(Booking(booking))
     }
 
     /// The bookings of a location on a (local) date, in time order (staff).

@@ -18,6 +18,16 @@ pub struct Notice<'a> {
     pub municipality: &'a str,
     /// The booking's calendar link (carries its token).
     pub ics_url: String,
+    /// The portal's page to move or cancel the booking (carries its token).
+    pub manage_url: String,
+}
+
+/// The portal's page of a booking, where its holder moves or cancels it.
+pub fn manage_url(origin: &str, booking: uuid::Uuid, tenant_slug: &str, token: &str) -> String {
+    format!(
+        "{origin}/t/{tenant_slug}/appointments/{booking}/manage?token={}",
+        percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+    )
 }
 
 /// The calendar link of a booking, as mails and `bookAppointment` give it.
@@ -91,8 +101,8 @@ impl Notice<'_> {
         );
         if with_links {
             body.push_str(&format!(
-                "\nKalenderdatei: {}\nMit diesem Link und der Buchungsnummer {} können Sie den Termin auch verschieben oder absagen.\n",
-                self.ics_url, self.booking.id
+                "\nKalenderdatei: {}\nTermin verschieben oder absagen: {}\n",
+                self.ics_url, self.manage_url
             ));
         }
         body.push_str(&format!("\nIhre {}\n", self.municipality));

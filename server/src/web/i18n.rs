@@ -228,6 +228,26 @@ texts! {
     payment_ended: "abgebrochen oder abgelaufen", "cancelled or expired";
     payment_returned: "Vielen Dank. Sobald der Zahlungsdienst die Zahlung bestätigt, sehen Sie sie hier.", "Thank you. As soon as the payment service confirms the payment, you see it here.";
     payment_cancelled: "Die Zahlung wurde abgebrochen. Sie können es jederzeit erneut versuchen.", "The payment was cancelled. You can try again at any time.";
+    appt_title: "Termin buchen", "Book an appointment";
+    appt_link: "Termin vor Ort buchen", "Book an appointment in person";
+    appt_days: "Tage mit freien Terminen", "Days with free slots";
+    appt_earlier: "Frühere Tage", "Earlier days";
+    appt_later: "Spätere Tage", "Later days";
+    appt_slots_on: "Freie Termine am", "Free slots on";
+    appt_none: "An diesem Tag ist kein Termin frei. Wählen Sie einen anderen Tag.", "There is no free slot on this day. Choose another day.";
+    appt_name: "Ihr Name", "Your name";
+    appt_email: "Ihre E-Mail-Adresse (für die Bestätigung)", "Your email address (for the confirmation)";
+    appt_book: "Termin verbindlich buchen", "Book this appointment";
+    appt_yours: "Ihr Termin", "Your appointment";
+    appt_booked: "Ihr Termin ist gebucht.", "Your appointment is booked.";
+    appt_booked_note: "Die Bestätigung mit Kalenderdatei und einem Link zum Verschieben oder Absagen kommt per E-Mail.", "The confirmation with a calendar file and a link to move or cancel it comes by email.";
+    appt_when: "Wann", "When";
+    appt_where: "Wo", "Where";
+    appt_ics: "In den Kalender übernehmen (.ics)", "Add to calendar (.ics)";
+    appt_cancel: "Termin absagen", "Cancel the appointment";
+    appt_cancelled: "Dieser Termin ist abgesagt.", "This appointment is cancelled.";
+    appt_move: "Termin verschieben", "Move the appointment";
+    appt_move_button: "Auf den gewählten Termin verschieben", "Move to the chosen slot";
     status_open: "Zum Antrag", "Open application";
     not_found_title: "Seite nicht gefunden", "Page not found";
     not_found_text: "Diese Seite gibt es nicht (mehr). Vielleicht ist der Link abgelaufen oder unvollständig.",

@@ -6,6 +6,7 @@
 //! redirect); scripts only enhance.
 
 mod apply;
+mod appointment;
 pub mod assets;
 mod documents;
 mod form;
@@ -111,6 +112,24 @@ fn pages(cfg: &mut web::ServiceConfig, guard: Option<TenantHost>) {
         .route("/applications/{id}/provide", post().to(status::write))
         .route("/applications/{id}/events", get().to(status::events))
         .route("/applications/{id}/pay", post().to(status::pay))
+        .route(
+            "/applications/{id}/appointment",
+            get().to(appointment::show),
+        )
+        .route(
+            "/applications/{id}/appointment",
+            post().to(appointment::book),
+        )
+        .route("/appointments/{id}", get().to(appointment::manage))
+        .route(
+            "/appointments/{id}/manage",
+            get().to(appointment::manage_link),
+        )
+        .route("/appointments/{id}/cancel", post().to(appointment::change))
+        .route(
+            "/appointments/{id}/reschedule",
+            post().to(appointment::change),
+        )
         .route(
             "/applications/{id}/payment/{outcome}",
             get().to(status::payment_return),

@@ -239,6 +239,8 @@ struct StatusPage<'a> {
     payments: Vec<String>,
     pending_on_site: bool,
     notice: Option<String>,
+    /// Where to book an appointment, when the service has them.
+    appointment: Option<String>,
 }
 
 /// What a form on the status page got wrong, to show at its field.
@@ -393,6 +395,10 @@ fn status_page<'a>(
         payments,
         pending_on_site,
         notice: form.notice,
+        appointment: content
+            .as_ref()
+            .is_some_and(|c| c.appointment.is_some())
+            .then(|| cx.link(&format!("/applications/{}/appointment", app.id))),
     }
 }
 

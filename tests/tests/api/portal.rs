@@ -1366,3 +1366,164 @@ async fn with_a_base_domain_each_municipality_has_its_portal_at_the_root_of_its_
     let api = get("/healthz", "musterstadt.amtsplatz.test").await.unwrap();
     assert_eq!(api.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_appointment_is_booked_from_the_status_page_then_moved_and_cancelled_from_the_mail_link()
+{
+    let sink = crate::helpers::SmtpSink::start(0).await;
+    let port = sink.port;
+    let app = spawn_app_with(move |s| {
+        s.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
+        s.mail.poll_interval_ms = 100;
+    })
+    .await;
+    let resp = app
+        .gql(
+            Some("musterstadt"),
+            None,
+            "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken application { id } } }",
+            json!({ "i": { "serviceSlug": "meldebescheinigung", "data": {
+                "name": "Erika Mustermann", "birth_date": "1980-02-03", "street": "Hauptstraße 1",
+                "postcode": "12345", "city": "Musterstadt", "kind": "einfach", "delivery": "abholung"
+            } } }),
+        )
+        .await;
+    let id = str_at(&data(&resp)["submitApplication"]["application"], "id");
+    let token = str_at(&data(&resp)["submitApplication"], "accessToken");
+    let mut b = Browser::new(&app);
+    let page = format!("/t/musterstadt/applications/{id}");
+    b.get(&format!("{page}/access?token={token}")).await;
+    let status = b.visit(&page).await;
+    let link = status
+        .attr(".ap-book", "href")
+        .expect("a link to book an appointment");
+    assert_eq!(link, format!("{page}/appointment"));
+
+    // The picker: days with free slots, the first day's times, the name from the application.
+    let picker = b.visit(&link).await;
+    assert_eq!(picker.status, StatusCode::OK, "{}", picker.body);
+    assert_safe_page(&picker);
+    assert!(!picker.texts(".ap-days li").is_empty());
+    let slots: Vec<String> = picker
+        .html()
+        .select(&Selector::parse("input[name=start]").unwrap())
+        .filter_map(|e| e.value().attr("value").map(str::to_owned))
+        .collect();
+    assert!(slots.len() >= 2, "{slots:?}");
+    assert_eq!(
+        picker.attr("#contact-name", "value").as_deref(),
+        Some("Erika Mustermann")
+    );
+    let csrf = picker.csrf();
+    let location = picker.attr("input[name=location]", "value").unwrap();
+
+    // Without an email address nothing is booked; the choice is named at the slots.
+    let incomplete = b
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("start", &slots[0]),
+                ("location", &location),
+                ("name", "Erika Mustermann"),
+                ("email", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        incomplete.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        incomplete.body
+    );
+    assert!(!incomplete.texts("#error-summary a").is_empty());
+    let booked = b
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("start", &slots[0]),
+                ("location", &location),
+                ("name", "Erika Mustermann"),
+                ("email", "erika@example.org"),
+            ],
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.body);
+    let booking_page = booked.location();
+    assert!(booking_page.ends_with("?booked=1"), "{booking_page}");
+    let shown = b.visit(&booking_page).await;
+    assert_safe_page(&shown);
+    assert!(shown.body.contains("Ihr Termin ist gebucht."));
+    let first_when = shown.texts(".ap-when").remove(0);
+    let ics = shown.attr(".ap-ics", "href").unwrap();
+    let calendar = b.get(&ics).await;
+    assert_eq!(calendar.status, StatusCode::OK);
+    assert!(calendar.body.contains("BEGIN:VEVENT"));
+
+    // The confirmation mail links to the page that moves or cancels it.
+    // (The office is told of the application too: the citizen's mail is the one to her.)
+    let mut text = String::new();
+    for n in 1..=5 {
+        let mails = sink.wait_for(n).await;
+        if let Some(mail) = mails
+            .iter()
+            .find(|m| m.to.iter().any(|t| t.contains("erika@example.org")))
+        {
+            let message = mail_parser::MessageParser::default()
+                .parse(mail.data.as_bytes())
+                .unwrap();
+            text = message.body_text(0).unwrap().to_string();
+            break;
+        }
+    }
+    let manage = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Termin verschieben oder absagen: "))
+        .expect("the link to move or cancel")
+        .trim()
+        .to_owned();
+    assert!(
+        manage.contains("/appointments/") && manage.contains("/manage?token="),
+        "{manage}"
+    );
+
+    let mut other = Browser::new(&app);
+    let path = manage.trim_start_matches(&app.base_url).to_owned();
+    let opened = other.get(&path).await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    assert!(!opened.location().contains("token"));
+    let mine = other.visit(&opened.location()).await;
+    assert_eq!(mine.texts(".ap-when"), std::slice::from_ref(&first_when));
+    let later: Vec<String> = mine
+        .html()
+        .select(&Selector::parse("input[name=start]").unwrap())
+        .filter_map(|e| e.value().attr("value").map(str::to_owned))
+        .collect();
+    let target = later.last().unwrap().clone();
+    assert_ne!(target, slots[0]);
+    let csrf = mine.csrf();
+    let moved = other
+        .post(
+            &format!("{}/reschedule", opened.location()),
+            &[("_csrf", &csrf), ("start", &target)],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.body);
+    let after = other.visit(&opened.location()).await;
+    assert_ne!(after.texts(".ap-when"), [first_when]);
+    let cancelled = other
+        .post(
+            &format!("{}/cancel", opened.location()),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    let gone = other.visit(&opened.location()).await;
+    assert_eq!(gone.texts(".ap-cancelled"), ["Dieser Termin ist abgesagt."]);
+    // Without the mail's link, the booking's page stays closed.
+    assert_eq!(
+        Browser::new(&app).get(&opened.location()).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
