@@ -417,3 +417,45 @@ scenario('e-attachment-payment-messages', async (s) => {
   await page.locator('.ap-state', { hasText: 'In Bearbeitung' }).waitFor({ timeout: 10_000 });
   await s.check(page, 'status-live-update');
 });
+
+// An appointment for a registration certificate: booked from the status page with the slot
+// picker, then moved to another slot on the booking's page.
+scenario('f-appointment', async (s) => {
+  const submitted = await api(
+    'mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken application { id } } }',
+    { i: { serviceSlug: 'meldebescheinigung', data: {
+      name: 'Erika Mustermann', birth_date: '1980-02-03', street: 'Hauptstraße 1', postcode: '12345',
+      city: 'Musterstadt', kind: 'einfach', delivery: 'abholung',
+    } } },
+  );
+  const { accessToken, application } = submitted.submitApplication;
+  const page = await s.newPage();
+  await page.goto(url(`/t/musterstadt/applications/${application.id}/access?token=${accessToken}`));
+  await page.waitForURL((u) => !u.search.includes('token'));
+  await page.getByRole('link', { name: 'Termin vor Ort buchen' }).click();
+  await page.waitForURL(/\/appointment$/);
+  assert.equal(await h1(page), 'Termin buchen');
+  assert.equal(await page.locator('#contact-name').inputValue(), 'Erika Mustermann');
+  await s.check(page, 'picker');
+  const slots = page.locator('input[name=start]');
+  assert.ok((await slots.count()) >= 2);
+  const firstTime = await page.locator('label[for=slot-1]').innerText();
+  await page.getByLabel(firstTime, { exact: true }).check();
+  await page.locator('#contact-email').fill('erika@example.org');
+  await page.getByRole('button', { name: 'Termin verbindlich buchen' }).click();
+  await page.waitForURL(/\/appointments\/[^/?]+\?booked=1$/);
+  assert.match(await page.locator('.kern-alert--success').innerText(), /Ihr Termin ist gebucht/);
+  const when = await page.locator('.ap-when').innerText();
+  assert.ok(when.includes(firstTime), `${when} / ${firstTime}`);
+  await s.check(page, 'booked');
+
+  // Moving it: another time of the day shown, then the booking shows the new one.
+  const last = await page.locator('input[name=start]').count();
+  const lastTime = await page.locator(`label[for=slot-${last}]`).innerText();
+  assert.notEqual(lastTime, firstTime);
+  await page.locator(`#slot-${last}`).check();
+  await page.getByRole('button', { name: 'Auf den gewählten Termin verschieben' }).click();
+  await page.waitForURL(/\/appointments\/[^/?]+$/);
+  assert.ok((await page.locator('.ap-when').innerText()).includes(lastTime));
+  await s.check(page, 'moved');
+});
