@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 
 use super::form::{ErrorLink, StepView, Wizard};
 use super::gql::{ApiError, Gql};
-use super::page::{Cx, Deps, ErrorKind, MAX_FORM_BYTES, Posted, TENANT_HEAD, TenantHead};
+use super::page::{
+    Cx, Deps, ErrorKind, MAX_FORM_BYTES, Posted, TENANT_HEAD, TenantHead, TokenQuery,
+    follow_access_link,
+};
 use crate::content::ServiceContent;
 use crate::graphql::CheckedSchema;
 use crate::state::AppState;
@@ -236,11 +239,6 @@ pub async fn resume_here(
     }
 }
 
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 /// `GET /t/{tenant}/drafts/{id}/resume?token=…`: the resume link. Keeps the token in the
 /// draft's cookie and continues without it in the address.
 pub async fn resume(
@@ -256,24 +254,16 @@ pub async fn resume(
         Err(page) => return page,
     };
     let id = path.last().cloned().unwrap_or_default();
-    let token = query.token.clone().unwrap_or_default();
-    // The link is checked before anything is kept: a wrong token is "not found".
-    let check: Result<Value, _> = gql
-        .run(
-            "query($id: ID!, $token: String) { draft(id: $id, accessToken: $token) { id } }",
-            json!({ "id": id, "token": token }),
-        )
-        .await;
-    match check {
-        Ok(_) => {
-            cx.set_cookie(DRAFT_COOKIE, token, draft_path(&cx, &id));
-            cx.redirect(&draft_path(&cx, &id))
-        }
-        Err(e) if e.is("UNAUTHENTICATED") || e.is("VALIDATION_FAILED") => {
-            cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None)
-        }
-        Err(e) => cx.error(&e),
-    }
+    let cookie = (DRAFT_COOKIE, draft_path(&cx, &id));
+    follow_access_link(
+        &mut cx,
+        &gql,
+        "query($id: ID!, $t: String) { draft(id: $id, accessToken: $t) { id } }",
+        &id,
+        query.into_inner().token,
+        cookie,
+    )
+    .await
 }
 
 #[derive(Template)]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::form::ErrorLink;
 use super::gql::{ApiError, Gql};
 use super::i18n::Lang;
-use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead};
+use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead, TokenQuery, follow_access_link};
 use super::status::APPLICATION_COOKIE;
 use crate::graphql::CheckedSchema;
 use crate::state::AppState;
@@ -433,11 +433,6 @@ pub async fn book(
     }
 }
 
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 /// `GET /t/{tenant}/appointments/{id}/manage?token=…`: the link of the booking mail. Keeps the
 /// token in the booking's cookie and continues without it in the address.
 pub async fn manage_link(
@@ -453,29 +448,16 @@ pub async fn manage_link(
         Err(page) => return page,
     };
     let id = path.last().cloned().unwrap_or_default();
-    let token = query.token.clone().unwrap_or_default();
-    let check: Result<Value, _> = gql
-        .run(
-            "query($id: ID!, $t: String!) { booking(id: $id, token: $t) { id } }",
-            json!({ "id": id, "t": token }),
-        )
-        .await;
-    match check {
-        Ok(_) => {
-            let booking_path = cx.link(&format!("/appointments/{id}"));
-            cx.set_cookie(BOOKING_COOKIE, token, booking_path.clone());
-            cx.redirect(&booking_path)
-        }
-        Err(e)
-            if matches!(
-                e.code.as_str(),
-                "NOT_FOUND" | "VALIDATION_FAILED" | "UNAUTHENTICATED"
-            ) =>
-        {
-            cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None)
-        }
-        Err(e) => cx.error(&e),
-    }
+    let cookie = (BOOKING_COOKIE, cx.link(&format!("/appointments/{id}")));
+    follow_access_link(
+        &mut cx,
+        &gql,
+        "query($id: ID!, $t: String!) { booking(id: $id, token: $t) { id } }",
+        &id,
+        query.into_inner().token,
+        cookie,
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -312,6 +312,45 @@ impl<'a> Deps<'a> {
     }
 }
 
+/// The query of an access link (`…?token=`).
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// Follows an access link (the resume, status and booking links): the token is checked by
+/// `check` (a query with `$id` and `$t`) before anything is kept, then kept in `cookie` on
+/// `path` only, and the browser continues there without it in the address. A wrong token is
+/// "not found".
+pub async fn follow_access_link(
+    cx: &mut Cx,
+    gql: &Gql<'_>,
+    check: &str,
+    id: &str,
+    token: Option<String>,
+    (cookie, path): (&'static str, String),
+) -> HttpResponse {
+    let token = token.unwrap_or_default();
+    let answer: Result<serde_json::Value, _> = gql
+        .run(check, serde_json::json!({ "id": id, "t": token }))
+        .await;
+    match answer {
+        Ok(_) => {
+            cx.set_cookie(cookie, token, path.clone());
+            cx.redirect(&path)
+        }
+        Err(e)
+            if matches!(
+                e.code.as_str(),
+                "NOT_FOUND" | "UNAUTHENTICATED" | "VALIDATION_FAILED"
+            ) =>
+        {
+            cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None)
+        }
+        Err(e) => cx.error(&e),
+    }
+}
+
 /// A posted form: its fields in order (repeated names kept), at most 64 KiB.
 pub struct Posted(pub Vec<(String, String)>);
 

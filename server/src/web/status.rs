@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 
 use super::form::ErrorLink;
 use super::gql::{ApiError, Gql};
-use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead};
+use super::page::{Cx, Deps, TENANT_HEAD, TenantHead, TokenQuery, follow_access_link};
 use crate::content::ServiceContent;
 use crate::graphql::CheckedSchema;
 use crate::state::AppState;
@@ -158,11 +158,6 @@ pub async fn submitted(
     )
 }
 
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 /// `GET /t/{tenant}/applications/{id}/access?token=…`: the status link. Keeps the token in
 /// the application's cookie and continues without it in the address.
 pub async fn access(
@@ -178,24 +173,16 @@ pub async fn access(
         Err(page) => return page,
     };
     let id = path.last().map_or("", String::as_str);
-    let token = query.token.clone().unwrap_or_default();
-    let check: Result<Value, _> = gql
-        .run(
-            "query($id: ID!, $token: String) { application(id: $id, accessToken: $token) { id } }",
-            json!({ "id": id, "token": token }),
-        )
-        .await;
-    match check {
-        Ok(_) => {
-            let app_path = cx.link(&format!("/applications/{id}"));
-            cx.set_cookie(APPLICATION_COOKIE, token, app_path.clone());
-            cx.redirect(&app_path)
-        }
-        Err(e) if e.is("UNAUTHENTICATED") || e.is("VALIDATION_FAILED") => {
-            cx.error_page(StatusCode::NOT_FOUND, ErrorKind::NotFound, None)
-        }
-        Err(e) => cx.error(&e),
-    }
+    let cookie = (APPLICATION_COOKIE, cx.link(&format!("/applications/{id}")));
+    follow_access_link(
+        &mut cx,
+        &gql,
+        "query($id: ID!, $t: String) { application(id: $id, accessToken: $t) { id } }",
+        id,
+        query.into_inner().token,
+        cookie,
+    )
+    .await
 }
 
 struct Event {
