@@ -16,6 +16,7 @@ mod m20261127_000007_create_payments;
 mod m20261203_000008_outbox_row_level_security;
 mod m20261203_000009_break_glass_grants;
 mod m20261204_000010_service_search;
+mod m20261205_000011_citizen_drafts_index;
 pub mod postgres;
 
 pub use m20261203_000008_outbox_row_level_security::OUTBOX_ROLE;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_outbox_row_level_security::Migration),
             Box::new(m20261203_000009_break_glass_grants::Migration),
             Box::new(m20261204_000010_service_search::Migration),
+            Box::new(m20261205_000011_citizen_drafts_index::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@ pub mod gdpr;
 pub mod graphql;
 pub mod http;
 pub mod live;
+pub mod mine;
 pub mod pinned;
 pub mod queries;
 pub mod rules;

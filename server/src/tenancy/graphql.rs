@@ -81,6 +81,12 @@ impl Tenant {
         let s: TenantSettings = serde_json::from_value(self.0.settings.clone()).unwrap_or_default();
         s.oidc.map(|o| o.issuer)
     }
+    /// Our client ID at that provider (public: it is part of every sign-in request), for
+    /// clients that run the sign-in themselves.
+    async fn citizen_login_client_id(&self) -> Option<String> {
+        let s: TenantSettings = serde_json::from_value(self.0.settings.clone()).unwrap_or_default();
+        s.oidc.map(|o| o.client_id)
+    }
     /// The tenant's departments, oldest first. Public.
     async fn departments(
         &self,

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{Draft, deps};
 use crate::applications::drafts;
+use crate::graphql::connection::{Conn, PageArgs, into_connection};
 use crate::graphql::parse_id;
 use crate::graphql::rate_limit_write;
 use crate::graphql::tenant_ctx;
@@ -26,6 +27,28 @@ impl DraftsQuery {
         let (model, service_slug) =
             drafts::draft(deps(ctx)?, &tctx, id, access_token.as_deref()).await?;
         Ok(Draft::new(model, service_slug))
+    }
+
+    /// The signed-in citizen's drafts, oldest first (anonymous callers: `UNAUTHENTICATED`,
+    /// they keep their resume links; staff: `FORBIDDEN`).
+    async fn my_drafts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Draft>> {
+        let tctx = tenant_ctx(ctx)?;
+        let args = PageArgs::parse(ctx, first, after)?;
+        let (page, mut slugs) =
+            crate::applications::mine::drafts(&deps(ctx)?.db, &tctx, args).await?;
+        Ok(into_connection(
+            page,
+            |m| m.id,
+            |model| {
+                let slug = slugs.remove(&model.service_id).unwrap_or_default();
+                Draft::new(model, slug)
+            },
+        ))
     }
 }
 

@@ -115,6 +115,24 @@ impl ApplicationsAndTasksQuery {
         ))
     }
 
+    /// The signed-in citizen's applications, oldest first (anonymous callers:
+    /// `UNAUTHENTICATED`; staff: `FORBIDDEN`).
+    async fn my_applications(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Conn<Application>> {
+        let tctx = tenant_ctx(ctx)?;
+        let args = PageArgs::parse(ctx, first, after)?;
+        let page = crate::applications::mine::applications(&deps(ctx)?.db, &tctx, args).await?;
+        Ok(into_connection(
+            page,
+            |m| m.id,
+            |model| Application::new(model, Viewer::Applicant),
+        ))
+    }
+
     /// Tasks of the caller's departments.
     async fn tasks(
         &self,
