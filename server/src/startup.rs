@@ -127,6 +127,9 @@ impl Application {
                 settings.auth.oidc_allow_http,
                 std::time::Duration::from_secs(settings.auth.jwks_refetch_cooldown_secs),
             )?),
+            oidc_login: Arc::new(crate::auth::oidc_login::OidcLogin::new(
+                settings.auth.oidc_allow_http,
+            )?),
             sessions: Arc::default(),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             write_limiter: Arc::new(crate::auth::rate_limit::IpLimiter::per_minute(

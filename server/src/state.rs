@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     /// Citizens' ID-token verifier with its JWKS cache.
     pub oidc: Arc<OidcVerifier>,
+    /// The portal's side of citizen sign-in (discovery, code exchange).
+    pub oidc_login: Arc<crate::auth::oidc_login::OidcLogin>,
     /// Whether access tokens' sessions still stand, cached briefly.
     pub sessions: Arc<crate::auth::sessions::SessionCache>,
     /// Login attempt limits.

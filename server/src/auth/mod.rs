@@ -4,6 +4,7 @@
 pub mod break_glass;
 pub mod graphql;
 pub mod oidc;
+pub mod oidc_login;
 pub mod password;
 pub mod rate_limit;
 pub mod revocation;

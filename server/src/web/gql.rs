@@ -12,6 +12,12 @@ use crate::context::RequestCtx;
 use crate::graphql::CheckedSchema;
 use crate::state::AppState;
 
+/// A connection's `nodes`, as pages read lists.
+#[derive(Debug, serde::Deserialize)]
+pub struct Nodes<T> {
+    pub nodes: Vec<T>,
+}
+
 /// One GraphQL error as the API answers it.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -268,6 +268,30 @@ texts! {
     municipalities: "Kommunen", "Municipalities";
     platform_title: "Amtsplatz – Online-Dienste der Kommunen", "Amtsplatz – municipal online services";
     platform_intro: "Wählen Sie Ihre Kommune:", "Choose your municipality:";
+    sign_in: "Anmelden", "Sign in";
+    sign_out: "Abmelden", "Sign out";
+    signed_in_as: "Angemeldet als", "Signed in as";
+    signed_in: "Angemeldet", "Signed in";
+    sign_in_failed_title: "Anmeldung nicht abgeschlossen", "Sign-in not completed";
+    sign_in_failed_text: "Die Anmeldung konnte nicht abgeschlossen werden, zum Beispiel weil sie abgebrochen wurde oder zu lange gedauert hat. Versuchen Sie es bitte noch einmal.",
+        "The sign-in could not be completed, for example because it was cancelled or took too long. Please try again.";
+    sign_in_unavailable_title: "Anmeldung zurzeit nicht möglich", "Sign-in not available right now";
+    sign_in_unavailable_text: "Das Anmeldeverfahren ist gerade nicht erreichbar. Sie können Leistungen ohne Anmeldung nutzen oder es später erneut versuchen.",
+        "The sign-in service cannot be reached right now. You can use services without signing in, or try again later.";
+    mine_title: "Meine Anträge", "My applications";
+    mine_drafts: "Entwürfe", "Drafts";
+    mine_no_drafts: "Sie haben keine gespeicherten Entwürfe.", "You have no saved drafts.";
+    mine_applications: "Gestellte Anträge", "Submitted applications";
+    mine_no_applications: "Sie haben hier noch keinen Antrag gestellt.", "You have not submitted an application here yet.";
+    mine_saved_at: "Zuletzt gespeichert", "Last saved";
+    mine_submitted_at: "Gestellt am", "Submitted on";
+    mine_continue: "Weiter ausfüllen", "Continue";
+    mine_service: "Leistung", "Service";
+    mine_reference: "Aktenzeichen", "Reference";
+    mine_state: "Stand", "Status";
+    mine_awaiting_payment: "Zahlung offen", "Payment due";
+    saved_signed_in: "Sie finden den Entwurf jederzeit unter „Meine Anträge“, solange Sie angemeldet sind.",
+        "You find the draft under “My applications” whenever you are signed in.";
 }
 
 /// Messages for form errors, in the page's language, from the field's label and schema: the

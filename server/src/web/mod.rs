@@ -13,9 +13,11 @@ mod form;
 mod gql;
 mod graphiql;
 mod i18n;
+mod mine;
 mod page;
 mod portal;
 mod review;
+mod signin;
 mod status;
 
 use actix_web::guard::{Guard, GuardContext};
@@ -89,6 +91,10 @@ fn pages(cfg: &mut web::ServiceConfig, guard: Option<TenantHost>) {
         cfg.route("/", get().to(portal::start));
     }
     cfg.route("/brand.css", get().to(portal::brand_css))
+        .route("/login", get().to(signin::start))
+        .route("/login/callback", get().to(signin::callback))
+        .route("/logout", post().to(signin::logout))
+        .route("/my", get().to(mine::show))
         .route("/services/{slug}", get().to(portal::service))
         .route("/services/{slug}/apply", post().to(apply::start))
         .route("/drafts/{id}", get().to(apply::resume_here))

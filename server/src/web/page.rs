@@ -25,12 +25,19 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// The CSRF cookie; forms echo it in `_csrf`.
 const CSRF_COOKIE: &str = "ap_csrf";
 
+/// A signed-in citizen's ID token, on the tenant's pages: what each page's GraphQL is run with,
+/// as any API client's requests carry it (see `super::signin`).
+pub const CITIZEN_COOKIE: &str = "ap_citizen";
+
 /// The municipality as the header shows it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantHead {
     pub name: String,
     pub branding: Branding,
+    /// Set when citizens can sign in here (the header then offers it).
+    #[serde(default)]
+    pub citizen_login_issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -41,7 +48,8 @@ pub struct Branding {
 }
 
 /// The GraphQL selection of [`TenantHead`], for every page's query.
-pub const TENANT_HEAD: &str = "tenant { name branding { primaryColor logoUrl } }";
+pub const TENANT_HEAD: &str =
+    "tenant { name branding { primaryColor logoUrl } citizenLoginIssuer }";
 
 /// One page request: who, where, in which language.
 pub struct Cx {
@@ -53,6 +61,11 @@ pub struct Cx {
     /// The request's path, for the language switch.
     pub path: String,
     pub csrf: String,
+    /// The signed-in citizen's name as their provider gives it (empty when it gives none).
+    pub citizen: Option<String>,
+    /// The sign-in ended (the ID token expired or was refused) while on a page that is read:
+    /// where to sign in again and come back.
+    sign_in_again: Option<String>,
     /// Set on the response: a new CSRF cookie, a language chosen by `?lang=`.
     cookies: Vec<Cookie<'static>>,
     secure: bool,
@@ -99,9 +112,20 @@ impl Cx {
             slug,
             path: req.path().to_owned(),
             csrf,
+            citizen: None,
+            sign_in_again: None,
             cookies,
             secure,
         }
+    }
+
+    /// The sign-in link that comes back to this page.
+    pub fn sign_in_link(&self) -> String {
+        format!(
+            "{}?next={}",
+            self.link("/login"),
+            percent_encoding::utf8_percent_encode(&self.path, percent_encoding::NON_ALPHANUMERIC)
+        )
     }
 
     /// A cookie for this site's responses (HttpOnly, SameSite=Lax, Secure behind TLS).
@@ -166,6 +190,12 @@ impl Cx {
 
     /// An error page for an API error, with the status HTTP would give it.
     pub fn error(&self, err: &ApiError) -> HttpResponse {
+        // What the citizen had signed in for is theirs again after signing in once more.
+        if err.is("UNAUTHENTICATED")
+            && let Some(again) = &self.sign_in_again
+        {
+            return self.redirect(again);
+        }
         let (status, kind) = match err.code.as_str() {
             "NOT_FOUND" => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             "FORBIDDEN" | "UNAUTHENTICATED" => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
@@ -188,6 +218,10 @@ impl Cx {
             ErrorKind::Expired => (t.expired_title, t.expired_text),
             ErrorKind::RateLimited => (t.rate_limited_title, t.rate_limited_text),
             ErrorKind::Internal => (t.internal_title, t.internal_text),
+            ErrorKind::SignInFailed => (t.sign_in_failed_title, t.sign_in_failed_text),
+            ErrorKind::SignInUnavailable => {
+                (t.sign_in_unavailable_title, t.sign_in_unavailable_text)
+            }
         };
         self.html(
             status,
@@ -234,6 +268,10 @@ pub enum ErrorKind {
     Expired,
     RateLimited,
     Internal,
+    /// The citizen's sign-in came back unusable (cancelled, stale, refused).
+    SignInFailed,
+    /// The identity provider cannot be reached.
+    SignInUnavailable,
 }
 
 #[derive(Template)]
@@ -288,27 +326,63 @@ impl<'a> Deps<'a> {
     /// What every tenant page starts with: its context and the caller's GraphQL; else the page
     /// that says why not (no tenant here, an unknown tenant).
     pub async fn open(&self, req: &'a HttpRequest) -> Result<(Cx, Gql<'a>), HttpResponse> {
-        let Some(cx) = Cx::of(req, self.state) else {
+        let Some(mut cx) = Cx::of(req, self.state) else {
             return Err(HttpResponse::NotFound().finish());
         };
-        match self.gql(req, &cx).await {
+        match self.gql(req, &mut cx).await {
             Ok(gql) => Ok((cx, gql)),
             Err(e) => Err(cx.error(&e)),
         }
     }
 
-    /// Resolves the page's caller (tenant, anonymous unless signed in) and opens its GraphQL.
-    pub async fn gql(&self, req: &'a HttpRequest, cx: &Cx) -> Result<Gql<'a>, ApiError> {
-        let tenant = (!cx.slug.is_empty()).then_some(cx.slug.as_str());
-        let ctx = crate::http::resolve(self.state, tenant, None, uuid::Uuid::new_v4().to_string())
+    /// Resolves the page's caller (tenant; the signed-in citizen, else anonymous) and opens
+    /// its GraphQL. An ID token the API no longer accepts (expired, its provider changed) ends
+    /// the sign-in: the cookie goes, the page goes on anonymously, and what needs the sign-in
+    /// sends the citizen to sign in again.
+    pub async fn gql(&self, req: &'a HttpRequest, cx: &mut Cx) -> Result<Gql<'a>, ApiError> {
+        let slug = cx.slug.clone();
+        let tenant = (!slug.is_empty()).then_some(slug.as_str());
+        let id_token = req
+            .cookie(CITIZEN_COOKIE)
+            .map(|c| c.value().to_owned())
+            .filter(|t| !t.is_empty() && tenant.is_some());
+        if let Some(token) = id_token {
+            let bearer = format!("Bearer {token}");
+            match crate::http::resolve(self.state, tenant, Some(&bearer), request_id()).await {
+                Ok(ctx) => {
+                    if let crate::context::Principal::Citizen(c) = &ctx.principal {
+                        cx.citizen = Some(c.name.clone().unwrap_or_default());
+                    }
+                    return Ok(Gql::new(self.state, self.schema, req, ctx));
+                }
+                Err(
+                    crate::error::AppError::Unauthenticated | crate::error::AppError::Forbidden(_),
+                ) => {
+                    cx.clear_cookie(CITIZEN_COOKIE, cx.link("/"));
+                    if req.method() == actix_web::http::Method::GET {
+                        cx.sign_in_again = Some(cx.sign_in_link());
+                    }
+                }
+                Err(e) => return Err(api_error(&e)),
+            }
+        }
+        let ctx = crate::http::resolve(self.state, tenant, None, request_id())
             .await
-            .map_err(|e| ApiError {
-                code: e.code().to_owned(),
-                message: e.to_string(),
-                fields: Default::default(),
-                limit_bytes: None,
-            })?;
+            .map_err(|e| api_error(&e))?;
         Ok(Gql::new(self.state, self.schema, req, ctx))
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn api_error(e: &crate::error::AppError) -> ApiError {
+    ApiError {
+        code: e.code().to_owned(),
+        message: e.to_string(),
+        fields: Default::default(),
+        limit_bytes: None,
     }
 }
 

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::gql::Nodes;
 use super::i18n::Lang;
 use super::page::{Cx, Deps, ErrorKind, TENANT_HEAD, TenantHead};
 use crate::content::ServiceContent;
@@ -22,11 +23,6 @@ struct ServiceRow {
     title: String,
     summary: String,
     category: String,
-}
-
-#[derive(Deserialize)]
-struct Nodes<T> {
-    nodes: Vec<T>,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +65,7 @@ pub async fn start(
     schema: web::Data<CheckedSchema>,
     query: web::Query<StartQuery>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
+    let Some(mut cx) = Cx::of(&req, &state) else {
         return index(req, state, schema).await;
     };
     let deps = Deps::new(&state, &schema);
@@ -79,7 +75,7 @@ pub async fn start(
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(|q| q.chars().take(200).collect::<String>());
-    let gql = match deps.gql(&req, &cx).await {
+    let gql = match deps.gql(&req, &mut cx).await {
         Ok(g) => g,
         Err(e) => return cx.error(&e),
     };
@@ -143,13 +139,13 @@ pub async fn index(
     state: web::Data<AppState>,
     schema: web::Data<CheckedSchema>,
 ) -> HttpResponse {
-    let cx = Cx::platform(&req);
+    let mut cx = Cx::platform(&req);
     #[derive(Deserialize)]
     struct Data {
         municipalities: Vec<Municipality>,
     }
     let deps = Deps::new(&state, &schema);
-    let answer = match deps.gql(&req, &cx).await {
+    let answer = match deps.gql(&req, &mut cx).await {
         Ok(gql) => {
             gql.run::<Data>("{ municipalities { slug name } }", serde_json::json!({}))
                 .await
@@ -253,7 +249,7 @@ pub async fn service(
     let answer: Result<ServiceData, _> = gql
         .run(
             "query($slug: String!) { tenant { name branding { primaryColor logoUrl } \
-             departments(first: 100) { nodes { key name email } } } \
+             citizenLoginIssuer departments(first: 100) { nodes { key name email } } } \
              service(slug: $slug) { slug resolvedContent } }",
             serde_json::json!({ "slug": slug }),
         )
@@ -387,7 +383,7 @@ pub async fn brand_css(
     state: web::Data<AppState>,
     schema: web::Data<CheckedSchema>,
 ) -> HttpResponse {
-    let Some(cx) = Cx::of(&req, &state) else {
+    let Some(mut cx) = Cx::of(&req, &state) else {
         return HttpResponse::NotFound().finish();
     };
     let deps = Deps::new(&state, &schema);
@@ -395,7 +391,7 @@ pub async fn brand_css(
     struct Data {
         tenant: TenantHead,
     }
-    let colour = match deps.gql(&req, &cx).await {
+    let colour = match deps.gql(&req, &mut cx).await {
         Ok(gql) => gql
             .run::<Data>(&format!("{{ {TENANT_HEAD} }}"), serde_json::json!({}))
             .await

@@ -324,11 +324,22 @@ pub fn assert_code(resp: &Value, code: &str) {
 /// [`FakeIdp::rotate`] publishes a new key and signs with it from then on. The set also holds
 /// an RS256 key (Keycloak's default; a fixed test key from `tests/fixtures`, the same for every
 /// `FakeIdp`), used by [`FakeIdp::sign`].
+///
+/// It also speaks the authorization code flow as Keycloak does, for the portal's sign-in:
+/// discovery at `<issuer>/.well-known/openid-configuration`, an authorization endpoint that
+/// signs in [`FakeIdp::login_as`] at once (no login form) and redirects back with a one-time
+/// code, and a token endpoint that insists on the PKCE verifier (S256) and the same
+/// redirect URI and client, and answers an ID token carrying the request's nonce.
 pub struct FakeIdp {
     pub jwks_url: String,
     pub issuer: String,
     jwks: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
-    signing: std::sync::Mutex<(jsonwebtoken::EncodingKey, String)>,
+    signing: std::sync::Arc<std::sync::Mutex<(jsonwebtoken::EncodingKey, String)>>,
+    /// Claims (over the defaults) of whoever signs in next through the authorization endpoint.
+    pub login_as: std::sync::Arc<std::sync::Mutex<Value>>,
+    /// Codes redeemed at the token endpoint, and those refused.
+    pub redeemed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _server: actix_web::dev::ServerHandle,
 }
 
@@ -354,11 +365,46 @@ fn new_idp_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
     (encoding, jwk)
 }
 
+type Signing = std::sync::Arc<std::sync::Mutex<(jsonwebtoken::EncodingKey, String)>>;
+
+/// An ES256 ID token by the current key: `claims` over valid defaults for `issuer`.
+fn sign_es256(signing: &Signing, issuer: &str, overrides: &Value) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": issuer, "aud": "amtsplatz", "sub": "citizen-4711", "exp": now + 300, "iat": now,
+        "email": "erika@example.org", "name": "Erika Mustermann",
+    });
+    if let (Some(c), Some(o)) = (claims.as_object_mut(), overrides.as_object()) {
+        for (k, v) in o {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    let signing = signing.lock().expect("signing");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(signing.1.clone());
+    jsonwebtoken::encode(&header, &claims, &signing.0).expect("sign")
+}
+
+/// An authorization the fake provider granted, until its code is redeemed.
+struct Grant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    nonce: Option<String>,
+    claims: Value,
+}
+
 impl FakeIdp {
     pub async fn start() -> Self {
+        use actix_web::{HttpResponse, web};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
         let (encoding, jwk) = new_idp_key("key-1");
-        let jwks = std::sync::Arc::new(std::sync::Mutex::new(vec![jwk]));
-        let served = jwks.clone();
+        let jwks = Arc::new(Mutex::new(vec![jwk]));
+        let signing: Signing = Arc::new(Mutex::new((encoding, "key-1".to_owned())));
+        let login_as = Arc::new(Mutex::new(json!({})));
+        let grants: Arc<Mutex<std::collections::HashMap<String, Grant>>> = Arc::default();
+        let (redeemed, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let rsa_jwk: Value = serde_json::from_str(
             &std::fs::read_to_string(repo_root().join("tests/fixtures/idp-rs256.jwk.json"))
                 .expect("RSA JWK fixture"),
@@ -366,16 +412,133 @@ impl FakeIdp {
         .expect("JWK");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
+        let base = format!("http://127.0.0.1:{port}");
+        let issuer = format!("{base}/realms/buerger");
+        let (served, iss) = (jwks.clone(), issuer.clone());
+        let (sign_key, who) = (signing.clone(), login_as.clone());
+        let (ok, bad) = (redeemed.clone(), refused.clone());
         let server = actix_web::HttpServer::new(move || {
-            let (served, rsa_jwk) = (served.clone(), rsa_jwk.clone());
-            actix_web::App::new().route(
-                "/certs",
-                actix_web::web::get().to(move || {
-                    let mut keys = served.lock().expect("jwks").clone();
-                    keys.push(rsa_jwk.clone());
-                    async move { actix_web::HttpResponse::Ok().json(json!({ "keys": keys })) }
-                }),
-            )
+            let (served, rsa_jwk, iss) = (served.clone(), rsa_jwk.clone(), iss.clone());
+            let (grants_a, grants_t) = (grants.clone(), grants.clone());
+            let (sign_key, who, ok, bad) = (sign_key.clone(), who.clone(), ok.clone(), bad.clone());
+            let discovery = json!({
+                "issuer": iss,
+                "authorization_endpoint": format!("{iss}/protocol/openid-connect/auth"),
+                "token_endpoint": format!("{iss}/protocol/openid-connect/token"),
+                "jwks_uri": format!("{}/certs", iss.trim_end_matches("/realms/buerger")),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": ["openid", "profile", "email"],
+            });
+            actix_web::App::new()
+                .route(
+                    "/certs",
+                    web::get().to(move || {
+                        let mut keys = served.lock().expect("jwks").clone();
+                        keys.push(rsa_jwk.clone());
+                        async move { HttpResponse::Ok().json(json!({ "keys": keys })) }
+                    }),
+                )
+                .route(
+                    "/realms/buerger/.well-known/openid-configuration",
+                    web::get().to(move || {
+                        let doc = discovery.clone();
+                        async move { HttpResponse::Ok().json(doc) }
+                    }),
+                )
+                .route(
+                    "/realms/buerger/protocol/openid-connect/auth",
+                    web::get().to(
+                        move |q: web::Query<std::collections::HashMap<String, String>>| {
+                            let q = q.into_inner();
+                            let grant = (|| {
+                                if q.get("response_type")? != "code"
+                                    || q.get("code_challenge_method")? != "S256"
+                                    || !q.get("scope")?.split(' ').any(|s| s == "openid")
+                                {
+                                    return None;
+                                }
+                                Some(Grant {
+                                    client_id: q.get("client_id")?.clone(),
+                                    redirect_uri: q.get("redirect_uri")?.clone(),
+                                    challenge: q.get("code_challenge")?.clone(),
+                                    nonce: q.get("nonce").cloned(),
+                                    claims: who.lock().expect("login_as").clone(),
+                                })
+                            })();
+                            let answer = match grant {
+                                Some(grant) => {
+                                    let code = format!("code-{}", uuid::Uuid::new_v4());
+                                    let state = q.get("state").cloned().unwrap_or_default();
+                                    let to = format!(
+                                        "{}?code={code}&state={}&session_state=fake",
+                                        grant.redirect_uri,
+                                        percent_encode(&state)
+                                    );
+                                    grants_a.lock().expect("grants").insert(code, grant);
+                                    HttpResponse::Found()
+                                        .insert_header(("location", to))
+                                        .finish()
+                                }
+                                None => HttpResponse::BadRequest().body("invalid request"),
+                            };
+                            async move { answer }
+                        },
+                    ),
+                )
+                .route(
+                    "/realms/buerger/protocol/openid-connect/token",
+                    web::post().to(
+                        move |form: web::Form<std::collections::HashMap<String, String>>| {
+                            let f = form.into_inner();
+                            let grant = f
+                                .get("code")
+                                .and_then(|c| grants_t.lock().expect("grants").remove(c));
+                            let verified = grant.as_ref().is_some_and(|g| {
+                                use base64::Engine as _;
+                                use sha2::Digest as _;
+                                let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                                let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                                    .encode(sha2::Sha256::digest(verifier.as_bytes()));
+                                f.get("grant_type").map(String::as_str)
+                                    == Some("authorization_code")
+                                    && computed == g.challenge
+                                    && f.get("redirect_uri") == Some(&g.redirect_uri)
+                                    && f.get("client_id") == Some(&g.client_id)
+                            });
+                            let answer = match grant {
+                                Some(g) if verified => {
+                                    ok.fetch_add(1, Ordering::SeqCst);
+                                    let mut claims = g.claims.clone();
+                                    // An `aud` in `login_as` stands for a token for another client.
+                                    if claims.get("aud").is_none() {
+                                        claims["aud"] = json!(g.client_id);
+                                    }
+                                    // A nonce in `login_as` stands for a replayed token.
+                                    if let Some(n) = &g.nonce
+                                        && claims.get("nonce").is_none()
+                                    {
+                                        claims["nonce"] = json!(n);
+                                    }
+                                    HttpResponse::Ok().json(json!({
+                                        "access_token": "fake-access-token",
+                                        "token_type": "Bearer",
+                                        "expires_in": 300,
+                                        "id_token": sign_es256(&sign_key, &iss, &claims),
+                                    }))
+                                }
+                                _ => {
+                                    bad.fetch_add(1, Ordering::SeqCst);
+                                    HttpResponse::BadRequest()
+                                        .json(json!({ "error": "invalid_grant" }))
+                                }
+                            };
+                            async move { answer }
+                        },
+                    ),
+                )
         })
         .workers(1)
         .listen(listener)
@@ -384,10 +547,13 @@ impl FakeIdp {
         let handle = server.handle();
         tokio::spawn(server);
         Self {
-            jwks_url: format!("http://127.0.0.1:{port}/certs"),
-            issuer: format!("http://127.0.0.1:{port}/realms/buerger"),
+            jwks_url: format!("{base}/certs"),
+            issuer,
             jwks,
-            signing: std::sync::Mutex::new((encoding, "key-1".into())),
+            signing,
+            login_as,
+            redeemed,
+            refused,
             _server: handle,
         }
     }
@@ -409,6 +575,9 @@ impl FakeIdp {
     /// An ID token signed with `alg` (ES256: the current P-256 key; RS256: the RSA key), with
     /// or without `kid` in its header.
     pub fn sign(&self, alg: jsonwebtoken::Algorithm, with_kid: bool, overrides: Value) -> String {
+        if alg == jsonwebtoken::Algorithm::ES256 && with_kid {
+            return sign_es256(&self.signing, &self.issuer, &overrides);
+        }
         let now = chrono::Utc::now().timestamp();
         let mut claims = json!({
             "iss": self.issuer, "aud": "amtsplatz", "sub": "citizen-4711", "exp": now + 300, "iat": now,
@@ -430,6 +599,37 @@ impl FakeIdp {
         let signing = self.signing.lock().expect("signing");
         header.kid = with_kid.then(|| signing.1.clone());
         jsonwebtoken::encode(&header, &claims, &signing.0).expect("sign")
+    }
+
+    /// A copy of the repository's tenant files in which `tenant` lets its citizens sign in here.
+    pub fn tenants_dir_with_login(&self, tenant: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&repo_root().join("tenants"), dir.path());
+        let file = dir.path().join(format!("{tenant}.toml"));
+        let mut text = std::fs::read_to_string(&file).expect("tenant file");
+        text.push_str(&format!(
+            "\n[settings.oidc]\nissuer = \"{}\"\nclient_id = \"amtsplatz\"\njwks_url = \"{}\"\n",
+            self.issuer, self.jwks_url
+        ));
+        std::fs::write(&file, text).expect("write tenant file");
+        dir
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
     }
 }
 

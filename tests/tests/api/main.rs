@@ -18,6 +18,7 @@ mod marketplace;
 mod ops;
 mod payments;
 mod portal;
+mod portal_signin;
 mod process;
 mod races;
 mod rls;

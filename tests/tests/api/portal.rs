@@ -13,24 +13,24 @@ use crate::helpers::{TestApp, big_pdf, data, pdf, spawn_app, spawn_app_with, str
 use futures_util::StreamExt as _;
 
 /// A browser without JavaScript: keeps cookies, follows nothing by itself.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
-    cookies: HashMap<String, String>,
+    pub(crate) cookies: HashMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
 impl Page {
-    fn html(&self) -> Html {
+    pub(crate) fn html(&self) -> Html {
         Html::parse_document(&self.body)
     }
 
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -39,7 +39,7 @@ impl Page {
     }
 
     /// Texts of the elements matching `css`.
-    fn texts(&self, css: &str) -> Vec<String> {
+    pub(crate) fn texts(&self, css: &str) -> Vec<String> {
         let sel = Selector::parse(css).expect("selector");
         self.html()
             .select(&sel)
@@ -53,7 +53,7 @@ impl Page {
             .collect()
     }
 
-    fn attr(&self, css: &str, attr: &str) -> Option<String> {
+    pub(crate) fn attr(&self, css: &str, attr: &str) -> Option<String> {
         let sel = Selector::parse(css).expect("selector");
         self.html()
             .select(&sel)
@@ -61,14 +61,14 @@ impl Page {
             .and_then(|e| e.value().attr(attr).map(str::to_owned))
     }
 
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         self.attr("input[name=_csrf]", "value")
             .expect("a CSRF field")
     }
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -116,7 +116,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let resp = self
             .client
             .get(self.url(path))
@@ -127,7 +127,7 @@ impl<'a> Browser<'a> {
         self.take(resp).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let resp = self
             .client
             .post(self.url(path))
@@ -166,7 +166,7 @@ impl<'a> Browser<'a> {
     }
 
     /// GETs `path`, following redirects; the final page.
-    async fn visit(&mut self, path: &str) -> Page {
+    pub(crate) async fn visit(&mut self, path: &str) -> Page {
         let mut page = self.get(path).await;
         let mut hops = 0;
         while page.status == StatusCode::SEE_OTHER || page.status == StatusCode::PERMANENT_REDIRECT
@@ -181,7 +181,7 @@ impl<'a> Browser<'a> {
 }
 
 /// Every page: the security headers, and no script the policy would have to allow inline.
-fn assert_safe_page(page: &Page) {
+pub(crate) fn assert_safe_page(page: &Page) {
     let csp = page
         .headers
         .get("content-security-policy")
@@ -323,7 +323,7 @@ async fn a_service_page_shows_fees_documents_appointment_and_the_office_in_both_
 }
 
 /// Starts an application for the dog tax; the first step's page.
-async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
+pub(crate) async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
     let service = b.visit("/t/musterstadt/services/hundesteuer").await;
     let csrf = service.csrf();
     let started = b
@@ -339,7 +339,7 @@ async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
     (draft, step)
 }
 
-const OWNER: &[(&str, &str)] = &[
+pub(crate) const OWNER: &[(&str, &str)] = &[
     ("name", "Erika Mustermann"),
     ("street", "Hauptstraße 1"),
     ("postcode", "12345"),
@@ -347,7 +347,7 @@ const OWNER: &[(&str, &str)] = &[
     ("email", "erika@example.org"),
 ];
 
-fn with<'a>(
+pub(crate) fn with<'a>(
     csrf: &'a str,
     action: &'a str,
     fields: &[(&'a str, &'a str)],
