@@ -175,6 +175,8 @@ def check(docs, secrets, root):
             err(f"{setting}={path} is not a key of the Secret mounted at {mounts.get(key_volume['name'])}")
     if env.get("AMTSPLATZ_DATABASE__MIGRATE_ON_START") != "false":
         err("ConfigMap: replicas migrate on start (the Job does that)")
+    if "replicas" in dspec:
+        err("Deployment: sets replicas, which every apply would reset under the HPA")
     if dspec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
         err("Deployment: maxUnavailable must be 0 (a rollout whose pods never get ready must stall)")
 
@@ -244,6 +246,7 @@ MUTATIONS = {
     "no memory request": lambda d: container(d, "Deployment")["resources"]["requests"].pop("memory"),
     "replicas migrating on start": lambda d: config_data(d).update(AMTSPLATZ_DATABASE__MIGRATE_ON_START="true"),
     "the Job on another image": lambda d: container(d, "Job").update(image="other"),
+    "replicas fighting the HPA": lambda d: next(x for x in d if x["kind"] == "Deployment")["spec"].update(replicas=2),
     "a resource rollout.sh never applies": lambda d: next(x for x in d if x["kind"] == "PodDisruptionBudget")["metadata"]["labels"].pop("amtsplatz/phase"),
     "the Job applied with the server": lambda d: next(x for x in d if x["kind"] == "Job")["metadata"]["labels"].update({"amtsplatz/phase": "app"}),
 }
