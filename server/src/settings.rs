@@ -35,8 +35,9 @@ pub struct Settings {
     pub base_domain: Option<String>,
     /// `AMTSPLATZ_DEMO`: create the demo platform admin and print demo logins. Default: on for SQLite only.
     pub demo: Option<bool>,
-    /// `AMTSPLATZ_LOG_FORMAT`: `json` (default) or `text`.
-    pub log_format: LogFormat,
+    /// `AMTSPLATZ_LOG_FORMAT`: `json` or `text`. Unset: text when standard output is a terminal,
+    /// JSON lines otherwise ([`crate::telemetry::choose`]).
+    pub log_format: Option<LogFormat>,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub graphql: GraphqlSettings,
@@ -327,7 +328,7 @@ impl Default for Settings {
             tenants_dir: Some(PathBuf::from("tenants")),
             base_domain: None,
             demo: None,
-            log_format: LogFormat::Json,
+            log_format: None,
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             graphql: GraphqlSettings::default(),

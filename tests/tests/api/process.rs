@@ -1,5 +1,5 @@
 //! The real binary as a process: configuration errors, `tenants apply`, JSON logs without
-//! secrets, graceful shutdown on SIGTERM.
+//! secrets, text logs at a terminal, graceful shutdown on SIGTERM.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -12,7 +12,12 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_amtsplatz-test-server");
 
 fn command(dir: &std::path::Path, db_url: &str) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_of(BIN, dir, db_url)
+}
+
+/// `program` (the server, or a program that runs it) with the server's test environment only.
+fn command_of(program: &str, dir: &std::path::Path, db_url: &str) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -280,6 +285,90 @@ async fn logs_are_json_with_request_id_and_tenant_and_never_contain_secrets_and_
     ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
+}
+
+/// Starts `serve` on SQLite (on a pseudo-terminal through util-linux `script` when `terminal`),
+/// returns its log line saying it started, then stops it.
+fn started_log_line(dir: &std::path::Path, terminal: bool, format: Option<&str>) -> String {
+    let db = format!("sqlite://{}?mode=rwc", dir.join("l.db").display());
+    let mut cmd = if terminal {
+        let mut cmd = command_of("script", dir, &db);
+        cmd.arg("-qefc")
+            .arg(format!("exec '{BIN}' serve"))
+            .arg("/dev/null");
+        cmd
+    } else {
+        let mut cmd = command(dir, &db);
+        cmd.arg("serve");
+        cmd
+    };
+    cmd.env("AMTSPLATZ_BIND", "127.0.0.1:0")
+        .env("AMTSPLATZ_WORKERS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // On the terminal the server's stderr is the terminal too; `script`'s own stderr only
+        // says that SIGTERM ended it.
+        .stderr(if terminal {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        });
+    if let Some(format) = format {
+        cmd.env("AMTSPLATZ_LOG_FORMAT", format);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let line = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("server started") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no `server started` log line; output: {seen:#?}");
+            }
+        }
+    };
+    // SIGTERM (`script` passes it on to the server it runs).
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    line.trim_end_matches('\r').to_owned()
+}
+
+#[test]
+fn logs_are_text_at_a_terminal_and_json_otherwise_unless_the_setting_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let is_json = |line: &str| {
+        serde_json::from_str::<Value>(line).is_ok_and(|v| v["message"] == "server started")
+    };
+
+    // A person at a terminal reads text (coloured), not JSON.
+    let line = started_log_line(dir.path(), true, None);
+    assert!(!is_json(&line) && line.contains("http.port"), "{line:?}");
+    // Piped (a container, a collector): JSON lines.
+    let line = started_log_line(dir.path(), false, None);
+    assert!(is_json(&line), "{line:?}");
+    // The setting decides over the terminal: JSON at a terminal, text in a pipe (plain, no colour codes).
+    let line = started_log_line(dir.path(), true, Some("json"));
+    assert!(is_json(&line), "{line:?}");
+    let line = started_log_line(dir.path(), false, Some("text"));
+    assert!(
+        !is_json(&line) && line.contains("http.port=") && !line.contains('\x1b'),
+        "{line:?}"
+    );
 }
 
 #[tokio::test]
