@@ -29,6 +29,14 @@ impl Lang {
         }
     }
 
+    /// The API's `Language` value.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            Self::De => "DE",
+            Self::En => "EN",
+        }
+    }
+
     /// The other language, for the switch in the header.
     pub fn other(self) -> Self {
         match self {

@@ -83,12 +83,12 @@ pub async fn show(
     let answer: Result<Data, _> = gql
         .run(
             &format!(
-                "{{ {TENANT_HEAD} \
+                "query($lang: Language!) {{ {TENANT_HEAD} \
                  myDrafts(first: 100) {{ nodes {{ id serviceSlug updatedAt }} }} \
                  myApplications(first: 100) {{ nodes {{ id reference serviceSlug stateLabel submittedAt awaitingPayment }} }} \
-                 services(first: 100) {{ nodes {{ slug title }} }} }}"
+                 services(first: 100) {{ nodes {{ slug title: titleIn(language: $lang) }} }} }}"
             ),
-            serde_json::json!({}),
+            serde_json::json!({ "lang": cx.lang.graphql() }),
         )
         .await;
     let data = match answer {

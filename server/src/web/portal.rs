@@ -82,10 +82,11 @@ pub async fn start(
     let answer: Result<StartData, _> = gql
         .run(
             &format!(
-                "query($search: String) {{ {TENANT_HEAD} \
-                 services(filter: {{search: $search}}, first: 100) {{ nodes {{ slug title summary category }} }} }}"
+                "query($search: String, $lang: Language!) {{ {TENANT_HEAD} \
+                 services(filter: {{search: $search}}, first: 100) {{ nodes {{ slug title: titleIn(language: $lang) \
+                 summary: summaryIn(language: $lang) category }} }} }}"
             ),
-            serde_json::json!({ "search": search }),
+            serde_json::json!({ "search": search, "lang": cx.lang.graphql() }),
         )
         .await;
     let data = match answer {

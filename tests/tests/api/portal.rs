@@ -263,6 +263,13 @@ async fn the_start_page_lists_live_services_by_topic_and_searches_them() {
             .texts("h2")
             .contains(&"Services by topic".to_owned())
     );
+    // Services in English where their content has it (German otherwise).
+    let links = english.texts(".ap-services a");
+    assert!(
+        links.contains(&"Register a dog for dog tax".to_owned()),
+        "{links:?}"
+    );
+    assert!(!links.contains(&"Hund zur Hundesteuer anmelden".to_owned()));
     // The choice is remembered.
     let again = b.visit("/t/musterstadt/").await;
     assert_eq!(again.attr("html", "lang").as_deref(), Some("en"));

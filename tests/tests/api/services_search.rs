@@ -407,3 +407,33 @@ async fn the_search_migration_fills_services_that_existed_before_it() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn services_answer_their_title_and_summary_in_the_language_asked_for() {
+    let app = crate::helpers::spawn_app().await;
+    let resp = app
+        .gql(
+            Some("musterstadt"),
+            None,
+            "{ services(first: 100) { nodes { slug title summary de: titleIn(language: DE) en: titleIn(language: EN) enSummary: summaryIn(language: EN) } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    let nodes = crate::helpers::data(&resp)["services"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let dog = nodes
+        .iter()
+        .find(|n| n["slug"] == "hundesteuer")
+        .expect("the dog tax");
+    assert_eq!(dog["de"], dog["title"]);
+    assert_eq!(dog["en"], "Register a dog for dog tax");
+    assert!(
+        dog["enSummary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Register your dog")
+    );
+    assert_ne!(dog["enSummary"], dog["summary"]);
+}

@@ -90,8 +90,46 @@ pub enum ServiceState {
     Retired,
 }
 
+/// A language citizens' texts come in.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Language {
+    De,
+    En,
+}
+
 /// A municipality's service, usually a fork of a marketplace template.
 pub struct Service(pub tenant_services::Model);
+
+impl Service {
+    /// The content's text `key` (an `{de, en}` object) in `language`, if it has one. German
+    /// is the row's own column (search and lists read it there); other languages come from the
+    /// revision's content, one batched read for a whole page of services.
+    async fn localized(
+        &self,
+        ctx: &Context<'_>,
+        key: &str,
+        language: Language,
+    ) -> async_graphql::Result<Option<String>> {
+        let code = match language {
+            Language::De => return Ok(None),
+            Language::En => "en",
+        };
+        let content = request_loader::<ServicesLoader>(ctx)?
+            .load_one(ContentOf(
+                TenantId(self.0.tenant_id),
+                self.0.id,
+                self.0.current_revision,
+            ))
+            .await?;
+        Ok(content
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(|t| t.get(code))
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned))
+    }
+}
 
 #[Object]
 impl Service {
@@ -108,6 +146,28 @@ impl Service {
     /// German summary of the current revision.
     async fn summary(&self) -> &str {
         &self.0.summary
+    }
+    /// The title in `language`, from the revision's content; German where it has no translation.
+    async fn title_in(
+        &self,
+        ctx: &Context<'_>,
+        language: Language,
+    ) -> async_graphql::Result<String> {
+        Ok(self
+            .localized(ctx, "title", language)
+            .await?
+            .unwrap_or_else(|| self.0.title.clone()))
+    }
+    /// The summary in `language`, from the revision's content; German where it has none.
+    async fn summary_in(
+        &self,
+        ctx: &Context<'_>,
+        language: Language,
+    ) -> async_graphql::Result<String> {
+        Ok(self
+            .localized(ctx, "summary", language)
+            .await?
+            .unwrap_or_else(|| self.0.summary.clone()))
     }
     /// Category key of the current revision (`steuern`, `meldewesen`, …).
     async fn category(&self) -> &str {
