@@ -41,7 +41,7 @@ fn samples() -> PathBuf {
     dir
 }
 
-fn read(name: &str) -> String {
+pub(crate) fn read(name: &str) -> String {
     let path = samples().join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read the FIM sample {}: {e}", path.display()))
@@ -49,10 +49,10 @@ fn read(name: &str) -> String {
 
 const BLAUE_KARTE: &str = "xdf2-S00000121-blaue-karte.xml";
 const WAFFENBESITZKARTE: &str = "xdf1-S00000036-waffenbesitzkarte.xml";
-const MUTTERSCHUTZ: &str = "xdf2-S00000094-mutterschutz/S00000094V1.0_xdf2.xml";
+pub(crate) const MUTTERSCHUTZ: &str = "xdf2-S00000094-mutterschutz/S00000094V1.0_xdf2.xml";
 
 /// The Mutterschutz code lists shipped with the schema.
-fn mutterschutz_code_lists() -> Vec<String> {
+pub(crate) fn mutterschutz_code_lists() -> Vec<String> {
     let dir = samples().join("xdf2-S00000094-mutterschutz");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -68,7 +68,12 @@ fn mutterschutz_code_lists() -> Vec<String> {
         .collect()
 }
 
-async fn import(app: &TestApp, author: &Session, xml: &str, code_lists: &[String]) -> Value {
+pub(crate) async fn import(
+    app: &TestApp,
+    author: &Session,
+    xml: &str,
+    code_lists: &[String],
+) -> Value {
     app.caller(MUSTER, author)
         .gql(
             IMPORT,
@@ -290,7 +295,12 @@ fn value_for(p: &Value) -> Value {
 }
 
 /// Publishes `content` as a new public template of Musterstadt's author; the version's id.
-async fn publish(app: &TestApp, author: &Session, slug: &str, content: &Value) -> (String, String) {
+pub(crate) async fn publish(
+    app: &TestApp,
+    author: &Session,
+    slug: &str,
+    content: &Value,
+) -> (String, String) {
     let a = app.caller(MUSTER, author);
     let resp = a
         .gql(
