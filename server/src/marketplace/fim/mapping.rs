@@ -256,6 +256,8 @@ pub fn map(
         }
     }
 
+    // A group that held only documents or left-out fields asks nothing on a page of its own.
+    steps.retain(|s| !s.fields.is_empty() || !s.description.is_empty());
     let steps: Vec<Value> = steps.into_iter().map(layout).collect();
     let title = text(&schema.common.title());
     let summary = schema
@@ -610,6 +612,16 @@ impl<'a> Mapper<'a> {
             return vec![];
         }
 
+        if let Some(preset) = &f.content {
+            self.warn(
+                path,
+                Some(&at),
+                format!(
+                    "the preset value „{}“ (`inhalt`) was not taken over",
+                    text(preset)
+                ),
+            );
+        }
         let (mut prop, choices, list_key) = self.property(f, key, path);
         self.element(&at, "field", &f.common, path, card, list_key);
         if card.repeats() {

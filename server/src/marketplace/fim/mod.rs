@@ -284,6 +284,7 @@ Sonst nicht.</xdf:definition></xdf:regel>
       <xdf:struktur><xdf:anzahl>0:1</xdf:anzahl><xdf:enthaelt><xdf:datenfeld>
        <xdf:identifikation><xdf:id>F2</xdf:id></xdf:identifikation><xdf:name>Postfach</xdf:name>
        <xdf:feldart><code>input</code></xdf:feldart><xdf:datentyp><code>text</code></xdf:datentyp>
+       <xdf:inhalt>Muster</xdf:inhalt>
       </xdf:datenfeld></xdf:enthaelt></xdf:struktur>
       <xdf:struktur><xdf:anzahl>1:1</xdf:anzahl><xdf:enthaelt><xdf:datenfeld>
        <xdf:identifikation><xdf:id>F1</xdf:id></xdf:identifikation><xdf:name>Name</xdf:name>
@@ -315,6 +316,13 @@ Sonst nicht.</xdf:definition></xdf:regel>
    <xdf:identifikation><xdf:id>F7</xdf:id></xdf:identifikation><xdf:name>Nachweis</xdf:name>
    <xdf:feldart><code>input</code></xdf:feldart><xdf:datentyp><code>file</code></xdf:datentyp>
   </xdf:datenfeld></xdf:enthaelt></xdf:struktur>
+  <xdf:struktur><xdf:anzahl>1:1</xdf:anzahl><xdf:enthaelt>
+   <xdf:datenfeldgruppe><xdf:identifikation><xdf:id>G4</xdf:id></xdf:identifikation><xdf:name>Nachweise</xdf:name>
+    <xdf:struktur><xdf:anzahl>1:1</xdf:anzahl><xdf:enthaelt><xdf:datenfeld>
+     <xdf:identifikation><xdf:id>F9</xdf:id></xdf:identifikation><xdf:name>Ausweis</xdf:name>
+     <xdf:feldart><code>input</code></xdf:feldart><xdf:datentyp><code>file</code></xdf:datentyp>
+    </xdf:datenfeld></xdf:enthaelt></xdf:struktur>
+   </xdf:datenfeldgruppe></xdf:enthaelt></xdf:struktur>
   <xdf:struktur><xdf:anzahl>0:3</xdf:anzahl><xdf:enthaelt>
    <xdf:datenfeldgruppe><xdf:identifikation><xdf:id>G3</xdf:id></xdf:identifikation><xdf:name>Kind</xdf:name>
     <xdf:struktur><xdf:anzahl>1:1</xdf:anzahl><xdf:enthaelt><xdf:datenfeld>
@@ -344,7 +352,7 @@ Sonst nicht.</xdf:definition></xdf:regel>
         let (c, r) = (&imported.content, &imported.report);
         assert_eq!(
             (r.fields, r.distinct_fields, r.groups, r.distinct_groups),
-            (9, 8, 3, 3)
+            (10, 9, 4, 4)
         );
         assert_eq!((r.rules, r.code_lists, r.code_lists_missing), (1, 1, 0));
         let schema = &c["form"]["schema"];
@@ -367,22 +375,25 @@ Sonst nicht.</xdf:definition></xdf:regel>
         );
         assert_eq!(schema["properties"]["g3"]["maxItems"], 3);
         let steps = c["form"]["steps"].as_array().unwrap();
-        assert_eq!(steps.len(), 2);
-        assert_eq!(steps[0]["key"], "g1");
+        // G4 held only a document: no page of its own; the fields around it are two runs.
+        let keys: Vec<&str> = steps.iter().filter_map(|s| s["key"].as_str()).collect();
+        assert_eq!(keys, ["g1", "angaben_f4", "angaben_g3"]);
         // Two "Name" fields in one step are told apart by their group.
         assert_eq!(steps[0]["fields"][2]["label"]["de"], "Postfach: Name");
         assert_eq!(steps[0]["fields"][0]["label"]["de"], "Name");
         assert_eq!(steps[1]["key"], "angaben_f4");
         assert_eq!(steps[1]["fields"][0]["choices"]["02"]["de"], "verheiratet");
         assert_eq!(steps[1]["description"]["de"], "Hinweis\nBitte lesen.");
+        // Documents, and no page for a group that held only one.
         assert_eq!(c["requiredDocuments"][0]["key"], "f7");
+        assert_eq!(c["requiredDocuments"][1]["key"], "f9");
         assert_eq!(c["fim"]["elements"]["g3/f8"]["id"], "F8");
         assert_eq!(
             c["fim"]["notes"][0]["text"],
             "Wenn F2 leer ist, dann F3.\nSonst nicht."
         );
         let warned: Vec<&str> = r.warnings.iter().map(|w| w.path.as_str()).collect();
-        for path in ["S1", "S1/G1/F3", "S1/F6", "S1/G3"] {
+        for path in ["S1", "S1/G1/F3", "S1/G1/G2/F2", "S1/F6", "S1/G3"] {
             assert!(warned.contains(&path), "{path} in {warned:?}");
         }
         // What comes out is canonical content.
