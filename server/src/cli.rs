@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `migrate`, `export-schema`, `tenants apply <dir>`.
+//! Command line: `serve` (default), `migrate`, `export-schema`, `tenants apply <dir>`,
+//! `fim import <schema.xml>`.
 //! Output for people goes to stdout/stderr here; logs go through tracing.
 
 #![expect(clippy::print_stdout, reason = "the CLI talks to its user on stdout")]
@@ -38,6 +39,31 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// FIM forms (XDatenfelder).
+    Fim {
+        #[command(subcommand)]
+        command: FimCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FimCommand {
+    /// Turn an XDatenfelder 2 schema into template content, as `importFimSchema` does: the
+    /// content goes to `--out` (or stdout), the report to stderr. Publish the content with
+    /// `publishTemplateVersion`.
+    Import {
+        /// The schema message (`xdatenfelder.stammdatenschema.0102`).
+        schema: PathBuf,
+        /// A Genericode code list of its select fields (repeat for each).
+        #[arg(long = "code-list")]
+        code_lists: Vec<PathBuf>,
+        /// The content's category.
+        #[arg(long, default_value = "fim")]
+        category: String,
+        /// Where to write the content (JSON); stdout if not given.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,6 +92,18 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::ExportSchema { out }) = &cli.command {
         return export_schema(out);
     }
+    if let Some(Command::Fim {
+        command:
+            FimCommand::Import {
+                schema,
+                code_lists,
+                category,
+                out,
+            },
+    }) = &cli.command
+    {
+        return fim_import(schema, code_lists, category, out.as_deref());
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -80,7 +118,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Tenants {
             command: TenantsCommand::Apply { dir },
         } => apply_tenants(&settings, &dir).await,
-        Command::ExportSchema { .. } => Ok(()),
+        Command::ExportSchema { .. } | Command::Fim { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +146,86 @@ fn export_schema(out: &PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn fim_import(
+    schema: &std::path::Path,
+    code_lists: &[PathBuf],
+    category: &str,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+    };
+    let texts = std::iter::once(schema)
+        .chain(code_lists.iter().map(PathBuf::as_path))
+        .map(read)
+        .collect::<Result<Vec<_>, _>>();
+    let texts = match texts {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (xml, lists) = texts.split_at(1);
+    let started = std::time::Instant::now();
+    let imported = crate::marketplace::fim::import(&crate::marketplace::fim::ImportInput {
+        xml: &xml[0],
+        code_lists: lists,
+        category,
+        xml_field: "schema",
+        code_lists_field: "code-list",
+    });
+    let elapsed = started.elapsed();
+    let imported = match imported {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {}", e.describe());
+            return ExitCode::FAILURE;
+        }
+    };
+    let content = match serde_json::to_string_pretty(&imported.content) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match out {
+        Some(path) => std::fs::write(path, content + "\n")
+            .map_err(|e| format!("writing {}: {e}", path.display())),
+        None => {
+            println!("{content}");
+            Ok(())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let r = &imported.report;
+    eprintln!(
+        "{} {} „{}“: {} fields ({} distinct), {} groups ({} distinct), {} rules, {} code lists ({} missing) -> {} steps, {} properties, {} documents in {} ms",
+        r.schema_id,
+        r.schema_version.as_deref().unwrap_or("?"),
+        r.name,
+        r.fields,
+        r.distinct_fields,
+        r.groups,
+        r.distinct_groups,
+        r.rules,
+        r.code_lists,
+        r.code_lists_missing,
+        r.steps,
+        r.properties,
+        r.documents,
+        elapsed.as_millis()
+    );
+    for w in &r.warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

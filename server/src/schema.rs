@@ -11,6 +11,7 @@ use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::marketplace::fim::graphql::FimMutation;
 use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
 use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
 use crate::services::graphql::proposals::ProposalsMutation;
@@ -36,6 +37,7 @@ pub struct Mutation(
     AuthMutation,
     TenancyMutation,
     MarketplaceMutation,
+    FimMutation,
     ServicesMutation,
     ProposalsMutation,
     ApplicationsMutation,

@@ -1,6 +1,8 @@
 //! The form: JSON Schema for the data, the layout of steps and fields, and the conditions on
 //! field values that visibility, routing, fees and documents use.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,6 +40,11 @@ pub struct Field {
     pub help: Option<I18n>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visible_if: Option<Condition>,
+    /// Labels of the choices of a field whose schema has an `enum`, by value (the value as
+    /// text: `"001"`, `"true"`, `"3"`). A choice without a label shows its value. Optional: older
+    /// content has none, and every key must be a value of the `enum`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub choices: BTreeMap<String, I18n>,
 }
 
 /// A condition on field values (visibility, routing, fees, documents).

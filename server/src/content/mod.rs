@@ -10,6 +10,7 @@
 pub mod appointment;
 pub mod documents;
 pub mod fees;
+pub mod fim;
 pub mod form;
 pub mod impact;
 pub mod routing;
@@ -120,6 +121,9 @@ pub struct ServiceContent {
     /// Days a closed application is kept before it may be erased (GDPR); default two years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// The FIM schema the content was imported from, if it was (metadata for authors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fim: Option<fim::FimSource>,
 }
 
 impl ServiceContent {

@@ -121,6 +121,47 @@ impl ServiceContent {
                 "a form needs at least one step".into(),
             );
         }
+        for step in &self.form.steps {
+            for field in &step.fields {
+                let choices: BTreeSet<String> = properties
+                    .get(field.key.as_str())
+                    .and_then(|p| p.get("enum"))
+                    .and_then(Value::as_array)
+                    .map(|e| e.iter().map(value_text).collect())
+                    .unwrap_or_default();
+                for value in field.choices.keys() {
+                    if !choices.contains(value) {
+                        err(
+                            format!(
+                                "/form/steps/{}/fields/{}/choices/{}",
+                                step.key,
+                                field.key,
+                                escape(value)
+                            ),
+                            format!("`{value}` is not a value of the field's enum"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(deps) = schema.get("dependentRequired").and_then(Value::as_object) {
+            for (key, list) in deps {
+                let named = std::iter::once(key.as_str()).chain(
+                    list.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str),
+                );
+                for name in named {
+                    if !properties.contains_key(name) {
+                        err(
+                            format!("/form/schema/dependentRequired/{}", escape(key)),
+                            format!("`{name}` is not a property of the schema"),
+                        );
+                    }
+                }
+            }
+        }
         for key in properties.keys() {
             if !placed.contains_key(key) {
                 err(
@@ -271,6 +312,14 @@ impl ServiceContent {
                 }
             }
         }
+        if let Some(fim) = &self.fim {
+            unique(
+                &mut err,
+                "/fim/codeLists",
+                fim.code_lists.iter().map(|c| &c.key),
+            );
+            unique(&mut err, "/fim/notes", fim.notes.iter().map(|n| &n.key));
+        }
         if let Some(a) = &self.attachments {
             if !(1..=AttachmentRules::MAX_FILE_BYTES).contains(&a.max_file_bytes) {
                 err(
@@ -303,6 +352,10 @@ impl ServiceContent {
             out.push((format!("{sp}/title"), &s.title));
             for f in &s.fields {
                 out.push((format!("{sp}/fields/{}/label", f.key), &f.label));
+                for (value, label) in &f.choices {
+                    let path = format!("{sp}/fields/{}/choices/{}", f.key, escape(value));
+                    out.push((path, label));
+                }
             }
         }
         for s in &self.workflow.states {
@@ -318,6 +371,14 @@ impl ServiceContent {
             out.push((format!("/texts/{k}"), t));
         }
         out
+    }
+}
+
+/// A choice's value as the keys of [`crate::content::form::Field::choices`] name it.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

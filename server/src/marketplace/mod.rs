@@ -1,6 +1,7 @@
 //! The marketplace: service templates with immutable, semver-checked versions, browsing and
-//! full-text search, and adoption (which tenants use which version).
+//! full-text search, adoption (which tenants use which version), and the FIM import.
 
+pub mod fim;
 pub mod graphql;
 pub mod pages;
 pub mod seed;

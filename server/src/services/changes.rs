@@ -147,6 +147,26 @@ fn set_required(content: &mut ServiceContent, key: &Key, required: bool) {
     }
 }
 
+/// Drops a removed field from `dependentRequired` (imported FIM forms use it for the required
+/// fields of optional groups): neither a condition on it nor a demand for it stays.
+fn forget_dependencies(content: &mut ServiceContent, key: &Key) {
+    let Some(deps) = content
+        .form
+        .schema
+        .get_mut("dependentRequired")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    deps.remove(key.as_str());
+    for list in deps.values_mut() {
+        if let Value::Array(items) = list {
+            items.retain(|v| v.as_str() != Some(key.as_str()));
+        }
+    }
+    deps.retain(|_, list| list.as_array().is_none_or(|l| !l.is_empty()));
+}
+
 fn field_position(content: &ServiceContent, key: &Key) -> Option<(usize, usize)> {
     content.form.steps.iter().enumerate().find_map(|(s, step)| {
         step.fields
@@ -235,6 +255,7 @@ fn apply_one(
             content.form.steps[s].fields.remove(f);
             properties(content)?.remove(key.as_str());
             set_required(content, &key, false);
+            forget_dependencies(content, &key);
         }
         Change::AddStep { after, step } => {
             if content.form.steps.iter().any(|s| s.key == step.key) {

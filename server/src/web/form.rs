@@ -206,7 +206,7 @@ impl Wizard {
                 .iter()
                 .map(|c| Opt {
                     value: as_text(c),
-                    label: as_text(c),
+                    label: choice_label(lang, field, c),
                     checked: c == value,
                 })
                 .collect();
@@ -378,8 +378,20 @@ impl Wizard {
             }
             Value::Number(n) if lang == Lang::De => n.to_string().replace('.', ","),
             Value::Array(items) => items.iter().map(as_text).collect::<Vec<_>>().join(", "),
-            other => as_text(other),
+            other => match self.field(key) {
+                Some(field) if schema.get("enum").is_some() => choice_label(lang, field, other),
+                _ => as_text(other),
+            },
         }
+    }
+
+    fn field(&self, key: &str) -> Option<&Field> {
+        self.content
+            .form
+            .steps
+            .iter()
+            .flat_map(|s| &s.fields)
+            .find(|f| f.key.as_str() == key)
     }
 
     /// The summary's entries for the problems that belong to the given steps' fields (all
@@ -458,6 +470,15 @@ fn convert(schema: &Value, raw: &str) -> Value {
             other => Value::String(other.to_owned()),
         },
         _ => Value::String(raw.to_owned()),
+    }
+}
+
+/// A choice as people read it: its label when the field has one for it, else its value.
+fn choice_label(lang: Lang, field: &Field, choice: &Value) -> String {
+    let value = as_text(choice);
+    match field.choices.get(&value) {
+        Some(label) => lang.pick(label),
+        None => value,
     }
 }
 
@@ -618,5 +639,38 @@ mod tests {
         let links = w.error_links(Lang::En, &problems, None, &|s| format!("/steps/{s}"));
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].href, "/steps/a#f-count");
+    }
+
+    #[test]
+    fn choices_show_their_labels_and_fall_back_to_the_value() {
+        let content = json!({
+            "title": {"de": "T"}, "summary": {"de": "S"}, "category": "test",
+            "form": {
+                "schema": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["001", "002"]}
+                }},
+                "steps": [{"key": "a", "title": {"de": "A"}, "fields": [
+                    {"key": "status", "label": {"de": "Die Person"},
+                     "choices": {"001": {"de": "ist schwanger", "en": "is pregnant"}}}
+                ]}]
+            }
+        });
+        let w = Wizard::new(serde_json::from_value(content).unwrap());
+        let step = w.step("a").unwrap();
+        let view = w.view(Lang::En, step, &json!({"status": "002"}), &BTreeMap::new());
+        let labels: Vec<(&str, &str, bool)> = view.fields[0]
+            .options
+            .iter()
+            .map(|o| (o.value.as_str(), o.label.as_str(), o.checked))
+            .collect();
+        assert_eq!(
+            labels,
+            [("001", "is pregnant", false), ("002", "002", true)]
+        );
+        assert_eq!(
+            w.display(Lang::De, "status", &json!("001")),
+            "ist schwanger"
+        );
+        assert_eq!(w.display(Lang::De, "status", &json!("002")), "002");
     }
 }

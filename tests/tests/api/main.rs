@@ -10,6 +10,7 @@ mod appointments;
 mod attachments;
 mod auth;
 mod bookings;
+mod fim;
 mod fuzz;
 mod guard;
 mod isolation;

@@ -1534,3 +1534,68 @@ async fn an_appointment_is_booked_from_the_status_page_then_moved_and_cancelled_
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn an_imported_fim_form_shows_its_choices_by_their_labels() {
+    use crate::fim::{MUTTERSCHUTZ, import, mutterschutz_code_lists, publish, read};
+    let app = spawn_app().await;
+    let author = app
+        .login(Some("musterstadt"), crate::marketplace::MUSTER_AUTHOR)
+        .await;
+    let resp = import(
+        &app,
+        &author,
+        &read(MUTTERSCHUTZ),
+        &mutterschutz_code_lists(),
+    )
+    .await;
+    let content = data(&resp)["importFimSchema"]["content"].clone();
+    let (_, version) = publish(&app, &author, "fim-mutterschutz", &content).await;
+    let admin = app
+        .login(Some("musterstadt"), crate::helpers::MUSTER_ADMIN)
+        .await;
+    let a = app.caller("musterstadt", &admin);
+    let resp = a
+        .gql(
+            "mutation($i: ForkTemplateInput!) { forkTemplate(input: $i) { service { id } } }",
+            json!({"i": {"templateVersionId": version, "slug": "mutterschutz"}}),
+        )
+        .await;
+    let service = str_at(&data(&resp)["forkTemplate"]["service"], "id");
+    data(
+        &a.gql(
+            "mutation($i: ServiceIdInput!) { publishService(input: $i) { service { status } } }",
+            json!({"i": {"serviceId": service}}),
+        )
+        .await,
+    );
+
+    let mut b = Browser::new(&app);
+    let page = b.visit("/t/musterstadt/services/mutterschutz").await;
+    let csrf = page.csrf();
+    let started = b
+        .post(
+            "/t/musterstadt/services/mutterschutz/apply",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    let draft = started.location();
+    let step = b.visit(&format!("{draft}/steps/g00000255")).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert_safe_page(&step);
+    // Two choices: radios labelled with the code list's names, the codes as values.
+    assert_eq!(step.attr("#f-f00000462", "value").as_deref(), Some("001"));
+    let labels = step.texts("label[for^=f-f00000462]");
+    assert!(labels.contains(&"ist schwanger".to_owned()), "{labels:?}");
+    assert!(
+        labels.contains(&"hat geboren / ist stillend".to_owned()),
+        "{labels:?}"
+    );
+    // 197 states: a select with their names.
+    let states = step.texts("#f-f60000261 option");
+    assert!(
+        states.contains(&"Deutschland".to_owned()),
+        "{:?}",
+        &states[..5]
+    );
+}

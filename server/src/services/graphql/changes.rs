@@ -173,6 +173,7 @@ impl ServiceChangeInput {
                         .visible_if
                         .map(|c| condition(&at("addField.visibleIf"), c))
                         .transpose()?,
+                    choices: Default::default(),
                 },
                 schema: f.schema.0,
                 required: f.required,
