@@ -7,18 +7,21 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
 import { startServer, repoRoot } from './server.mjs';
+import { startIdp } from './idp.mjs';
 
 const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const ARTIFACTS = path.join(repoRoot, 'target', 'browser-artifacts');
 const REFERENCE = /^MUSTERSTADT-\d{4}-\d{6}$/;
 
 let server;
+let idp;
 let browser;
 /** Contexts made with JavaScript disabled. */
 const withoutJs = new WeakSet();
 
 before(async () => {
-  server = await startServer();
+  idp = await startIdp();
+  server = await startServer({ idp });
   browser = await chromium.launch({
     executablePath: process.env.AMTSPLATZ_CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox'],
@@ -29,6 +32,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.stop();
+  await idp?.stop();
 });
 
 const url = (p) => `${server.url}${p}`;
@@ -458,4 +462,42 @@ scenario('f-appointment', async (s) => {
   await page.waitForURL(/\/appointments\/[^/?]+$/);
   assert.ok((await page.locator('.ap-when').innerText()).includes(lastTime));
   await s.check(page, 'moved');
+});
+
+scenario('g-sign-in-and-my-applications', async (s) => {
+  const page = await s.newPage();
+  await page.goto(url('/t/musterstadt/'));
+  // Sign in at the municipality's provider (which signs the citizen in at once) and come back.
+  await page.getByRole('link', { name: 'Anmelden', exact: true }).click();
+  await page.waitForURL(url('/t/musterstadt/'));
+  assert.match(await page.locator('.ap-account__name').innerText(), /Angemeldet als Erika Mustermann/);
+  await s.check(page, 'signed-in-start');
+  await page.getByRole('link', { name: 'Meine Anträge' }).click();
+  await page.waitForURL(/\/t\/musterstadt\/my$/);
+  assert.equal(await h1(page), 'Meine Anträge');
+  await s.check(page, 'mine-empty');
+
+  // A draft while signed in: no resume link to keep; it waits under "My applications".
+  await page.goto(url('/t/musterstadt/services/hundesteuer'));
+  await page.getByRole('button', { name: 'Antrag starten' }).click();
+  await page.waitForURL(/\/steps\/halter$/);
+  await page.locator('#f-name').fill(OWNER.name);
+  await page.getByRole('button', { name: 'Speichern und später fortsetzen' }).click();
+  await page.waitForURL(/\/saved$/);
+  assert.equal(await page.locator('#resume-link').count(), 0);
+  await s.check(page, 'saved-signed-in');
+  await page.getByRole('link', { name: 'Meine Anträge' }).first().click();
+  await page.waitForURL(/\/my$/);
+  const drafts = page.locator('table a[href*="/drafts/"]');
+  assert.equal(await drafts.count(), 1);
+  await s.check(page, 'mine-with-draft');
+  await drafts.first().click();
+  await page.waitForURL(/\/steps\/halter$/);
+  assert.equal(await page.locator('#f-name').inputValue(), OWNER.name);
+
+  // Signing out: the header offers the sign-in again, and "My applications" asks for it.
+  await page.getByRole('button', { name: 'Abmelden' }).click();
+  await page.waitForURL(url('/t/musterstadt/'));
+  assert.equal(await page.getByRole('link', { name: 'Anmelden', exact: true }).count(), 1);
+  await s.check(page, 'signed-out');
 });

@@ -1,7 +1,7 @@
 // Starts the Amtsplatz server binary for the browser suite: 127.0.0.1 on a free port, a fresh
 // SQLite data dir, the demo tenants of the repository's tenants/; stops it and removes the data.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir, homedir } from 'node:os';
 import path from 'node:path';
@@ -15,8 +15,11 @@ export function serverBinary() {
   return path.join(target, 'debug', 'amtsplatz-test-server');
 }
 
-/** Starts the server; resolves to { url, stop(), log() } once /readyz answers 200. */
-export async function startServer({ timeoutMs = 60_000 } = {}) {
+/**
+ * Starts the server; resolves to { url, stop(), log() } once /readyz answers 200. With `idp`
+ * ({ issuer, jwksUrl }), Musterstadt's citizens sign in there (a copy of tenants/ says so).
+ */
+export async function startServer({ timeoutMs = 60_000, idp } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(`server binary not found: ${bin} (run \`cargo test --workspace --no-run\` first, or set AMTSPLATZ_BIN)`);
@@ -24,6 +27,14 @@ export async function startServer({ timeoutMs = 60_000 } = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'amtsplatz-browser-'));
   // An empty config file: a developer's ./amtsplatz.toml must not leak in.
   await writeFile(path.join(dataDir, 'amtsplatz.toml'), '');
+  let tenantsDir = path.join(repoRoot, 'tenants');
+  if (idp) {
+    tenantsDir = path.join(dataDir, 'tenants');
+    await cp(path.join(repoRoot, 'tenants'), tenantsDir, { recursive: true });
+    const file = path.join(tenantsDir, 'musterstadt.toml');
+    const login = `\n[settings.oidc]\nissuer = "${idp.issuer}"\nclient_id = "amtsplatz"\njwks_url = "${idp.jwksUrl}"\n`;
+    await writeFile(file, (await readFile(file, 'utf8')) + login);
+  }
   const env = { ...process.env };
   // Only the embedded default on SQLite: no database or config of the caller's.
   for (const k of Object.keys(env)) {
@@ -32,7 +43,9 @@ export async function startServer({ timeoutMs = 60_000 } = {}) {
   Object.assign(env, {
     AMTSPLATZ_BIND: '127.0.0.1:0',
     AMTSPLATZ_DATA_DIR: dataDir,
-    AMTSPLATZ_TENANTS_DIR: path.join(repoRoot, 'tenants'),
+    AMTSPLATZ_TENANTS_DIR: tenantsDir,
+    // The suite's provider runs on loopback without TLS.
+    AMTSPLATZ_AUTH__OIDC_ALLOW_HTTP: 'true',
     AMTSPLATZ_DEMO: 'true',
     AMTSPLATZ_LOG_FORMAT: 'text',
     AMTSPLATZ_CONFIG: path.join(dataDir, 'amtsplatz.toml'),
