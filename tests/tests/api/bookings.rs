@@ -143,7 +143,13 @@ async fn a_citizen_books_the_demo_office_gets_the_calendar_file_reminders_follow
     assert_eq!(office["key"], "buergerbuero");
     assert_eq!(office["resources"].as_array().unwrap().len(), 3);
     let office = str_at(office, "id");
-    let from = Utc::now() + Duration::days(3);
+    // From a midnight: the first two slots are then the first of an opening, whatever the time
+    // the test runs at (from now + 3 days, the first could be a day's last).
+    let from = (Utc::now() + Duration::days(3))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
     let resp = app
         .gql(
             Some(MUSTER),
