@@ -108,6 +108,21 @@ impl std::fmt::Debug for OidcVerifier {
     }
 }
 
+/// The HTTP client for an identity provider: short timeouts, and no redirects — requests go
+/// where the configuration says, never where a response points (SSRF).
+pub(super) fn provider_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// Whether `url` may be fetched: https, or plain http to loopback where tests allow it.
+pub(super) fn fetchable(url: &reqwest::Url, allow_http: bool) -> bool {
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    url.scheme() == "https" || (allow_http && loopback)
+}
+
 fn cache_poisoned() -> AppError {
     AppError::internal("JWKS cache", anyhow::anyhow!("lock poisoned"))
 }
@@ -119,10 +134,7 @@ fn reject(why: impl std::fmt::Display) -> AppError {
 
 impl OidcVerifier {
     pub fn new(allow_http: bool, refetch_cooldown: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = provider_client()?;
         Ok(Self {
             http,
             allow_http,
@@ -204,8 +216,7 @@ impl OidcVerifier {
 
     async fn fetch(&self, url: &str) -> AppResult<JwkSet> {
         let parsed = reqwest::Url::parse(url).map_err(|_| reject("JWKS URL invalid"))?;
-        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if parsed.scheme() != "https" && !(self.allow_http && loopback) {
+        if !fetchable(&parsed, self.allow_http) {
             return Err(reject("JWKS URL must use https"));
         }
         let resp = self.http.get(parsed).send().await.map_err(|e| {

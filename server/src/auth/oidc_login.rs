@@ -19,6 +19,16 @@ use openidconnect::{
 use crate::error::{AppError, AppResult};
 use crate::tenancy::types::OidcSettings;
 
+/// A client made from discovery: authorization URL set, token URL maybe (providers publish it).
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// How long a provider's discovery document is trusted.
 const METADATA_TTL: Duration = Duration::from_secs(600);
 
@@ -67,12 +77,7 @@ fn refused(why: impl std::fmt::Display) -> AppError {
 
 impl OidcLogin {
     pub fn new(allow_http: bool) -> anyhow::Result<Self> {
-        // No redirects: discovery and token requests go where the configuration says, never
-        // where a response points (SSRF).
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = super::oidc::provider_client()?;
         Ok(Self {
             http,
             allow_http,
@@ -90,8 +95,7 @@ impl OidcLogin {
             return Ok(m.clone());
         }
         let url = reqwest::Url::parse(issuer).map_err(|e| provider_failed("issuer URL", e))?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if url.scheme() != "https" && !(self.allow_http && loopback) {
+        if !super::oidc::fetchable(&url, self.allow_http) {
             return Err(provider_failed("issuer URL", "must use https"));
         }
         let issuer_url =
@@ -105,18 +109,25 @@ impl OidcLogin {
         Ok(metadata)
     }
 
-    /// Starts a sign-in: the provider's authorization URL for `redirect` (our callback), asking
-    /// for `openid profile email`, with a fresh state, nonce and PKCE challenge.
-    pub async fn start(&self, cfg: &OidcSettings, redirect: &str) -> AppResult<Started> {
+    /// Our client at the tenant's provider, sending the browser back to `redirect`.
+    async fn client(&self, cfg: &OidcSettings, redirect: &str) -> AppResult<Client> {
         let metadata = self.provider(&cfg.issuer).await?;
         let redirect =
             RedirectUrl::new(redirect.to_owned()).map_err(|e| provider_failed("redirect", e))?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(cfg.client_id.clone()),
-            None,
+        Ok(
+            CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(cfg.client_id.clone()),
+                None,
+            )
+            .set_redirect_uri(redirect),
         )
-        .set_redirect_uri(redirect);
+    }
+
+    /// Starts a sign-in: the provider's authorization URL for `redirect` (our callback), asking
+    /// for `openid profile email`, with a fresh state, nonce and PKCE challenge.
+    pub async fn start(&self, cfg: &OidcSettings, redirect: &str) -> AppResult<Started> {
+        let client = self.client(cfg, redirect).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
             .authorize_url(
@@ -147,15 +158,7 @@ impl OidcLogin {
         code: &str,
         pending: &Pending,
     ) -> AppResult<(String, chrono::DateTime<chrono::Utc>)> {
-        let metadata = self.provider(&cfg.issuer).await?;
-        let redirect =
-            RedirectUrl::new(redirect.to_owned()).map_err(|e| provider_failed("redirect", e))?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(cfg.client_id.clone()),
-            None,
-        )
-        .set_redirect_uri(redirect);
+        let client = self.client(cfg, redirect).await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| provider_failed("token endpoint", e))?

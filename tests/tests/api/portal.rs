@@ -346,6 +346,20 @@ pub(crate) async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
     (draft, step)
 }
 
+/// Submits `draft` from its review page; the confirmation page it leads to.
+pub(crate) async fn submit_draft(b: &mut Browser<'_>, draft: &str, csrf: &str) -> Page {
+    let submitted = b.post(&format!("{draft}/submit"), &[("_csrf", csrf)]).await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        submitted.body
+    );
+    let confirmation = b.visit(&submitted.location()).await;
+    assert_eq!(confirmation.status, StatusCode::OK, "{}", confirmation.body);
+    confirmation
+}
+
 pub(crate) const OWNER: &[(&str, &str)] = &[
     ("name", "Erika Mustermann"),
     ("street", "Hauptstraße 1"),
@@ -495,17 +509,7 @@ async fn a_citizen_applies_without_javascript_from_the_service_page_to_the_confi
         Some(format!("{draft}/steps/halter#f-name").as_str())
     );
 
-    let submitted = b
-        .post(&format!("{draft}/submit"), &[("_csrf", &csrf)])
-        .await;
-    assert_eq!(
-        submitted.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        submitted.body
-    );
-    let confirmation = b.visit(&submitted.location()).await;
-    assert_eq!(confirmation.status, StatusCode::OK);
+    let confirmation = submit_draft(&mut b, &draft, &csrf).await;
     assert_safe_page(&confirmation);
     let reference = confirmation.texts(".ap-reference").remove(0);
     assert!(reference.starts_with("MUSTERSTADT-"), "{reference}");

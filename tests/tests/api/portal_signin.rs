@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{FakeIdp, TestApp, data, spawn_app_with};
-use crate::portal::{Browser, OWNER, Page, assert_safe_page, start_dog_tax, with};
+use crate::portal::{Browser, OWNER, Page, assert_safe_page, start_dog_tax, submit_draft, with};
 
 /// The demo tenants, with Musterstadt's citizens signing in at `idp`.
 async fn app_with_login(idp: &FakeIdp) -> (TestApp, tempfile::TempDir) {
@@ -208,17 +208,7 @@ async fn a_citizen_signs_in_with_the_municipalitys_provider_and_finds_their_appl
             .await;
         assert_eq!(next.status, StatusCode::SEE_OTHER, "{key}: {}", next.body);
     }
-    let submitted = b
-        .post(&format!("{draft}/submit"), &[("_csrf", &csrf)])
-        .await;
-    assert_eq!(
-        submitted.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        submitted.body
-    );
-    let confirmation = b.visit(&submitted.location()).await;
-    assert_eq!(confirmation.status, StatusCode::OK, "{}", confirmation.body);
+    let confirmation = submit_draft(&mut b, &draft, &csrf).await;
     let reference = confirmation.texts(".ap-reference").remove(0);
     assert!(
         confirmation.attr("#status-link", "value").is_none(),
