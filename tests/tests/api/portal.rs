@@ -1603,3 +1603,190 @@ async fn an_imported_fim_form_shows_its_choices_by_their_labels() {
         &states[..5]
     );
 }
+
+/// What a citizen types, by field name, for every field of the demo services' forms.
+fn demo_answer(name: &str) -> Option<String> {
+    let in_ten_days = (chrono::Utc::now() + chrono::Duration::days(10))
+        .date_naive()
+        .to_string();
+    Some(
+        match name {
+            "name" | "account_holder" => "Erika Mustermann",
+            "street" => "Hauptstraße 1",
+            "postcode" => "12345",
+            "city" => "Musterstadt",
+            "email" => "erika@example.org",
+            "phone" => "+49 30 123456",
+            "birth_date" => "1980-05-17",
+            "kind" => "einfach",
+            "purpose" => "",
+            "delivery" => "post",
+            "items" => "Ein Sofa und zwei Stühle",
+            "volume_m3" => "2",
+            "preferred_date" => return Some(in_ten_days),
+            "placement_note" => "",
+            "licence_plate" => "B AB 123",
+            "vehicle_owner_is_applicant" => "true",
+            "zone" => "A",
+            "permit_years" => "1",
+            "breed" => "Dackel",
+            "listed_breed" => "false",
+            "date_acquired" => "2026-11-01",
+            "hund_name" => "Waldi",
+            "dog_count" => "1",
+            "chip_number" => "276098106543210",
+            "iban" => "DE02120300000000202051",
+            _ => return None,
+        }
+        .to_owned(),
+    )
+}
+
+/// The README's promise: a newcomer completes an application for each demo service in the
+/// portal, without JavaScript. Every live service of every demo municipality, found through the
+/// API, is walked from its service page through each step the form shows to the confirmation.
+#[tokio::test]
+async fn every_demo_service_can_be_applied_for_in_the_portal_from_start_to_confirmation() {
+    let app = spawn_app().await;
+    let resp = app
+        .gql(None, None, "{ municipalities { slug } }", json!({}))
+        .await;
+    let tenants: Vec<String> = data(&resp)["municipalities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| str_at(m, "slug"))
+        .collect();
+    let mut done = Vec::new();
+    for tenant in &tenants {
+        let resp = app
+            .gql(
+                Some(tenant),
+                None,
+                "{ services(first: 100) { nodes { slug } } }",
+                json!({}),
+            )
+            .await;
+        for service in data(&resp)["services"]["nodes"].as_array().unwrap() {
+            let slug = str_at(service, "slug");
+            let mut b = Browser::new(&app);
+            let page = b.visit(&format!("/t/{tenant}/services/{slug}")).await;
+            assert_eq!(page.status, StatusCode::OK, "{tenant}/{slug}");
+            let csrf = page.csrf();
+            let started = b
+                .post(
+                    &format!("/t/{tenant}/services/{slug}/apply"),
+                    &[("_csrf", &csrf)],
+                )
+                .await;
+            let mut at = started.location();
+            let mut steps = 0;
+            let confirmation = loop {
+                steps += 1;
+                assert!(steps < 12, "{tenant}/{slug}: no end after {at}");
+                let mut page = b.get(&at).await;
+                while page.status == StatusCode::SEE_OTHER {
+                    at = page.location();
+                    page = b.get(&at).await;
+                }
+                assert_eq!(
+                    page.status,
+                    StatusCode::OK,
+                    "{tenant}/{slug} {at}: {}",
+                    page.body
+                );
+                assert_safe_page(&page);
+                let path = at.split(['?', '#']).next().unwrap().to_owned();
+                if path.ends_with("/review") {
+                    let draft = path.trim_end_matches("/review").to_owned();
+                    break submit_draft(&mut b, &draft, &csrf).await;
+                }
+                if path.ends_with("/documents") {
+                    // Each document the answers call for, as a PDF; then on.
+                    let keys = Selector::parse("form input[name=document]").unwrap();
+                    let keys: std::collections::BTreeSet<String> = page
+                        .html()
+                        .select(&keys)
+                        .filter_map(|e| e.value().attr("value").map(str::to_owned))
+                        .collect();
+                    for key in keys {
+                        let fields = [("_csrf", csrf.as_str()), ("document", key.as_str())];
+                        let up = b
+                            .upload(
+                                &path,
+                                &fields,
+                                ("nachweis.pdf", pdf(&key), "application/pdf"),
+                            )
+                            .await;
+                        assert_eq!(
+                            up.status,
+                            StatusCode::SEE_OTHER,
+                            "{tenant}/{slug} {key}: {}",
+                            up.body
+                        );
+                    }
+                    let next = b.post(&format!("{path}/next"), &[("_csrf", &csrf)]).await;
+                    assert_eq!(
+                        next.status,
+                        StatusCode::SEE_OTHER,
+                        "{tenant}/{slug}: {}",
+                        next.body
+                    );
+                    at = next.location();
+                    continue;
+                }
+                assert!(
+                    path.contains("/steps/"),
+                    "{tenant}/{slug}: unexpected page {path}"
+                );
+                let html = page.html();
+                let mut form: Vec<(String, String)> = vec![
+                    ("_csrf".into(), csrf.clone()),
+                    ("_action".into(), "next".into()),
+                ];
+                let mut seen = std::collections::BTreeSet::new();
+                let fields =
+                    Selector::parse("form input[name], form select[name], form textarea[name]")
+                        .unwrap();
+                for el in html.select(&fields) {
+                    let name = el.value().attr("name").unwrap().to_owned();
+                    if name.starts_with('_') || !seen.insert(name.clone()) {
+                        continue;
+                    }
+                    let value = if el.value().attr("type") == Some("hidden") {
+                        el.value().attr("value").unwrap_or_default().to_owned()
+                    } else {
+                        demo_answer(&name).unwrap_or_else(|| {
+                            panic!("{tenant}/{slug}: no answer for field {name}")
+                        })
+                    };
+                    form.push((name, value));
+                }
+                let pairs: Vec<(&str, &str)> =
+                    form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let next = b.post(&path, &pairs).await;
+                assert_eq!(
+                    next.status,
+                    StatusCode::SEE_OTHER,
+                    "{tenant}/{slug} {path}: {}",
+                    next.body
+                );
+                at = next.location();
+            };
+            let reference = confirmation.texts(".ap-reference");
+            assert_eq!(reference.len(), 1, "{tenant}/{slug}: {}", confirmation.body);
+            done.push(format!("{tenant}/{slug}"));
+        }
+    }
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            "beispielhausen/sperrmuell",
+            "exempelburg/bewohnerparken",
+            "exempelburg/hundesteuer",
+            "musterstadt/hundesteuer",
+            "musterstadt/meldebescheinigung",
+        ]
+    );
+}
