@@ -7,6 +7,7 @@ mod helpers;
 
 mod applications;
 mod appointments;
+mod assurance;
 mod attachments;
 mod auth;
 mod bookings;
