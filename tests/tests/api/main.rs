@@ -11,6 +11,7 @@ mod assurance;
 mod attachments;
 mod auth;
 mod bookings;
+mod fitconnect;
 mod fuzz;
 mod guard;
 mod isolation;
