@@ -463,6 +463,27 @@ async fn a_citizen_signed_in_below_the_services_level_is_told_so_and_nothing_is_
         )
         .await);
 
+    // Anonymous visitors are asked to sign in first, and come back to the service.
+    let mut anonymous = Browser::new(&app);
+    let service = anonymous.visit("/t/musterstadt/services/hundesteuer").await;
+    let csrf = service.csrf();
+    let to_sign_in = anonymous
+        .post(
+            "/t/musterstadt/services/hundesteuer/apply",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        to_sign_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_sign_in.body
+    );
+    assert_eq!(
+        to_sign_in.location(),
+        "/t/musterstadt/login?next=%2Ft%2Fmusterstadt%2Fservices%2Fhundesteuer"
+    );
+
     // Signed in with user name and password (BundID's Basisregistrierung).
     *idp.login_as.lock().unwrap() =
         json!({ "urn:oid:1.2.40.0.10.2.1.1.261.94": "STORK-QAA-Level-1" });
