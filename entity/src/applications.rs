@@ -27,6 +27,12 @@ pub struct Model {
     pub citizen_subject: Option<String>,
     pub access_hash: Option<String>,
     pub contact_email: Option<String>,
+    /// The eID assurance level of the citizen's sign-in at submission (`low`, `substantial`,
+    /// `high`); NULL for anonymous applicants or when the identity provider stated none.
+    pub citizen_assurance: Option<String>,
+    /// The citizen's postbox handle from the sign-in (BundID `legacyPostkorbHandle`): where
+    /// replies can go. NULL when none was given; cleared on erasure.
+    pub citizen_postbox: Option<String>,
     /// Lower-cased reference and text values, for staff search.
     pub search_text: String,
     pub submitted_at: DateTimeUtc,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use entity::tenants;
 
+use crate::auth::assurance::AssuranceLevel;
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 
@@ -100,9 +101,17 @@ pub struct BreakGlass {
 pub struct Citizen {
     pub tenant_id: TenantId,
     pub issuer: String,
+    /// The stable subject: BundID's bPK2 where the token carries one, else `sub`. Drafts and
+    /// applications record it as their owner (`citizen_subject`).
     pub subject: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// The eID assurance level of this sign-in (`None`: no eIDAS level stated, or below low such
+    /// as BundID's Basisregistrierung). See [`crate::auth::assurance`].
+    pub assurance: Option<AssuranceLevel>,
+    /// The citizen's postbox handle (BundID `legacyPostkorbHandle`), recorded with each
+    /// application as the channel for replies.
+    pub postbox: Option<String>,
 }
 
 impl Principal {

@@ -46,6 +46,13 @@ pub enum AppError {
     /// Too many attempts; retry after the given seconds. HTTP 429.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// The service requires a higher eID assurance level (Vertrauensniveau) than the citizen's
+    /// sign-in has; carries both. HTTP 403. Nothing was stored.
+    #[error("this service requires the assurance level {}", required.as_str())]
+    InsufficientAssurance {
+        required: crate::auth::assurance::AssuranceLevel,
+        actual: Option<crate::auth::assurance::AssuranceLevel>,
+    },
     /// Anything unexpected. HTTP 500; details only in the log.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -63,6 +70,7 @@ pub const ALL_CODES: &[&str] = &[
     "PAYMENT_FAILED",
     "PAYLOAD_TOO_LARGE",
     "RATE_LIMITED",
+    "INSUFFICIENT_ASSURANCE",
     "INTERNAL",
 ];
 
@@ -111,6 +119,7 @@ impl AppError {
             Self::PaymentFailed(_) => "PAYMENT_FAILED",
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::InsufficientAssurance { .. } => "INSUFFICIENT_ASSURANCE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -118,7 +127,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::InsufficientAssurance { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } | Self::MergeConflict { .. } | Self::SlotFull => {
@@ -159,6 +168,13 @@ impl AppError {
             }
             Self::RateLimited { retry_after_secs } => {
                 ext.insert("retryAfterSeconds".into(), (*retry_after_secs).into());
+            }
+            Self::InsufficientAssurance { required, actual } => {
+                ext.insert("requiredLevel".into(), required.as_str().into());
+                ext.insert(
+                    "actualLevel".into(),
+                    actual.map_or(serde_json::Value::Null, |a| a.as_str().into()),
+                );
             }
             _ => {}
         }
@@ -288,6 +304,10 @@ mod tests {
             AppError::RateLimited {
                 retry_after_secs: 1,
             },
+            AppError::InsufficientAssurance {
+                required: crate::auth::assurance::AssuranceLevel::High,
+                actual: None,
+            },
             AppError::Internal(anyhow::anyhow!("x")),
         ];
         let codes: Vec<_> = samples.iter().map(AppError::code).collect();
@@ -306,6 +326,7 @@ mod tests {
                 "PAYMENT_FAILED",
                 "PAYLOAD_TOO_LARGE",
                 "RATE_LIMITED",
+                "INSUFFICIENT_ASSURANCE",
                 "INTERNAL",
             ]
         );

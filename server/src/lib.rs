@@ -15,6 +15,7 @@ pub mod content;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod fitconnect;
 pub mod graphql;
 pub mod http;
 pub mod ids;

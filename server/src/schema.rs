@@ -11,6 +11,7 @@ use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::fitconnect::graphql::FitConnectQuery;
 use crate::marketplace::fim::graphql::FimMutation;
 use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
 use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
@@ -30,6 +31,7 @@ pub struct Query(
     AttachmentsQuery,
     AppointmentsQuery,
     PaymentsQuery,
+    FitConnectQuery,
 );
 
 #[derive(MergedObject, Default)]

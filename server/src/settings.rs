@@ -46,6 +46,7 @@ pub struct Settings {
     pub appointments: AppointmentSettings,
     pub payments: PaymentSettings,
     pub storage: StorageSettings,
+    pub fit_connect: FitConnectSettings,
     /// `AMTSPLATZ_PLATFORM_ADMIN__EMAIL` / `__PASSWORD`: bootstrap a platform administrator at start
     /// (created once; an existing account is left as it is).
     pub platform_admin: Option<PlatformAdminSettings>,
@@ -183,6 +184,26 @@ pub struct PaymentSettings {
     pub checkout_expiry_minutes: u32,
     /// `AMTSPLATZ_PAYMENTS__PROVIDER_TIMEOUT_SECS`: longest wait for the provider's API.
     pub provider_timeout_secs: u64,
+}
+
+/// FIT-Connect, the federal route of applications to back-office systems.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConnectSettings {
+    /// `AMTSPLATZ_FIT_CONNECT__ROUTING_API`: the routing API's server URL (default: production;
+    /// FITKO's test environment is `https://routing-api-testing.fit-connect.fitko.dev/v1/`).
+    pub routing_api: String,
+    /// `AMTSPLATZ_FIT_CONNECT__TIMEOUT_SECS`: longest wait for a FIT-Connect API.
+    pub timeout_secs: u64,
+}
+
+impl Default for FitConnectSettings {
+    fn default() -> Self {
+        Self {
+            routing_api: "https://routing-api-prod.fit-connect.fitko.net/v1/".into(),
+            timeout_secs: 10,
+        }
+    }
 }
 
 impl Default for PaymentSettings {
@@ -337,6 +358,7 @@ impl Default for Settings {
             appointments: AppointmentSettings::default(),
             payments: PaymentSettings::default(),
             storage: StorageSettings::default(),
+            fit_connect: FitConnectSettings::default(),
             platform_admin: None,
             shutdown_timeout_secs: 30,
             workers: None,
@@ -518,6 +540,7 @@ impl Settings {
             ));
         }
         self.validate_payments()?;
+        self.validate_fit_connect()?;
         if self.mail.poll_interval_ms == 0 || self.mail.max_attempts < 1 {
             return Err(bad(
                 "mail.poll_interval_ms / mail.max_attempts",
@@ -548,6 +571,27 @@ impl Settings {
                     "must have at least 12 characters",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_fit_connect(&self) -> Result<(), ConfigError> {
+        let f = &self.fit_connect;
+        if reqwest::Url::parse(&f.routing_api)
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(bad(
+                "fit_connect.routing_api",
+                "AMTSPLATZ_FIT_CONNECT__ROUTING_API",
+                "must be an http(s) URL",
+            ));
+        }
+        if f.timeout_secs == 0 {
+            return Err(bad(
+                "fit_connect.timeout_secs",
+                "AMTSPLATZ_FIT_CONNECT__TIMEOUT_SECS",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -122,6 +122,10 @@ impl Application {
             outbox_wake: Arc::default(),
             appointments,
             payments,
+            fit_connect_routing: Arc::new(crate::fitconnect::routing::RoutingClient::new(
+                &settings.fit_connect.routing_api,
+                std::time::Duration::from_secs(settings.fit_connect.timeout_secs),
+            )?),
             local_store,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,

@@ -49,6 +49,8 @@ pub struct AppState {
     pub appointments: Arc<crate::appointments::Appointments>,
     /// Payment providers (on site; Stripe when configured) and the key sealing webhook secrets.
     pub payments: Arc<crate::payments::Payments>,
+    /// The FIT-Connect routing API client (`fit_connect.routing_api`).
+    pub fit_connect_routing: Arc<crate::fitconnect::routing::RoutingClient>,
     /// The local storage backend when it is the configured one (its presigned URLs are routes of
     /// this server); `None` on S3.
     pub local_store: Option<Arc<crate::storage::LocalFs>>,

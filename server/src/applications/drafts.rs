@@ -28,7 +28,8 @@ pub struct FormInput {
 }
 
 /// What drafts and submissions begin with: a citizen, a form-shaped payload, a write
-/// transaction, and the live service it is for.
+/// transaction, and the live service it is for, whose assurance level the citizen's sign-in
+/// meets (`INSUFFICIENT_ASSURANCE`, or `UNAUTHENTICATED` for anonymous callers, otherwise).
 pub(super) async fn open_form(
     deps: &AppState,
     ctx: &TenantCtx,
@@ -38,6 +39,11 @@ pub(super) async fn open_form(
     rules::check_shape("data", &input.data)?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let service = live_service(&txn, &input.service_slug).await?;
+    // The service's eID assurance requirement, before anything is written.
+    let pinned = deps
+        .pinned(&txn, service.id, service.current_revision)
+        .await?;
+    crate::auth::assurance::require(pinned.content.assurance_level, &ctx.principal)?;
     Ok((txn, service))
 }
 

@@ -46,6 +46,11 @@ pub struct ExportedApplication {
     pub closed_at: Option<DateTime<Utc>>,
     pub erased_at: Option<DateTime<Utc>>,
     pub contact_email: Option<String>,
+    /// The eID assurance level of the citizen's sign-in at submission (`low`, `substantial`,
+    /// `high`), if stated.
+    pub assurance_level: Option<String>,
+    /// The citizen's postbox handle (BundID), where replies can go.
+    pub postbox_handle: Option<String>,
     pub data: Option<Value>,
     pub routing: Vec<ExportedTask>,
     pub fees: Vec<FeeLine>,
@@ -191,6 +196,8 @@ pub async fn documents(
             closed_at: app.closed_at,
             erased_at: app.erased_at,
             contact_email: app.contact_email,
+            assurance_level: app.citizen_assurance,
+            postbox_handle: app.citizen_postbox,
             data: app.data,
             routing,
             payments: payments
@@ -346,6 +353,8 @@ fn write_application(w: &mut XmlWriter, a: &ExportedApplication) -> AppResult<()
     opt_el(w, "closedAt", a.closed_at.map(ts))?;
     opt_el(w, "erasedAt", a.erased_at.map(ts))?;
     opt_el(w, "contactEmail", a.contact_email.clone())?;
+    opt_el(w, "assuranceLevel", a.assurance_level.clone())?;
+    opt_el(w, "postboxHandle", a.postbox_handle.clone())?;
     if let Some(Value::Object(fields)) = &a.data {
         start(w, BytesStart::new("data"))?;
         for (k, v) in fields {

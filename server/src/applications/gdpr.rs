@@ -57,6 +57,8 @@ pub async fn export_my_data(deps: &AppState, ctx: &TenantCtx) -> AppResult<Value
                 "data": app.data,
                 "fees": app.fees,
                 "contactEmail": app.contact_email,
+                "assuranceLevel": app.citizen_assurance,
+                "postboxHandle": app.citizen_postbox,
                 "erasedAt": app.erased_at,
                 "timeline": events.iter().filter(|e| e.application_id == app.id).map(|e| serde_json::json!({
                     "at": e.at, "kind": e.kind, "fromState": e.from_state, "toState": e.to_state,
@@ -123,6 +125,7 @@ pub async fn erase(
     let mut active: applications::ActiveModel = app.into();
     active.data = Set(None);
     active.contact_email = Set(None);
+    active.citizen_postbox = Set(None);
     active.citizen_issuer = Set(None);
     active.citizen_subject = Set(None);
     active.access_hash = Set(None);

@@ -122,9 +122,13 @@ pub async fn submit(
     let fees = rules::fees_for(&pinned.content, &input.data);
     let (issuer, subject) = citizen_of(ctx);
     let token = issuer.is_none().then(random_secret);
-    let token_email = match &ctx.principal {
-        Principal::Citizen(c) => c.email.as_deref(),
-        _ => None,
+    let (token_email, assurance, postbox) = match &ctx.principal {
+        Principal::Citizen(c) => (
+            c.email.as_deref(),
+            c.assurance.map(|a| a.as_str().to_owned()),
+            c.postbox.clone(),
+        ),
+        _ => (None, None, None),
     };
     let contact = rules::contact_email(token_email, &input.data);
 
@@ -147,6 +151,8 @@ pub async fn submit(
         citizen_subject: Set(subject),
         access_hash: Set(token.as_deref().map(hash_secret)),
         contact_email: Set(contact.clone()),
+        citizen_assurance: Set(assurance),
+        citizen_postbox: Set(postbox),
         submitted_at: Set(now),
         updated_at: Set(now),
         decided_at: Set(None),

@@ -69,6 +69,7 @@ async fn owner(
             let pinned = deps
                 .pinned(txn, service.id, service.current_revision)
                 .await?;
+            crate::auth::assurance::require(pinned.content.assurance_level, &ctx.principal)?;
             Ok(Owner { pinned })
         }
         Target::Application(id) => {
@@ -77,6 +78,7 @@ async fn owner(
                 return Err(AppError::NotFound("application"));
             }
             let pinned = deps.pinned(txn, app.service_id, app.revision).await?;
+            crate::auth::assurance::require(pinned.content.assurance_level, &ctx.principal)?;
             if crate::applications::rules::state_of(&pinned.content.workflow, &app.state)
                 .is_some_and(|s| s.terminal)
             {

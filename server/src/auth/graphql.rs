@@ -5,6 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use entity::{platform_admins, staff_users, tenants};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
+use super::assurance::AssuranceLevel;
 use super::service::{self, Session};
 use crate::context::{Principal, Role};
 use crate::db::{begin_platform, begin_tenant, read_tenant};
@@ -32,6 +33,7 @@ pub enum Viewer {
         subject: String,
         email: Option<String>,
         name: Option<String>,
+        assurance: Option<AssuranceLevel>,
         tenant: Option<tenants::Model>,
     },
 }
@@ -73,6 +75,14 @@ impl Viewer {
             Self::PlatformAdmin(_) => vec![Role::PlatformAdmin],
             Self::Citizen { .. } => vec![Role::Citizen],
         })
+    }
+    /// A citizen's eID assurance level for this sign-in (none: the identity provider stated no
+    /// eIDAS level, or one below low such as BundID's Basisregistrierung; always none for staff).
+    async fn assurance_level(&self) -> Option<AssuranceLevel> {
+        match self {
+            Self::Citizen { assurance, .. } => *assurance,
+            _ => None,
+        }
     }
     /// The tenant the account belongs to (none for platform administrators).
     async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
@@ -136,6 +146,7 @@ async fn viewer(ctx: &Context<'_>, principal: &Principal) -> async_graphql::Resu
             subject: c.subject.clone(),
             email: c.email.clone(),
             name: c.name.clone(),
+            assurance: c.assurance,
             tenant: req.tenant.as_ref().map(|t| (**t).clone()),
         }),
     })

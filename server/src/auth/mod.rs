@@ -1,6 +1,7 @@
 //! Authentication: staff passwords (Argon2id), our ES256 access tokens with rotating refresh
 //! tokens, citizens' OIDC ID tokens, login rate limits.
 
+pub mod assurance;
 pub mod break_glass;
 pub mod graphql;
 pub mod oidc;

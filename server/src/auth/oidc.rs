@@ -86,6 +86,10 @@ pub struct IdClaims {
     pub email: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Every other claim: the broker-specific ones (assurance level, bPK2, postbox handle) are
+    /// read from here by [`super::assurance::BrokerClaims::read`].
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 struct Cached {

@@ -430,13 +430,17 @@ pub async fn authenticate(
         return Err(AppError::Unauthenticated);
     };
     let claims = state.oidc.verify(token, &oidc).await?;
+    let broker = super::assurance::BrokerClaims::read(&claims.other)?;
     let tenant_id = TenantId(tenant.id);
     let citizen = Citizen {
         tenant_id,
         issuer: claims.iss,
-        subject: claims.sub,
+        // bPK2 where the broker sends it: it stays the same across sign-ins, `sub` need not.
+        subject: broker.stable_subject.unwrap_or(claims.sub),
         email: claims.email,
         name: claims.name,
+        assurance: broker.assurance,
+        postbox: broker.postbox,
     };
     Ok((Principal::Citizen(citizen), Some(tenant_id)))
 }

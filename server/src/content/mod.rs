@@ -118,6 +118,11 @@ pub struct ServiceContent {
     /// Free texts by key (confirmation page, legal notes, …).
     #[serde(default)]
     pub texts: BTreeMap<Key, I18n>,
+    /// The eID assurance level (Vertrauensniveau) a citizen's sign-in must have to save a draft,
+    /// submit or upload for this service: `low`, `substantial` or `high`. Absent: no requirement,
+    /// and anonymous use stays possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assurance_level: Option<crate::auth::assurance::AssuranceLevel>,
     /// Days a closed application is kept before it may be erased (GDPR); default two years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,

@@ -85,6 +85,10 @@ pub enum Change {
     SetPaymentRequired {
         required: bool,
     },
+    /// The eID assurance level citizens must sign in with (`None`: no requirement).
+    SetAssuranceLevel {
+        level: Option<crate::auth::assurance::AssuranceLevel>,
+    },
 }
 
 /// Applies the edits in order. `at(i)` names the input path of edit `i` in errors. The result
@@ -376,6 +380,9 @@ fn apply_one(
         }
         Change::SetPaymentRequired { required } => {
             content.payment_required_before_processing = required;
+        }
+        Change::SetAssuranceLevel { level } => {
+            content.assurance_level = level;
         }
     }
     Ok(())

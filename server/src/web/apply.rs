@@ -197,6 +197,16 @@ pub async fn start(
             }
             cx.redirect(&draft_path(&cx, &id))
         }
+        // A service that requires an eID assurance level asks anonymous visitors to sign in
+        // first, and brings them back to the service's page.
+        Err(e) if e.is("UNAUTHENTICATED") && cx.citizen.is_none() => {
+            let back = cx.link(&format!("/services/{slug}"));
+            cx.redirect(&format!(
+                "{}?next={}",
+                cx.link("/login"),
+                percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC)
+            ))
+        }
         Err(e) => cx.error(&e),
     }
 }

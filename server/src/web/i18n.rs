@@ -268,6 +268,9 @@ texts! {
         "For your security we could not accept the form. Reload the page and send it again. What you saved is kept.";
     rate_limited_title: "Zu viele Anfragen", "Too many requests";
     rate_limited_text: "Bitte warten Sie einen Moment und versuchen Sie es dann erneut.", "Please wait a moment, then try again.";
+    insufficient_assurance_title: "Höheres Vertrauensniveau nötig", "Higher level of assurance needed";
+    insufficient_assurance_text: "Für diesen Online-Dienst reicht Ihre Anmeldung nicht aus: Er verlangt ein höheres Vertrauensniveau, zum Beispiel die Anmeldung mit dem Online-Ausweis oder einem ELSTER-Zertifikat. Melden Sie sich ab und mit einem solchen Zugang erneut an. Es wurde nichts gespeichert.",
+        "Your sign-in is not enough for this online service: it requires a higher level of assurance, for example signing in with the online ID card or an ELSTER certificate. Sign out and sign in again with such a means. Nothing was saved.";
     internal_title: "Technischer Fehler", "Technical error";
     internal_text: "Entschuldigung, etwas ist schiefgegangen. Ihre gespeicherten Angaben bleiben erhalten. Bitte versuchen Sie es später erneut.",
         "Sorry, something went wrong. What you saved is kept. Please try again later.";

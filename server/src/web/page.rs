@@ -200,6 +200,7 @@ impl Cx {
             "NOT_FOUND" => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             "FORBIDDEN" | "UNAUTHENTICATED" => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
             "RATE_LIMITED" => (StatusCode::TOO_MANY_REQUESTS, ErrorKind::RateLimited),
+            "INSUFFICIENT_ASSURANCE" => (StatusCode::FORBIDDEN, ErrorKind::InsufficientAssurance),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Internal),
         };
         self.error_page(status, kind, None)
@@ -217,6 +218,10 @@ impl Cx {
             ErrorKind::Forbidden => (t.forbidden_title, t.forbidden_text),
             ErrorKind::Expired => (t.expired_title, t.expired_text),
             ErrorKind::RateLimited => (t.rate_limited_title, t.rate_limited_text),
+            ErrorKind::InsufficientAssurance => (
+                t.insufficient_assurance_title,
+                t.insufficient_assurance_text,
+            ),
             ErrorKind::Internal => (t.internal_title, t.internal_text),
             ErrorKind::SignInFailed => (t.sign_in_failed_title, t.sign_in_failed_text),
             ErrorKind::SignInUnavailable => {
@@ -267,6 +272,8 @@ pub enum ErrorKind {
     Forbidden,
     Expired,
     RateLimited,
+    /// The service requires a higher eID assurance level than the citizen's sign-in has.
+    InsufficientAssurance,
     Internal,
     /// The citizen's sign-in came back unusable (cancelled, stale, refused).
     SignInFailed,

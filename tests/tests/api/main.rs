@@ -7,10 +7,12 @@ mod helpers;
 
 mod applications;
 mod appointments;
+mod assurance;
 mod attachments;
 mod auth;
 mod bookings;
 mod fim;
+mod fitconnect;
 mod fuzz;
 mod guard;
 mod isolation;

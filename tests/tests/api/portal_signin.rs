@@ -432,3 +432,93 @@ async fn an_expired_sign_in_ends_quietly_and_asks_to_sign_in_again_where_it_is_n
     assert_eq!(back.location(), step);
     assert_eq!(b.get(&step).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_citizen_signed_in_below_the_services_level_is_told_so_and_nothing_is_saved() {
+    let idp = FakeIdp::start().await;
+    let (app, _tenants) = app_with_login(&idp).await;
+    // Musterstadt's dog tax requires the Online-Ausweis (eIDAS high).
+    let admin = app
+        .login(Some(crate::helpers::MUSTER), crate::helpers::MUSTER_ADMIN)
+        .await;
+    let c = app.caller(crate::helpers::MUSTER, &admin);
+    let resp = c
+        .gql("query { service(slug: \"hundesteuer\") { id } }", json!({}))
+        .await;
+    let id = crate::helpers::str_at(&data(&resp)["service"], "id");
+    data(&c
+        .gql(
+            "mutation($i: CustomizeServiceInput!) { customizeService(input: $i) { service { revision } } }",
+            json!({ "i": { "serviceId": id, "note": "eID", "changes": [{ "setAssuranceLevel": { "level": "HIGH" } }] } }),
+        )
+        .await);
+
+    // Anonymous visitors are asked to sign in first, and come back to the service.
+    let mut anonymous = Browser::new(&app);
+    let service = anonymous.visit("/t/musterstadt/services/hundesteuer").await;
+    let csrf = service.csrf();
+    let to_sign_in = anonymous
+        .post(
+            "/t/musterstadt/services/hundesteuer/apply",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        to_sign_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_sign_in.body
+    );
+    assert_eq!(
+        to_sign_in.location(),
+        "/t/musterstadt/login?next=%2Ft%2Fmusterstadt%2Fservices%2Fhundesteuer"
+    );
+
+    // Signed in with user name and password (BundID's Basisregistrierung).
+    *idp.login_as.lock().unwrap() =
+        json!({ "urn:oid:1.2.40.0.10.2.1.1.261.94": "STORK-QAA-Level-1" });
+    let mut b = Browser::new(&app);
+    let ok = sign_in(
+        &app,
+        &mut b,
+        "/t/musterstadt/login?next=%2Ft%2Fmusterstadt%2Fmy",
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let service = b.visit("/t/musterstadt/services/hundesteuer").await;
+    let csrf = service.csrf();
+    let refused = b
+        .post(
+            "/t/musterstadt/services/hundesteuer/apply",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.body.contains("Höheres Vertrauensniveau nötig"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("Online-Ausweis"), "{}", refused.body);
+    assert_safe_page(&refused);
+    let mine = b.visit("/t/musterstadt/my").await;
+    assert!(
+        mine.body
+            .contains("Sie haben keine gespeicherten Entwürfe."),
+        "{}",
+        mine.body
+    );
+
+    // In English too.
+    let refused = b
+        .post(
+            "/t/musterstadt/services/hundesteuer/apply?lang=en",
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert!(
+        refused.body.contains("Higher level of assurance needed"),
+        "{}",
+        refused.body
+    );
+}

@@ -119,6 +119,14 @@ pub struct SetPaymentRequiredInput {
 }
 
 #[derive(InputObject)]
+pub struct SetAssuranceLevelInput {
+    /// The eID assurance level (Vertrauensniveau) a citizen's sign-in must have to save drafts,
+    /// submit and upload files for this service; null removes the requirement. Callers without
+    /// it get `INSUFFICIENT_ASSURANCE` (anonymous callers `UNAUTHENTICATED`) and nothing is stored.
+    pub level: Option<crate::auth::assurance::AssuranceLevel>,
+}
+
+#[derive(InputObject)]
 pub struct SetWorkflowLabelInput {
     pub state: String,
     pub label: I18nInput,
@@ -144,6 +152,7 @@ pub enum ServiceChangeInput {
     RemoveRoutingRule(KeyInput),
     SetWorkflowLabel(SetWorkflowLabelInput),
     SetPaymentRequired(SetPaymentRequiredInput),
+    SetAssuranceLevel(SetAssuranceLevelInput),
 }
 
 fn key(field: &str, raw: &str) -> AppResult<Key> {
@@ -260,6 +269,7 @@ impl ServiceChangeInput {
             Self::SetPaymentRequired(p) => Change::SetPaymentRequired {
                 required: p.required,
             },
+            Self::SetAssuranceLevel(a) => Change::SetAssuranceLevel { level: a.level },
         })
     }
 }
