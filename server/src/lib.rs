@@ -18,6 +18,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod keyfile;
 pub mod marketplace;
 pub mod memo;
 pub mod messaging;

@@ -133,6 +133,7 @@ impl Application {
             sessions: Arc::default(),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             write_limiter: Arc::new(crate::auth::rate_limit::IpLimiter::per_minute(
+                "writes-ip",
                 settings.applications.writes_per_ip_per_minute,
             )),
             metrics: Arc::new(Metrics::new()?),

@@ -21,6 +21,7 @@ mod portal;
 mod portal_signin;
 mod process;
 mod races;
+mod replicas;
 mod rls;
 mod services_search;
 mod tenancy;
