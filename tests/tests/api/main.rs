@@ -9,6 +9,7 @@ mod applications;
 mod appointments;
 mod attachments;
 mod auth;
+mod backup;
 mod bookings;
 mod fuzz;
 mod guard;
