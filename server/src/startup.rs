@@ -238,8 +238,17 @@ impl Application {
             stop_rx.clone(),
         ));
         let listener = settings.is_postgres().then(|| {
+            // Session invalidations reach the other replicas through pg_notify.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            self.state.sessions.announce_to(tx);
+            tokio::spawn(crate::auth::sessions::announce(
+                self.state.db.orm().clone(),
+                rx,
+                stop_rx.clone(),
+            ));
             tokio::spawn(crate::applications::live::listen(
                 self.state.live.clone(),
+                self.state.sessions.clone(),
                 settings.database_url(),
                 stop_rx,
             ))
