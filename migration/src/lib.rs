@@ -18,6 +18,7 @@ mod m20261203_000009_break_glass_grants;
 mod m20261204_000010_service_search;
 mod m20261205_000011_citizen_drafts_index;
 mod m20261206_000012_citizen_assurance;
+mod m20261206_000013_create_rate_limits;
 pub mod postgres;
 
 pub use m20261203_000008_outbox_row_level_security::OUTBOX_ROLE;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_service_search::Migration),
             Box::new(m20261205_000011_citizen_drafts_index::Migration),
             Box::new(m20261206_000012_citizen_assurance::Migration),
+            Box::new(m20261206_000013_create_rate_limits::Migration),
         ]
     }
 }

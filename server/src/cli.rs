@@ -1,5 +1,5 @@
 //! Command line: `serve` (default), `migrate`, `export-schema`, `tenants apply <dir>`,
-//! `fim import <schema.xml>`.
+//! `fim import <schema.xml>`, `objects export|import <dir>` (backups, see `deploy/backup/`).
 //! Output for people goes to stdout/stderr here; logs go through tracing.
 
 #![expect(clippy::print_stdout, reason = "the CLI talks to its user on stdout")]
@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: FimCommand,
     },
+    /// Copy the object store (attachments; local files or S3) to or from a folder, for backups.
+    Objects {
+        #[command(subcommand)]
+        command: ObjectsCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +69,14 @@ enum FimCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ObjectsCommand {
+    /// Write every object to `<dir>/<key>` (the folder must not exist yet).
+    Export { dir: PathBuf },
+    /// Store every file under `<dir>` as the object named by its path below `<dir>`.
+    Import { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +131,12 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Tenants {
             command: TenantsCommand::Apply { dir },
         } => apply_tenants(&settings, &dir).await,
+        Command::Objects {
+            command: ObjectsCommand::Export { dir },
+        } => crate::storage::backup::export(&settings, &dir).await,
+        Command::Objects {
+            command: ObjectsCommand::Import { dir },
+        } => crate::storage::backup::import(&settings, &dir).await,
         Command::ExportSchema { .. } | Command::Fim { .. } => Ok(()),
     };
     match result {

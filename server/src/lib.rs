@@ -19,6 +19,7 @@ pub mod fitconnect;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod keyfile;
 pub mod marketplace;
 pub mod memo;
 pub mod messaging;

@@ -408,7 +408,12 @@ impl Default for GraphqlSettings {
 
 /// `AMTSPLATZ_*` variables that are not settings: the config file path and the test/CI variables,
 /// which a developer may well have exported while starting the server.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "TEST_DATABASE_URL", "CI_POSTGRES_URL"];
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG",
+    "TEST_DATABASE_URL",
+    "CI_POSTGRES_URL",
+    "REQUIRE_BACKUP_TOOLS",
+];
 
 /// The demo platform administrator of the embedded default.
 pub const DEMO_PLATFORM_ADMIN: (&str, &str) = ("platform@amtsplatz.example", "amtsplatz-demo");

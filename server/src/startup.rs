@@ -137,6 +137,7 @@ impl Application {
             sessions: Arc::default(),
             login_limiter: Arc::new(LoginLimiter::new(&settings.auth)),
             write_limiter: Arc::new(crate::auth::rate_limit::IpLimiter::per_minute(
+                "writes-ip",
                 settings.applications.writes_per_ip_per_minute,
             )),
             metrics: Arc::new(Metrics::new()?),
@@ -241,8 +242,17 @@ impl Application {
             stop_rx.clone(),
         ));
         let listener = settings.is_postgres().then(|| {
+            // Session invalidations reach the other replicas through pg_notify.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            self.state.sessions.announce_to(tx);
+            tokio::spawn(crate::auth::sessions::announce(
+                self.state.db.orm().clone(),
+                rx,
+                stop_rx.clone(),
+            ));
             tokio::spawn(crate::applications::live::listen(
                 self.state.live.clone(),
+                self.state.sessions.clone(),
                 settings.database_url(),
                 stop_rx,
             ))

@@ -163,22 +163,36 @@ impl Backoff {
 
 /// Listens on [`CHANNEL`] with its own connection and feeds the hub; reconnects with backoff.
 /// Runs until `stop` fires.
-pub async fn listen(hub: StatusHub, url: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Session invalidations of other replicas ([`crate::auth::sessions::CHANNEL`]) arrive on the
+/// same connection and go to `sessions`.
+pub async fn listen(
+    hub: StatusHub,
+    sessions: std::sync::Arc<crate::auth::sessions::SessionCache>,
+    url: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new();
     loop {
         let session = async {
             // sqlx's listener: the same driver, TLS and login methods as every other connection
             // of the server (`sslmode=require` included).
             let mut listener = PgListener::connect(&url).await.map_err(|e| e.to_string())?;
-            listener.listen(CHANNEL).await.map_err(|e| e.to_string())?;
+            listener
+                .listen_all([CHANNEL, crate::auth::sessions::CHANNEL])
+                .await
+                .map_err(|e| e.to_string())?;
             backoff.connected();
             // Whatever changed while nobody listened reaches subscribers this way.
             hub.missed();
+            sessions.forget_all();
             tracing::debug!("listening for application status changes");
             loop {
                 // `try_recv` answers `None` when the connection was lost, where `recv` would
                 // reconnect silently: then subscribers must re-read what they missed.
                 match listener.try_recv().await.map_err(|e| e.to_string())? {
+                    Some(n) if n.channel() == crate::auth::sessions::CHANNEL => {
+                        sessions.apply(n.payload());
+                    }
                     Some(n) => match serde_json::from_str::<StatusChange>(n.payload()) {
                         Ok(change) => hub.deliver(change),
                         Err(e) => tracing::warn!(error = %e, "unreadable status notification"),

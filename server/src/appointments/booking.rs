@@ -205,7 +205,10 @@ pub async fn book(
     origin: &str,
 ) -> AppResult<(bookings::Model, String)> {
     let email = check_contact(&input.contact_name, &input.contact_email)?;
-    appts.guard.check_contact(ctx.tenant_id, &email)?;
+    appts
+        .guard
+        .check_contact(deps.db.orm(), ctx.tenant_id, &email)
+        .await?;
     let txn = begin_tenant_write(&deps.db, ctx.tenant_id).await?;
     let b = bookable(&txn, &input.service_slug, input.location_id).await?;
     let now = Utc::now();

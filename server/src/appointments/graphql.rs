@@ -26,9 +26,10 @@ fn appointments<'a>(ctx: &'a Context<'_>) -> AppResult<&'a super::Appointments> 
 }
 
 /// Counts a booking, hold or move against the client IP's booking quota.
-fn rate_limit_booking(ctx: &Context<'_>) -> AppResult<()> {
+async fn rate_limit_booking(ctx: &Context<'_>) -> AppResult<()> {
     let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
-    appointments(ctx)?.guard.check_ip(ip)
+    let state = deps(ctx)?;
+    state.appointments.guard.check_ip(state.db.orm(), ip).await
 }
 
 /// A place for appointments, with its counters and opening calendar.
@@ -554,7 +555,7 @@ impl AppointmentsMutation {
         input: BookAppointmentInput,
     ) -> async_graphql::Result<BookAppointmentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        rate_limit_booking(ctx)?;
+        rate_limit_booking(ctx).await?;
         let hold = match (&input.hold_id, input.hold_token) {
             (Some(id), Some(token)) => Some((parse_id("input.holdId", id)?, token)),
             (None, None) => None,
@@ -605,7 +606,7 @@ impl AppointmentsMutation {
         input: HoldSlotInput,
     ) -> async_graphql::Result<HoldSlotPayload> {
         let tctx = tenant_ctx(ctx)?;
-        rate_limit_booking(ctx)?;
+        rate_limit_booking(ctx).await?;
         let (hold, hold_token) = booking::hold(
             &deps(ctx)?.db,
             appointments(ctx)?,
@@ -631,7 +632,7 @@ impl AppointmentsMutation {
         input: RescheduleBookingInput,
     ) -> async_graphql::Result<BookingPayload> {
         let tctx = tenant_ctx(ctx)?;
-        rate_limit_booking(ctx)?;
+        rate_limit_booking(ctx).await?;
         let id = parse_id("input.id", &input.id)?;
         let booking = booking::reschedule(
             deps(ctx)?,

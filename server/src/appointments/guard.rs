@@ -16,7 +16,7 @@ use sea_orm::{EntityTrait, Set};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use crate::auth::rate_limit::{IpLimiter, KeyLimiter};
+use crate::auth::rate_limit::{IpLimiter, Limit};
 use crate::db::TenantTx;
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
@@ -44,7 +44,7 @@ pub struct Solved {
 /// Limits and challenges of the booking mutations.
 pub struct BookingGuard {
     per_ip: IpLimiter,
-    per_contact: KeyLimiter<String>,
+    per_contact: Limit,
     /// Keyed once; cloned per signature.
     mac: Hmac<Sha256>,
     challenge_ttl: Duration,
@@ -85,8 +85,11 @@ pub fn solves(challenge: &str, solution: &str, bits: u32) -> bool {
 impl BookingGuard {
     pub fn new(settings: &AppointmentSettings, key: [u8; 32]) -> anyhow::Result<Self> {
         Ok(Self {
-            per_ip: IpLimiter::per_minute(settings.bookings_per_ip_per_minute),
-            per_contact: KeyLimiter::per_hour(settings.bookings_per_contact_per_hour),
+            per_ip: IpLimiter::per_minute("bookings-ip", settings.bookings_per_ip_per_minute),
+            per_contact: Limit::per_hour(
+                "bookings-contact",
+                settings.bookings_per_contact_per_hour,
+            ),
             mac: Hmac::new_from_slice(&key)
                 .map_err(|_| anyhow::anyhow!("the booking challenge key is unusable"))?,
             challenge_ttl: Duration::seconds(i64::from(settings.challenge_ttl_secs)),
@@ -94,13 +97,24 @@ impl BookingGuard {
     }
 
     /// Counts a booking, hold or move against the client IP's quota.
-    pub fn check_ip(&self, ip: Option<std::net::IpAddr>) -> AppResult<()> {
-        self.per_ip.check(ip)
+    pub async fn check_ip(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        ip: Option<std::net::IpAddr>,
+    ) -> AppResult<()> {
+        self.per_ip.check(db, ip).await
     }
 
     /// Counts a booking against the (normalized) contact address's quota.
-    pub fn check_contact(&self, tenant: TenantId, email: &str) -> AppResult<()> {
-        self.per_contact.check(&format!("{}/{email}", tenant.0))
+    pub async fn check_contact(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        tenant: TenantId,
+        email: &str,
+    ) -> AppResult<()> {
+        self.per_contact
+            .hit(db, &format!("{}/{email}", tenant.0))
+            .await
     }
 
     fn mac(&self, tenant: TenantId, body: &str) -> String {

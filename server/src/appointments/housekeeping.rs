@@ -1,6 +1,7 @@
 //! Periodic clean-up: holds that lapsed become `expired` (they stopped counting against capacity
 //! the moment they lapsed; this only tidies the table), and spent challenges past their expiry
-//! are deleted (an expired challenge is refused anyway). Idempotent; runs in every replica.
+//! are deleted (an expired challenge is refused anyway), and so are rate-limit counters whose
+//! window ended. Idempotent; runs in every replica.
 
 use chrono::{DateTime, Utc};
 use entity::states::BookingState;
@@ -16,6 +17,8 @@ use crate::ids::TenantId;
 pub struct Cleared {
     pub lapsed_holds: u64,
     pub spent_challenges: u64,
+    /// Rate-limit counters whose window ended.
+    pub rate_limits: u64,
 }
 
 pub async fn clear(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Cleared> {
@@ -39,6 +42,7 @@ pub async fn clear(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Cle
             .rows_affected;
         txn.commit().await?;
     }
+    cleared.rate_limits = crate::auth::rate_limit::clear_expired(db).await?;
     Ok(cleared)
 }
 
@@ -57,6 +61,7 @@ pub async fn run(
             Ok(c) if c != Cleared::default() => tracing::info!(
                 lapsed_holds = c.lapsed_holds,
                 spent_challenges = c.spent_challenges,
+                rate_limits = c.rate_limits,
                 "appointments housekeeping"
             ),
             Ok(_) => {}

@@ -224,7 +224,7 @@ impl AttachmentsMutation {
         input: UploadAttachmentInput,
     ) -> async_graphql::Result<AttachmentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx).await?;
         let target = target(input.application_id.as_ref(), input.draft_id.as_ref())?;
         let upload = input
             .file
@@ -259,7 +259,7 @@ impl AttachmentsMutation {
         input: RequestUploadInput,
     ) -> async_graphql::Result<RequestUploadPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx).await?;
         let target = target(input.application_id.as_ref(), input.draft_id.as_ref())?;
         let size = u64::try_from(input.size_bytes)
             .map_err(|_| AppError::invalid("input.sizeBytes", "must not be negative"))?;

@@ -58,7 +58,8 @@ pub async fn login(
         .map_or_else(|| PLATFORM_SCOPE.to_owned(), |t| t.id.to_string());
     state
         .login_limiter
-        .check(client_ip, &format!("{scope}:{email}"))?;
+        .check(state.db.orm(), client_ip, &format!("{scope}:{email}"))
+        .await?;
     if pw.len() > password::MAX_LEN * 4 {
         return Err(AppError::Unauthenticated);
     }

@@ -10,13 +10,15 @@
 //! The answer is cached per (subject, session) for [`TTL`]. Whatever changes it in this process
 //! (logout, reuse detection, deactivation, role and membership changes, onboarding) drops the
 //! entries it affects after its commit, so on one replica the change holds on the very next
-//! request. Other replicas see it when their entry expires, at most [`TTL`] later: a short TTL
-//! instead of a cross-replica invalidation channel, which would be one more thing to keep alive.
-//! An answer read while an invalidation ran is not stored (it may predate the change).
+//! request. On PostgreSQL the change is also announced on [`CHANNEL`] (`pg_notify`), which
+//! every replica's listener (`applications::live::listen`) turns into the same drop: other
+//! replicas hold it as soon as the notification arrives, and at most [`TTL`] later if it is lost
+//! (a listener that reconnects drops everything, as it may have missed some). An answer read
+//! while an invalidation ran is not stored (it may predate the change).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -28,6 +30,9 @@ use crate::context::Role;
 use crate::db::{begin_platform, begin_tenant};
 use crate::error::{AppError, AppResult};
 use crate::ids::TenantId;
+
+/// The PostgreSQL channel on which replicas announce what to forget.
+pub const CHANNEL: &str = "amtsplatz_sessions";
 
 /// How long an answer is trusted without asking the database.
 pub const TTL: Duration = Duration::from_secs(5);
@@ -49,6 +54,8 @@ pub struct SessionCache {
     entries: Mutex<HashMap<Key, (Instant, Standing)>>,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
+    /// Where invalidations go to reach the other replicas (PostgreSQL; see [`announce`]).
+    announce: OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 fn poisoned() -> AppError {
@@ -126,19 +133,56 @@ impl SessionCache {
         standing.map(|_| ()).ok_or(AppError::Unauthenticated)
     }
 
-    /// Forgets what is known about one session (logout, a revoked family).
+    /// Forgets what is known about one session (logout, a revoked family), on every replica.
     pub fn forget_session(&self, session: Uuid) {
         self.forget(|k| k.session == session);
+        self.tell_others(format!("session:{session}"));
     }
 
-    /// Forgets every session of one subject (deactivation, role or membership changes).
+    /// Forgets every session of one subject (deactivation, role or membership changes), on
+    /// every replica.
     pub fn forget_subject(&self, subject: Uuid) {
         self.forget(|k| k.subject == subject);
+        self.tell_others(format!("subject:{subject}"));
     }
 
-    /// Forgets every session of one tenant (onboarding applied, a department deleted).
+    /// Forgets every session of one tenant (onboarding applied, a department deleted), on every
+    /// replica.
     pub fn forget_tenant(&self, tenant: TenantId) {
         self.forget(|k| k.tenant == Some(tenant.0));
+        self.tell_others(format!("tenant:{}", tenant.0));
+    }
+
+    /// Forgets everything (the listener reconnected and may have missed announcements).
+    pub fn forget_all(&self) {
+        self.forget(|_| true);
+    }
+
+    /// Applies another replica's announcement (a payload on [`CHANNEL`]).
+    pub fn apply(&self, payload: &str) {
+        let parsed = payload
+            .split_once(':')
+            .and_then(|(what, id)| Some((what, Uuid::parse_str(id).ok()?)));
+        match parsed {
+            Some(("session", id)) => self.forget(|k| k.session == id),
+            Some(("subject", id)) => self.forget(|k| k.subject == id),
+            Some(("tenant", id)) => self.forget(|k| k.tenant == Some(id)),
+            _ => {
+                tracing::warn!(payload, "unreadable session announcement; forgetting all");
+                self.forget_all();
+            }
+        }
+    }
+
+    /// Sends this cache's invalidations to `tx` from now on (see [`announce`]).
+    pub fn announce_to(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.announce.set(tx);
+    }
+
+    fn tell_others(&self, payload: String) {
+        if let Some(tx) = self.announce.get() {
+            let _ = tx.send(payload);
+        }
     }
 
     fn forget(&self, matches: impl Fn(&Key) -> bool) {
@@ -170,6 +214,34 @@ impl SessionCache {
         }
         entries.insert(key, (Instant::now(), standing));
         Ok(())
+    }
+}
+
+/// Announces each invalidation `rx` receives on [`CHANNEL`] until the senders are gone (the
+/// caller calls it after its commit, so the change is visible to whoever acts on the news).
+pub async fn announce(
+    db: DatabaseConnection,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let payload = tokio::select! {
+            _ = stop.changed() => return,
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let sent = db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), payload.into()],
+            ))
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "announcing a session change failed; other replicas see it within the cache TTL");
+        }
     }
 }
 

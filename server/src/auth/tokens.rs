@@ -75,15 +75,9 @@ impl std::fmt::Debug for JwtKeys {
 impl JwtKeys {
     /// Loads the PKCS#8 PEM key at `path`, generating (and saving, mode 0600) one if it is missing.
     pub fn load_or_generate(path: &Path, auth: &AuthSettings) -> anyhow::Result<Self> {
-        let secret = if path.exists() {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading signing key {}", path.display()))?;
-            p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "signing key {} is not a P-256 PKCS#8 PEM key: {e}",
-                    path.display()
-                )
-            })?
+        let pem = if path.exists() {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading signing key {}", path.display()))?
         } else {
             let key = generate_p256()?;
             let pem = key
@@ -93,9 +87,16 @@ impl JwtKeys {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            write_private(path, pem.as_bytes())?;
-            key
+            // Replicas starting at once on a shared folder all end up with the one key stored.
+            crate::keyfile::create_private_once(path, &pem)
+                .with_context(|| format!("creating signing key {}", path.display()))?
         };
+        let secret = p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "signing key {} is not a P-256 PKCS#8 PEM key: {e}",
+                path.display()
+            )
+        })?;
         Self::from_secret(&secret, auth)
     }
 
@@ -227,23 +228,6 @@ fn generate_p256() -> anyhow::Result<p256::SecretKey> {
         }
     }
     anyhow::bail!("could not generate a P-256 key")
-}
-
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut file = opts
-        .open(path)
-        .with_context(|| format!("creating signing key {}", path.display()))?;
-    file.write_all(data)
-        .with_context(|| format!("writing signing key {}", path.display()))?;
-    Ok(())
 }
 
 /// Reads the unverified `iss` of a JWT, only to choose which verifier to use.

@@ -29,9 +29,8 @@ impl RequestOrigin {
 
 /// Counts a citizen's write (draft, submission, upload, payment start) against the client IP's
 /// quota.
-pub fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
+pub async fn rate_limit_write(ctx: &Context<'_>) -> AppResult<()> {
     let ip = ctx.data_opt::<crate::state::ClientIp>().and_then(|ip| ip.0);
-    state::<crate::state::AppState>(ctx)?
-        .write_limiter
-        .check(ip)
+    let state = state::<crate::state::AppState>(ctx)?;
+    state.write_limiter.check(state.db.orm(), ip).await
 }

@@ -329,7 +329,7 @@ impl PaymentsMutation {
         input: StartPaymentInput,
     ) -> async_graphql::Result<StartPaymentPayload> {
         let tctx = tenant_ctx(ctx)?;
-        crate::graphql::rate_limit_write(ctx)?;
+        crate::graphql::rate_limit_write(ctx).await?;
         let p = checkout::start(
             deps(ctx)?,
             payments_of(ctx)?,

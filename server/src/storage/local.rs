@@ -48,29 +48,12 @@ pub fn load_or_generate_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8
                 std::fs::create_dir_all(parent)?;
             }
             let secret = crate::auth::tokens::random_secret();
-            write_private(path, &secret)
+            let stored = crate::keyfile::create_private_once(path, &secret)
                 .with_context(|| format!("writing {what} {}", path.display()))?;
-            Ok(secret.into_bytes())
+            Ok(stored.trim().as_bytes().to_vec())
         }
         Err(e) => Err(e).with_context(|| format!("reading {what} {}", path.display())),
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(content.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    std::fs::write(path, content)
 }
 
 /// A presigned request as the server checked it.
@@ -434,6 +417,7 @@ fn name_of(path: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, LocalFs) {

@@ -6,6 +6,7 @@
 //! path. Bodies move as streams, never as whole buffers: a 100 MB upload costs a few chunks of
 //! memory.
 
+pub mod backup;
 pub mod local;
 mod s3;
 

@@ -21,7 +21,7 @@ const SWEEP: &str =
     "mutation { sweepStorage { expiredUploads abandonedDraftFiles orphanObjects rescanned } }";
 
 /// An anonymous draft of Musterstadt's dog tax; returns (draft id, access token).
-async fn draft(app: &TestApp, service: &str, data: Value) -> (String, String) {
+pub(crate) async fn draft(app: &TestApp, service: &str, data: Value) -> (String, String) {
     let resp = citizen(
         app,
         DRAFT,
@@ -57,7 +57,7 @@ fn data_of(resp: &Value) -> &Value {
     data(resp)
 }
 
-async fn upload_to_draft(
+pub(crate) async fn upload_to_draft(
     app: &TestApp,
     draft: &str,
     token: &str,

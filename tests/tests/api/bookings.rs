@@ -12,10 +12,10 @@ use crate::appointments::{BOOK, CANCEL, RESCHEDULE, book, rathaus, slots, ten_oc
 use crate::helpers::*;
 
 const HOLD: &str = "mutation($i: HoldSlotInput!) { holdSlot(input: $i) { holdToken hold { id state start holdExpiresAt } } }";
-const CHALLENGE: &str = "query($s: String!, $l: ID!) { bookingChallenge(serviceSlug: $s, locationId: $l) { challenge bits expiresAt } }";
+pub(crate) const CHALLENGE: &str = "query($s: String!, $l: ID!) { bookingChallenge(serviceSlug: $s, locationId: $l) { challenge bits expiresAt } }";
 
 /// Sets the dog-tax offer at `location` (30-minute slots, a year ahead) with `extra` fields.
-async fn set_offer(app: &TestApp, admin: &Session, location: &str, extra: Value) {
+pub(crate) async fn set_offer(app: &TestApp, admin: &Session, location: &str, extra: Value) {
     let mut input = json!({ "serviceSlug": "hundesteuer", "locationId": location,
                             "durationMinutes": 30, "minNoticeMinutes": 0, "horizonDays": 366 });
     input
@@ -32,7 +32,7 @@ async fn set_offer(app: &TestApp, admin: &Session, location: &str, extra: Value)
     data(&resp);
 }
 
-fn book_input(location: &str, start: DateTime<Utc>, email: &str, extra: Value) -> Value {
+pub(crate) fn book_input(location: &str, start: DateTime<Utc>, email: &str, extra: Value) -> Value {
     let mut input = json!({ "serviceSlug": "hundesteuer", "locationId": location, "start": start,
                             "contact": { "name": "Erika Mustermann", "email": email } });
     input
@@ -462,7 +462,7 @@ fn zero_bits(challenge: &str, solution: &str) -> u32 {
 }
 
 /// Finds a solution the way a client would: counting up until the hash has `bits` zero bits.
-fn solve(challenge: &str, bits: u32) -> String {
+pub(crate) fn solve(challenge: &str, bits: u32) -> String {
     (0u64..)
         .map(|n| n.to_string())
         .find(|s| zero_bits(challenge, s) >= bits)

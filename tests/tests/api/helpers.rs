@@ -93,7 +93,8 @@ pub struct TestApp {
     pub db_url: String,
     pub data_dir: PathBuf,
     pub is_postgres: bool,
-    _dir: tempfile::TempDir,
+    /// The data folder's and database's guards; `None` on a replica (the first server owns them).
+    _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
 }
 
@@ -155,8 +156,39 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         db_url,
         data_dir: dir.path().to_owned(),
         is_postgres: pg.is_some(),
-        _dir: dir,
+        _dir: Some(dir),
         _pg: pg,
+    }
+}
+
+/// Two servers on one database and one data folder (signing key, payment secrets key, local
+/// object store), as replicas behind a load balancer are; both with the settings `configure`
+/// makes. The first owns the database and folder, so it must outlive the second.
+pub async fn spawn_replicas(configure: impl Fn(&mut Settings)) -> (TestApp, TestApp) {
+    let a = spawn_app_with(&configure).await;
+    let b = a.spawn_replica(&configure).await;
+    (a, b)
+}
+
+impl TestApp {
+    /// Another server on this one's database and data folder: a replica.
+    pub async fn spawn_replica(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = test_settings(&self.data_dir, &self.db_url);
+        configure(&mut settings);
+        let app = Application::build(settings)
+            .await
+            .expect("the replica builds");
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base_url,
+            client: reqwest::Client::new(),
+            db_url: self.db_url.clone(),
+            data_dir: self.data_dir.clone(),
+            is_postgres: self.is_postgres,
+            _dir: None,
+            _pg: None,
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl DraftsMutation {
         input: SaveDraftInput,
     ) -> async_graphql::Result<SaveDraftPayload> {
         let tctx = tenant_ctx(ctx)?;
-        rate_limit_write(ctx)?;
+        rate_limit_write(ctx).await?;
         let draft_id = input
             .draft_id
             .as_ref()

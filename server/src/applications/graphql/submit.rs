@@ -39,7 +39,7 @@ impl SubmitMutation {
         input: SubmitApplicationInput,
     ) -> async_graphql::Result<SubmitApplicationPayload> {
         let tctx = tenant_ctx(ctx)?;
-        rate_limit_write(ctx)?;
+        rate_limit_write(ctx).await?;
         let draft_id = input
             .draft_id
             .as_ref()
