@@ -44,11 +44,11 @@ wrk.headers["Accept-Encoding"] = "gzip"
 LUA
 
 echo "== page weight (gzip as served, without fonts)"
-python3 - "$URL" "$SERVICE" "$STEP" <<'PY'
+python3 - "$URL" "$COOKIE" "$START" "$SERVICE" "$STEP" <<'PY'
 import gzip, re, sys, urllib.request
-base, pages = sys.argv[1], sys.argv[2:]
+base, cookie, pages = sys.argv[1], sys.argv[2], sys.argv[3:]
 def fetch(path):
-    req = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip", "Cookie": ""})
+    req = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip", "Cookie": cookie})
     with urllib.request.urlopen(req) as r:
         body = r.read()
         wire = len(body)
