@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use entity::tenants;
 
-use crate::auth::assurance::AssuranceLevel;
 use crate::error::{AppError, AppResult};
 use crate::ids::{PlatformAdminId, StaffUserId, TenantId};
 
@@ -259,5 +258,51 @@ impl TenantCtx {
 
     pub fn actor(&self) -> String {
         self.principal.audit_actor()
+    }
+}
+
+/// An eIDAS level of assurance (Vertrauensniveau), lowest first.
+/// (Here, beside the principal that carries it, so that infrastructure needs no domain; the
+/// mapping from identity providers' claims is `crate::auth::assurance`.)
+#[derive(
+    async_graphql::Enum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum AssuranceLevel {
+    /// eIDAS "low" (BSI "normal", STORK QAA 2).
+    Low,
+    /// eIDAS "substantial" (BSI "substantiell", STORK QAA 3; e.g. an ELSTER certificate).
+    Substantial,
+    /// eIDAS "high" (BSI "hoch", STORK QAA 4; e.g. the Online-Ausweis).
+    High,
+}
+
+impl AssuranceLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Substantial => "substantial",
+            Self::High => "high",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "low" => Some(Self::Low),
+            "substantial" => Some(Self::Substantial),
+            "high" => Some(Self::High),
+            _ => None,
+        }
     }
 }

@@ -48,10 +48,11 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     /// The service requires a higher eID assurance level (Vertrauensniveau) than the citizen's
     /// sign-in has; carries both. HTTP 403. Nothing was stored.
-    #[error("this service requires the assurance level {}", required.as_str())]
+    #[error("this service requires the assurance level {required}")]
     InsufficientAssurance {
-        required: crate::auth::assurance::AssuranceLevel,
-        actual: Option<crate::auth::assurance::AssuranceLevel>,
+        /// `low`, `substantial` or `high`.
+        required: &'static str,
+        actual: Option<&'static str>,
     },
     /// Anything unexpected. HTTP 500; details only in the log.
     #[error("internal error")]
@@ -170,10 +171,10 @@ impl AppError {
                 ext.insert("retryAfterSeconds".into(), (*retry_after_secs).into());
             }
             Self::InsufficientAssurance { required, actual } => {
-                ext.insert("requiredLevel".into(), required.as_str().into());
+                ext.insert("requiredLevel".into(), (*required).into());
                 ext.insert(
                     "actualLevel".into(),
-                    actual.map_or(serde_json::Value::Null, |a| a.as_str().into()),
+                    actual.map_or(serde_json::Value::Null, Into::into),
                 );
             }
             _ => {}
@@ -305,7 +306,7 @@ mod tests {
                 retry_after_secs: 1,
             },
             AppError::InsufficientAssurance {
-                required: crate::auth::assurance::AssuranceLevel::High,
+                required: "high",
                 actual: None,
             },
             AppError::Internal(anyhow::anyhow!("x")),

@@ -16,54 +16,11 @@
 //!   "Basisregistrierung" (user name and password, which meets no eIDAS level), 2 low, 3
 //!   substantial (ELSTER certificate), 4 high (Online-Ausweis, eAT, Unionsbürgerkarte).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{AppError, AppResult};
 
-/// An eIDAS level of assurance (Vertrauensniveau), lowest first.
-#[derive(
-    async_graphql::Enum,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum AssuranceLevel {
-    /// eIDAS "low" (BSI "normal", STORK QAA 2).
-    Low,
-    /// eIDAS "substantial" (BSI "substantiell", STORK QAA 3; e.g. an ELSTER certificate).
-    Substantial,
-    /// eIDAS "high" (BSI "hoch", STORK QAA 4; e.g. the Online-Ausweis).
-    High,
-}
-
-impl AssuranceLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Substantial => "substantial",
-            Self::High => "high",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "low" => Some(Self::Low),
-            "substantial" => Some(Self::Substantial),
-            "high" => Some(Self::High),
-            _ => None,
-        }
-    }
-}
+pub use crate::context::AssuranceLevel;
 
 /// What one claim value says about the identification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,8 +159,8 @@ pub fn require(
     match principal {
         Principal::Citizen(c) if c.assurance.is_some_and(|have| have >= required) => Ok(()),
         Principal::Citizen(c) => Err(AppError::InsufficientAssurance {
-            required,
-            actual: c.assurance,
+            required: required.as_str(),
+            actual: c.assurance.map(AssuranceLevel::as_str),
         }),
         Principal::Anonymous => Err(AppError::Unauthenticated),
         // Staff never fill forms (require_applicant_side says so first); nothing to add here.

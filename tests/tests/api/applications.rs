@@ -1026,46 +1026,11 @@ async fn status_changes_are_pushed_live_also_across_server_replicas() {
 async fn citizens_export_their_data_and_admins_erase_after_retention() {
     let app = spawn_app().await;
     let idp = FakeIdp::start().await;
-    let p = app.login(None, PLATFORM_ADMIN).await;
     // A municipality whose citizens sign in at the fake identity provider, with the dog tax
     // service forked from the marketplace and live.
-    let town = "idp-town";
-    let resp = app
-        .gql(None, Some(&p.access),
-             "mutation($i: OnboardTenantInput!) { onboardTenant(input: $i) { tenant { slug } } }",
-             json!({ "i": {
-                 "slug": town, "name": "IdP Town", "ags": "01999004",
-                 "citizenLogin": { "issuer": idp.issuer, "clientId": "amtsplatz", "jwksUrl": idp.jwks_url },
-                 "departments": [{ "key": "steueramt", "name": "Steueramt" }, { "key": "ordnungsamt", "name": "Ordnungsamt" }],
-                 "firstAdmin": { "email": "admin@idp.example", "displayName": "Admin", "password": "idp-town-admin-pw" },
-             }}))
-        .await;
-    data(&resp);
-    let admin_session = app
-        .login(Some(town), ("admin@idp.example", "idp-town-admin-pw"))
-        .await;
+    let town = IDP_TOWN;
+    let (admin_session, _service) = idp_town(&app, &idp).await;
     let admin = app.caller(town, &admin_session);
-    let resp = admin
-        .gql(
-            "{ template(slug: \"hundesteuer-anmeldung\") { versions { id version } } }",
-            json!({}),
-        )
-        .await;
-    let version = data(&resp)["template"]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["version"] == "1.1.0")
-        .map(|v| str_at(v, "id"))
-        .unwrap();
-    let resp = admin
-        .gql(
-            "mutation($i: ForkTemplateInput!) { forkTemplate(input: $i) { service { id } } }",
-            json!({ "i": { "templateVersionId": version, "slug": "hundesteuer" } }),
-        )
-        .await;
-    let service = str_at(&data(&resp)["forkTemplate"]["service"], "id");
-    data(&admin.gql("mutation($i: ServiceIdInput!) { publishService(input: $i) { service { status } } }", json!({ "i": { "serviceId": service } })).await);
 
     let citizen = idp.id_token(json!({ "email": "citizen@example.org" }));
     let resp = app

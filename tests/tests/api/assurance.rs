@@ -9,54 +9,11 @@ use serde_json::{Value, json};
 use crate::applications::dog;
 use crate::helpers::*;
 
-const TOWN: &str = "idp-town";
+const TOWN: &str = IDP_TOWN;
 const SAVE: &str =
     "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { accessToken draft { id } } }";
 const SUBMIT: &str = "mutation($i: SubmitApplicationInput!) { submitApplication(input: $i) { accessToken application { id reference } } }";
 const CUSTOMIZE: &str = "mutation($i: CustomizeServiceInput!) { customizeService(input: $i) { service { revision resolvedContent } } }";
-
-/// A municipality whose citizens sign in at `idp`, with the dog tax live; returns its
-/// administrator's session and the service's ID.
-async fn town(app: &TestApp, idp: &FakeIdp) -> (Session, String) {
-    let p = app.login(None, PLATFORM_ADMIN).await;
-    let resp = app
-        .gql(None, Some(&p.access),
-             "mutation($i: OnboardTenantInput!) { onboardTenant(input: $i) { tenant { slug } } }",
-             json!({ "i": {
-                 "slug": TOWN, "name": "IdP Town", "ags": "01999004",
-                 "citizenLogin": { "issuer": idp.issuer, "clientId": "amtsplatz", "jwksUrl": idp.jwks_url },
-                 "departments": [{ "key": "steueramt", "name": "Steueramt" }, { "key": "ordnungsamt", "name": "Ordnungsamt" }],
-                 "firstAdmin": { "email": "admin@idp.example", "displayName": "Admin", "password": "idp-town-admin-pw" },
-             }}))
-        .await;
-    data(&resp);
-    let admin_session = app
-        .login(Some(TOWN), ("admin@idp.example", "idp-town-admin-pw"))
-        .await;
-    let admin = app.caller(TOWN, &admin_session);
-    let resp = admin
-        .gql(
-            "{ template(slug: \"hundesteuer-anmeldung\") { versions { id version } } }",
-            json!({}),
-        )
-        .await;
-    let version = data(&resp)["template"]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["version"] == "1.1.0")
-        .map(|v| str_at(v, "id"))
-        .unwrap();
-    let resp = admin
-        .gql(
-            "mutation($i: ForkTemplateInput!) { forkTemplate(input: $i) { service { id } } }",
-            json!({ "i": { "templateVersionId": version, "slug": "hundesteuer" } }),
-        )
-        .await;
-    let service = str_at(&data(&resp)["forkTemplate"]["service"], "id");
-    data(&admin.gql("mutation($i: ServiceIdInput!) { publishService(input: $i) { service { status } } }", json!({ "i": { "serviceId": service } })).await);
-    (admin_session, service)
-}
 
 /// Sets (or with `null`, removes) the service's required level as its administrator.
 async fn require_level(app: &TestApp, admin: &Session, service: &str, level: Value) -> Value {
@@ -125,7 +82,7 @@ async fn mine(app: &TestApp, token: &str) -> (i64, i64) {
 async fn a_service_requiring_substantial_refuses_low_sign_ins_and_stores_nothing() {
     let app = spawn_app().await;
     let idp = FakeIdp::start().await;
-    let (admin, service) = town(&app, &idp).await;
+    let (admin, service) = idp_town(&app, &idp).await;
     let content = require_level(&app, &admin, &service, json!("SUBSTANTIAL")).await;
     assert_eq!(content["assuranceLevel"], "substantial");
     let (drafts_before, apps_before) = (
@@ -188,7 +145,7 @@ async fn a_service_requiring_substantial_refuses_low_sign_ins_and_stores_nothing
 async fn a_service_requiring_substantial_accepts_substantial_and_high_sign_ins() {
     let app = spawn_app().await;
     let idp = FakeIdp::start().await;
-    let (admin, service) = town(&app, &idp).await;
+    let (admin, service) = idp_town(&app, &idp).await;
     require_level(&app, &admin, &service, json!("SUBSTANTIAL")).await;
 
     for (sub, claims, level) in [
@@ -254,7 +211,7 @@ async fn a_service_requiring_substantial_accepts_substantial_and_high_sign_ins()
 async fn uploads_for_a_service_are_refused_below_its_level() {
     let app = spawn_app().await;
     let idp = FakeIdp::start().await;
-    let (admin, service) = town(&app, &idp).await;
+    let (admin, service) = idp_town(&app, &idp).await;
     require_level(&app, &admin, &service, json!("SUBSTANTIAL")).await;
     let token = idp.id_token(json!({ "acr": "http://eidas.europa.eu/LoA/substantial" }));
     let resp = save(&app, Some(&token)).await;
@@ -309,7 +266,7 @@ async fn uploads_for_a_service_are_refused_below_its_level() {
 async fn the_bpk2_is_the_stable_subject_and_the_postbox_handle_is_kept_for_replies() {
     let app = spawn_app().await;
     let idp = FakeIdp::start().await;
-    town(&app, &idp).await;
+    idp_town(&app, &idp).await;
     let bundid = |sub: &str| {
         idp.id_token(json!({
             "sub": sub,

@@ -665,6 +665,52 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The municipality [`idp_town`] onboards.
+pub const IDP_TOWN: &str = "idp-town";
+
+/// A municipality ([`IDP_TOWN`]) whose citizens sign in at `idp`, with the dog tax live; returns its
+/// administrator's session and the service's ID.
+pub async fn idp_town(app: &TestApp, idp: &FakeIdp) -> (Session, String) {
+    let p = app.login(None, PLATFORM_ADMIN).await;
+    let resp = app
+        .gql(None, Some(&p.access),
+             "mutation($i: OnboardTenantInput!) { onboardTenant(input: $i) { tenant { slug } } }",
+             json!({ "i": {
+                 "slug": IDP_TOWN, "name": "IdP Town", "ags": "01999004",
+                 "citizenLogin": { "issuer": idp.issuer, "clientId": "amtsplatz", "jwksUrl": idp.jwks_url },
+                 "departments": [{ "key": "steueramt", "name": "Steueramt" }, { "key": "ordnungsamt", "name": "Ordnungsamt" }],
+                 "firstAdmin": { "email": "admin@idp.example", "displayName": "Admin", "password": "idp-town-admin-pw" },
+             }}))
+        .await;
+    data(&resp);
+    let admin_session = app
+        .login(Some(IDP_TOWN), ("admin@idp.example", "idp-town-admin-pw"))
+        .await;
+    let admin = app.caller(IDP_TOWN, &admin_session);
+    let resp = admin
+        .gql(
+            "{ template(slug: \"hundesteuer-anmeldung\") { versions { id version } } }",
+            json!({}),
+        )
+        .await;
+    let version = data(&resp)["template"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == "1.1.0")
+        .map(|v| str_at(v, "id"))
+        .unwrap();
+    let resp = admin
+        .gql(
+            "mutation($i: ForkTemplateInput!) { forkTemplate(input: $i) { service { id } } }",
+            json!({ "i": { "templateVersionId": version, "slug": "hundesteuer" } }),
+        )
+        .await;
+    let service = str_at(&data(&resp)["forkTemplate"]["service"], "id");
+    data(&admin.gql("mutation($i: ServiceIdInput!) { publishService(input: $i) { service { status } } }", json!({ "i": { "serviceId": service } })).await);
+    (admin_session, service)
+}
+
 /// A client's graphql-transport-ws connection.
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
