@@ -18,6 +18,7 @@ pub mod genericode;
 pub mod graphql;
 pub mod keys;
 pub mod mapping;
+mod plan;
 pub mod xdf2;
 pub mod xml;
 
