@@ -109,21 +109,6 @@ async fn as_applicant(app: &TestApp, id: &str, token: &str, fields: &str) -> Val
     .await
 }
 
-async fn count(app: &TestApp, table: &str) -> i64 {
-    let db = Database::connect(&app.db_url).await.unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let n: i64 = row.try_get("", "n").unwrap();
-    db.close().await.ok();
-    n
-}
-
 pub(crate) async fn exec(app: &TestApp, sql: &str) {
     let db = Database::connect(&app.db_url).await.unwrap();
     db.execute_unprepared(sql).await.unwrap();

@@ -3,7 +3,6 @@
 //! stored; the level, the stable subject (bPK2) and the postbox handle come from the ID token's
 //! claims as BundID and other brokers send them.
 
-use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 
 use crate::applications::dog;
@@ -25,21 +24,6 @@ async fn require_level(app: &TestApp, admin: &Session, service: &str, level: Val
         )
         .await;
     data(&resp)["customizeService"]["service"]["resolvedContent"].clone()
-}
-
-async fn count(app: &TestApp, table: &str) -> i64 {
-    let db = Database::connect(&app.db_url).await.unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let n: i64 = row.try_get("", "n").unwrap();
-    db.close().await.ok();
-    n
 }
 
 async fn save(app: &TestApp, token: Option<&str>) -> Value {

@@ -1125,6 +1125,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Counts all rows of `table`.
+pub async fn count(app: &TestApp, table: &str) -> i64 {
+    count_where(app, table, "1 = 1").await
+}
+
 /// Counts rows of `table` matching `filter` (SQL after WHERE).
 pub async fn count_where(app: &TestApp, table: &str, filter: &str) -> i64 {
     let db = Database::connect(&app.db_url).await.expect("db");

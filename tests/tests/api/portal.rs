@@ -329,19 +329,34 @@ async fn a_service_page_shows_fees_documents_appointment_and_the_office_in_both_
     assert_eq!(no_tenant.status, StatusCode::NOT_FOUND);
 }
 
-/// Starts an application for the dog tax; the first step's page.
-pub(crate) async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
-    let service = b.visit("/t/musterstadt/services/hundesteuer").await;
+/// Starts an application for `slug` of `tenant` from its service page: the form's CSRF token
+/// and the new draft's path.
+pub(crate) async fn start_application(
+    b: &mut Browser<'_>,
+    tenant: &str,
+    slug: &str,
+) -> (String, String) {
+    let service = b.visit(&format!("/t/{tenant}/services/{slug}")).await;
+    assert_eq!(service.status, StatusCode::OK, "{tenant}/{slug}");
     let csrf = service.csrf();
     let started = b
         .post(
-            "/t/musterstadt/services/hundesteuer/apply",
+            &format!("/t/{tenant}/services/{slug}/apply"),
             &[("_csrf", &csrf)],
         )
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     let draft = started.location();
-    assert!(draft.starts_with("/t/musterstadt/drafts/"), "{draft}");
+    assert!(
+        draft.starts_with(&format!("/t/{tenant}/drafts/")),
+        "{draft}"
+    );
+    (csrf, draft)
+}
+
+/// Starts an application for the dog tax; the first step's page.
+pub(crate) async fn start_dog_tax(b: &mut Browser<'_>) -> (String, Page) {
+    let (_, draft) = start_application(b, "musterstadt", "hundesteuer").await;
     let step = b.visit(&draft).await;
     (draft, step)
 }
@@ -1575,15 +1590,7 @@ async fn an_imported_fim_form_shows_its_choices_by_their_labels() {
     );
 
     let mut b = Browser::new(&app);
-    let page = b.visit("/t/musterstadt/services/mutterschutz").await;
-    let csrf = page.csrf();
-    let started = b
-        .post(
-            "/t/musterstadt/services/mutterschutz/apply",
-            &[("_csrf", &csrf)],
-        )
-        .await;
-    let draft = started.location();
+    let (_, draft) = start_application(&mut b, "musterstadt", "mutterschutz").await;
     let step = b.visit(&format!("{draft}/steps/g00000255")).await;
     assert_eq!(step.status, StatusCode::OK, "{}", step.body);
     assert_safe_page(&step);
@@ -1670,16 +1677,7 @@ async fn every_demo_service_can_be_applied_for_in_the_portal_from_start_to_confi
         for service in data(&resp)["services"]["nodes"].as_array().unwrap() {
             let slug = str_at(service, "slug");
             let mut b = Browser::new(&app);
-            let page = b.visit(&format!("/t/{tenant}/services/{slug}")).await;
-            assert_eq!(page.status, StatusCode::OK, "{tenant}/{slug}");
-            let csrf = page.csrf();
-            let started = b
-                .post(
-                    &format!("/t/{tenant}/services/{slug}/apply"),
-                    &[("_csrf", &csrf)],
-                )
-                .await;
-            let mut at = started.location();
+            let (csrf, mut at) = start_application(&mut b, tenant, &slug).await;
             let mut steps = 0;
             let confirmation = loop {
                 steps += 1;
