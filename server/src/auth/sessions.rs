@@ -7,7 +7,9 @@
 //! account is active; a staff member's roles are read with it, so the principal carries the
 //! roles of now, not those signed into the token.
 //!
-//! The answer is cached per (subject, session) for [`TTL`]. Whatever changes it in this process
+//! The answer is cached per (subject, session) for [`TTL`], and the staff account's row read
+//! with it per (tenant, subject) ([`SessionCache::account`]): `me` answers from it without a
+//! second read, and whatever drops a subject's sessions drops its row too. Whatever changes it in this process
 //! (logout, reuse detection, deactivation, role and membership changes, onboarding) drops the
 //! entries it affects after its commit, so on one replica the change holds on the very next
 //! request. On PostgreSQL the change is also announced on [`CHANNEL`] (`pg_notify`), which
@@ -18,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -49,9 +51,14 @@ struct Key {
 /// `None`: the session no longer stands. `Some(roles)`: it does, with these roles.
 type Standing = Option<Vec<Role>>;
 
+/// A staff account's row as the session check read it.
+type Account = Arc<staff_users::Model>;
+
 #[derive(Debug, Default)]
 pub struct SessionCache {
     entries: Mutex<HashMap<Key, (Instant, Standing)>>,
+    /// Staff rows read by the session check, keyed with a nil session (see [`Self::account`]).
+    accounts: Mutex<HashMap<Key, (Instant, Account)>>,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Where invalidations go to reach the other replicas (PostgreSQL; see [`announce`]).
@@ -82,27 +89,40 @@ impl SessionCache {
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let txn = begin_tenant(db, tenant).await?;
-        let active = txn
+        let account = txn
             .select::<staff_users::Entity>()
             .filter(staff_users::Column::Id.eq(user))
             .filter(staff_users::Column::Status.eq("active"))
             .one(&txn)
-            .await?
-            .is_some();
-        let standing =
-            if active && session_alive(&txn, Some(tenant), "staff", user, session).await? {
-                Some(
-                    crate::tenancy::service::roles_of(&txn, &[user])
-                        .await?
-                        .remove(&user)
-                        .unwrap_or_default(),
-                )
-            } else {
-                None
-            };
+            .await?;
+        let standing = if account.is_some()
+            && session_alive(&txn, Some(tenant), "staff", user, session).await?
+        {
+            Some(
+                crate::tenancy::service::roles_of(&txn, &[user])
+                    .await?
+                    .remove(&user)
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
         txn.commit().await?;
         self.store(key, epoch, standing.clone())?;
+        if let (Some(_), Some(row)) = (&standing, account) {
+            self.store_account(tenant, epoch, row)?;
+        }
         standing.ok_or(AppError::Unauthenticated)
+    }
+
+    /// Staff user `user`'s row as the session check of this request (or one within [`TTL`])
+    /// read it, if it is still trusted; `None` means: read it from the database.
+    pub fn account(&self, tenant: TenantId, user: Uuid) -> Option<Account> {
+        let accounts = self.accounts.lock().ok()?;
+        accounts
+            .get(&account_key(tenant, user))
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, row)| row.clone())
     }
 
     /// Checks that platform administrator `admin` still exists and session `session` stands.
@@ -192,6 +212,10 @@ impl SessionCache {
             // A poisoned map cannot be trusted: start over.
             Err(poisoned) => poisoned.into_inner().clear(),
         }
+        match self.accounts.lock() {
+            Ok(mut accounts) => accounts.retain(|k, _| !matches(k)),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
     }
 
     fn cached(&self, key: Key) -> AppResult<Option<Standing>> {
@@ -214,6 +238,33 @@ impl SessionCache {
         }
         entries.insert(key, (Instant::now(), standing));
         Ok(())
+    }
+
+    /// Stores a staff row read from the database, unless an invalidation ran since `epoch`.
+    fn store_account(
+        &self,
+        tenant: TenantId,
+        epoch: u64,
+        row: staff_users::Model,
+    ) -> AppResult<()> {
+        let mut accounts = self.accounts.lock().map_err(|_| poisoned())?;
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return Ok(());
+        }
+        if accounts.len() >= MAX_ENTRIES {
+            accounts.clear();
+        }
+        accounts.insert(account_key(tenant, row.id), (Instant::now(), Arc::new(row)));
+        Ok(())
+    }
+}
+
+/// Accounts are kept per (tenant, subject): the nil session matches no `forget_session`.
+fn account_key(tenant: TenantId, user: Uuid) -> Key {
+    Key {
+        tenant: Some(tenant.0),
+        subject: user,
+        session: Uuid::nil(),
     }
 }
 

@@ -594,3 +594,47 @@ async fn platform_admins_onboard_tenants_whose_admin_can_log_in() {
         .await;
     assert_eq!(data(&list)["tenants"]["totalCount"], 4);
 }
+
+/// `me` answers from the account row the session check read (no second read per request); a
+/// change to the account shows on the very next request all the same.
+#[tokio::test]
+async fn a_renamed_staff_member_sees_the_new_name_on_the_next_request() {
+    let app = spawn_app().await;
+    let admin = app.login(Some(MUSTER), MUSTER_ADMIN).await;
+    let clerk = app.login(Some(MUSTER), MUSTER_STAFF).await;
+    let me = "{ me { id displayName email } }";
+    let before = app.caller(MUSTER, &clerk).gql(me, json!({})).await;
+    let id = str_at(&data(&before)["me"], "id");
+    let old_name = str_at(&data(&before)["me"], "displayName");
+    assert_eq!(data(&before)["me"]["email"], MUSTER_STAFF.0);
+
+    let rename = "mutation($i: UpdateStaffUserInput!) { updateStaffUser(input: $i) { staffUser { displayName } } }";
+    let r = app
+        .caller(MUSTER, &admin)
+        .gql(
+            rename,
+            json!({ "i": { "id": id, "displayName": "Erika Umbenannt" } }),
+        )
+        .await;
+    assert_eq!(
+        data(&r)["updateStaffUser"]["staffUser"]["displayName"],
+        "Erika Umbenannt"
+    );
+    let after = app.caller(MUSTER, &clerk).gql(me, json!({})).await;
+    assert_eq!(
+        data(&after)["me"]["displayName"],
+        "Erika Umbenannt",
+        "was {old_name}"
+    );
+
+    // Deactivated: the cached row does not keep the session alive.
+    let r = app
+        .caller(MUSTER, &admin)
+        .gql(rename, json!({ "i": { "id": id, "active": false } }))
+        .await;
+    assert!(r["errors"].is_null(), "{r:#}");
+    assert_code(
+        &app.caller(MUSTER, &clerk).gql(me, json!({})).await,
+        "UNAUTHENTICATED",
+    );
+}
