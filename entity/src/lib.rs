@@ -13,6 +13,8 @@ pub mod bookings;
 pub mod break_glass_grants;
 pub mod departments;
 pub mod drafts;
+pub mod fit_connect_handovers;
+pub mod fit_connect_submissions;
 pub mod locations;
 pub mod messages;
 pub mod outbox;

@@ -19,6 +19,7 @@ mod m20261204_000010_service_search;
 mod m20261205_000011_citizen_drafts_index;
 mod m20261206_000012_citizen_assurance;
 mod m20261206_000013_create_rate_limits;
+mod m20261207_000014_fit_connect_sender;
 pub mod postgres;
 
 pub use m20261203_000008_outbox_row_level_security::OUTBOX_ROLE;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_citizen_drafts_index::Migration),
             Box::new(m20261206_000012_citizen_assurance::Migration),
             Box::new(m20261206_000013_create_rate_limits::Migration),
+            Box::new(m20261207_000014_fit_connect_sender::Migration),
         ]
     }
 }

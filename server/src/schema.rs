@@ -11,7 +11,7 @@ use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::attachments::graphql::{AttachmentsMutation, AttachmentsQuery};
 use crate::audit::graphql::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
-use crate::fitconnect::graphql::FitConnectQuery;
+use crate::fitconnect::graphql::{FitConnectMutation, FitConnectQuery};
 use crate::marketplace::fim::graphql::FimMutation;
 use crate::marketplace::graphql::{MarketplaceMutation, MarketplaceQuery};
 use crate::payments::graphql::{PaymentsMutation, PaymentsQuery};
@@ -46,6 +46,7 @@ pub struct Mutation(
     AttachmentsMutation,
     AppointmentsMutation,
     PaymentsMutation,
+    FitConnectMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -126,6 +126,11 @@ impl Application {
                 &settings.fit_connect.routing_api,
                 std::time::Duration::from_secs(settings.fit_connect.timeout_secs),
             )?),
+            fit_connect: Arc::new(crate::fitconnect::client::SubmissionClient::new(
+                &settings.fit_connect.submission_api,
+                &settings.fit_connect.token_url,
+                std::time::Duration::from_secs(settings.fit_connect.timeout_secs),
+            )?),
             local_store,
             oidc: Arc::new(OidcVerifier::new(
                 settings.auth.oidc_allow_http,
@@ -225,9 +230,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let settings = &self.state.settings;
+        let fit_connect = crate::fitconnect::sender::Sender::new(
+            self.state.clone(),
+            self.state.fit_connect.clone(),
+        );
         let worker = tokio::spawn(crate::messaging::outbox::run_worker(
             self.outbox_db.clone(),
             self.mailer.clone(),
+            vec![Arc::new(fit_connect) as Arc<dyn crate::messaging::outbox::Courier>],
             crate::messaging::outbox::WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(settings.mail.poll_interval_ms),
                 retry_base: std::time::Duration::from_secs(settings.mail.retry_base_secs),

@@ -51,6 +51,8 @@ pub struct AppState {
     pub payments: Arc<crate::payments::Payments>,
     /// The FIT-Connect routing API client (`fit_connect.routing_api`).
     pub fit_connect_routing: Arc<crate::fitconnect::routing::RoutingClient>,
+    /// The FIT-Connect Submission API client (`fit_connect.submission_api`, `token_url`).
+    pub fit_connect: Arc<crate::fitconnect::client::SubmissionClient>,
     /// The local storage backend when it is the configured one (its presigned URLs are routes of
     /// this server); `None` on S3.
     pub local_store: Option<Arc<crate::storage::LocalFs>>,

@@ -165,6 +165,9 @@ pub async fn submit(
         handover::move_to_application(&txn, draft_id, app_id).await?;
         drafts::Entity::delete_by_id(draft_id.0).exec(&txn).await?;
     }
+    // Back-office hand-over through FIT-Connect, when the service has one: queued with the
+    // application, so it is never lost and never sent for an application that was not stored.
+    crate::fitconnect::handover::enqueue_if_configured(&txn, service.id, app_id).await?;
 
     let label = state_label(&pinned.content, &state);
     let title = &pinned.content.title.de;

@@ -194,7 +194,9 @@ tenant_scoped!(
     payments,
     payment_refunds,
     provider_events,
-    break_glass_grants
+    break_glass_grants,
+    fit_connect_handovers,
+    fit_connect_submissions
 );
 
 #[cfg(test)]

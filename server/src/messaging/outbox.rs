@@ -7,6 +7,10 @@
 //! transaction, then marks them sent or schedules a retry with exponential backoff. A crash
 //! mid-send only means the lease runs out and the mail is tried again (at least once).
 //!
+//! Rows of other kinds than `email` are tasks for a [`Courier`] (the FIT-Connect hand-over and
+//! the following of its events): leased, retried and settled the same way, so they too are
+//! written with the change that calls for them and never lost.
+//!
 //! On PostgreSQL the outbox has row-level security like every tenant table: requests see their
 //! tenant's mail only. The worker, which sends for all tenants, has its own small pool acting as
 //! the role [`migration::OUTBOX_ROLE`], which may read and settle outbox rows and nothing else
@@ -121,6 +125,81 @@ fn insert_all(
     });
     Some(outbox::Entity::insert_many(rows))
 }
+
+/// Queues a task of `kind` about `subject` (e.g. an application's id) for the [`Courier`] of
+/// that kind, in the caller's transaction; not before `send_at` (default: at once).
+pub async fn enqueue_task<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    kind: &str,
+    subject: String,
+    send_at: Option<DateTime<Utc>>,
+) -> AppResult<()> {
+    let now = Utc::now();
+    outbox::Entity::insert(outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(Some(tenant.0)),
+        kind: Set(kind.into()),
+        recipient: Set(subject),
+        subject: Set(kind.into()),
+        body: Set(String::new()),
+        attempts: Set(0),
+        next_attempt_at: Set(send_at.unwrap_or(now)),
+        sent_at: Set(None),
+        failed_at: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        attachments: Set(None),
+        topic: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a courier's task came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Done: the row is settled.
+    Done,
+    /// Look again at this time (following events): the row waits, with its attempts reset.
+    Later(DateTime<Utc>),
+}
+
+/// A task that did not succeed: retried with backoff, unless retrying cannot help.
+#[derive(Debug)]
+pub struct DeliveryError {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl DeliveryError {
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// Delivers the outbox rows of its kinds (other than `email`).
+#[async_trait::async_trait]
+pub trait Courier: Send + Sync {
+    /// The row kinds it takes.
+    fn kinds(&self) -> &'static [&'static str];
+    /// Does the row's task; called at least once per row, so it must be safe to repeat.
+    async fn deliver(&self, row: &outbox::Model) -> Result<Delivery, DeliveryError>;
+}
+
+/// The couriers of a worker.
+pub type Couriers = Vec<Arc<dyn Courier>>;
 
 /// Withdraws the unsent mail about `topic` (a reminder of a booking that was moved or cancelled),
 /// in the caller's transaction. A mail already leased by the worker may still go out.
@@ -270,12 +349,13 @@ pub struct WorkerConfig {
 pub async fn run_worker(
     db: DatabaseConnection,
     mailer: Arc<Mailer>,
+    couriers: Couriers,
     config: WorkerConfig,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match drain_once(&db, &mailer, &config).await {
+        match drain_once(&db, &mailer, &couriers, &config).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "outbox worker"),
@@ -292,18 +372,45 @@ pub async fn run_worker(
 pub async fn drain_once(
     db: &DatabaseConnection,
     mailer: &Mailer,
+    couriers: &[Arc<dyn Courier>],
     config: &WorkerConfig,
 ) -> AppResult<usize> {
     let rows = lease(db, config).await?;
     for row in &rows {
-        let result = mailer.send(row).await;
+        let result = if row.kind == "email" {
+            mailer
+                .send(row)
+                .await
+                .map(|()| Delivery::Done)
+                .map_err(DeliveryError::retry)
+        } else {
+            match couriers
+                .iter()
+                .find(|c| c.kinds().contains(&row.kind.as_str()))
+            {
+                Some(courier) => courier.deliver(row).await,
+                // Perhaps a newer replica's kind: leave it to retries.
+                None => Err(DeliveryError::retry(format!(
+                    "no courier for `{}`",
+                    row.kind
+                ))),
+            }
+        };
         let mut update = <outbox::ActiveModel as Default>::default();
         match result {
-            Ok(()) => update.sent_at = Set(Some(Utc::now())),
-            Err(error) => {
-                tracing::warn!(outbox.id = %row.id, attempts = row.attempts, error = %error, "email not sent");
+            Ok(Delivery::Done) => update.sent_at = Set(Some(Utc::now())),
+            Ok(Delivery::Later(at)) => {
+                update.next_attempt_at = Set(at);
+                update.attempts = Set(0);
+                update.last_error = Set(None);
+            }
+            Err(DeliveryError {
+                message: error,
+                permanent,
+            }) => {
+                tracing::warn!(outbox.id = %row.id, outbox.kind = %row.kind, attempts = row.attempts, error = %error, "outbox row not delivered");
                 update.last_error = Set(Some(error));
-                if row.attempts >= config.max_attempts {
+                if permanent || row.attempts >= config.max_attempts {
                     update.failed_at = Set(Some(Utc::now()));
                 } else {
                     let wait = backoff(row.attempts - 1, config.retry_base);

@@ -27,7 +27,7 @@ const DRAFT: &str = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { acce
 
 /// The samples folder: `../shared/fim-samples` seen from the repository's root, or
 /// `AMTSPLATZ_FIM_SAMPLES`. Missing samples fail the test; they are never skipped.
-fn samples() -> PathBuf {
+pub(crate) fn samples() -> PathBuf {
     let dir = std::env::var_os("AMTSPLATZ_FIM_SAMPLES")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/fim-samples"));

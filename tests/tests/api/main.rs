@@ -2,6 +2,7 @@
 //! (SQLite file, or a fresh PostgreSQL database when `AMTSPLATZ_TEST_DATABASE_URL` is set),
 //! the demo tenants from `tenants/`, and talks to it over HTTP/GraphQL like a client.
 
+mod fake_fitconnect;
 mod fake_stripe;
 mod helpers;
 
@@ -14,6 +15,7 @@ mod backup;
 mod bookings;
 mod fim;
 mod fitconnect;
+mod fitconnect_sender;
 mod fuzz;
 mod guard;
 mod isolation;

@@ -361,6 +361,25 @@ impl Application {
             })
             .collect())
     }
+    /// Its hand-over through FIT-Connect, when the service has one. Staff only (null for the
+    /// applicant).
+    async fn fit_connect(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::fitconnect::graphql::FitConnectSubmission>> {
+        if !self.viewer.is_staff() {
+            return Ok(None);
+        }
+        let txn =
+            crate::db::begin_tenant(deps(ctx)?.db.orm(), TenantId(self.model.tenant_id)).await?;
+        let found = crate::fitconnect::handover::submission_of(
+            &txn,
+            crate::ids::ApplicationId(self.model.id),
+        )
+        .await?;
+        txn.commit().await.map_err(AppError::from)?;
+        Ok(found.map(crate::fitconnect::graphql::FitConnectSubmission))
+    }
     async fn allowed_transitions(
         &self,
         ctx: &Context<'_>,

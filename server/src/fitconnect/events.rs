@@ -1,0 +1,128 @@
+//! A case's events, as the Submission API's event log holds them: security event tokens (SET,
+//! RFC 8417) signed with PS512. Events of the API itself (`submit-submission`, …) are signed
+//! with the API's keys and name its origin as issuer; the destination's answers
+//! (`accept-submission`, `reject-submission`) are signed with the destination's signature key
+//! and name the destination as issuer. An event counts only when its signature checks out with
+//! the key its issuer may use, and it is about this submission and case; any other is ignored
+//! (and logged), so nobody but the destination can accept or reject a submission.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::client::SignatureJwk;
+
+pub const SUBMIT: &str = "https://schema.fitko.de/fit-connect/events/submit-submission";
+pub const ACCEPT: &str = "https://schema.fitko.de/fit-connect/events/accept-submission";
+pub const REJECT: &str = "https://schema.fitko.de/fit-connect/events/reject-submission";
+
+/// What a verified event says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The destination accepted the submission; the authentication tags it names for what it
+    /// received (`{data, metadata, attachments: {id: tag}}`).
+    Accepted { authentication_tags: Option<Value> },
+    /// The destination rejected it, with its problems.
+    Rejected { problems: Value },
+    /// Any other event (submitted, forwarded, …).
+    Other(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Payload {
+    iss: String,
+    sub: String,
+    txn: String,
+    events: serde_json::Map<String, Value>,
+}
+
+/// Who signed an event, read before the signature is checked (to pick the key).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Signer {
+    /// The destination, with the key id it used.
+    Destination(String),
+    /// The Submission API, with the key id it used.
+    Api(String),
+}
+
+/// Reads the header and issuer of `token` to pick the key: `destination` or the API's
+/// `api_issuer`. Anything else (another algorithm, issuer or token type) is an error.
+pub fn signer(token: &str, destination: Uuid, api_issuer: &str) -> anyhow::Result<Signer> {
+    let header = jsonwebtoken::decode_header(token)?;
+    anyhow::ensure!(
+        header.alg == Algorithm::PS512,
+        "not PS512 but {:?}",
+        header.alg
+    );
+    anyhow::ensure!(
+        header.typ.as_deref() == Some("secevent+jwt"),
+        "not a security event token ({:?})",
+        header.typ
+    );
+    let kid = header.kid.ok_or_else(|| anyhow::anyhow!("no key id"))?;
+    let payload = jsonwebtoken::dangerous::insecure_decode::<Payload>(token)?.claims;
+    if payload.iss == destination.to_string() {
+        Ok(Signer::Destination(kid))
+    } else if payload.iss == api_issuer {
+        Ok(Signer::Api(kid))
+    } else {
+        anyhow::bail!(
+            "issued by {}, neither the destination nor the API",
+            payload.iss
+        )
+    }
+}
+
+/// Checks `token`'s signature with `key` (which must be an RSA key meant for verifying) and
+/// that it is about `submission` in `case`; returns what it says.
+pub fn verify(
+    token: &str,
+    key: &SignatureJwk,
+    submission: Uuid,
+    case: Uuid,
+) -> anyhow::Result<Verdict> {
+    anyhow::ensure!(key.kty == "RSA", "the signature key is not an RSA key");
+    anyhow::ensure!(
+        key.alg.as_deref().is_none_or(|a| a == "PS512"),
+        "the signature key is for {:?}",
+        key.alg
+    );
+    anyhow::ensure!(
+        key.key_ops.is_empty() || key.key_ops.iter().any(|op| op == "verify"),
+        "the key is not for verifying"
+    );
+    let decoding = DecodingKey::from_rsa_components(&key.n, &key.e)?;
+    let mut validation = Validation::new(Algorithm::PS512);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["iat", "iss", "sub"].map(String::from).into();
+    let payload: Payload = jsonwebtoken::decode(token, &decoding, &validation)?.claims;
+    anyhow::ensure!(
+        payload.sub == format!("submission:{submission}"),
+        "about {}, not this submission",
+        payload.sub
+    );
+    anyhow::ensure!(
+        payload.txn == format!("case:{case}"),
+        "in {}, not this case",
+        payload.txn
+    );
+    let (uri, body) = payload
+        .events
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no event"))?;
+    Ok(match uri.as_str() {
+        ACCEPT => Verdict::Accepted {
+            authentication_tags: body.get("authenticationTags").cloned(),
+        },
+        REJECT => Verdict::Rejected {
+            problems: body
+                .get("problems")
+                .cloned()
+                .unwrap_or(Value::Array(vec![])),
+        },
+        _ => Verdict::Other(uri),
+    })
+}
