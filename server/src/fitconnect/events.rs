@@ -126,3 +126,121 @@ pub fn verify(
         _ => Verdict::Other(uri),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    use serde_json::json;
+
+    const API: &str = "https://submission-api-testing.fit-connect.fitko.dev";
+
+    fn key() -> &'static rsa::RsaPrivateKey {
+        static KEY: std::sync::OnceLock<rsa::RsaPrivateKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            rsa::RsaPrivateKey::new(&mut aes_gcm::aead::OsRng, 2048).expect("an RSA key")
+        })
+    }
+
+    fn jwk() -> SignatureJwk {
+        SignatureJwk {
+            kty: "RSA".into(),
+            kid: "sig".into(),
+            alg: Some("PS512".into()),
+            key_ops: vec!["verify".into()],
+            n: B64.encode(key().n().to_bytes_be()),
+            e: B64.encode(key().e().to_bytes_be()),
+        }
+    }
+
+    fn sign(iss: &str, sub: Uuid, case: Uuid, event: &str, body: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::PS512);
+        header.typ = Some("secevent+jwt".into());
+        header.kid = Some("sig".into());
+        let claims = json!({
+            "iss": iss, "iat": 1_764_800_000, "jti": Uuid::new_v4(),
+            "sub": format!("submission:{sub}"), "txn": format!("case:{case}"),
+            "events": { event: body },
+        });
+        let pem = key().to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).expect("PEM");
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("key");
+        jsonwebtoken::encode(&header, &claims, &encoding).expect("signed")
+    }
+
+    #[test]
+    fn the_destinations_answers_verify_and_say_what_they_mean() {
+        let (dest, sub, case) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let tags = json!({ "data": "a", "metadata": "b", "attachments": {} });
+        let accept = sign(
+            &dest.to_string(),
+            sub,
+            case,
+            ACCEPT,
+            json!({ "problems": [], "authenticationTags": tags }),
+        );
+        assert_eq!(
+            signer(&accept, dest, API).unwrap(),
+            Signer::Destination("sig".into())
+        );
+        assert_eq!(
+            verify(&accept, &jwk(), sub, case).unwrap(),
+            Verdict::Accepted {
+                authentication_tags: Some(tags)
+            }
+        );
+        let reject = sign(
+            &dest.to_string(),
+            sub,
+            case,
+            REJECT,
+            json!({ "problems": [{ "title": "x" }] }),
+        );
+        assert_eq!(
+            verify(&reject, &jwk(), sub, case).unwrap(),
+            Verdict::Rejected {
+                problems: json!([{ "title": "x" }])
+            }
+        );
+        let submitted = sign(API, sub, case, SUBMIT, json!({}));
+        assert_eq!(
+            signer(&submitted, dest, API).unwrap(),
+            Signer::Api("sig".into())
+        );
+        // About another submission or case, or from a stranger: refused.
+        assert!(verify(&accept, &jwk(), Uuid::new_v4(), case).is_err());
+        assert!(verify(&accept, &jwk(), sub, Uuid::new_v4()).is_err());
+        let stranger = sign("https://evil.example", sub, case, ACCEPT, json!({}));
+        assert!(signer(&stranger, dest, API).is_err());
+        // A key not meant for verifying is not used.
+        let mut wrap = jwk();
+        wrap.key_ops = vec!["wrapKey".into()];
+        assert!(verify(&accept, &wrap, sub, case).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// One changed character anywhere in a signed event and it no longer verifies.
+        #[test]
+        fn a_changed_event_never_verifies(at in 0usize..600, with in proptest::sample::select(vec!['A', 'b', '-', '_', '0', '.'])) {
+            let (dest, sub, case) = (Uuid::nil(), Uuid::from_u128(1), Uuid::from_u128(2));
+            let token = sign(&dest.to_string(), sub, case, ACCEPT, json!({}));
+            let at = at % token.len();
+            let mut chars: Vec<char> = token.chars().collect();
+            proptest::prop_assume!(chars[at] != with);
+            chars[at] = with;
+            let changed: String = chars.into_iter().collect();
+            proptest::prop_assert!(verify(&changed, &jwk(), sub, case).is_err());
+        }
+
+        /// Arbitrary text is refused, never a panic.
+        #[test]
+        fn arbitrary_text_is_refused(text in "\\PC{0,300}") {
+            proptest::prop_assert!(signer(&text, Uuid::nil(), API).is_err());
+            proptest::prop_assert!(verify(&text, &jwk(), Uuid::nil(), Uuid::nil()).is_err());
+        }
+    }
+}

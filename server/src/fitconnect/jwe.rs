@@ -293,3 +293,37 @@ mod tests {
         assert!(jwk("RSA", Some(ALG), &["verify"]).public_key().is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Arbitrary input (five parts or not) is refused, never a panic.
+        #[test]
+        fn arbitrary_input_is_refused(parts in proptest::collection::vec("[A-Za-z0-9_-]{0,40}", 0..7)) {
+            let key = tests_key();
+            proptest::prop_assert!(decrypt(&parts.join("."), key).is_err());
+        }
+
+        /// One changed character anywhere in what we encrypt and it does not decrypt.
+        #[test]
+        fn a_changed_jwe_never_decrypts(at in 0usize..2000, with in proptest::sample::select(vec!['A', 'b', '-', '_', '0'])) {
+            let key = tests_key();
+            let sealed = encrypt(b"{\"a\":1}", &key.to_public_key(), "k", "application/json").unwrap();
+            let mut chars: Vec<char> = sealed.compact.chars().collect();
+            let at = at % chars.len();
+            proptest::prop_assume!(chars[at] != with && chars[at] != '.');
+            chars[at] = with;
+            let changed: String = chars.into_iter().collect();
+            proptest::prop_assert!(decrypt(&changed, key).is_err());
+        }
+    }
+
+    fn tests_key() -> &'static RsaPrivateKey {
+        static KEY: std::sync::OnceLock<RsaPrivateKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| RsaPrivateKey::new(&mut OsRng, 2048).expect("an RSA key"))
+    }
+}
