@@ -215,16 +215,16 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        for (table, privileges) in [
-            ("payment_accounts", "SELECT, INSERT, UPDATE, DELETE"),
-            ("payments", "SELECT, INSERT, UPDATE"),
-            ("payment_refunds", "SELECT, INSERT"),
-            ("provider_events", "SELECT, INSERT"),
-        ] {
-            postgres::grant(manager, table, privileges).await?;
-            postgres::enable_tenant_rls(manager, table).await?;
-        }
-        Ok(())
+        postgres::tenant_tables(
+            manager,
+            &[
+                ("payment_accounts", "SELECT, INSERT, UPDATE, DELETE"),
+                ("payments", "SELECT, INSERT, UPDATE"),
+                ("payment_refunds", "SELECT, INSERT"),
+                ("provider_events", "SELECT, INSERT"),
+            ],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -121,14 +121,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        for (table, privileges) in [
-            ("fit_connect_handovers", "SELECT, INSERT, UPDATE, DELETE"),
-            ("fit_connect_submissions", "SELECT, INSERT, UPDATE, DELETE"),
-        ] {
-            postgres::grant(manager, table, privileges).await?;
-            postgres::enable_tenant_rls(manager, table).await?;
-        }
-        Ok(())
+        postgres::tenant_tables(
+            manager,
+            &[
+                ("fit_connect_handovers", "SELECT, INSERT, UPDATE, DELETE"),
+                ("fit_connect_submissions", "SELECT, INSERT, UPDATE, DELETE"),
+            ],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

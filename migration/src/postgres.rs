@@ -59,6 +59,19 @@ pub async fn grant(
     Ok(())
 }
 
+/// New tenant tables: grants the app role each table's privileges and turns on its row-level
+/// security ([`enable_tenant_rls`]).
+pub async fn tenant_tables(
+    manager: &SchemaManager<'_>,
+    tables: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    for (table, privileges) in tables {
+        grant(manager, table, privileges).await?;
+        enable_tenant_rls(manager, table).await?;
+    }
+    Ok(())
+}
+
 /// Turns on forced row-level security for a tenant table: rows are visible and writable only
 /// when `tenant_id` equals the transaction's `app.tenant_id` setting. `NULLIF` matters: once a
 /// transaction-local setting ends, a pooled connection reports `''`, not NULL.

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::jwe::EncryptionJwk;
+use super::jwe::Jwk;
 
 /// Largest answer read (an event log of a busy case stays far below).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -77,22 +77,9 @@ pub struct Created {
     pub case_id: Uuid,
 }
 
-/// A public key for verifying signatures (the destination's, or the API's own).
-#[derive(Clone, Debug, Deserialize)]
-pub struct SignatureJwk {
-    pub kty: String,
-    pub kid: String,
-    #[serde(default)]
-    pub alg: Option<String>,
-    #[serde(default)]
-    pub key_ops: Vec<String>,
-    pub n: String,
-    pub e: String,
-}
-
 #[derive(Deserialize)]
 struct Jwks {
-    keys: Vec<SignatureJwk>,
+    keys: Vec<Jwk>,
 }
 
 #[derive(Deserialize)]
@@ -202,13 +189,13 @@ impl SubmissionClient {
         read_json(resp, "reading the destination").await
     }
 
-    /// The destination's encryption key `kid`.
-    pub async fn encryption_key(
+    /// The destination's key `kid`: its encryption key, or the signature key of its answers.
+    pub async fn destination_key(
         &self,
         token: &str,
         destination: Uuid,
         kid: &str,
-    ) -> CallResult<EncryptionJwk> {
+    ) -> CallResult<Jwk> {
         let resp = self
             .http
             .get(self.url(&format!(
@@ -219,31 +206,11 @@ impl SubmissionClient {
             .send()
             .await
             .map_err(unreachable)?;
-        read_json(resp, "reading the destination's encryption key").await
-    }
-
-    /// The destination's signature key `kid` (of its `accept`/`reject` events).
-    pub async fn signature_key(
-        &self,
-        token: &str,
-        destination: Uuid,
-        kid: &str,
-    ) -> CallResult<SignatureJwk> {
-        let resp = self
-            .http
-            .get(self.url(&format!(
-                "destinations/{destination}/keys/{}",
-                path_segment(kid)
-            ))?)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        read_json(resp, "reading the destination's signature key").await
+        read_json(resp, "reading the destination's key").await
     }
 
     /// The API's own signature keys (`/.well-known/jwks.json` at its origin).
-    pub async fn api_keys(&self) -> CallResult<Vec<SignatureJwk>> {
+    pub async fn api_keys(&self) -> CallResult<Vec<Jwk>> {
         let resp = self
             .http
             .get(self.url("/.well-known/jwks.json")?)

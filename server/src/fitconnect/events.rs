@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::client::SignatureJwk;
+use super::jwe::Jwk;
 
 pub const SUBMIT: &str = "https://schema.fitko.de/fit-connect/events/submit-submission";
 pub const ACCEPT: &str = "https://schema.fitko.de/fit-connect/events/accept-submission";
@@ -76,12 +76,7 @@ pub fn signer(token: &str, destination: Uuid, api_issuer: &str) -> anyhow::Resul
 
 /// Checks `token`'s signature with `key` (which must be an RSA key meant for verifying) and
 /// that it is about `submission` in `case`; returns what it says.
-pub fn verify(
-    token: &str,
-    key: &SignatureJwk,
-    submission: Uuid,
-    case: Uuid,
-) -> anyhow::Result<Verdict> {
+pub fn verify(token: &str, key: &Jwk, submission: Uuid, case: Uuid) -> anyhow::Result<Verdict> {
     anyhow::ensure!(key.kty == "RSA", "the signature key is not an RSA key");
     anyhow::ensure!(
         key.alg.as_deref().is_none_or(|a| a == "PS512"),
@@ -145,8 +140,8 @@ mod tests {
         })
     }
 
-    fn jwk() -> SignatureJwk {
-        SignatureJwk {
+    fn jwk() -> Jwk {
+        Jwk {
             kty: "RSA".into(),
             kid: "sig".into(),
             alg: Some("PS512".into()),

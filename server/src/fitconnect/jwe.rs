@@ -116,9 +116,10 @@ fn decrypt_with(
     Ok((header, plaintext))
 }
 
-/// A destination's published encryption key (JWK, RFC 7517), as FIT-Connect serves it.
+/// An RSA public key as FIT-Connect publishes it (JWK, RFC 7517): a destination's encryption
+/// key, or a signature key (the destination's, the Submission API's).
 #[derive(Clone, Debug, Deserialize)]
-pub struct EncryptionJwk {
+pub struct Jwk {
     pub kty: String,
     pub kid: String,
     #[serde(default)]
@@ -129,10 +130,10 @@ pub struct EncryptionJwk {
     pub e: String,
 }
 
-impl EncryptionJwk {
+impl Jwk {
     /// The RSA public key, if the JWK is one FIT-Connect allows for encryption: RSA, meant for
     /// `wrapKey` with RSA-OAEP-256, at least [`MIN_KEY_BITS`].
-    pub fn public_key(&self) -> anyhow::Result<RsaPublicKey> {
+    pub fn encryption_key(&self) -> anyhow::Result<RsaPublicKey> {
         anyhow::ensure!(
             self.kty == "RSA",
             "the key is not an RSA key ({})",
@@ -272,7 +273,7 @@ mod tests {
     #[test]
     fn only_keys_fit_connect_allows_are_taken() {
         let n = A1_N.to_owned();
-        let jwk = |kty: &str, alg: Option<&str>, ops: &[&str]| EncryptionJwk {
+        let jwk = |kty: &str, alg: Option<&str>, ops: &[&str]| Jwk {
             kty: kty.into(),
             kid: "k".into(),
             alg: alg.map(Into::into),
@@ -281,16 +282,16 @@ mod tests {
             e: "AQAB".into(),
         };
         let too_small = jwk("RSA", Some(ALG), &["wrapKey"])
-            .public_key()
+            .encryption_key()
             .unwrap_err();
         assert!(too_small.to_string().contains("2048 bits"), "{too_small}");
-        assert!(jwk("EC", Some(ALG), &["wrapKey"]).public_key().is_err());
+        assert!(jwk("EC", Some(ALG), &["wrapKey"]).encryption_key().is_err());
         assert!(
             jwk("RSA", Some("RSA-OAEP"), &["wrapKey"])
-                .public_key()
+                .encryption_key()
                 .is_err()
         );
-        assert!(jwk("RSA", Some(ALG), &["verify"]).public_key().is_err());
+        assert!(jwk("RSA", Some(ALG), &["verify"]).encryption_key().is_err());
     }
 }
 

@@ -26,7 +26,7 @@ use super::events::{self, Signer, Verdict};
 use super::handover::{EVENTS_TASK, SUBMIT_TASK, find, submission_of};
 use super::jwe;
 use super::metadata::{self, AttachmentMeta, SubmissionMeta};
-use crate::db::{begin_tenant, begin_tenant_write};
+use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
 use crate::ids::{ApplicationId, TenantId};
 use crate::messaging::outbox::{Courier, Delivery, DeliveryError, enqueue_task};
 use crate::state::AppState;
@@ -45,9 +45,16 @@ impl Sender {
 
 type Outcome = Result<Delivery, DeliveryError>;
 
-fn internal(what: &str) -> impl Fn(crate::error::AppError) -> DeliveryError + '_ {
+/// A failure worth retrying, saying what was being done.
+fn retry<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> DeliveryError + '_ {
     move |e| DeliveryError::retry(format!("{what}: {e}"))
 }
+
+fn removed() -> DeliveryError {
+    DeliveryError::permanent("the service's FIT-Connect hand-over was removed")
+}
+
+type Handover = entity::fit_connect_handovers::Model;
 
 impl From<CallError> for DeliveryError {
     fn from(e: CallError) -> Self {
@@ -100,30 +107,49 @@ impl Courier for Sender {
 }
 
 impl Sender {
-    async fn hand_over(&self, tenant: TenantId, application: ApplicationId) -> Outcome {
-        let db = self.state.db.orm();
-        let txn = begin_tenant(db, tenant)
+    /// Opens a read of `tenant` and finds the application's hand-over and its service's
+    /// configuration (`None` once removed).
+    async fn load(
+        &self,
+        tenant: TenantId,
+        application: ApplicationId,
+    ) -> Result<(TenantTx, fit_connect_submissions::Model, Option<Handover>), DeliveryError> {
+        let txn = begin_tenant(self.state.db.orm(), tenant)
             .await
-            .map_err(internal("reading the hand-over"))?;
+            .map_err(retry("reading the hand-over"))?;
         let sub = submission_of(&txn, application)
             .await
-            .map_err(internal("reading the hand-over"))?
+            .map_err(retry("reading the hand-over"))?
             .ok_or_else(|| DeliveryError::permanent("the hand-over record is gone"))?;
+        let handover = find(&txn, sub.service_id)
+            .await
+            .map_err(retry("reading the hand-over"))?;
+        Ok((txn, sub, handover))
+    }
+
+    /// An access token of the hand-over's API client.
+    async fn token(&self, tenant: TenantId, handover: &Handover) -> Result<String, DeliveryError> {
+        let secret = self
+            .state
+            .payments
+            .sealer
+            .open(tenant.0, &handover.client_secret)
+            .map_err(|e| DeliveryError::permanent(format!("the client secret: {e}")))?;
+        Ok(self.client.token(&handover.client_id, &secret).await?)
+    }
+
+    async fn hand_over(&self, tenant: TenantId, application: ApplicationId) -> Outcome {
+        let (txn, sub, handover) = self.load(tenant, application).await?;
         if !matches!(sub.state.as_str(), "pending" | "created" | "failed") {
             return Ok(Delivery::Done);
         }
-        let handover = find(&txn, sub.service_id)
-            .await
-            .map_err(internal("reading the hand-over"))?
-            .ok_or_else(|| {
-                DeliveryError::permanent("the service's FIT-Connect hand-over was removed")
-            })?;
+        let handover = handover.ok_or_else(removed)?;
         let app = txn
             .select::<applications::Entity>()
             .filter(applications::Column::Id.eq(application.0))
             .one(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("reading the application: {e}")))?
+            .map_err(retry("reading the application"))?
             .ok_or_else(|| DeliveryError::permanent("the application is gone"))?;
         let Some(data) = app.data.clone() else {
             return Err(DeliveryError::permanent(
@@ -135,7 +161,7 @@ impl Sender {
             .filter(tenant_services::Column::Id.eq(app.service_id))
             .one(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("reading the service: {e}")))?
+            .map_err(retry("reading the service"))?
             .map_or_else(|| app.service_slug.clone(), |s| s.title);
         let stored = txn
             .select::<attachments::Entity>()
@@ -143,7 +169,7 @@ impl Sender {
             .filter(attachments::Column::State.eq(UploadState::Stored))
             .all(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("reading the attachments: {e}")))?;
+            .map_err(retry("reading the attachments"))?;
         let _ = txn.commit().await;
         if stored.iter().any(|f| f.scan_status == ScanState::Pending) {
             return Err(DeliveryError::retry(
@@ -164,13 +190,7 @@ impl Sender {
             })
             .collect();
 
-        let secret = self
-            .state
-            .payments
-            .sealer
-            .open(tenant.0, &handover.client_secret)
-            .map_err(|e| DeliveryError::permanent(format!("the client secret: {e}")))?;
-        let token = self.client.token(&handover.client_id, &secret).await?;
+        let token = self.token(tenant, &handover).await?;
         let result = self
             .send(
                 tenant,
@@ -197,7 +217,7 @@ impl Sender {
         &self,
         tenant: TenantId,
         sub: &fit_connect_submissions::Model,
-        handover: &entity::fit_connect_handovers::Model,
+        handover: &Handover,
         app: &applications::Model,
         data: &Value,
         service_name: &str,
@@ -234,9 +254,9 @@ impl Sender {
         let kid = destination.encryption_kid.clone();
         let key = self
             .client
-            .encryption_key(token, sub.destination_id, &kid)
+            .destination_key(token, sub.destination_id, &kid)
             .await?
-            .public_key()
+            .encryption_key()
             .map_err(|e| DeliveryError::permanent(format!("the destination's key: {e}")))?;
 
         let (submission_id, case_id) = match (sub.submission_id, sub.case_id) {
@@ -268,7 +288,7 @@ impl Sender {
         for f in files {
             let bytes = self.read_file(&f.object_key).await?;
             let sealed = jwe::encrypt(&bytes, &key, &kid, &f.content_type)
-                .map_err(|e| DeliveryError::retry(format!("encrypting an attachment: {e}")))?;
+                .map_err(retry("encrypting an attachment"))?;
             self.client
                 .upload_attachment(token, submission_id, f.id, sealed.compact)
                 .await?;
@@ -295,9 +315,9 @@ impl Sender {
         let meta_bytes = serde_json::to_vec(&meta)
             .map_err(|e| DeliveryError::permanent(format!("the metadata: {e}")))?;
         let sealed_data = jwe::encrypt(&data_bytes, &key, &kid, "application/json")
-            .map_err(|e| DeliveryError::retry(format!("encrypting the data: {e}")))?;
+            .map_err(retry("encrypting the data"))?;
         let sealed_meta = jwe::encrypt(&meta_bytes, &key, &kid, "application/json")
-            .map_err(|e| DeliveryError::retry(format!("encrypting the metadata: {e}")))?;
+            .map_err(retry("encrypting the metadata"))?;
         let fresh = self
             .client
             .submit(
@@ -331,7 +351,7 @@ impl Sender {
         let db = self.state.db.orm();
         let txn = begin_tenant_write(db, tenant)
             .await
-            .map_err(internal("storing the submission"))?;
+            .map_err(retry("storing the submission"))?;
         txn.update_many::<fit_connect_submissions::Entity>()
             .col_expr(
                 fit_connect_submissions::Column::SubmissionId,
@@ -350,13 +370,13 @@ impl Sender {
             .filter(fit_connect_submissions::Column::SubmissionId.is_null())
             .exec(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("storing the submission: {e}")))?;
+            .map_err(retry("storing the submission"))?;
         let row = submission_of(&txn, ApplicationId(application))
             .await
-            .map_err(internal("storing the submission"))?;
+            .map_err(retry("storing the submission"))?;
         txn.commit()
             .await
-            .map_err(|e| DeliveryError::retry(format!("storing the submission: {e}")))?;
+            .map_err(retry("storing the submission"))?;
         match row.and_then(|r| r.submission_id.zip(r.case_id)) {
             Some(ids) => Ok(ids),
             None => Err(DeliveryError::retry("the submission's ids were not stored")),
@@ -375,7 +395,7 @@ impl Sender {
         let now = Utc::now();
         let txn = begin_tenant_write(db, tenant)
             .await
-            .map_err(internal("recording the submission"))?;
+            .map_err(retry("recording the submission"))?;
         let changed = txn
             .update_many::<fit_connect_submissions::Entity>()
             .col_expr(
@@ -399,7 +419,7 @@ impl Sender {
             .filter(fit_connect_submissions::Column::State.is_in(["pending", "created", "failed"]))
             .exec(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("recording the submission: {e}")))?
+            .map_err(retry("recording the submission"))?
             .rows_affected;
         if changed > 0 {
             let first_look = now + self.poll_interval();
@@ -411,11 +431,11 @@ impl Sender {
                 Some(first_look),
             )
             .await
-            .map_err(internal("queueing the events"))?;
+            .map_err(retry("queueing the events"))?;
         }
         txn.commit()
             .await
-            .map_err(|e| DeliveryError::retry(format!("recording the submission: {e}")))?;
+            .map_err(retry("recording the submission"))?;
         Ok(Delivery::Done)
     }
 
@@ -430,12 +450,11 @@ impl Sender {
             .store
             .get(key)
             .await
-            .map_err(|e| DeliveryError::retry(format!("reading an attachment: {e}")))?
+            .map_err(retry("reading an attachment"))?
             .ok_or_else(|| DeliveryError::permanent("an attachment's file is missing"))?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| DeliveryError::retry(format!("reading an attachment: {e}")))?;
+            let chunk = chunk.map_err(retry("reading an attachment"))?;
             bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
@@ -443,17 +462,7 @@ impl Sender {
 
     /// Reads the case's events; records the destination's answer once one is verified.
     async fn follow(&self, tenant: TenantId, application: ApplicationId) -> Outcome {
-        let db = self.state.db.orm();
-        let txn = begin_tenant(db, tenant)
-            .await
-            .map_err(internal("reading the hand-over"))?;
-        let sub = submission_of(&txn, application)
-            .await
-            .map_err(internal("reading the hand-over"))?
-            .ok_or_else(|| DeliveryError::permanent("the hand-over record is gone"))?;
-        let handover = find(&txn, sub.service_id)
-            .await
-            .map_err(internal("reading the hand-over"))?;
+        let (txn, sub, handover) = self.load(tenant, application).await?;
         let _ = txn.commit().await;
         let (Some(submission), Some(case)) = (sub.submission_id, sub.case_id) else {
             return Err(DeliveryError::permanent("the submission was never created"));
@@ -461,9 +470,7 @@ impl Sender {
         if sub.state != "submitted" {
             return Ok(Delivery::Done);
         }
-        let handover = handover.ok_or_else(|| {
-            DeliveryError::permanent("the service's FIT-Connect hand-over was removed")
-        })?;
+        let handover = handover.ok_or_else(removed)?;
         let follow_for = chrono::Duration::days(
             i64::try_from(self.state.settings.fit_connect.events_follow_days).unwrap_or(30),
         );
@@ -475,13 +482,7 @@ impl Sender {
                 "the destination did not accept or reject the submission in time",
             ));
         }
-        let secret = self
-            .state
-            .payments
-            .sealer
-            .open(tenant.0, &handover.client_secret)
-            .map_err(|e| DeliveryError::permanent(format!("the client secret: {e}")))?;
-        let token = self.client.token(&handover.client_id, &secret).await?;
+        let token = self.token(tenant, &handover).await?;
         let log = self.client.events(&token, case).await?;
         let issuer = self.client.issuer();
         let mut api_keys = None;
@@ -536,7 +537,7 @@ impl Sender {
         set: &str,
         destination: Uuid,
         issuer: &str,
-        api_keys: &mut Option<Vec<super::client::SignatureJwk>>,
+        api_keys: &mut Option<Vec<super::jwe::Jwk>>,
         submission: Uuid,
         case: Uuid,
     ) -> anyhow::Result<Verdict> {
@@ -544,7 +545,7 @@ impl Sender {
             Signer::Destination(kid) => {
                 let key = self
                     .client
-                    .signature_key(token, destination, &kid)
+                    .destination_key(token, destination, &kid)
                     .await
                     .map_err(|e| anyhow::anyhow!(e.message))?;
                 events::verify(set, &key, submission, case)
@@ -586,7 +587,7 @@ impl Sender {
         let now = Utc::now();
         let txn = begin_tenant_write(db, tenant)
             .await
-            .map_err(internal("recording the answer"))?;
+            .map_err(retry("recording the answer"))?;
         let mut update = txn
             .update_many::<fit_connect_submissions::Entity>()
             .col_expr(fit_connect_submissions::Column::State, Expr::value(state))
@@ -609,10 +610,8 @@ impl Sender {
             .filter(fit_connect_submissions::Column::State.eq("submitted"))
             .exec(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("recording the answer: {e}")))?;
-        txn.commit()
-            .await
-            .map_err(|e| DeliveryError::retry(format!("recording the answer: {e}")))?;
+            .map_err(retry("recording the answer"))?;
+        txn.commit().await.map_err(retry("recording the answer"))?;
         Ok(Delivery::Done)
     }
 
@@ -627,7 +626,7 @@ impl Sender {
         let db = self.state.db.orm();
         let txn = begin_tenant_write(db, tenant)
             .await
-            .map_err(internal("noting the error"))?;
+            .map_err(retry("noting the error"))?;
         let mut update = txn
             .update_many::<fit_connect_submissions::Entity>()
             .col_expr(
@@ -650,10 +649,8 @@ impl Sender {
             ]))
             .exec(&txn)
             .await
-            .map_err(|e| DeliveryError::retry(format!("noting the error: {e}")))?;
-        txn.commit()
-            .await
-            .map_err(|e| DeliveryError::retry(format!("noting the error: {e}")))?;
+            .map_err(retry("noting the error"))?;
+        txn.commit().await.map_err(retry("noting the error"))?;
         Ok(())
     }
 }
