@@ -225,6 +225,21 @@ impl FitConnectMutation {
         Ok(FitConnectHandover(model))
     }
 
+    /// Queues a `FAILED` hand-over again, once its cause is fixed. Tenant administrators;
+    /// any other state is `CONFLICT`.
+    async fn retry_fit_connect_handover(
+        &self,
+        ctx: &Context<'_>,
+        application_id: ID,
+    ) -> async_graphql::Result<FitConnectSubmission> {
+        let tctx = tenant_ctx(ctx)?;
+        let st = state::<AppState>(ctx)?;
+        let id = parse_id("applicationId", &application_id)?;
+        let sub = handover::retry(st.db.orm(), &tctx, id).await?;
+        st.outbox_wake.notify_one();
+        Ok(FitConnectSubmission(sub))
+    }
+
     /// Stops handing the service's applications over through FIT-Connect. Tenant
     /// administrators; whether there was a hand-over to remove.
     async fn remove_fit_connect_handover(

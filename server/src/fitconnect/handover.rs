@@ -7,6 +7,7 @@
 
 use chrono::Utc;
 use entity::{fit_connect_handovers, fit_connect_submissions, tenant_services};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait as _, QueryFilter, Set};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -246,6 +247,62 @@ pub async fn enqueue_if_configured(
     )
     .await?;
     Ok(true)
+}
+
+/// `retryFitConnectHandover`: queues a failed hand-over again (after the cause was fixed, e.g.
+/// the destination now offers the service). One that was already sent goes back to following
+/// the destination's answer; any other is sent (resuming a created submission). Tenant
+/// administrators; anything but a failed hand-over is a conflict.
+pub async fn retry(
+    db: &sea_orm::DatabaseConnection,
+    ctx: &TenantCtx,
+    application: ApplicationId,
+) -> AppResult<fit_connect_submissions::Model> {
+    ctx.require_tenant_admin()?;
+    let txn = begin_tenant_write(db, ctx.tenant_id).await?;
+    let mut sub = submission_of(&txn, application)
+        .await?
+        .ok_or(AppError::NotFound("FIT-Connect hand-over"))?;
+    if sub.state != "failed" {
+        return Err(AppError::conflict(
+            "applicationId",
+            format!(
+                "only a failed hand-over can be retried; this one is {}",
+                sub.state
+            ),
+        ));
+    }
+    let (state, task) = match (sub.submitted_at, sub.submission_id) {
+        (Some(_), _) => ("submitted", EVENTS_TASK),
+        (None, Some(_)) => ("created", SUBMIT_TASK),
+        (None, None) => ("pending", SUBMIT_TASK),
+    };
+    let now = Utc::now();
+    txn.update_many::<fit_connect_submissions::Entity>()
+        .col_expr(fit_connect_submissions::Column::State, Expr::value(state))
+        .col_expr(
+            fit_connect_submissions::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(fit_connect_submissions::Column::UpdatedAt, Expr::value(now))
+        .filter(fit_connect_submissions::Column::ApplicationId.eq(application.0))
+        .filter(fit_connect_submissions::Column::State.eq("failed"))
+        .exec(&txn)
+        .await?;
+    outbox::enqueue_task(&txn, txn.tenant(), task, application.0.to_string(), None).await?;
+    crate::audit::record(
+        &txn,
+        &ctx.actor(),
+        "fit_connect.handover_retried",
+        format!("application:{}", application.0),
+        json!({ "previousError": sub.last_error }),
+    )
+    .await?;
+    txn.commit().await?;
+    sub.state = state.to_owned();
+    sub.last_error = None;
+    sub.updated_at = now;
+    Ok(sub)
 }
 
 /// The application's hand-over, if it has one (for staff).

@@ -282,6 +282,39 @@ async fn a_destination_that_does_not_offer_the_service_fails_the_hand_over_with_
         1,
         "not retried"
     );
+
+    // Once the destination offers the service, an administrator queues it again.
+    let retry =
+        "mutation($id: ID!) { retryFitConnectHandover(applicationId: $id) { state lastError } }";
+    let clerk = app.login(Some(MUSTER), MUSTER_STAFF).await;
+    assert_code(
+        &app.caller(MUSTER, &clerk)
+            .gql(retry, json!({ "id": id }))
+            .await,
+        "FORBIDDEN",
+    );
+    fake.inner
+        .services
+        .lock()
+        .unwrap()
+        .push(format!("urn:de:fim:leika:leistung:{LEIKA}"));
+    let resp = app
+        .caller(MUSTER, &admin)
+        .gql(retry, json!({ "id": id }))
+        .await;
+    assert_eq!(
+        data(&resp)["retryFitConnectHandover"],
+        json!({ "state": "PENDING", "lastError": null })
+    );
+    wait_for_state(&app, &admin, &id, "SUBMITTED").await;
+    assert_eq!(fake.inner.creates.load(Ordering::SeqCst), 1);
+    // Only a failed hand-over is retried.
+    assert_code(
+        &app.caller(MUSTER, &admin)
+            .gql(retry, json!({ "id": id }))
+            .await,
+        "CONFLICT",
+    );
 }
 
 #[tokio::test]
