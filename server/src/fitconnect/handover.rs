@@ -277,15 +277,12 @@ pub async fn retry(
         (None, Some(_)) => ("created", SUBMIT_TASK),
         (None, None) => ("pending", SUBMIT_TASK),
     };
-    let now = Utc::now();
-    txn.update_many::<fit_connect_submissions::Entity>()
+    change(&txn, application)
         .col_expr(fit_connect_submissions::Column::State, Expr::value(state))
         .col_expr(
             fit_connect_submissions::Column::LastError,
             Expr::value(Option::<String>::None),
         )
-        .col_expr(fit_connect_submissions::Column::UpdatedAt, Expr::value(now))
-        .filter(fit_connect_submissions::Column::ApplicationId.eq(application.0))
         .filter(fit_connect_submissions::Column::State.eq("failed"))
         .exec(&txn)
         .await?;
@@ -301,8 +298,21 @@ pub async fn retry(
     txn.commit().await?;
     sub.state = state.to_owned();
     sub.last_error = None;
-    sub.updated_at = now;
+    sub.updated_at = Utc::now();
     Ok(sub)
+}
+
+/// An update of the application's hand-over in `txn`, stamped with the time of the change.
+pub(super) fn change(
+    txn: &TenantTx,
+    application: ApplicationId,
+) -> sea_orm::UpdateMany<fit_connect_submissions::Entity> {
+    txn.update_many::<fit_connect_submissions::Entity>()
+        .col_expr(
+            fit_connect_submissions::Column::UpdatedAt,
+            Expr::value(Utc::now()),
+        )
+        .filter(fit_connect_submissions::Column::ApplicationId.eq(application.0))
 }
 
 /// The application's hand-over, if it has one (for staff).

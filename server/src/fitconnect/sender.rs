@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::client::{CallError, SubmissionClient};
 use super::events::{self, Signer, Verdict};
-use super::handover::{EVENTS_TASK, SUBMIT_TASK, find, submission_of};
+use super::handover::{EVENTS_TASK, SUBMIT_TASK, change, find, submission_of};
 use super::jwe;
 use super::metadata::{self, AttachmentMeta, SubmissionMeta};
 use crate::db::{TenantTx, begin_tenant, begin_tenant_write};
@@ -259,9 +259,9 @@ impl Sender {
             .encryption_key()
             .map_err(|e| DeliveryError::permanent(format!("the destination's key: {e}")))?;
 
-        let (submission_id, case_id) = match (sub.submission_id, sub.case_id) {
-            (Some(s), Some(c)) => (s, c),
-            _ => {
+        let submission_id = match sub.submission_id {
+            Some(id) => id,
+            None => {
                 let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
                 let created = self
                     .client
@@ -335,24 +335,23 @@ impl Sender {
                 "attachments": attachment_tags,
             })
         });
-        self.submitted(tenant, sub.application_id, case_id, tags)
-            .await
+        self.submitted(tenant, sub.application_id, tags).await
     }
 
     /// Stores the created submission's ids unless another attempt stored some first; returns
-    /// the ones that count.
+    /// the submission id that counts.
     async fn adopt(
         &self,
         tenant: TenantId,
         application: Uuid,
         submission: Uuid,
         case: Uuid,
-    ) -> Result<(Uuid, Uuid), DeliveryError> {
+    ) -> Result<Uuid, DeliveryError> {
         let db = self.state.db.orm();
         let txn = begin_tenant_write(db, tenant)
             .await
             .map_err(retry("storing the submission"))?;
-        txn.update_many::<fit_connect_submissions::Entity>()
+        change(&txn, ApplicationId(application))
             .col_expr(
                 fit_connect_submissions::Column::SubmissionId,
                 Expr::value(submission),
@@ -362,11 +361,6 @@ impl Sender {
                 fit_connect_submissions::Column::State,
                 Expr::value("created"),
             )
-            .col_expr(
-                fit_connect_submissions::Column::UpdatedAt,
-                Expr::value(Utc::now()),
-            )
-            .filter(fit_connect_submissions::Column::ApplicationId.eq(application))
             .filter(fit_connect_submissions::Column::SubmissionId.is_null())
             .exec(&txn)
             .await
@@ -377,27 +371,20 @@ impl Sender {
         txn.commit()
             .await
             .map_err(retry("storing the submission"))?;
-        match row.and_then(|r| r.submission_id.zip(r.case_id)) {
-            Some(ids) => Ok(ids),
+        match row.and_then(|r| r.submission_id) {
+            Some(id) => Ok(id),
             None => Err(DeliveryError::retry("the submission's ids were not stored")),
         }
     }
 
     /// Records the submission as sent and queues following its events.
-    async fn submitted(
-        &self,
-        tenant: TenantId,
-        application: Uuid,
-        _case: Uuid,
-        tags: Option<Value>,
-    ) -> Outcome {
+    async fn submitted(&self, tenant: TenantId, application: Uuid, tags: Option<Value>) -> Outcome {
         let db = self.state.db.orm();
         let now = Utc::now();
         let txn = begin_tenant_write(db, tenant)
             .await
             .map_err(retry("recording the submission"))?;
-        let changed = txn
-            .update_many::<fit_connect_submissions::Entity>()
+        let changed = change(&txn, ApplicationId(application))
             .col_expr(
                 fit_connect_submissions::Column::State,
                 Expr::value("submitted"),
@@ -414,8 +401,6 @@ impl Sender {
                 fit_connect_submissions::Column::SubmittedAt,
                 Expr::value(now),
             )
-            .col_expr(fit_connect_submissions::Column::UpdatedAt, Expr::value(now))
-            .filter(fit_connect_submissions::Column::ApplicationId.eq(application))
             .filter(fit_connect_submissions::Column::State.is_in(["pending", "created", "failed"]))
             .exec(&txn)
             .await
@@ -584,19 +569,19 @@ impl Sender {
         tags_confirmed: Option<bool>,
     ) -> Outcome {
         let db = self.state.db.orm();
-        let now = Utc::now();
         let txn = begin_tenant_write(db, tenant)
             .await
             .map_err(retry("recording the answer"))?;
-        let mut update = txn
-            .update_many::<fit_connect_submissions::Entity>()
+        let mut update = change(&txn, application)
             .col_expr(fit_connect_submissions::Column::State, Expr::value(state))
             .col_expr(
                 fit_connect_submissions::Column::Problems,
                 Expr::value(problems),
             )
-            .col_expr(fit_connect_submissions::Column::DecidedAt, Expr::value(now))
-            .col_expr(fit_connect_submissions::Column::UpdatedAt, Expr::value(now));
+            .col_expr(
+                fit_connect_submissions::Column::DecidedAt,
+                Expr::value(Utc::now()),
+            );
         if let Some(confirmed) = tags_confirmed {
             update = update.col_expr(
                 fit_connect_submissions::Column::LastError,
@@ -606,7 +591,6 @@ impl Sender {
             );
         }
         update
-            .filter(fit_connect_submissions::Column::ApplicationId.eq(application.0))
             .filter(fit_connect_submissions::Column::State.eq("submitted"))
             .exec(&txn)
             .await
@@ -627,21 +611,14 @@ impl Sender {
         let txn = begin_tenant_write(db, tenant)
             .await
             .map_err(retry("noting the error"))?;
-        let mut update = txn
-            .update_many::<fit_connect_submissions::Entity>()
-            .col_expr(
-                fit_connect_submissions::Column::LastError,
-                Expr::value(error),
-            )
-            .col_expr(
-                fit_connect_submissions::Column::UpdatedAt,
-                Expr::value(Utc::now()),
-            );
+        let mut update = change(&txn, application).col_expr(
+            fit_connect_submissions::Column::LastError,
+            Expr::value(error),
+        );
         if let Some(state) = state {
             update = update.col_expr(fit_connect_submissions::Column::State, Expr::value(state));
         }
         update
-            .filter(fit_connect_submissions::Column::ApplicationId.eq(application.0))
             .filter(fit_connect_submissions::Column::State.is_in([
                 "pending",
                 "created",
