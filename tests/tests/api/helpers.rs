@@ -251,6 +251,19 @@ impl TestApp {
         .await
     }
 
+    /// Logs `session` out (with its refresh token) and asserts that it worked.
+    pub async fn logout(&self, tenant: Option<&str>, session: &Session) {
+        let out = self
+            .gql(
+                tenant,
+                None,
+                "mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }",
+                json!({ "t": session.refresh }),
+            )
+            .await;
+        assert_eq!(data(&out)["logout"]["ok"], true, "{out:#}");
+    }
+
     pub async fn login(&self, tenant: Option<&str>, (email, password): (&str, &str)) -> Session {
         let resp = self.try_login(tenant, email, password).await;
         let login = &data(&resp)["login"];
