@@ -24,8 +24,9 @@ def load(path):
 
 
 def settings_env_names(root):
-    """The environment variables settings.rs documents (`AMTSPLATZ_X` / `__Y` names both)."""
-    text = (root / "server/src/settings.rs").read_text()
+    """The environment variables server/src/settings/ documents (`AMTSPLATZ_X` / `__Y` names
+    both)."""
+    text = "\n".join(p.read_text() for p in sorted((root / "server/src/settings").glob("*.rs")))
     names = set()
     for m in re.finditer(r"`(AMTSPLATZ_[A-Z0-9_]+)`((?:\s*/\s*`__[A-Z0-9_]+`)*)", text):
         full = m.group(1)
